@@ -1,0 +1,55 @@
+# The two commands of the README: `make run` and `make test`. Everything else is a helper.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
+
+.PHONY: run test unit integration e2e lint format setup token clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip==25.3
+	$(PY) -m pip install --quiet -e '.[dev]'
+	rm -f $(VENV)/.installed-* && touch $(STAMP)
+
+install: $(STAMP)
+
+## Start all four services on ports 8001-8004 against one SQLite store (./var/).
+run: $(STAMP)
+	$(PY) -m shared.cli.run
+
+## Every test: unit, integration (SQLite and PostgreSQL), end to end.
+test: $(STAMP)
+	$(PY) -m pytest tests
+
+unit: $(STAMP)
+	$(PY) -m pytest tests/unit
+
+integration: $(STAMP)
+	$(PY) -m pytest tests/integration
+
+e2e: $(STAMP)
+	$(PY) -m pytest tests/e2e
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check shared services tests
+	$(VENV)/bin/ruff format --check shared services tests
+	$(VENV)/bin/mypy
+
+format: $(STAMP)
+	$(VENV)/bin/ruff format shared services tests
+	$(VENV)/bin/ruff check --fix shared services tests
+
+## Create the event store's tables (make run does this for you).
+setup: $(STAMP)
+	$(PY) -m shared.cli.setup_store
+
+## Print a JWT for local use: make token ROLE=investigator SUB=inv-001
+ROLE ?= agent
+SUB ?= $(ROLE)-local
+token: $(STAMP)
+	@$(PY) -m shared.cli.token --roles $(ROLE) --sub $(SUB)
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

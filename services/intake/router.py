@@ -1,0 +1,50 @@
+"""Intake (投诉受理): accept a complaint, or refuse it (不予受理)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Annotated
+from uuid import UUID
+
+from fastapi import APIRouter, Depends, Response, status
+
+from services.intake.schemas import AcceptRequest, RefusalRequest
+from shared.domain.codes import Role
+from shared.domain.context import CommandContext
+from shared.http.commands import answer
+from shared.http.deps import IfMatchDep, StoreDep, command_context
+from shared.http.errors import COMMAND_RESPONSES
+from shared.http.views import ComplaintView
+
+router = APIRouter(tags=["intake"], responses=COMMAND_RESPONSES)
+
+IntakeCtx = Annotated[CommandContext, Depends(command_context(Role.AGENT, Role.SUPERVISOR))]
+
+
+@router.post("/complaints", status_code=status.HTTP_201_CREATED, response_model=ComplaintView)
+async def accept_complaint(
+    body: AcceptRequest, ctx: IntakeCtx, store: StoreDep, response: Response
+) -> ComplaintView:
+    """Accept a complaint: answers with its acceptance number, deadlines and next steps."""
+    written = await store.accept(body.intake(), replace(ctx, channel=body.channel.value))
+    response.headers["Location"] = f"/complaints/{written.complaint.id}"
+    return answer(written, ctx, response)
+
+
+@router.post("/complaints/{complaint_id}/refusal", response_model=ComplaintView)
+async def refuse_complaint(
+    complaint_id: UUID,
+    body: RefusalRequest,
+    ctx: IntakeCtx,
+    store: StoreDep,
+    if_match: IfMatchDep,
+    response: Response,
+) -> ComplaintView:
+    """Do not accept (不予受理): record the reason and where else the customer can go."""
+    written = await store.execute(
+        complaint_id,
+        lambda c: c.refuse(body.reason, body.explanation, body.redirect, ctx),
+        ctx=ctx,
+        expected_version=if_match,
+    )
+    return answer(written, ctx, response)

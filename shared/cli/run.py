@@ -1,0 +1,85 @@
+"""Start all four services against one store and stop them together (`make run`)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+
+from shared.cli.setup_store import main as setup_main
+from shared.settings import Settings
+
+SERVICES = {"intake": 8001, "investigation": 8002, "escalation": 8003, "callback": 8004}
+
+
+def _wait_ready(port: int, process: subprocess.Popen[bytes], timeout: float = 30) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=1) as r:
+                if r.status == 200:
+                    return True
+        except OSError:
+            time.sleep(0.2)
+    return False
+
+
+def main() -> None:
+    settings = Settings()
+    setup_main()
+    host = os.environ.get("COMPLAINTS_HOST", "127.0.0.1")
+    processes = {
+        name: subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                f"services.{name}.main:create_app",
+                "--factory",
+                "--host",
+                host,
+                "--port",
+                str(port),
+                "--log-level",
+                settings.log_level,
+            ],
+        )
+        for name, port in SERVICES.items()
+    }
+
+    def stop(*_: object) -> None:
+        for process in processes.values():
+            if process.poll() is None:
+                process.terminate()
+        for process in processes.values():
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        sys.exit(0)
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    for name, port in SERVICES.items():
+        if not _wait_ready(port, processes[name]):
+            print(f"{name} did not become ready on port {port}", file=sys.stderr)
+            stop()
+    print("\nAll four services are up:")
+    for name, port in SERVICES.items():
+        print(f"  {name:<14} http://{host}:{port}   docs: http://{host}:{port}/docs")
+    print(
+        "\nMint a token:  make token ROLE=agent        (roles: agent, investigator, "
+        "supervisor, callback, analyst, regulator, admin)"
+    )
+    print("Stop:          Ctrl-C\n")
+    while all(p.poll() is None for p in processes.values()):
+        time.sleep(0.5)
+    print("a service stopped; stopping the others", file=sys.stderr)
+    stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,662 @@
+"""The Complaint aggregate: one command method per lifecycle step of domain.md.
+
+Public methods are the commands: they check that the step is legal in the current status and
+raise a domain error if not, then trigger one past-tense event. The private `@event` methods
+only apply an event's facts to the state; they run again on every replay, so they never check
+rules and never read a clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.domain import Aggregate, event
+
+from shared.domain.codes import (
+    Complexity,
+    DeadlineState,
+    EscalationTrigger,
+    Level,
+    RefusalReason,
+    ReviewOutcome,
+    Satisfaction,
+    Status,
+)
+from shared.domain.context import CommandContext
+from shared.domain.errors import InvalidCommand, InvalidTransition
+
+OPEN = frozenset(
+    {Status.ACCEPTED, Status.INVESTIGATING, Status.RESOLUTION_PROPOSED, Status.ESCALATED}
+)
+
+#: In which statuses each command is legal. Extra rules (findings before a reply, levels only
+#: going up, …) are checked in the command itself.
+ALLOWED: dict[str, frozenset[Status]] = {
+    "refuse": frozenset({Status.ACCEPTED}),
+    "assign": frozenset({Status.ACCEPTED, Status.INVESTIGATING}),
+    "add_evidence": frozenset({Status.INVESTIGATING, Status.ESCALATED}),
+    "extend": frozenset({Status.INVESTIGATING}),
+    "record_findings": frozenset({Status.INVESTIGATING}),
+    "propose_resolution": frozenset({Status.INVESTIGATING}),
+    "reply": frozenset({Status.INVESTIGATING, Status.RESOLUTION_PROPOSED}),
+    "escalate": frozenset(
+        {
+            Status.ACCEPTED,
+            Status.INVESTIGATING,
+            Status.RESOLUTION_PROPOSED,
+            Status.REPLIED,
+            Status.CALLBACK_DONE,
+            Status.ESCALATED,
+            Status.REFUSED,  # only a regulator appeal reopens a refused complaint
+        }
+    ),
+    "review": frozenset({Status.ESCALATED}),
+    "pause_clock": OPEN,
+    "resume_clock": OPEN,
+    "record_callback": frozenset({Status.REPLIED}),
+    "archive": frozenset({Status.CALLBACK_DONE, Status.REFUSED}),
+}
+
+
+#: How far ahead of our clock a frontend's clock may be before its times count as future.
+CLOCK_SKEW = timedelta(minutes=5)
+
+
+def _iso(value: datetime) -> str:
+    return value.isoformat()
+
+
+class Complaint(Aggregate):
+    """A customer complaint, rebuilt from its events."""
+
+    id: UUID  # given by the application (derived from the Idempotency-Key when there is one)
+
+    # ------------------------------------------------------------------ acceptance (投诉受理)
+    @event("Accepted")
+    def __init__(
+        self,
+        *,
+        acceptance_no: str,
+        intake: dict[str, Any],
+        deadlines: list[dict[str, Any]],
+        repeat_of: str | None,
+        time_barred: bool,
+        ctx: dict[str, Any],
+        timestamp: datetime,
+    ) -> None:
+        self.acceptance_no = acceptance_no
+        self.intake = intake
+        self.repeat_of = repeat_of
+        self.time_barred = time_barred
+        self.status = Status.ACCEPTED
+        self.level = Level.CITY
+        self.first_contact_owner = ctx["actor"]["id"]
+        self.owner = self.first_contact_owner
+        self.accepted_at = timestamp
+        self.deadlines: dict[str, dict[str, Any]] = {}
+        self.refusal: dict[str, Any] | None = None
+        self.assignment: dict[str, Any] | None = None
+        self.evidence: list[dict[str, Any]] = list(intake.get("evidence") or [])
+        self.extensions: list[dict[str, Any]] = []
+        self.findings: dict[str, Any] | None = None
+        self.resolution: dict[str, Any] | None = None
+        self.reply_sent: dict[str, Any] | None = None
+        self.escalations: list[dict[str, Any]] = []
+        self.reviews: list[dict[str, Any]] = []
+        self.callbacks: list[dict[str, Any]] = []
+        self.archive_summary: str | None = None
+        self.paused_at: datetime | None = None
+        self.pauses: list[dict[str, Any]] = []
+        self._set_deadlines(deadlines)
+        self._meet("Accepted", timestamp)
+
+    @classmethod
+    def accept(
+        cls,
+        *,
+        complaint_id: UUID,
+        acceptance_no: str,
+        intake: dict[str, Any],
+        deadlines: list[dict[str, Any]],
+        repeat_of: UUID | None,
+        time_barred: bool,
+        ctx: CommandContext,
+    ) -> Complaint:
+        for field in ("occurred_at", "received_at"):
+            value = intake.get(field)
+            if value and datetime.fromisoformat(value) > ctx.at + CLOCK_SKEW:
+                raise InvalidCommand(f"{field} lies in the future.")
+        return cls(  # type: ignore[call-arg]  # `id` is the library's keyword
+            id=complaint_id,
+            acceptance_no=acceptance_no,
+            intake=intake,
+            deadlines=deadlines,
+            repeat_of=str(repeat_of) if repeat_of else None,
+            time_barred=time_barred,
+            ctx=ctx.record(),
+            timestamp=ctx.at,
+        )
+
+    # ---------------------------------------------------------------- refusal (不予受理)
+    def refuse(
+        self, reason: RefusalReason, explanation: str, redirect: str, ctx: CommandContext
+    ) -> None:
+        self._check("refuse")
+        self._refused(
+            reason=reason.value,
+            explanation=explanation,
+            redirect=redirect,
+            ctx=ctx.record(),
+            timestamp=ctx.at,
+        )
+
+    @event("Refused")
+    def _refused(
+        self,
+        *,
+        reason: str,
+        explanation: str,
+        redirect: str,
+        ctx: dict[str, Any],
+        timestamp: datetime,
+    ) -> None:
+        self.refusal = {
+            "reason": reason,
+            "explanation": explanation,
+            "redirect": redirect,
+            "at": _iso(timestamp),
+            "by": ctx["actor"],
+        }
+        self.status = Status.REFUSED
+        # A refusal is an answer: no limit runs on after it.
+        self._meet_all(timestamp)
+
+    # ---------------------------------------------------------- investigation (调查核实)
+    def assign(
+        self,
+        department: str,
+        investigator: str,
+        complexity: Complexity,
+        deadlines: list[dict[str, Any]],
+        ctx: CommandContext,
+    ) -> None:
+        """Hand the complaint to one named investigator; `deadlines` replace running ones."""
+        self._check("assign")
+        self._assigned(
+            department=department,
+            investigator=investigator,
+            complexity=complexity.value,
+            deadlines=deadlines,
+            ctx=ctx.record(),
+            timestamp=ctx.at,
+        )
+
+    @event("Assigned")
+    def _assigned(
+        self,
+        *,
+        department: str,
+        investigator: str,
+        complexity: str,
+        deadlines: list[dict[str, Any]],
+        ctx: dict[str, Any],
+        timestamp: datetime,
+    ) -> None:
+        self.assignment = {
+            "department": department,
+            "investigator": investigator,
+            "complexity": complexity,
+            "at": _iso(timestamp),
+        }
+        self.owner = investigator
+        self.status = Status.INVESTIGATING
+        self._set_deadlines(d for d in deadlines if self._is_running(d["name"]))
+
+    def add_evidence(self, kind: str, ref: str, summary: str, ctx: CommandContext) -> None:
+        self._check("add_evidence")
+        self._evidence_added(
+            kind=kind, ref=ref, summary=summary, ctx=ctx.record(), timestamp=ctx.at
+        )
+
+    @event("EvidenceAdded")
+    def _evidence_added(
+        self, *, kind: str, ref: str, summary: str, ctx: dict[str, Any], timestamp: datetime
+    ) -> None:
+        self.evidence.append(
+            {
+                "kind": kind,
+                "ref": ref,
+                "summary": summary,
+                "at": _iso(timestamp),
+                "by": ctx["actor"],
+            }
+        )
+
+    def extend(
+        self, reason: str, new_due_at: datetime, progress_notice: str, ctx: CommandContext
+    ) -> None:
+        """Extend the investigation limit: complex complaints only, with a notice (告知进展)."""
+        self._check("extend")
+        if not self.assignment or self.assignment["complexity"] != Complexity.COMPLEX:
+            raise InvalidTransition(
+                "extend", self.status, "Only complaints assessed as complex may be extended."
+            )
+        current = self.deadlines.get("investigation")
+        if current is None or current.get("met_at"):
+            raise InvalidTransition("extend", self.status, "No investigation limit is running.")
+        if new_due_at <= datetime.fromisoformat(current["due_at"]):
+            raise InvalidCommand("new_due_at must be later than the current investigation limit.")
+        self._extended(
+            deadline="investigation",
+            reason=reason,
+            new_due_at=_iso(new_due_at),
+            progress_notice=progress_notice,
+            ctx=ctx.record(),
+            timestamp=ctx.at,
+        )
+
+    @event("Extended")
+    def _extended(
+        self,
+        *,
+        deadline: str,
+        reason: str,
+        new_due_at: str,
+        progress_notice: str,
+        ctx: dict[str, Any],
+        timestamp: datetime,
+    ) -> None:
+        previous = self.deadlines[deadline]["due_at"]
+        self.deadlines[deadline] = {**self.deadlines[deadline], "due_at": new_due_at}
+        self.extensions.append(
+            {
+                "deadline": deadline,
+                "reason": reason,
+                "previous_due_at": previous,
+                "new_due_at": new_due_at,
+                "progress_notice": progress_notice,
+                "at": _iso(timestamp),
+            }
+        )
+
+    def record_findings(
+        self, conclusion: str, basis: str, root_cause: str, upheld: bool, ctx: CommandContext
+    ) -> None:
+        self._check("record_findings")
+        self._findings_recorded(
+            conclusion=conclusion,
+            basis=basis,
+            root_cause=root_cause,
+            upheld=upheld,
+            ctx=ctx.record(),
+            timestamp=ctx.at,
+        )
+
+    @event("FindingsRecorded")
+    def _findings_recorded(
+        self,
+        *,
+        conclusion: str,
+        basis: str,
+        root_cause: str,
+        upheld: bool,
+        ctx: dict[str, Any],
+        timestamp: datetime,
+    ) -> None:
+        self.findings = {
+            "conclusion": conclusion,
+            "basis": basis,
+            "root_cause": root_cause,
+            "upheld": upheld,
+            "at": _iso(timestamp),
+            "by": ctx["actor"],
+        }
+        self._meet("FindingsRecorded", timestamp)
+
+    # ------------------------------------------------------- handling and reply (处理与答复)
+    def propose_resolution(
+        self,
+        measures: list[str],
+        remedies: list[dict[str, str | None]],
+        owner: str,
+        due_at: datetime,
+        ctx: CommandContext,
+    ) -> None:
+        self._check("propose_resolution")
+        if self.findings is None:
+            raise InvalidTransition("propose_resolution", self.status, "Record the findings first.")
+        self._resolution_proposed(
+            measures=measures,
+            remedies=remedies,
+            owner=owner,
+            due_at=_iso(due_at),
+            ctx=ctx.record(),
+            timestamp=ctx.at,
+        )
+
+    @event("ResolutionProposed")
+    def _resolution_proposed(
+        self,
+        *,
+        measures: list[str],
+        remedies: list[dict[str, str | None]],
+        owner: str,
+        due_at: str,
+        ctx: dict[str, Any],
+        timestamp: datetime,
+    ) -> None:
+        self.resolution = {
+            "measures": measures,
+            "remedies": remedies,
+            "owner": owner,
+            "due_at": due_at,
+            "at": _iso(timestamp),
+        }
+        self.status = Status.RESOLUTION_PROPOSED
+        self._meet("ResolutionProposed", timestamp)
+
+    def reply(
+        self,
+        channel: str,
+        conclusion: str,
+        basis: str,
+        plan: str,
+        execution: str,
+        ctx: CommandContext,
+    ) -> None:
+        self._check("reply")
+        if self.findings is None:
+            raise InvalidTransition("reply", self.status, "Record the findings first.")
+        if self.findings["upheld"] and self.resolution is None:
+            raise InvalidTransition(
+                "reply", self.status, "An upheld complaint needs a resolution plan first."
+            )
+        if channel != self.intake["reply_channel"]:
+            raise InvalidCommand(
+                f"The customer asked for replies by {self.intake['reply_channel']}, not {channel}."
+            )
+        self._replied(
+            channel=channel,
+            conclusion=conclusion,
+            basis=basis,
+            plan=plan,
+            execution=execution,
+            ctx=ctx.record(),
+            timestamp=ctx.at,
+        )
+
+    @event("Replied")
+    def _replied(
+        self,
+        *,
+        channel: str,
+        conclusion: str,
+        basis: str,
+        plan: str,
+        execution: str,
+        ctx: dict[str, Any],
+        timestamp: datetime,
+    ) -> None:
+        self.reply_sent = {
+            "channel": channel,
+            "conclusion": conclusion,
+            "basis": basis,
+            "plan": plan,
+            "execution": execution,
+            "at": _iso(timestamp),
+            "by": ctx["actor"],
+        }
+        self.status = Status.REPLIED
+        self._meet("Replied", timestamp)
+
+    # ------------------------------------------------------------- escalation (投诉升级)
+    def escalate(
+        self,
+        trigger: EscalationTrigger,
+        reason: str,
+        to_level: Level,
+        ctx: CommandContext,
+        *,
+        regulator_ref: str | None = None,
+        regulator_due_at: datetime | None = None,
+    ) -> None:
+        self._check("escalate")
+        if self.status == Status.REFUSED and trigger != EscalationTrigger.REGULATOR_APPEAL:
+            raise InvalidTransition(
+                "escalate", self.status, "Only a regulator appeal reopens a refused complaint."
+            )
+        current = Level(self.level)
+        stays_at_top = to_level == current == Level.HEADQUARTERS and (
+            self.status != Status.ESCALATED or trigger == EscalationTrigger.REGULATOR_APPEAL
+        )
+        if to_level.rank <= current.rank and not stays_at_top:
+            raise InvalidTransition(
+                "escalate",
+                self.status,
+                f"The complaint is already at level '{self.level}'; escalate to a higher level.",
+            )
+        deadlines = []
+        if regulator_due_at is not None:
+            deadlines.append(
+                {
+                    "name": "regulator_appeal",
+                    "starts_at": _iso(ctx.at),
+                    "due_at": _iso(regulator_due_at),
+                    "amount": None,
+                    "unit": "regulator",
+                    "met_by": ["Replied"],
+                    "target": 1.0,
+                    "pausable": False,
+                    "source": f"regulator appeal {regulator_ref}",
+                    "policy_version": None,
+                }
+            )
+        self._escalated(
+            trigger=trigger.value,
+            reason=reason,
+            from_level=str(self.level),
+            to_level=to_level.value,
+            regulator_ref=regulator_ref,
+            deadlines=deadlines,
+            handover=self.handover_package(),
+            ctx=ctx.record(),
+            timestamp=ctx.at,
+        )
+
+    @event("Escalated")
+    def _escalated(
+        self,
+        *,
+        trigger: str,
+        reason: str,
+        from_level: str,
+        to_level: str,
+        regulator_ref: str | None,
+        deadlines: list[dict[str, Any]],
+        handover: dict[str, Any],
+        ctx: dict[str, Any],
+        timestamp: datetime,
+    ) -> None:
+        self.escalations.append(
+            {
+                "trigger": trigger,
+                "reason": reason,
+                "from_level": from_level,
+                "to_level": to_level,
+                "regulator_ref": regulator_ref,
+                "status_before": str(self.status),
+                "at": _iso(timestamp),
+                "by": ctx["actor"],
+            }
+        )
+        self.level = Level(to_level)
+        self.owner = f"{to_level}-supervisors"
+        self.status = Status.ESCALATED
+        self._set_deadlines(deadlines)
+
+    def handover_package(self) -> dict[str, Any]:
+        """What the lower level hands over: everything recorded so far."""
+        return {
+            "status": str(self.status),
+            "level": str(self.level),
+            "owner": self.owner,
+            "evidence_count": len(self.evidence),
+            "findings": self.findings,
+            "resolution": self.resolution,
+            "reply": self.reply_sent,
+            "last_callback": self.callbacks[-1] if self.callbacks else None,
+            "escalations": len(self.escalations),
+        }
+
+    def review(self, outcome: ReviewOutcome, notes: str, ctx: CommandContext) -> None:
+        self._check("review")
+        self._reviewed(outcome=outcome.value, notes=notes, ctx=ctx.record(), timestamp=ctx.at)
+
+    @event("Reviewed")
+    def _reviewed(
+        self, *, outcome: str, notes: str, ctx: dict[str, Any], timestamp: datetime
+    ) -> None:
+        self.reviews.append(
+            {
+                "outcome": outcome,
+                "notes": notes,
+                "level": str(self.level),
+                "at": _iso(timestamp),
+                "by": ctx["actor"],
+            }
+        )
+        self.owner = ctx["actor"]["id"]
+        if outcome == ReviewOutcome.REVISED or self.reply_sent is None:
+            # Handling starts again at this level; the earlier results stay in the history.
+            self.findings = None
+            self.resolution = None
+            self.reply_sent = None
+            self.status = Status.INVESTIGATING
+        else:
+            self.status = Status.REPLIED
+
+    # ------------------------------------------------------------- time-limit pauses
+    def pause_clock(self, reason: str, ctx: CommandContext) -> None:
+        """Stop the pausable limits (e.g. waiting for the customer); every pause is an event."""
+        self._check("pause_clock")
+        if self.paused_at is not None:
+            raise InvalidTransition("pause_clock", self.status, "The clock is already paused.")
+        self._clock_paused(reason=reason, ctx=ctx.record(), timestamp=ctx.at)
+
+    @event("ClockPaused")
+    def _clock_paused(self, *, reason: str, ctx: dict[str, Any], timestamp: datetime) -> None:
+        self.paused_at = timestamp
+        self.pauses.append({"reason": reason, "from": _iso(timestamp), "to": None})
+
+    def resume_clock(self, ctx: CommandContext) -> None:
+        self._check("resume_clock")
+        if self.paused_at is None:
+            raise InvalidTransition("resume_clock", self.status, "The clock is not paused.")
+        self._clock_resumed(ctx=ctx.record(), timestamp=ctx.at)
+
+    @event("ClockResumed")
+    def _clock_resumed(self, *, ctx: dict[str, Any], timestamp: datetime) -> None:
+        assert self.paused_at is not None
+        paused_for = timestamp - self.paused_at
+        for name, deadline in self.deadlines.items():
+            if deadline["pausable"] and not deadline.get("met_at"):
+                due = datetime.fromisoformat(deadline["due_at"]) + paused_for
+                self.deadlines[name] = {**deadline, "due_at": _iso(due)}
+        self.pauses[-1]["to"] = _iso(timestamp)
+        self.paused_at = None
+
+    # ------------------------------------------------------------------ callback (回访)
+    def record_callback(
+        self, satisfaction: Satisfaction, resolved: bool, comments: str, ctx: CommandContext
+    ) -> None:
+        """Record the callback; a dissatisfied or unresolved customer escalates at once."""
+        self._check("record_callback")
+        self._callback_recorded(
+            satisfaction=satisfaction.value,
+            resolved=resolved,
+            comments=comments,
+            ctx=ctx.record(),
+            timestamp=ctx.at,
+        )
+        if satisfaction == Satisfaction.DISSATISFIED or not resolved:
+            next_level = list(Level)[min(Level(self.level).rank + 1, len(Level) - 1)]
+            self.escalate(
+                EscalationTrigger.CUSTOMER_DISSATISFIED,
+                "Callback: the customer is dissatisfied or the problem is unresolved.",
+                next_level,
+                ctx,
+            )
+
+    @event("CallbackRecorded")
+    def _callback_recorded(
+        self,
+        *,
+        satisfaction: str,
+        resolved: bool,
+        comments: str,
+        ctx: dict[str, Any],
+        timestamp: datetime,
+    ) -> None:
+        self.callbacks.append(
+            {
+                "satisfaction": satisfaction,
+                "resolved": resolved,
+                "comments": comments,
+                "at": _iso(timestamp),
+                "by": ctx["actor"],
+            }
+        )
+        self.status = Status.CALLBACK_DONE
+
+    # ------------------------------------------------------------------- archive (归档)
+    def archive(self, summary: str, ctx: CommandContext) -> None:
+        self._check("archive")
+        self._archived(summary=summary, ctx=ctx.record(), timestamp=ctx.at)
+
+    @event("Archived")
+    def _archived(self, *, summary: str, ctx: dict[str, Any], timestamp: datetime) -> None:
+        self.archive_summary = summary
+        self.status = Status.ARCHIVED
+
+    # ------------------------------------------------------------------ deadlines
+    def deadline_states(self, now: datetime) -> list[dict[str, Any]]:
+        """Every deadline with its state as of `now`: running, met or missed."""
+        result = []
+        for deadline in self.deadlines.values():
+            due = datetime.fromisoformat(deadline["due_at"])
+            met_at = deadline.get("met_at")
+            if met_at is not None:
+                state = (
+                    DeadlineState.MET
+                    if datetime.fromisoformat(met_at) <= due
+                    else (DeadlineState.MISSED)
+                )
+            else:
+                state = DeadlineState.MISSED if now > due else DeadlineState.RUNNING
+            result.append({**deadline, "state": state.value})
+        return result
+
+    def _set_deadlines(self, deadlines: Iterable[dict[str, Any]]) -> None:
+        for deadline in deadlines:
+            self.deadlines[deadline["name"]] = {**deadline, "met_at": None}
+
+    def _is_running(self, name: str) -> bool:
+        deadline = self.deadlines.get(name)
+        return deadline is None or deadline.get("met_at") is None
+
+    def _meet(self, event_name: str, at: datetime) -> None:
+        for name, deadline in self.deadlines.items():
+            if event_name in deadline["met_by"] and deadline.get("met_at") is None:
+                self.deadlines[name] = {**deadline, "met_at": _iso(at)}
+
+    def _meet_all(self, at: datetime) -> None:
+        for name, deadline in self.deadlines.items():
+            if deadline.get("met_at") is None:
+                self.deadlines[name] = {**deadline, "met_at": _iso(at)}
+
+    def _check(self, command: str) -> None:
+        if self.status not in ALLOWED[command]:
+            raise InvalidTransition(command, self.status)

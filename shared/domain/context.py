@@ -1,0 +1,36 @@
+"""Who did something, through which service and channel, and when: recorded on every event."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Actor:
+    id: str
+    role: str
+
+
+@dataclass(frozen=True)
+class CommandContext:
+    actor: Actor
+    service: str
+    at: datetime
+    channel: str | None = None
+    idempotency_key: str | None = None
+    #: An earlier request with this Idempotency-Key died: check whether it was applied.
+    recovering: bool = False
+
+    def record(self) -> dict[str, Any]:
+        """The context as stored in the event (the time is the event's own timestamp)."""
+        return {
+            "actor": {"id": self.actor.id, "role": self.actor.role},
+            "service": self.service,
+            "channel": self.channel,
+            "idempotency_key": self.idempotency_key,
+        }
+
+    def at_time(self, at: datetime) -> CommandContext:
+        return replace(self, at=at)

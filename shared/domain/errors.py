@@ -1,0 +1,46 @@
+"""Domain errors. `shared.http.errors` maps each to one HTTP status."""
+
+
+class DomainError(Exception):
+    """Base of every error the domain raises on purpose."""
+
+
+class ComplaintNotFound(DomainError):
+    def __init__(self, complaint_id: object) -> None:
+        super().__init__(f"No complaint with id {complaint_id}.")
+        self.complaint_id = complaint_id
+
+
+class InvalidTransition(DomainError):
+    """A command that is not legal in the complaint's current status (→ 409)."""
+
+    def __init__(self, command: str, status: str, detail: str | None = None) -> None:
+        message = f"Cannot {command} a complaint whose status is '{status}'."
+        if detail:
+            message = f"{message} {detail}"
+        super().__init__(message)
+        self.command = command
+        self.status = status
+
+
+class InvalidCommand(DomainError):
+    """A command whose content contradicts the complaint's facts (→ 422)."""
+
+
+class VersionMismatch(DomainError):
+    """`If-Match` named a version the complaint has moved on from (→ 412)."""
+
+    def __init__(self, expected: int, actual: int) -> None:
+        super().__init__(
+            f"The complaint is at version {actual}, not {expected}; read it again and retry."
+        )
+        self.expected = expected
+        self.actual = actual
+
+
+class ConcurrentModification(DomainError):
+    """Other writers kept winning the race after every retry (→ 409)."""
+
+
+class PolicyError(DomainError):
+    """The time-limit policy file is invalid."""

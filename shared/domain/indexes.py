@@ -1,0 +1,66 @@
+"""Small aggregates that make intake's uniqueness rules atomic with the complaint itself.
+
+They are saved in the same transaction as the complaint they index, so the event store's own
+optimistic concurrency enforces them: two complaints can never take one acceptance number, and
+two concurrent complaints of one customer thread are linked one after the other, never both as
+the first.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+from uuid import UUID, uuid5
+
+from eventsourcing.domain import Aggregate, event
+
+NAMESPACE = UUID("6f0c1d2e-8a53-4f8e-9d6b-3c4a5e7f9012")
+
+
+class AcceptanceNumber(Aggregate):
+    """Reserves one acceptance number (受理编号) for one complaint."""
+
+    id: UUID
+
+    @staticmethod
+    def id_for(number: str) -> UUID:
+        return uuid5(NAMESPACE, f"acceptance-no:{number}")
+
+    @event("Reserved")
+    def __init__(self, *, complaint_id: UUID, timestamp: datetime) -> None:
+        self.complaint_id = complaint_id
+
+    @classmethod
+    def reserve(cls, number: str, complaint_id: UUID, at: datetime) -> AcceptanceNumber:
+        return cls(id=cls.id_for(number), complaint_id=complaint_id, timestamp=at)  # type: ignore[call-arg]
+
+
+class ComplaintThread(Aggregate):
+    """The complaints of one customer about one service number and category, in order.
+
+    Only a digest of the key is used (as the id); the events hold complaint ids alone, so no
+    personal data is stored here.
+    """
+
+    id: UUID
+
+    @staticmethod
+    def id_for(customer_id: str, service_number: str, category: str) -> UUID:
+        digest = hashlib.sha256(f"{customer_id}\x1f{service_number}\x1f{category}".encode())
+        return uuid5(NAMESPACE, f"thread:{digest.hexdigest()}")
+
+    @event("Started")
+    def __init__(self, *, complaint_id: UUID, timestamp: datetime) -> None:
+        self.complaint_ids: list[UUID] = [complaint_id]
+
+    @classmethod
+    def start(cls, thread_id: UUID, complaint_id: UUID, at: datetime) -> ComplaintThread:
+        return cls(id=thread_id, complaint_id=complaint_id, timestamp=at)  # type: ignore[call-arg]
+
+    @event("Joined")
+    def join(self, *, complaint_id: UUID, timestamp: datetime) -> None:
+        self.complaint_ids.append(complaint_id)
+
+    @property
+    def latest(self) -> UUID:
+        return self.complaint_ids[-1]

@@ -1,0 +1,239 @@
+"""Time-limit policy and the business calendar: pure functions of (facts, time).
+
+The limits of domain.md live in a TOML file (`shared/policy/default.toml` by default), not in
+code. Each rule says which complaints it applies to, how long the limit is, whether it counts
+hours, calendar days or working days, which event meets it, and the on-time target. Working days
+come from the `holidays` package's Chinese calendar, which knows the public holidays and the
+adjusted working weekends (调休), plus any extra dates the policy file lists.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Iterable, Mapping
+from datetime import UTC, date, datetime, time, timedelta
+from enum import StrEnum
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import holidays
+from dateutil.relativedelta import relativedelta
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from shared.domain.codes import BusinessType, Category
+from shared.domain.errors import PolicyError
+
+DEFAULT_POLICY_PATH = Path(__file__).resolve().parent.parent / "policy" / "default.toml"
+
+#: The facts of a complaint a rule may select on.
+FACT_KEYS = ("channel", "business_type", "category", "vip_tier", "area", "complexity")
+
+
+class Unit(StrEnum):
+    HOURS = "hours"
+    CALENDAR_DAYS = "calendar_days"
+    WORKING_DAYS = "working_days"
+
+
+class Start(StrEnum):
+    """The moment a limit starts to run."""
+
+    RECEIVED = "received"  # when the complaint reached us (letters, e-mail: before acceptance)
+    ACCEPTED = "accepted"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LimitRule(_Strict):
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    amount: int = Field(gt=0, le=10_000)
+    unit: Unit
+    start: Start = Start.ACCEPTED
+    met_by: tuple[str, ...] = Field(min_length=1)
+    target: float = Field(default=1.0, gt=0, le=1)
+    pausable: bool = False
+    source: str = ""
+    applies: dict[str, tuple[str, ...]] = Field(default_factory=dict)
+
+    @field_validator("applies")
+    @classmethod
+    def _known_facts(cls, value: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
+        unknown = set(value) - set(FACT_KEYS)
+        if unknown:
+            raise ValueError(f"unknown facts {sorted(unknown)}; use {list(FACT_KEYS)}")
+        return value
+
+    def matches(self, facts: Mapping[str, str | None]) -> bool:
+        return all(facts.get(key) in allowed for key, allowed in self.applies.items())
+
+
+class CalendarConfig(_Strict):
+    country: str = "CN"
+    extra_holidays: tuple[date, ...] = ()
+    extra_workdays: tuple[date, ...] = ()
+
+
+class LimitationConfig(_Strict):
+    """Limitation periods after which a dispute is flagged at intake (MIIT appeal rules Art. 11)."""
+
+    fee_categories: tuple[Category, ...] = (Category.BILLING,)
+    fee_months: int = Field(default=5, gt=0)
+    other_months: int = Field(default=24, gt=0)
+
+
+class PolicyDocument(_Strict):
+    version: str = Field(min_length=1)
+    timezone: str = "Asia/Shanghai"
+    calendar: CalendarConfig = CalendarConfig()
+    limitation: LimitationConfig = LimitationConfig()
+    limit: tuple[LimitRule, ...] = Field(min_length=1)
+
+
+class BusinessCalendar:
+    """Working days: weekends and public holidays off, adjusted working weekends on."""
+
+    def __init__(self, config: CalendarConfig, tz: ZoneInfo) -> None:
+        self.tz = tz
+        self._holidays = holidays.country_holidays(config.country)
+        self._extra_holidays = frozenset(config.extra_holidays)
+        self._extra_workdays = frozenset(config.extra_workdays)
+
+    def is_working_day(self, day: date) -> bool:
+        if day in self._extra_workdays:
+            return True
+        if day in self._extra_holidays:
+            return False
+        return bool(self._holidays.is_working_day(day))
+
+    def add_working_days(self, start: datetime, days: int) -> datetime:
+        """The end of the `days`-th working day after the local day on which `start` falls."""
+        day = start.astimezone(self.tz).date()
+        counted = 0
+        while counted < days:
+            day += timedelta(days=1)
+            if self.is_working_day(day):
+                counted += 1
+        end_of_day = datetime.combine(day, time(23, 59, 59), tzinfo=self.tz)
+        return end_of_day.astimezone(UTC)
+
+
+class Policy:
+    """A loaded, validated policy file. Immutable; every deadline records its `version`."""
+
+    def __init__(self, document: PolicyDocument) -> None:
+        self.document = document
+        self.version = document.version
+        try:
+            self.tz = ZoneInfo(document.timezone)
+        except Exception as exc:
+            raise PolicyError(f"unknown timezone {document.timezone!r}") from exc
+        self.calendar = BusinessCalendar(document.calendar, self.tz)
+
+    @classmethod
+    def from_toml(cls, text: str) -> Policy:
+        try:
+            raw: dict[str, Any] = tomllib.loads(text)
+            return cls(PolicyDocument.model_validate(raw))
+        except (tomllib.TOMLDecodeError, ValidationError) as exc:
+            raise PolicyError(f"invalid policy file: {exc}") from exc
+
+    @classmethod
+    def load(cls, path: Path | str = DEFAULT_POLICY_PATH) -> Policy:
+        return cls.from_toml(Path(path).read_text(encoding="utf-8"))
+
+    @cached_property
+    def limit_names(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(rule.name for rule in self.document.limit))
+
+    def rules_for(self, facts: Mapping[str, str | None]) -> list[LimitRule]:
+        """For each limit name, the rule that applies to these facts, if any.
+
+        The most specific matching rule wins (the one naming the most facts); among equally
+        specific rules the strictest (shortest) wins, so a VIP rule can only shorten a limit.
+        """
+        chosen: list[LimitRule] = []
+        for name in self.limit_names:
+            matching = [r for r in self.document.limit if r.name == name and r.matches(facts)]
+            if matching:
+                chosen.append(
+                    max(matching, key=lambda r: (len(r.applies), -self._nominal_hours(r)))
+                )
+        return chosen
+
+    @staticmethod
+    def _nominal_hours(rule: LimitRule) -> float:
+        per_unit = {Unit.HOURS: 1.0, Unit.CALENDAR_DAYS: 24.0, Unit.WORKING_DAYS: 24 * 7 / 5}
+        return rule.amount * per_unit[rule.unit]
+
+    def due_at(self, rule: LimitRule, start: datetime) -> datetime:
+        if start.tzinfo is None:
+            raise ValueError("deadline start must be timezone-aware")
+        if rule.unit is Unit.HOURS:
+            return (start + timedelta(hours=rule.amount)).astimezone(UTC)
+        if rule.unit is Unit.CALENDAR_DAYS:
+            return (start + timedelta(days=rule.amount)).astimezone(UTC)
+        return self.calendar.add_working_days(start, rule.amount)
+
+    def deadlines(
+        self,
+        facts: Mapping[str, str | None],
+        *,
+        accepted_at: datetime,
+        received_at: datetime | None = None,
+        only: Iterable[str] | None = None,
+    ) -> list[dict[str, Any]]:
+        """The deadlines that start to run for a complaint with these facts.
+
+        Returned as plain dicts because they are stored inside events as they are.
+        """
+        wanted = set(only) if only is not None else None
+        result = []
+        for rule in self.rules_for(facts):
+            if wanted is not None and rule.name not in wanted:
+                continue
+            start = received_at if rule.start is Start.RECEIVED and received_at else accepted_at
+            result.append(
+                {
+                    "name": rule.name,
+                    "starts_at": start.astimezone(UTC).isoformat(),
+                    "due_at": self.due_at(rule, start).isoformat(),
+                    "amount": rule.amount,
+                    "unit": rule.unit.value,
+                    "met_by": list(rule.met_by),
+                    "target": rule.target,
+                    "pausable": rule.pausable,
+                    "source": rule.source,
+                    "policy_version": self.version,
+                }
+            )
+        return result
+
+    def is_time_barred(self, category: str, occurred_at: datetime, now: datetime) -> bool:
+        """Past the limitation period: fee disputes after 5 months, others after 2 years."""
+        limits = self.document.limitation
+        months = limits.fee_months if category in limits.fee_categories else limits.other_months
+        return occurred_at < now - relativedelta(months=months)
+
+
+def facts_of(
+    *,
+    channel: str,
+    business_type: BusinessType | str,
+    category: Category | str,
+    vip_tier: str | None,
+    area: str | None,
+    complexity: str | None = None,
+) -> dict[str, str | None]:
+    """The selection facts as plain strings, in the shape `LimitRule.matches` reads."""
+    return {
+        "channel": str(channel),
+        "business_type": str(business_type),
+        "category": str(category),
+        "vip_tier": vip_tier,
+        "area": area,
+        "complexity": complexity,
+    }

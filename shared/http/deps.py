@@ -1,0 +1,97 @@
+"""FastAPI dependencies as `Annotated` aliases, shared by every service."""
+
+import re
+from collections.abc import Callable, Coroutine
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import Depends, Header, HTTPException, Request
+
+from shared.domain.clock import Clock
+from shared.domain.codes import Channel, Role
+from shared.domain.context import Actor, CommandContext
+from shared.http.auth import Principal, authenticate, require_roles
+from shared.settings import Settings
+from shared.store.facade import ComplaintStore
+
+_ETAG = re.compile(r'^\s*(?:W/)?"?(\d{1,18})"?\s*$')
+
+
+def _store(request: Request) -> ComplaintStore:
+    store: ComplaintStore = request.app.state.store
+    return store
+
+
+def _clock(request: Request) -> Clock:
+    clock: Clock = request.app.state.clock
+    return clock
+
+
+def _settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def _if_match(
+    if_match: Annotated[
+        str | None,
+        Header(
+            description='Send the `ETag` of your last read ("3" or 3); 412 if the complaint '
+            "has moved on since."
+        ),
+    ] = None,
+) -> int | None:
+    if if_match is None or if_match.strip() == "*":
+        return None
+    found = _ETAG.match(if_match)
+    if not found:
+        raise HTTPException(412, f"If-Match {if_match!r} is not a version this API issued.")
+    return int(found.group(1))
+
+
+StoreDep = Annotated[ComplaintStore, Depends(_store)]
+ClockDep = Annotated[Clock, Depends(_clock)]
+SettingsDep = Annotated[Settings, Depends(_settings)]
+PrincipalDep = Annotated[Principal, Depends(authenticate)]
+IfMatchDep = Annotated[int | None, Depends(_if_match)]
+
+
+def etag(version: int) -> str:
+    return f'"{version}"'
+
+
+def command_context(
+    *roles: Role,
+) -> Callable[..., Coroutine[Any, Any, CommandContext]]:
+    """A dependency giving the command's context: the acting role, service, channel and time.
+
+    The channel is the frontend's (`X-Channel`), the time the injected clock's, and the
+    Idempotency-Key is carried so a retry after a crash is recognised in the events.
+    """
+    authorize = require_roles(*roles)
+
+    async def dependency(
+        request: Request,
+        actor: Annotated[Actor, Depends(authorize)],
+        x_channel: Annotated[
+            Channel | None, Header(description="The frontend channel acting, if any")
+        ] = None,
+        idempotency_key: Annotated[
+            str | None,
+            Header(
+                max_length=255,
+                description="Retry safely: the same key and body return the first answer.",
+            ),
+        ] = None,
+    ) -> CommandContext:
+        now: datetime = request.app.state.clock()
+        return CommandContext(
+            actor=actor,
+            service=request.app.state.service,
+            at=now,
+            channel=x_channel.value if x_channel else None,
+            idempotency_key=idempotency_key,
+            recovering=bool(request.scope.get("state", {}).get("idempotency_recovering")),
+        )
+
+    return dependency

@@ -1,0 +1,195 @@
+"""RFC 9457 problem details for every error, and the one map from domain errors to statuses."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from shared.domain.errors import (
+    ComplaintNotFound,
+    ConcurrentModification,
+    DomainError,
+    InvalidCommand,
+    InvalidTransition,
+    VersionMismatch,
+)
+
+log = logging.getLogger("complaints.http")
+
+PROBLEM_JSON = "application/problem+json"
+
+#: Domain error → (status, problem slug, title). The only place this mapping lives.
+DOMAIN_STATUS: dict[type[DomainError], tuple[int, str, str]] = {
+    ComplaintNotFound: (404, "not-found", "Complaint not found"),
+    InvalidTransition: (409, "invalid-transition", "Not allowed in the current status"),
+    ConcurrentModification: (409, "concurrent-modification", "Concurrent modification"),
+    VersionMismatch: (412, "version-mismatch", "The complaint has moved on"),
+    InvalidCommand: (422, "invalid-command", "The command contradicts the complaint"),
+}
+
+_TITLES = {
+    400: "Bad request",
+    401: "Not authenticated",
+    403: "Forbidden",
+    404: "Not found",
+    405: "Method not allowed",
+    409: "Conflict",
+    412: "Precondition failed",
+    413: "Request body too large",
+    415: "Unsupported media type",
+    422: "Invalid request",
+    429: "Too many requests",
+    500: "Internal server error",
+    503: "Service unavailable",
+}
+
+
+class FieldError(BaseModel):
+    field: str = Field(examples=["customer.phone"])
+    message: str = Field(examples=["String should match pattern '^\\+?[0-9]{5,20}$'"])
+    type: str = Field(examples=["string_pattern_mismatch"])
+
+
+class Problem(BaseModel):
+    """An RFC 9457 problem document."""
+
+    type: str = Field(examples=["urn:complaints:problem:invalid-transition"])
+    title: str = Field(examples=["Not allowed in the current status"])
+    status: int = Field(examples=[409])
+    detail: str = Field(examples=["Cannot reply a complaint whose status is 'accepted'."])
+    instance: str | None = Field(default=None, examples=["/complaints/3f2c…/reply"])
+    errors: list[FieldError] | None = None
+    current_status: str | None = None
+
+
+def problem_type(slug: str) -> str:
+    return f"urn:complaints:problem:{slug}"
+
+
+def problem_response(
+    status: int,
+    detail: str,
+    *,
+    slug: str | None = None,
+    title: str | None = None,
+    instance: str | None = None,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> JSONResponse:
+    body: dict[str, Any] = {
+        "type": problem_type(slug or str(status)),
+        "title": title or _TITLES.get(status, "Error"),
+        "status": status,
+        "detail": detail,
+    }
+    if instance:
+        body["instance"] = instance
+    body.update({k: v for k, v in extra.items() if v is not None})
+    return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_JSON)
+
+
+def _field_errors(exc: RequestValidationError) -> list[dict[str, str]]:
+    errors = []
+    for error in exc.errors():
+        location = [str(part) for part in error.get("loc", ())]
+        if location and location[0] in {"body", "query", "path", "header"}:
+            location = location[1:] if location[0] == "body" else location
+        errors.append(
+            {
+                "field": ".".join(location) or "body",
+                "message": str(error.get("msg", "invalid")),
+                "type": str(error.get("type", "invalid")),
+            }
+        )
+    return errors
+
+
+async def _validation_handler(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = _field_errors(exc)
+    if any(e["type"] == "json_invalid" for e in errors):
+        return problem_response(
+            400,
+            "The request body is not valid JSON.",
+            slug="malformed-json",
+            title="Malformed JSON",
+            instance=request.url.path,
+        )
+    return problem_response(
+        422,
+        f"{len(errors)} field(s) are invalid.",
+        slug="validation",
+        title="Invalid request",
+        instance=request.url.path,
+        errors=errors,
+    )
+
+
+async def _http_handler(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    return problem_response(
+        exc.status_code,
+        str(exc.detail) if exc.detail else _TITLES.get(exc.status_code, "Error"),
+        instance=request.url.path,
+        headers=dict(exc.headers or {}),
+    )
+
+
+async def _domain_handler(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, DomainError)
+    status, slug, title = next(
+        (mapped for kind, mapped in DOMAIN_STATUS.items() if isinstance(exc, kind)),
+        (409, "domain", "Conflict"),
+    )
+    return problem_response(
+        status,
+        str(exc),
+        slug=slug,
+        title=title,
+        instance=request.url.path,
+        current_status=str(exc.status) if isinstance(exc, InvalidTransition) else None,
+    )
+
+
+async def _unhandled_handler(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return problem_response(
+        500,
+        "The server failed to answer this request; it has been logged.",
+        instance=request.url.path,
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(RequestValidationError, _validation_handler)
+    app.add_exception_handler(StarletteHTTPException, _http_handler)
+    app.add_exception_handler(DomainError, _domain_handler)
+    app.add_exception_handler(Exception, _unhandled_handler)
+
+
+def _problem_doc(description: str) -> dict[str, Any]:
+    return {"model": Problem, "description": description, "content": {PROBLEM_JSON: {}}}
+
+
+#: OpenAPI `responses` shared by the routes, so /docs shows every error a client can meet.
+READ_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: _problem_doc("Missing or invalid token"),
+    403: _problem_doc("The token's roles may not do this"),
+    404: _problem_doc("No such complaint"),
+    422: _problem_doc("Invalid parameters"),
+}
+COMMAND_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **READ_RESPONSES,
+    400: _problem_doc("Malformed JSON or a bad Idempotency-Key"),
+    409: _problem_doc("Illegal in the current status, or the same Idempotency-Key is running"),
+    412: _problem_doc("If-Match names a version the complaint has moved on from"),
+    413: _problem_doc("Body too large"),
+    415: _problem_doc("Body is not application/json"),
+    422: _problem_doc("Invalid fields, or an Idempotency-Key reused with another body"),
+}

@@ -1,0 +1,41 @@
+"""Health, readiness and metrics: what ops engineers and orchestrators poll."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from shared.http.deps import StoreDep
+from shared.http.errors import problem_response
+
+log = logging.getLogger("complaints.ops")
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/health")
+async def health(request: Request) -> dict[str, Any]:
+    """Liveness: the process is up and answering."""
+    return {"status": "ok", "service": request.app.state.service}
+
+
+@router.get("/ready", responses={503: {"description": "The event store cannot be reached"}})
+async def ready(request: Request, store: StoreDep) -> Any:
+    """Readiness: the event store answers (and reports its last global position)."""
+    try:
+        position = await store.ping()
+    except Exception as exc:
+        log.warning("not ready: %s", exc)
+        return problem_response(
+            503, "The event store cannot be reached.", instance=request.url.path
+        )
+    return {"status": "ready", "service": request.app.state.service, "position": position}
+
+
+@router.get("/metrics", response_class=Response)
+async def metrics(request: Request) -> Response:
+    """Prometheus metrics of this process."""
+    return Response(generate_latest(request.app.state.registry), media_type=CONTENT_TYPE_LATEST)

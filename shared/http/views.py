@@ -1,0 +1,217 @@
+"""What a read returns: the complaint rebuilt from its events, and its history."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from pydantic import BaseModel, Field
+
+from shared.domain.chain import chain
+from shared.domain.codes import Status
+from shared.domain.complaint import Complaint
+from shared.store.application import StoredEvent
+
+NEXT_STEPS = {
+    Status.ACCEPTED: "The complaint is routed to the responsible department, which names one "
+    "investigator. The customer is told the result through the chosen reply channel.",
+    Status.REFUSED: "Not accepted. The customer has been told why and where else to turn.",
+    Status.INVESTIGATING: "The investigator gathers evidence and records findings.",
+    Status.RESOLUTION_PROPOSED: "The resolution is carried out and the customer gets the reply.",
+    Status.REPLIED: "A callback agent asks the customer whether the problem is solved.",
+    Status.ESCALATED: "A higher level reviews the complaint with the materials handed over.",
+    Status.CALLBACK_DONE: "The complaint can be archived.",
+    Status.ARCHIVED: "Archived. A new complaint about the same matter is linked as a repeat.",
+}
+
+
+def mask_phone(phone: str | None) -> str | None:
+    """138****1234: the first three and last four digits stay."""
+    if not phone:
+        return phone
+    if len(phone) <= 7:
+        return "*" * len(phone)
+    return f"{phone[:3]}{'*' * 4}{phone[-4:]}"
+
+
+def mask_email(email: str | None) -> str | None:
+    if not email or "@" not in email:
+        return email
+    local, domain = email.split("@", 1)
+    return f"{local[:1]}***@{domain}"
+
+
+class Deadline(BaseModel):
+    name: str = Field(examples=["reply"])
+    due_at: datetime
+    state: str = Field(examples=["running"], description="running, met or missed")
+    met_at: datetime | None = None
+    starts_at: datetime
+    amount: int | None = Field(default=None, examples=[3])
+    unit: str = Field(examples=["working_days"])
+    target: float = Field(examples=[1.0], description="share to be met on time")
+    policy_version: str | None = Field(default=None, examples=["2026.1"])
+    source: str = ""
+
+
+class ComplaintView(BaseModel):
+    """The complaint rebuilt from its events."""
+
+    id: UUID
+    acceptance_no: str = Field(examples=["261122-483920-7"])
+    version: int = Field(examples=[1])
+    status: Status
+    level: str = Field(examples=["city"])
+    owner: str = Field(examples=["agent-007"], description="the one current owner")
+    first_contact_owner: str
+    channel: str
+    customer: dict[str, Any]
+    service_number: str
+    business_type: str
+    category: str
+    area: str | None = None
+    occurred_at: datetime
+    received_at: datetime | None = None
+    accepted_at: datetime
+    description: str
+    demand: str
+    reply_channel: str
+    evidence: list[dict[str, Any]]
+    repeat_of: UUID | None = None
+    time_barred: bool = Field(description="past the limitation period of MIIT Art. 11")
+    deadlines: list[Deadline]
+    next_steps: str
+    refusal: dict[str, Any] | None = None
+    assignment: dict[str, Any] | None = None
+    extensions: list[dict[str, Any]] = []
+    findings: dict[str, Any] | None = None
+    resolution: dict[str, Any] | None = None
+    reply: dict[str, Any] | None = None
+    escalations: list[dict[str, Any]] = []
+    reviews: list[dict[str, Any]] = []
+    callbacks: list[dict[str, Any]] = []
+    archive_summary: str | None = None
+    clock_paused: bool = False
+    as_of: datetime | None = Field(default=None, description="set on a point-in-time read")
+    position: int | None = Field(
+        default=None,
+        description="on a command's answer: global position of the event it wrote",
+    )
+
+    @classmethod
+    def of(
+        cls,
+        complaint: Complaint,
+        *,
+        now: datetime,
+        unmasked: bool,
+        as_of: datetime | None = None,
+        position: int | None = None,
+    ) -> ComplaintView:
+        intake = complaint.intake
+        customer = dict(intake["customer"])
+        if not unmasked:
+            customer["phone"] = mask_phone(customer.get("phone"))
+            customer["email"] = mask_email(customer.get("email"))
+        return cls(
+            id=complaint.id,
+            acceptance_no=complaint.acceptance_no,
+            version=complaint.version,
+            status=complaint.status,
+            level=str(complaint.level),
+            owner=complaint.owner,
+            first_contact_owner=complaint.first_contact_owner,
+            channel=intake["channel"],
+            customer=customer,
+            service_number=intake["service_number"],
+            business_type=intake["business_type"],
+            category=intake["category"],
+            area=intake.get("area"),
+            occurred_at=intake["occurred_at"],
+            received_at=intake.get("received_at"),
+            accepted_at=complaint.accepted_at,
+            description=intake["description"],
+            demand=intake["demand"],
+            reply_channel=intake["reply_channel"],
+            evidence=complaint.evidence,
+            repeat_of=complaint.repeat_of,
+            time_barred=complaint.time_barred,
+            deadlines=[Deadline.model_validate(d) for d in complaint.deadline_states(now)],
+            next_steps=NEXT_STEPS[Status(complaint.status)],
+            refusal=complaint.refusal,
+            assignment=complaint.assignment,
+            extensions=complaint.extensions,
+            findings=complaint.findings,
+            resolution=complaint.resolution,
+            reply=complaint.reply_sent,
+            escalations=complaint.escalations,
+            reviews=complaint.reviews,
+            callbacks=complaint.callbacks,
+            archive_summary=complaint.archive_summary,
+            clock_paused=complaint.paused_at is not None,
+            as_of=as_of,
+            position=position,
+        )
+
+
+class EventActor(BaseModel):
+    id: str
+    role: str
+
+
+class HistoryEntry(BaseModel):
+    version: int
+    type: str = Field(examples=["Accepted"])
+    at: datetime
+    actor: EventActor
+    service: str | None = Field(default=None, examples=["intake"])
+    channel: str | None = None
+    data: dict[str, Any]
+    hash: str = Field(description="SHA-256 over prev_hash and this event's canonical JSON")
+    prev_hash: str
+
+
+class History(BaseModel):
+    complaint_id: UUID
+    events: list[HistoryEntry]
+
+
+def _hashed_record(complaint_id: UUID, event: StoredEvent) -> dict[str, Any]:
+    return {
+        "complaint_id": str(complaint_id),
+        "version": event.version,
+        "type": event.type,
+        "at": event.at.isoformat(),
+        "ctx": event.ctx,
+        "data": event.data,
+    }
+
+
+def history_of(complaint_id: UUID, events: list[StoredEvent], *, unmasked: bool) -> History:
+    """The events with their hash links. Links are computed over the stored (unmasked) data, so
+    they verify whoever reads; masking only changes what is shown."""
+    links = chain([_hashed_record(complaint_id, e) for e in events])
+    entries = []
+    for event, (prev_hash, current) in zip(events, links, strict=True):
+        data = event.data
+        if not unmasked and "intake" in data:
+            customer = dict(data["intake"]["customer"])
+            customer["phone"] = mask_phone(customer.get("phone"))
+            customer["email"] = mask_email(customer.get("email"))
+            data = {**data, "intake": {**data["intake"], "customer": customer}}
+        actor = event.ctx.get("actor") or {"id": "unknown", "role": "unknown"}
+        entries.append(
+            HistoryEntry(
+                version=event.version,
+                type=event.type,
+                at=event.at,
+                actor=EventActor(**actor),
+                service=event.ctx.get("service"),
+                channel=event.ctx.get("channel"),
+                data=data,
+                hash=current,
+                prev_hash=prev_hash,
+            )
+        )
+    return History(complaint_id=complaint_id, events=entries)

@@ -1,0 +1,59 @@
+"""All configuration in one object, read from COMPLAINTS_* environment variables (or a .env).
+
+Create it once at start-up and pass it in; nothing deeper reads os.environ.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import URL, make_url
+
+from shared.domain.policy import DEFAULT_POLICY_PATH
+
+DEV_SECRET = "dev-only-insecure-secret-change-me-0123456789"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="COMPLAINTS_", env_file=".env", extra="ignore")
+
+    environment: Literal["development", "production"] = "development"
+    #: sqlite:///path/to/file.sqlite3 (default) or postgresql://user:pass@host:5432/dbname
+    database_url: str = "sqlite:///./var/complaints.sqlite3"
+    jwt_secret: SecretStr = SecretStr(DEV_SECRET)
+    jwt_algorithm: Literal["HS256"] = "HS256"
+    policy_path: Path = DEFAULT_POLICY_PATH
+
+    #: Take a snapshot every N events of a complaint, so reads stay fast on long histories.
+    snapshot_interval: int = Field(default=50, ge=2)
+    #: Threads that may run event-store calls at once; the PostgreSQL pool is sized to match.
+    store_threads: int = Field(default=16, ge=1, le=64)
+    #: Attempts of a command that keeps losing the optimistic-concurrency race before 409.
+    write_attempts: int = Field(default=12, ge=1, le=100)
+    #: A claimed Idempotency-Key whose request died is taken over after this many seconds.
+    idempotency_lease_seconds: float = Field(default=30.0, gt=0)
+    #: Largest request body accepted (413 beyond).
+    max_body_bytes: int = Field(default=256 * 1024, ge=1024)
+    log_level: str = "info"
+
+    @property
+    def url(self) -> URL:
+        return make_url(self.database_url)
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.url.get_backend_name() in {"postgresql", "postgres"}
+
+    def uses_dev_secret(self) -> bool:
+        return self.jwt_secret.get_secret_value() == DEV_SECRET
+
+    def check(self) -> None:
+        """Refuse settings that are unsafe in production."""
+        if self.environment == "production" and self.uses_dev_secret():
+            raise ValueError("COMPLAINTS_JWT_SECRET must be set in production")
+        backend = self.url.get_backend_name()
+        if backend not in {"sqlite", "postgresql", "postgres"}:
+            raise ValueError(f"unsupported database {backend!r}: use sqlite:// or postgresql://")

@@ -1,0 +1,269 @@
+"""The one event-sourced application all four services share (synchronous; see `facade`).
+
+Its `name` fixes the table names on PostgreSQL (`complaints_events`, …), so every service
+writes one table with one total order. Only this package knows which persistence is below.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, ClassVar
+from uuid import UUID, uuid4, uuid5
+
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.persistence import IntegrityError
+from stdnum import luhn
+from tenacity import (
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_random_exponential,
+)
+
+from shared.domain.complaint import Complaint
+from shared.domain.context import CommandContext
+from shared.domain.errors import ComplaintNotFound, ConcurrentModification, VersionMismatch
+from shared.domain.indexes import NAMESPACE, AcceptanceNumber, ComplaintThread
+from shared.domain.policy import Policy, facts_of
+from shared.settings import Settings
+
+#: Fields of the stored domain event that are not the event's own data.
+ENVELOPE = frozenset({"originator_id", "originator_version", "timestamp", "originator_topic"})
+
+
+def store_env(settings: Settings, *, create_table: bool) -> dict[str, str]:
+    """The `eventsourcing` environment for the configured database."""
+    url = settings.url
+    env = {"CREATE_TABLE": "y" if create_table else "n"}
+    if settings.is_postgres:
+        env |= {
+            "PERSISTENCE_MODULE": "eventsourcing.postgres",
+            "POSTGRES_DBNAME": url.database or "postgres",
+            "POSTGRES_HOST": url.host or "127.0.0.1",
+            "POSTGRES_PORT": str(url.port or 5432),
+            "POSTGRES_USER": url.username or "postgres",
+            "POSTGRES_PASSWORD": url.password or "",
+            # Every store thread can hold a connection; no thread waits on the pool, and a
+            # starved or unreachable server fails fast instead of hanging for minutes.
+            "POSTGRES_POOL_SIZE": str(settings.store_threads),
+            "POSTGRES_MAX_OVERFLOW": "0",
+            "POSTGRES_CONNECT_TIMEOUT": "5",
+            "POSTGRES_PRE_PING": "y",
+            "POSTGRES_LOCK_TIMEOUT": "10",
+        }
+    else:
+        env |= {
+            "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+            "SQLITE_DBNAME": url.database or ":memory:",
+            "SQLITE_LOCK_TIMEOUT": "10",
+        }
+    return env
+
+
+def new_acceptance_no(day: datetime) -> str:
+    """YYMMDD-NNNNNN-C: a date, six random digits and a Luhn check digit, easy to read out."""
+    digits = f"{day:%y%m%d}{secrets.randbelow(1_000_000):06d}"
+    return f"{digits[:6]}-{digits[6:]}-{luhn.calc_check_digit(digits)}"
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    version: int
+    type: str
+    at: datetime
+    ctx: dict[str, Any]
+    data: dict[str, Any]
+
+
+class ComplaintsApplication(Application[UUID]):
+    name = "complaints"
+    snapshotting_intervals: ClassVar[dict[type[Any], int]] = {Complaint: 50}
+
+    def __init__(self, settings: Settings, policy: Policy, *, create_table: bool = False):
+        super().__init__(env=store_env(settings, create_table=create_table))
+        # Per instance, so each store honours its own settings.
+        self.snapshotting_intervals = {Complaint: settings.snapshot_interval}  # type: ignore[misc]
+        self.policy = policy
+        self.write_attempts = settings.write_attempts
+
+    # ------------------------------------------------------------------ commands
+    def accept(self, intake: dict[str, Any], ctx: CommandContext) -> tuple[Complaint, int | None]:
+        """Accept a complaint; returns it and its position in the global order (None if the
+        complaint already existed).
+
+        With an Idempotency-Key the id is derived from the client and the key, so a retry after
+        a crash finds the complaint instead of creating it twice.
+        """
+        complaint_id = (
+            uuid5(NAMESPACE, f"complaint:{ctx.actor.id}:{ctx.idempotency_key}")
+            if ctx.idempotency_key
+            else uuid4()
+        )
+        policy = self.policy
+        facts = facts_of(
+            channel=intake["channel"],
+            business_type=intake["business_type"],
+            category=intake["category"],
+            vip_tier=intake["customer"].get("vip_tier"),
+            area=intake.get("area"),
+        )
+        received = intake.get("received_at")
+        deadlines = policy.deadlines(
+            facts,
+            accepted_at=ctx.at,
+            received_at=datetime.fromisoformat(received) if received else None,
+        )
+        time_barred = policy.is_time_barred(
+            intake["category"], datetime.fromisoformat(intake["occurred_at"]), ctx.at
+        )
+        thread_id = ComplaintThread.id_for(
+            intake["customer"]["id"], intake["service_number"], intake["category"]
+        )
+        for attempt in self._attempts():
+            with attempt:
+                existing = self._find(complaint_id)
+                if existing is not None:
+                    return existing, None
+                thread = self._find_thread(thread_id)
+                repeat_of = thread.latest if thread else None
+                complaint = Complaint.accept(
+                    complaint_id=complaint_id,
+                    acceptance_no=new_acceptance_no(ctx.at.astimezone(policy.tz)),
+                    intake=intake,
+                    deadlines=deadlines,
+                    repeat_of=repeat_of,
+                    time_barred=time_barred,
+                    ctx=ctx,
+                )
+                number = AcceptanceNumber.reserve(complaint.acceptance_no, complaint.id, ctx.at)
+                if thread is None:
+                    thread = ComplaintThread.start(thread_id, complaint.id, ctx.at)
+                else:
+                    thread.join(complaint_id=complaint.id, timestamp=ctx.at)
+                recordings = self.save(complaint, number, thread)
+                return complaint, self._position(recordings, complaint.id)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def execute(
+        self,
+        complaint_id: UUID,
+        command: Callable[[Complaint], None],
+        *,
+        expected_version: int | None,
+        ctx: CommandContext,
+    ) -> tuple[Complaint, int | None]:
+        """Load, check the version, call the command, save; retried when another writer won."""
+        if ctx.recovering and ctx.idempotency_key:
+            done = self._applied_with_key(complaint_id, ctx)
+            if done is not None:
+                return done
+        for attempt in self._attempts():
+            with attempt:
+                complaint = self.load(complaint_id)
+                if expected_version is not None and complaint.version != expected_version:
+                    raise VersionMismatch(expected_version, complaint.version)
+                command(complaint)
+                recordings = self.save(complaint)
+                return complaint, self._position(recordings, complaint.id)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    # -------------------------------------------------------------------- reads
+    def load(self, complaint_id: UUID, version: int | None = None) -> Complaint:
+        try:
+            complaint: object = self.repository.get(complaint_id, version=version)
+        except AggregateNotFoundError:
+            raise ComplaintNotFound(complaint_id) from None
+        if not isinstance(complaint, Complaint):
+            raise ComplaintNotFound(complaint_id)
+        return complaint
+
+    def load_as_of(self, complaint_id: UUID, as_of: datetime) -> Complaint:
+        version = None
+        stored: Any
+        for stored in self.events.get(complaint_id):
+            if stored.timestamp > as_of:
+                break
+            version = stored.originator_version
+        if version is None:
+            raise ComplaintNotFound(complaint_id)
+        return self.load(complaint_id, version)
+
+    def find_by_acceptance_no(self, acceptance_no: str) -> Complaint:
+        try:
+            number: AcceptanceNumber = self.repository.get(AcceptanceNumber.id_for(acceptance_no))
+        except AggregateNotFoundError:
+            raise ComplaintNotFound(acceptance_no) from None
+        return self.load(number.complaint_id)
+
+    def history(self, complaint_id: UUID) -> list[StoredEvent]:
+        events = [self._stored(e) for e in self.events.get(complaint_id)]
+        if not events or events[0].type != "Accepted":
+            raise ComplaintNotFound(complaint_id)
+        return events
+
+    def ping(self) -> int:
+        return self.recorder.max_notification_id() or 0
+
+    # ------------------------------------------------------------------ helpers
+    def _attempts(self) -> Retrying:
+        return Retrying(
+            retry=retry_if_exception_type(IntegrityError),
+            stop=stop_after_attempt(self.write_attempts),
+            wait=wait_random_exponential(multiplier=0.005, max=0.2),
+            retry_error_callback=self._give_up,
+            reraise=False,
+        )
+
+    @staticmethod
+    def _give_up(_state: object) -> None:
+        raise ConcurrentModification(
+            "Other writers changed this complaint at the same time; read it again and retry."
+        )
+
+    def _find(self, complaint_id: UUID) -> Complaint | None:
+        try:
+            return self.load(complaint_id)
+        except ComplaintNotFound:
+            return None
+
+    def _find_thread(self, thread_id: UUID) -> ComplaintThread | None:
+        try:
+            thread: object = self.repository.get(thread_id)
+        except AggregateNotFoundError:
+            return None
+        assert isinstance(thread, ComplaintThread)
+        return thread
+
+    def _applied_with_key(
+        self, complaint_id: UUID, ctx: CommandContext
+    ) -> tuple[Complaint, int | None] | None:
+        """After a crash: the complaint as it was when this key's command was applied, if it was."""
+        for stored in self.history(complaint_id):
+            if (
+                stored.ctx.get("idempotency_key") == ctx.idempotency_key
+                and stored.ctx.get("actor", {}).get("id") == ctx.actor.id
+            ):
+                complaint = self.load(complaint_id, stored.version)
+                return complaint, None
+        return None
+
+    @staticmethod
+    def _position(recordings: list[Any], complaint_id: UUID) -> int:
+        ids = [
+            r.notification.id for r in recordings if r.notification.originator_id == complaint_id
+        ]
+        return max(ids) if ids else 0
+
+    @staticmethod
+    def _stored(event: Any) -> StoredEvent:
+        data = {k: v for k, v in event.__dict__.items() if k not in ENVELOPE and k != "ctx"}
+        return StoredEvent(
+            version=event.originator_version,
+            type=type(event).__name__,
+            at=event.timestamp,
+            ctx=dict(getattr(event, "ctx", {}) or {}),
+            data=data,
+        )

@@ -1,0 +1,131 @@
+"""The async facade every service awaits. The only door to the event store.
+
+`eventsourcing` is synchronous, so each call runs in a worker thread, bounded by a capacity
+limiter that matches the PostgreSQL pool (no thread ever waits for a connection). Commands on
+one complaint are serialised within the process, so racing requests mostly queue instead of
+burning retries; races between processes are settled by the store's optimistic concurrency.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from functools import partial
+from typing import Any, TypeVar
+from uuid import UUID
+
+import anyio
+from anyio import to_thread
+
+from shared.domain.clock import Clock, system_clock
+from shared.domain.complaint import Complaint
+from shared.domain.context import CommandContext
+from shared.domain.policy import Policy
+from shared.settings import Settings
+from shared.store.application import ComplaintsApplication, StoredEvent
+from shared.store.idempotency import IdempotencyStore
+from shared.store.sql import create_engine, metadata
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Written:
+    complaint: Complaint
+    #: Global position of the last event written; None when nothing new was written.
+    position: int | None
+
+
+class ComplaintStore:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        clock: Clock = system_clock,
+        policy: Policy | None = None,
+    ) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.policy = policy or Policy.load(settings.policy_path)
+        self._limiter = anyio.CapacityLimiter(settings.store_threads)
+        self._locks: weakref.WeakValueDictionary[UUID, asyncio.Lock] = weakref.WeakValueDictionary()
+        self._app: ComplaintsApplication | None = None
+        self._engine = create_engine(settings)
+        self.idempotency = IdempotencyStore(self._engine, clock, settings.idempotency_lease_seconds)
+
+    # ------------------------------------------------------------------ lifecycle
+    async def open(self) -> None:
+        self._app = await self._run(
+            partial(ComplaintsApplication, self.settings, self.policy, create_table=False)
+        )
+
+    async def close(self) -> None:
+        if self._app is not None:
+            await self._run(self._app.close)
+            self._app = None
+        await self._engine.dispose()
+
+    async def create_schema(self) -> None:
+        """Create the event tables and our own tables once (the setup step, not at start-up)."""
+        app = await self._run(
+            partial(ComplaintsApplication, self.settings, self.policy, create_table=True)
+        )
+        await self._run(app.close)
+        async with self._engine.begin() as conn:
+            await conn.run_sync(metadata.create_all)
+
+    # ------------------------------------------------------------------- commands
+    async def accept(self, intake: dict[str, Any], ctx: CommandContext) -> Written:
+        complaint, position = await self._run(partial(self.app.accept, intake, ctx))
+        return Written(complaint, position)
+
+    async def execute(
+        self,
+        complaint_id: UUID,
+        command: Callable[[Complaint], None],
+        *,
+        ctx: CommandContext,
+        expected_version: int | None = None,
+    ) -> Written:
+        """Load the complaint, run `command` on it, save the events it triggered."""
+        lock = self._locks.setdefault(complaint_id, asyncio.Lock())
+        async with lock:
+            complaint, position = await self._run(
+                partial(
+                    self.app.execute,
+                    complaint_id,
+                    command,
+                    expected_version=expected_version,
+                    ctx=ctx,
+                )
+            )
+        return Written(complaint, position)
+
+    # ---------------------------------------------------------------------- reads
+    async def get(self, complaint_id: UUID, *, as_of: datetime | None = None) -> Complaint:
+        if as_of is None:
+            return await self._run(partial(self.app.load, complaint_id))
+        return await self._run(partial(self.app.load_as_of, complaint_id, as_of))
+
+    async def find_by_acceptance_no(self, acceptance_no: str) -> Complaint:
+        return await self._run(partial(self.app.find_by_acceptance_no, acceptance_no))
+
+    async def history(self, complaint_id: UUID) -> list[StoredEvent]:
+        return await self._run(partial(self.app.history, complaint_id))
+
+    async def ping(self) -> int:
+        """The last global position; raises if the store cannot be reached."""
+        return await self._run(self.app.ping)
+
+    # -------------------------------------------------------------------- helpers
+    @property
+    def app(self) -> ComplaintsApplication:
+        if self._app is None:
+            raise RuntimeError("ComplaintStore.open() has not been awaited")
+        return self._app
+
+    async def _run(self, func: Callable[[], T]) -> T:
+        return await to_thread.run_sync(func, limiter=self._limiter)

@@ -1,0 +1,106 @@
+"""Durable Idempotency-Key records: a claim while the first request runs, then its answer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import and_, delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from shared.domain.clock import Clock
+from shared.store.sql import idempotency_keys
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """This request owns the key. `recovering`: an earlier attempt died holding it."""
+
+    recovering: bool = False
+
+
+@dataclass(frozen=True)
+class Replay:
+    status_code: int
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass(frozen=True)
+class InProgress:
+    """The first request with this key is still running."""
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    """The key was used before with another request."""
+
+
+ClaimResult = Claimed | Replay | InProgress | Mismatch
+
+
+class IdempotencyStore:
+    def __init__(self, engine: AsyncEngine, clock: Clock, lease_seconds: float) -> None:
+        self.engine = engine
+        self.clock = clock
+        self.lease_seconds = lease_seconds
+
+    def _now(self) -> float:
+        return self.clock().timestamp()
+
+    async def claim(self, client: str, key: str, request_hash: str) -> ClaimResult:
+        now = self._now()
+        try:
+            async with self.engine.begin() as conn:
+                await conn.execute(
+                    insert(idempotency_keys).values(
+                        client=client,
+                        key=key,
+                        request_hash=request_hash,
+                        state="running",
+                        claimed_at=now,
+                    )
+                )
+            return Claimed()
+        except IntegrityError:
+            pass
+        where = and_(idempotency_keys.c.client == client, idempotency_keys.c.key == key)
+        async with self.engine.begin() as conn:
+            row = (await conn.execute(select(idempotency_keys).where(where))).mappings().first()
+            if row is None:  # released meanwhile: let the client retry
+                return InProgress()
+            if row["request_hash"] != request_hash:
+                return Mismatch()
+            if row["state"] == "done":
+                headers: dict[str, Any] = row["headers"] or {}
+                return Replay(row["status_code"], dict(headers), bytes(row["body"] or b""))
+            if row["claimed_at"] > now - self.lease_seconds:
+                return InProgress()
+            taken = await conn.execute(
+                update(idempotency_keys)
+                .where(where, idempotency_keys.c.claimed_at == row["claimed_at"])
+                .values(claimed_at=now)
+            )
+            return Claimed(recovering=True) if taken.rowcount == 1 else InProgress()
+
+    async def complete(
+        self, client: str, key: str, status_code: int, headers: dict[str, str], body: bytes
+    ) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                update(idempotency_keys)
+                .where(idempotency_keys.c.client == client, idempotency_keys.c.key == key)
+                .values(state="done", status_code=status_code, headers=headers, body=body)
+            )
+
+    async def release(self, client: str, key: str) -> None:
+        """Forget a claim whose request failed on our side, so a retry runs it again."""
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                delete(idempotency_keys).where(
+                    idempotency_keys.c.client == client,
+                    idempotency_keys.c.key == key,
+                    idempotency_keys.c.state == "running",
+                )
+            )

@@ -1,0 +1,127 @@
+"""A real PostgreSQL for the tests: the one at 127.0.0.1:5432, or a throwaway local cluster.
+
+Never a mock. If no server answers, a cluster is started from the local binaries (`initdb`,
+`pg_ctl`); if those are missing too, the run stops with one message saying so.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
+
+import psycopg
+from psycopg import sql
+
+DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+def _answers(url: str) -> bool:
+    try:
+        with closing(psycopg.connect(url, connect_timeout=3)):
+            return True
+    except psycopg.Error:
+        return False
+
+
+def _binary(name: str) -> str | None:
+    found = shutil.which(name)
+    if found:
+        return found
+    candidates = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), reverse=True)
+    return candidates[0] if candidates else None
+
+
+def _free_port() -> int:
+    with closing(socket.socket()) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class NoPostgres(RuntimeError):
+    pass
+
+
+@contextmanager
+def postgres_server() -> Iterator[str]:
+    """Yields an admin URL of a PostgreSQL server to create test databases in."""
+    url = os.environ.get("COMPLAINTS_TEST_POSTGRES_URL", DEFAULT_URL)
+    if _answers(url):
+        yield url
+        return
+    initdb, pg_ctl = _binary("initdb"), _binary("pg_ctl")
+    if not initdb or not pg_ctl:
+        raise NoPostgres(
+            f"No PostgreSQL answers at {url} and no initdb/pg_ctl were found to start one. "
+            "Install PostgreSQL 15 (e.g. `apt-get install postgresql`) or set "
+            "COMPLAINTS_TEST_POSTGRES_URL to a server you can create databases on."
+        )
+    workdir = tempfile.mkdtemp(prefix="complaints-pg-")
+    prefix: list[str] = []
+    if os.geteuid() == 0:  # initdb refuses to run as root
+        shutil.chown(workdir, "postgres")
+        prefix = ["runuser", "-u", "postgres", "--"]
+    port = _free_port()
+    data = os.path.join(workdir, "data")
+    subprocess.run(
+        [*prefix, initdb, "-D", data, "-U", "postgres", "-A", "trust"],
+        check=True,
+        capture_output=True,
+    )
+    subprocess.run(
+        [
+            *prefix,
+            pg_ctl,
+            "-D",
+            data,
+            "-l",
+            os.path.join(workdir, "log"),
+            "-w",
+            "-o",
+            f"-p {port} -k {workdir} -c listen_addresses=127.0.0.1",
+            "start",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    try:
+        local = f"postgresql://postgres@127.0.0.1:{port}/postgres"
+        deadline = time.monotonic() + 30
+        while not _answers(local):
+            if time.monotonic() > deadline:
+                raise NoPostgres("the throwaway PostgreSQL cluster did not start")
+            time.sleep(0.2)
+        yield local
+    finally:
+        subprocess.run(
+            [*prefix, pg_ctl, "-D", data, "-m", "immediate", "stop"], capture_output=True
+        )
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def create_database(admin_url: str, *, template: str | None = None) -> str:
+    """Create a fresh database and return its URL."""
+    name = f"complaints_test_{uuid.uuid4().hex[:12]}"
+    with closing(psycopg.connect(admin_url, autocommit=True)) as conn:
+        statement = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+        if template:
+            statement = sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                sql.Identifier(name), sql.Identifier(template)
+            )
+        conn.execute(statement)
+    return admin_url.rsplit("/", 1)[0] + f"/{name}"
+
+
+def drop_database(admin_url: str, url: str) -> None:
+    name = url.rsplit("/", 1)[1]
+    with closing(psycopg.connect(admin_url, autocommit=True)) as conn:
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
