@@ -56,6 +56,8 @@ class LimitRule(_Strict):
     met_by: tuple[str, ...] = Field(min_length=1)
     target: float = Field(default=1.0, gt=0, le=1)
     pausable: bool = False
+    #: A cap only ever shortens the limit chosen for these facts (e.g. VIP priority handling).
+    cap: bool = False
     source: str = ""
     applies: dict[str, tuple[str, ...]] = Field(default_factory=dict)
 
@@ -149,19 +151,19 @@ class Policy:
     def limit_names(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(rule.name for rule in self.document.limit))
 
-    def rules_for(self, facts: Mapping[str, str | None]) -> list[LimitRule]:
-        """For each limit name, the rule that applies to these facts, if any.
+    def rules_for(self, facts: Mapping[str, str | None]) -> list[tuple[LimitRule, list[LimitRule]]]:
+        """For each limit name: the rule that applies to these facts, and the caps that match.
 
         The most specific matching rule wins (the one naming the most facts); among equally
-        specific rules the strictest (shortest) wins, so a VIP rule can only shorten a limit.
+        specific rules the shortest wins. Matching caps can then only shorten it.
         """
-        chosen: list[LimitRule] = []
+        chosen = []
         for name in self.limit_names:
             matching = [r for r in self.document.limit if r.name == name and r.matches(facts)]
-            if matching:
-                chosen.append(
-                    max(matching, key=lambda r: (len(r.applies), -self._nominal_hours(r)))
-                )
+            rules = [r for r in matching if not r.cap]
+            if rules:
+                best = max(rules, key=lambda r: (len(r.applies), -self._nominal_hours(r)))
+                chosen.append((best, [r for r in matching if r.cap]))
         return chosen
 
     @staticmethod
@@ -192,15 +194,19 @@ class Policy:
         """
         wanted = set(only) if only is not None else None
         result = []
-        for rule in self.rules_for(facts):
-            if wanted is not None and rule.name not in wanted:
+        for base, caps in self.rules_for(facts):
+            if wanted is not None and base.name not in wanted:
                 continue
-            start = received_at if rule.start is Start.RECEIVED and received_at else accepted_at
+            candidates = []
+            for rule in (base, *caps):
+                start = received_at if rule.start is Start.RECEIVED and received_at else accepted_at
+                candidates.append((self.due_at(rule, start), rule, start))
+            due, rule, start = min(candidates, key=lambda c: c[0])
             result.append(
                 {
                     "name": rule.name,
                     "starts_at": start.astimezone(UTC).isoformat(),
-                    "due_at": self.due_at(rule, start).isoformat(),
+                    "due_at": due.isoformat(),
                     "amount": rule.amount,
                     "unit": rule.unit.value,
                     "met_by": list(rule.met_by),

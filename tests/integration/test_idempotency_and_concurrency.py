@@ -1,0 +1,186 @@
+"""Retries, stale writes and racing writers: nothing duplicated, nothing lost."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from uuid import UUID
+
+from shared.domain.clock import FixedClock
+from shared.domain.codes import Complexity
+from shared.domain.context import Actor, CommandContext
+from shared.store.facade import ComplaintStore
+from tests.conftest import intake_body
+from tests.integration.conftest import Api
+
+REFUSAL = {"reason": "out_of_scope", "explanation": "第三方应用", "redirect": "应用提供商"}
+
+
+async def test_same_key_same_body_returns_the_first_answer(api: Api, store: ComplaintStore) -> None:
+    before = await store.ping()
+    first = await api.accept(intake_body(), **{"Idempotency-Key": "retry-1"})
+    again = await api.accept(intake_body(), **{"Idempotency-Key": "retry-1"})
+    assert first.status_code == again.status_code == 201
+    assert again.json() == first.json()
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert await store.ping() == before + 3  # one complaint + its two index events, once
+
+
+async def test_same_key_other_body_is_422(api: Api, store: ComplaintStore) -> None:
+    await api.accept(intake_body(), **{"Idempotency-Key": "retry-2"})
+    position = await store.ping()
+    other = await api.accept(intake_body(demand="另一个诉求"), **{"Idempotency-Key": "retry-2"})
+    assert other.status_code == 422
+    assert other.headers["content-type"] == "application/problem+json"
+    assert await store.ping() == position
+
+
+async def test_keys_belong_to_their_client(api: Api) -> None:
+    mine = await api.accept(intake_body(), sub="agent-a", **{"Idempotency-Key": "shared-key"})
+    theirs = await api.accept(intake_body(), sub="agent-b", **{"Idempotency-Key": "shared-key"})
+    assert mine.status_code == theirs.status_code == 201
+    assert mine.json()["id"] != theirs.json()["id"]
+
+
+async def test_key_still_running_is_409(api: Api, store: ComplaintStore) -> None:
+    import hashlib
+    import json
+
+    # Another process holds the key right now (claimed, not finished).
+    body = intake_body()
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+    digest = hashlib.sha256(b"POST /complaints\n" + canonical).hexdigest()
+    await store.idempotency.claim("agent-1", "busy-key", digest)
+    response = await api.accept(body, **{"Idempotency-Key": "busy-key"})
+    assert response.status_code == 409
+    assert response.headers["Retry-After"] == "1"
+
+
+async def test_a_dead_claim_is_taken_over_without_a_second_event(
+    api: Api, store: ComplaintStore, clock: FixedClock
+) -> None:
+    """The first attempt wrote its event, then its process died before storing the answer."""
+    created = (await api.accept(intake_body())).json()
+    ctx = CommandContext(Actor("agent-1", "agent"), "intake", clock(), None, "dead-key")
+    complaint_id = UUID(created["id"])
+    await store.execute(
+        complaint_id,
+        lambda c: c.refuse(*_refusal_args(), ctx),
+        ctx=ctx,
+    )
+    import hashlib
+    import json
+
+    canonical = json.dumps(REFUSAL, sort_keys=True, separators=(",", ":")).encode()
+    path = f"/complaints/{complaint_id}/refusal"
+    digest = hashlib.sha256(f"POST {path}\n".encode() + canonical).hexdigest()
+    await store.idempotency.claim("agent-1", "dead-key", digest)  # never completed
+    clock.advance(timedelta(seconds=31))  # the lease runs out
+
+    retry = await api.client.post(
+        path, json=REFUSAL, headers=api.headers(**{"Idempotency-Key": "dead-key"})
+    )
+    assert retry.status_code == 200, retry.text
+    assert retry.json()["version"] == 2
+    history = (await api.get(f"/complaints/{complaint_id}/history")).json()["events"]
+    assert [e["type"] for e in history] == ["Accepted", "Refused"]
+
+
+def _refusal_args() -> tuple[object, str, str]:
+    from shared.domain.codes import RefusalReason
+
+    return RefusalReason.OUT_OF_SCOPE, REFUSAL["explanation"], REFUSAL["redirect"]
+
+
+async def test_stale_if_match_is_412_and_appends_nothing(api: Api) -> None:
+    created = (await api.accept(intake_body())).json()
+    path = f"/complaints/{created['id']}/refusal"
+    stale = await api.client.post(path, json=REFUSAL, headers=api.headers(**{"If-Match": '"7"'}))
+    assert stale.status_code == 412
+    assert stale.headers["content-type"] == "application/problem+json"
+    assert (await api.get(f"/complaints/{created['id']}")).json()["version"] == 1
+    bare = await api.client.post(path, json=REFUSAL, headers=api.headers(**{"If-Match": "1"}))
+    assert bare.status_code == 200
+
+
+async def test_illegal_transition_is_409_naming_the_status(api: Api) -> None:
+    created = (await api.accept(intake_body())).json()
+    path = f"/complaints/{created['id']}/refusal"
+    assert (await api.client.post(path, json=REFUSAL, headers=api.headers())).status_code == 200
+    again = await api.client.post(path, json=REFUSAL, headers=api.headers())
+    assert again.status_code == 409
+    assert again.json()["current_status"] == "refused"
+    assert (await api.get(f"/complaints/{created['id']}")).json()["version"] == 2
+
+
+async def test_thirty_concurrent_writers_to_one_complaint_lose_nothing(
+    api: Api, store: ComplaintStore, clock: FixedClock
+) -> None:
+    created = (await api.accept(intake_body())).json()
+    complaint_id = UUID(created["id"])
+    ctx = CommandContext(Actor("sup-1", "supervisor"), "investigation", clock())
+    await store.execute(
+        complaint_id, lambda c: c.assign("net", "inv-1", Complexity.SIMPLE, [], ctx), ctx=ctx
+    )
+
+    async def add(n: int) -> int:
+        written = await store.execute(
+            complaint_id, lambda c: c.add_evidence("call_record", f"CDR-{n}", "", ctx), ctx=ctx
+        )
+        return written.complaint.version
+
+    versions = await asyncio.gather(*(add(n) for n in range(30)))
+    assert sorted(versions) == list(range(3, 33))
+    complaint = await store.get(complaint_id)
+    assert sorted(e["ref"] for e in complaint.evidence) == sorted(f"CDR-{n}" for n in range(30))
+
+
+async def test_thirty_concurrent_writers_in_two_processes_lose_nothing(
+    api: Api,
+    settings,
+    clock: FixedClock,  # type: ignore[no-untyped-def]
+) -> None:
+    """Two stores (as two service processes would have) race on one complaint."""
+    created = (await api.accept(intake_body())).json()
+    complaint_id = UUID(created["id"])
+    ctx = CommandContext(Actor("sup-1", "supervisor"), "investigation", clock())
+    stores = [ComplaintStore(settings, clock=clock) for _ in range(2)]
+    for s in stores:
+        await s.open()
+    try:
+        await stores[0].execute(
+            complaint_id, lambda c: c.assign("net", "inv-1", Complexity.SIMPLE, [], ctx), ctx=ctx
+        )
+        results = await asyncio.gather(
+            *(
+                stores[n % 2].execute(
+                    complaint_id,
+                    lambda c, n=n: c.add_evidence("call_record", f"CDR-{n}", "", ctx),
+                    ctx=ctx,
+                )
+                for n in range(30)
+            ),
+            return_exceptions=True,
+        )
+        applied = [r for r in results if not isinstance(r, BaseException)]
+        refused = [r for r in results if isinstance(r, BaseException)]
+        assert all(type(r).__name__ == "ConcurrentModification" for r in refused)
+        complaint = await stores[0].get(complaint_id)
+        # Every acknowledged write is there, and nothing else.
+        assert len(complaint.evidence) == len(applied)
+        assert complaint.version == 2 + len(applied)
+        assert len(applied) >= 25
+    finally:
+        for s in stores:
+            await s.close()
+
+
+async def test_concurrent_complaints_of_one_customer_form_one_repeat_chain(api: Api) -> None:
+    responses = await asyncio.gather(*(api.accept(intake_body()) for _ in range(12)))
+    assert all(r.status_code == 201 for r in responses), [r.text for r in responses]
+    complaints = [r.json() for r in responses]
+    firsts = [c for c in complaints if c["repeat_of"] is None]
+    assert len(firsts) == 1
+    links = [c["repeat_of"] for c in complaints if c["repeat_of"]]
+    assert len(set(links)) == len(links) == 11  # a chain: each earlier complaint linked once
+    assert len({c["acceptance_no"] for c in complaints}) == 12

@@ -1,0 +1,43 @@
+"""Hash links between a complaint's events."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+from shared.domain.chain import GENESIS, chain, link
+from shared.http.views import mask_email, mask_phone
+
+
+def records() -> list[dict[str, Any]]:
+    return [{"version": v, "type": "E", "data": {"n": v, "text": "投诉"}} for v in range(1, 6)]
+
+
+def test_each_hash_links_to_the_previous_one() -> None:
+    links = chain(records())
+    assert links[0][0] == GENESIS
+    for (_, previous), (prev_hash, _) in itertools.pairwise(links):
+        assert prev_hash == previous
+    assert len({h for _, h in links}) == len(links)
+
+
+def test_changing_an_event_changes_its_hash_and_every_later_one() -> None:
+    original = chain(records())
+    tampered = records()
+    tampered[2]["data"]["n"] = 99
+    changed = chain(tampered)
+    assert changed[:2] == original[:2]
+    assert all(a[1] != b[1] for a, b in zip(original[2:], changed[2:], strict=True))
+
+
+def test_key_order_does_not_matter_but_content_does() -> None:
+    assert link(GENESIS, {"a": 1, "b": 2}) == link(GENESIS, {"b": 2, "a": 1})
+    assert link(GENESIS, {"a": 1}) != link(GENESIS, {"a": 2})
+    assert link(GENESIS, {"a": 1}) != link("f" * 64, {"a": 1})
+
+
+def test_masking() -> None:
+    assert mask_phone("13812341234") == "138****1234"
+    assert mask_phone("12345") == "*****"
+    assert mask_email("zhang.wei@example.cn") == "z***@example.cn"
+    assert mask_phone(None) is None

@@ -1,0 +1,176 @@
+"""The business calendar and the deadlines each policy rule produces."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+
+from shared.domain.errors import PolicyError
+from shared.domain.policy import Policy, facts_of
+
+POLICY = Policy.load()
+
+
+def beijing(text: str) -> datetime:
+    return datetime.fromisoformat(text + "+08:00")
+
+
+def facts(**overrides: str | None) -> dict[str, str | None]:
+    base: dict[str, str | None] = dict(
+        facts_of(
+            channel="hotline", business_type="mobile", category="billing", vip_tier=None, area=None
+        )
+    )
+    base.update(overrides)
+    return base
+
+
+def due(name: str, accepted: datetime, received: datetime | None = None, **fact: str | None) -> str:
+    deadlines = POLICY.deadlines(facts(**fact), accepted_at=accepted, received_at=received)
+    found = {d["name"]: d for d in deadlines}
+    return str(datetime.fromisoformat(found[name]["due_at"]).astimezone(POLICY.tz).isoformat())
+
+
+@pytest.mark.parametrize(
+    ("day", "working"),
+    [
+        (date(2026, 10, 1), False),  # National Day
+        (date(2026, 10, 7), False),  # National Day holiday week
+        (date(2026, 10, 8), True),
+        (date(2026, 9, 20), True),  # Sunday, adjusted working day for National Day
+        (date(2026, 10, 10), True),  # Saturday, adjusted working day
+        (date(2026, 10, 11), False),  # an ordinary Sunday
+        (date(2026, 2, 14), True),  # Saturday before Spring Festival, adjusted
+        (date(2026, 2, 17), False),  # Spring Festival
+        (date(2026, 11, 23), True),
+    ],
+)
+def test_calendar_knows_holidays_and_adjusted_weekends(day: date, working: bool) -> None:
+    assert POLICY.calendar.is_working_day(day) is working
+
+
+def test_working_days_skip_the_national_day_week() -> None:
+    # Accepted Wednesday 30 Sep 2026: 3 working days are 8, 9 and 10 Oct (a working Saturday).
+    assert due("reply", beijing("2026-09-30T15:00:00")) == "2026-10-10T23:59:59+08:00"
+
+
+def test_working_days_count_an_adjusted_working_sunday() -> None:
+    # Accepted Saturday 19 Sep 2026: Sunday 20 Sep is a working day, then Mon 21, Tue 22.
+    assert due("reply", beijing("2026-09-19T09:00:00")) == "2026-09-22T23:59:59+08:00"
+
+
+def test_working_days_across_midnight_utc_use_beijing_dates() -> None:
+    # 01:30 Tuesday in Beijing is still Monday in UTC; the count starts from Tuesday.
+    assert due("reply", beijing("2026-11-24T01:30:00")) == "2026-11-27T23:59:59+08:00"
+
+
+@pytest.mark.parametrize(
+    ("name", "fact", "expected"),
+    [
+        ("reply", {}, "2026-11-26T23:59:59+08:00"),  # 3 working days
+        (
+            "reply",
+            {"category": "network_coverage", "business_type": "broadband"},
+            "2026-11-26T23:59:59+08:00",
+        ),
+        (  # mobile network: 2 working days
+            "reply",
+            {"category": "network_coverage", "business_type": "mobile"},
+            "2026-11-25T23:59:59+08:00",
+        ),
+        (  # the VIP cap shortens even the most specific rule
+            "reply",
+            {"category": "network_coverage", "vip_tier": "supreme"},
+            "2026-11-24T23:59:59+08:00",
+        ),
+        (  # a cap never lengthens: gold has no cap, diamond's 1 day is the shortest
+            "reply",
+            {"vip_tier": "gold"},
+            "2026-11-26T23:59:59+08:00",
+        ),
+        ("investigation", {}, "2026-11-26T10:00:00+08:00"),  # 72 hours
+        ("investigation", {"complexity": "complex"}, "2026-11-30T23:59:59+08:00"),
+        ("reply", {"vip_tier": "supreme"}, "2026-11-24T23:59:59+08:00"),  # 1 working day
+        ("resolution", {}, "2026-11-30T23:59:59+08:00"),  # 5 working days
+        ("operator_answer", {}, "2026-12-08T10:00:00+08:00"),  # 15 calendar days
+    ],
+)
+def test_deadline_per_policy_row(name: str, fact: dict[str, str], expected: str) -> None:
+    assert due(name, beijing("2026-11-23T10:00:00"), **fact) == expected
+
+
+@pytest.mark.parametrize(
+    ("area", "hours"), [("urban", 36), ("suburban_county", 36), ("rural", 48), (None, 36)]
+)
+def test_broadband_repair_by_area(area: str | None, hours: int) -> None:
+    accepted = beijing("2026-11-23T10:00:00")
+    expected = (accepted + timedelta(hours=hours)).isoformat()
+    got = due("repair", accepted, business_type="broadband", category="fault_repair", area=area)
+    assert got == expected
+
+
+def test_network_coverage_has_no_resolution_limit() -> None:
+    deadlines = POLICY.deadlines(facts(category="network_coverage"), accepted_at=datetime.now(UTC))
+    assert "resolution" not in {d["name"] for d in deadlines}
+
+
+def test_acceptance_limit_only_for_non_live_channels() -> None:
+    received = beijing("2026-11-21T09:00:00")
+    accepted = beijing("2026-11-23T10:00:00")
+    assert due("acceptance", accepted, received, channel="letter") == "2026-11-22T09:00:00+08:00"
+    hotline = POLICY.deadlines(facts(channel="hotline"), accepted_at=accepted)
+    assert "acceptance" not in {d["name"] for d in hotline}
+
+
+def test_every_deadline_records_the_policy_version() -> None:
+    deadlines = POLICY.deadlines(facts(), accepted_at=datetime.now(UTC))
+    assert deadlines and all(d["policy_version"] == "2026.1" for d in deadlines)
+
+
+def test_a_policy_file_changes_limits_without_code() -> None:
+    policy = Policy.from_toml(
+        """
+        version = "strict-1"
+        [calendar]
+        extra_holidays = [2026-11-24]
+        [[limit]]
+        name = "reply"
+        amount = 1
+        unit = "working_days"
+        met_by = ["Replied"]
+        """
+    )
+    deadlines = policy.deadlines(facts(), accepted_at=beijing("2026-11-23T10:00:00"))
+    assert [d["due_at"] for d in deadlines] == ["2026-11-25T15:59:59+00:00"]
+    assert deadlines[0]["policy_version"] == "strict-1"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "version = ''\n[[limit]]\nname='x'\namount=1\nunit='hours'\nmet_by=['Replied']",
+        "version = 'v'\n[[limit]]\nname='x'\namount=1\nunit='fortnights'\nmet_by=['Replied']",
+        "version = 'v'\n[[limit]]\nname='x'\namount=1\nunit='hours'\nmet_by=['R']\n"
+        "applies={colour=['red']}",
+        "version = 'v'",
+        "not toml at all [",
+    ],
+)
+def test_invalid_policy_files_are_refused(text: str) -> None:
+    with pytest.raises(PolicyError):
+        Policy.from_toml(text)
+
+
+@pytest.mark.parametrize(
+    ("category", "occurred", "barred"),
+    [
+        ("billing", "2026-06-22T00:00:00", True),
+        ("billing", "2026-06-24T00:00:00", False),
+        ("other", "2024-11-22T00:00:00", True),
+        ("other", "2024-11-24T00:00:00", False),
+    ],
+)
+def test_limitation_periods(category: str, occurred: str, barred: bool) -> None:
+    now = beijing("2026-11-23T10:00:00")
+    assert POLICY.is_time_barred(category, beijing(occurred), now) is barred

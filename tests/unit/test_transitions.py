@@ -1,0 +1,282 @@
+"""Every command in every status: legal where the lifecycle allows it, InvalidTransition (and no
+event) everywhere else."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from uuid import uuid4
+
+import pytest
+
+from shared.domain.codes import (
+    Complexity,
+    EscalationTrigger,
+    Level,
+    RefusalReason,
+    ReviewOutcome,
+    Satisfaction,
+    Status,
+)
+from shared.domain.complaint import ALLOWED, Complaint
+from shared.domain.context import Actor, CommandContext
+from shared.domain.errors import InvalidCommand, InvalidTransition
+from shared.domain.policy import Policy, facts_of
+
+NOW = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)
+POLICY = Policy.load()
+
+
+def ctx(role: str = "supervisor", minutes: int = 0) -> CommandContext:
+    return CommandContext(
+        Actor(f"{role}-1", role), "test", NOW + timedelta(minutes=minutes), "hotline"
+    )
+
+
+def new_complaint(**intake_overrides: object) -> Complaint:
+    intake = {
+        "channel": "hotline",
+        "customer": {"id": "c1", "name": "n", "phone": "13800000000", "vip_tier": None},
+        "service_number": "13800000000",
+        "business_type": "mobile",
+        "category": "billing",
+        "area": None,
+        "occurred_at": "2026-11-20T00:00:00+00:00",
+        "received_at": None,
+        "description": "d",
+        "demand": "d",
+        "reply_channel": "sms",
+        "evidence": [],
+        **intake_overrides,
+    }
+    facts = facts_of(
+        channel="hotline", business_type="mobile", category="billing", vip_tier=None, area=None
+    )
+    return Complaint.accept(
+        complaint_id=uuid4(),
+        acceptance_no="261123-000001-8",
+        intake=intake,
+        deadlines=POLICY.deadlines(facts, accepted_at=NOW),
+        repeat_of=None,
+        time_barred=False,
+        ctx=ctx("agent"),
+    )
+
+
+Step = Callable[[Complaint], None]
+
+COMMANDS: dict[str, Step] = {
+    "refuse": lambda c: c.refuse(RefusalReason.OUT_OF_SCOPE, "why", "where", ctx()),
+    "assign": lambda c: c.assign("network", "inv-7", Complexity.COMPLEX, [], ctx()),
+    "add_evidence": lambda c: c.add_evidence("call_record", "CDR-1", "s", ctx()),
+    "extend": lambda c: c.extend("more time", NOW + timedelta(days=30), "notice", ctx()),
+    "record_findings": lambda c: c.record_findings("c", "rule 7", "cell outage", True, ctx()),
+    "propose_resolution": lambda c: c.propose_resolution(
+        ["fix cell"],
+        [{"type": "refund", "amount": "10.00"}],
+        "eng-1",
+        NOW + timedelta(days=2),
+        ctx(),
+    ),
+    "reply": lambda c: c.reply("sms", "c", "b", "p", "done", ctx()),
+    "escalate": lambda c: c.escalate(
+        EscalationTrigger.MAJOR_INCIDENT, "r", Level.HEADQUARTERS, ctx()
+    ),
+    "review": lambda c: c.review(ReviewOutcome.REVISED, "n", ctx()),
+    "pause_clock": lambda c: c.pause_clock("waiting for customer", ctx()),
+    "resume_clock": lambda c: c.resume_clock(ctx(minutes=30)),
+    "record_callback": lambda c: c.record_callback(Satisfaction.SATISFIED, True, "ok", ctx()),
+    "archive": lambda c: c.archive("summary", ctx()),
+}
+
+#: A way to bring a fresh complaint into each status.
+PATHS: dict[Status, list[str]] = {
+    Status.ACCEPTED: [],
+    Status.REFUSED: ["refuse"],
+    Status.INVESTIGATING: ["assign"],
+    Status.RESOLUTION_PROPOSED: ["assign", "record_findings", "propose_resolution"],
+    Status.REPLIED: ["assign", "record_findings", "propose_resolution", "reply"],
+    Status.ESCALATED: ["escalate"],
+    Status.CALLBACK_DONE: [
+        "assign",
+        "record_findings",
+        "propose_resolution",
+        "reply",
+        "record_callback",
+    ],
+    Status.ARCHIVED: [
+        "assign",
+        "record_findings",
+        "propose_resolution",
+        "reply",
+        "record_callback",
+        "archive",
+    ],
+}
+
+#: Commands whose extra rules refuse them even in an allowed status, for the path above.
+EXTRA_RULES = {
+    (Status.ESCALATED, "escalate"),  # already at headquarters
+    (Status.REFUSED, "escalate"),  # only a regulator appeal reopens a refusal
+    (Status.ACCEPTED, "resume_clock"),  # not paused
+    (Status.INVESTIGATING, "resume_clock"),
+    (Status.RESOLUTION_PROPOSED, "resume_clock"),
+    (Status.ESCALATED, "resume_clock"),
+    (Status.INVESTIGATING, "propose_resolution"),  # findings first
+    (Status.INVESTIGATING, "reply"),  # findings first
+}
+
+
+def in_status(status: Status) -> Complaint:
+    complaint = new_complaint()
+    for step in PATHS[status]:
+        COMMANDS[step](complaint)
+    assert complaint.status == status
+    complaint.collect_events()
+    return complaint
+
+
+def test_every_status_is_reachable() -> None:
+    assert set(PATHS) == set(Status)
+
+
+@pytest.mark.parametrize("status", list(Status))
+@pytest.mark.parametrize("command", list(COMMANDS))
+def test_command_in_status(status: Status, command: str) -> None:
+    complaint = in_status(status)
+    version = complaint.version
+    legal = status in ALLOWED[command] and (status, command) not in EXTRA_RULES
+    if legal:
+        COMMANDS[command](complaint)
+        assert complaint.collect_events(), "a legal command records an event"
+    else:
+        with pytest.raises(InvalidTransition) as raised:
+            COMMANDS[command](complaint)
+        assert raised.value.status == status
+        assert complaint.version == version
+        assert complaint.collect_events() == []
+
+
+def test_archived_takes_no_command() -> None:
+    complaint = in_status(Status.ARCHIVED)
+    for command in COMMANDS.values():
+        with pytest.raises(InvalidTransition):
+            command(complaint)
+
+
+def test_owner_moves_from_first_contact_to_investigator_to_level() -> None:
+    complaint = new_complaint()
+    assert complaint.owner == complaint.first_contact_owner == "agent-1"
+    COMMANDS["assign"](complaint)
+    assert complaint.owner == "inv-7"
+    complaint.escalate(EscalationTrigger.CUSTOMER_DISSATISFIED, "r", Level.PROVINCIAL, ctx())
+    assert complaint.owner == "provincial-supervisors"
+    assert complaint.level == Level.PROVINCIAL
+
+
+def test_escalation_only_goes_up() -> None:
+    complaint = new_complaint()
+    complaint.escalate(EscalationTrigger.MAJOR_INCIDENT, "r", Level.PROVINCIAL, ctx())
+    with pytest.raises(InvalidTransition):
+        complaint.escalate(EscalationTrigger.MAJOR_INCIDENT, "r", Level.PROVINCIAL, ctx())
+    complaint.collect_events()
+    complaint.escalate(EscalationTrigger.MAJOR_INCIDENT, "r", Level.HEADQUARTERS, ctx())
+    (escalated,) = complaint.collect_events()
+    assert escalated.handover["level"] == "provincial"  # the lower level hands over
+    assert [e["to_level"] for e in complaint.escalations] == ["provincial", "headquarters"]
+
+
+def test_regulator_appeal_reopens_a_refusal_with_its_deadline() -> None:
+    complaint = in_status(Status.REFUSED)
+    due = NOW + timedelta(days=10)
+    complaint.escalate(
+        EscalationTrigger.REGULATOR_APPEAL,
+        "appeal",
+        Level.HEADQUARTERS,
+        ctx(),
+        regulator_ref="MIIT-2026-001",
+        regulator_due_at=due,
+    )
+    assert complaint.status == Status.ESCALATED
+    assert complaint.deadlines["regulator_appeal"]["due_at"] == due.isoformat()
+
+
+def test_dissatisfied_callback_escalates_in_the_same_save() -> None:
+    complaint = in_status(Status.REPLIED)
+    complaint.record_callback(Satisfaction.DISSATISFIED, False, "still no signal", ctx())
+    events = complaint.collect_events()
+    assert [type(e).__name__ for e in events] == ["CallbackRecorded", "Escalated"]
+    assert complaint.status == Status.ESCALATED
+    assert complaint.escalations[-1]["trigger"] == "customer_dissatisfied"
+
+
+def test_extension_only_for_complex_and_only_later() -> None:
+    simple = new_complaint()
+    simple.assign("network", "inv-7", Complexity.SIMPLE, [], ctx())
+    with pytest.raises(InvalidTransition):
+        COMMANDS["extend"](simple)
+    complex_ = new_complaint()
+    COMMANDS["assign"](complex_)
+    with pytest.raises(InvalidCommand):
+        complex_.extend("r", NOW, "notice", ctx())
+    COMMANDS["extend"](complex_)
+    assert complex_.extensions[0]["previous_due_at"] != complex_.extensions[0]["new_due_at"]
+
+
+def test_reply_goes_through_the_customers_channel() -> None:
+    complaint = in_status(Status.RESOLUTION_PROPOSED)
+    with pytest.raises(InvalidCommand):
+        complaint.reply("email", "c", "b", "p", "e", ctx())
+
+
+def test_upheld_complaint_needs_a_resolution_before_the_reply() -> None:
+    complaint = in_status(Status.INVESTIGATING)
+    complaint.record_findings("c", "b", "r", True, ctx())
+    with pytest.raises(InvalidTransition):
+        complaint.reply("sms", "c", "b", "p", "e", ctx())
+    rejected = in_status(Status.INVESTIGATING)
+    rejected.record_findings("c", "b", "r", False, ctx())
+    rejected.reply("sms", "c", "b", "p", "e", ctx())
+    assert rejected.status == Status.REPLIED
+
+
+def test_deadlines_are_met_by_their_events_and_missed_after_due() -> None:
+    complaint = in_status(Status.INVESTIGATING)
+    complaint.record_findings("c", "b", "r", True, ctx(minutes=60))
+    states = {d["name"]: d["state"] for d in complaint.deadline_states(NOW + timedelta(days=30))}
+    assert states["investigation"] == "met"
+    assert states["reply"] == "missed"  # never replied, long past due
+    assert {d["name"]: d["state"] for d in complaint.deadline_states(NOW)}["reply"] == "running"
+
+
+def test_pause_moves_pausable_deadlines_by_the_pause() -> None:
+    complaint = in_status(Status.INVESTIGATING)
+    before = dict(complaint.deadlines)
+    complaint.pause_clock("waiting for the customer's bill", ctx())
+    complaint.resume_clock(ctx(minutes=90))
+    for name, deadline in complaint.deadlines.items():
+        shift = datetime.fromisoformat(deadline["due_at"]) - datetime.fromisoformat(
+            before[name]["due_at"]
+        )
+        assert shift == (timedelta(minutes=90) if deadline["pausable"] else timedelta(0)), name
+
+
+def test_accept_refuses_times_in_the_future() -> None:
+    with pytest.raises(InvalidCommand):
+        new_complaint(occurred_at=(NOW + timedelta(hours=1)).isoformat())
+
+
+def test_replay_rebuilds_the_same_state() -> None:
+    complaint = in_status(Status.CALLBACK_DONE)
+    fresh = new_complaint()
+    events = fresh.collect_events()
+    for step in PATHS[Status.CALLBACK_DONE]:
+        COMMANDS[step](fresh)
+    events += fresh.collect_events()
+    rebuilt = None
+    for e in events:
+        rebuilt = e.mutate(rebuilt)
+    assert rebuilt is not None
+    assert rebuilt.status == complaint.status
+    assert rebuilt.version == fresh.version
+    assert rebuilt.deadlines == fresh.deadlines
