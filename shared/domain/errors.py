@@ -6,8 +6,8 @@ class DomainError(Exception):
 
 
 class ComplaintNotFound(DomainError):
-    def __init__(self, complaint_id: object) -> None:
-        super().__init__(f"No complaint with id {complaint_id}.")
+    def __init__(self, complaint_id: object, detail: str | None = None) -> None:
+        super().__init__(detail or f"No complaint with id {complaint_id}.")
         self.complaint_id = complaint_id
 
 

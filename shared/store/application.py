@@ -63,6 +63,17 @@ def store_env(settings: Settings, *, create_table: bool) -> dict[str, str]:
     return env
 
 
+#: eventsourcing's SQLite pool holds at most 15 connections (5 + 10 overflow), not settable.
+SQLITE_POOL_LIMIT = 15
+
+
+def store_threads(settings: Settings) -> int:
+    """How many threads may use the store at once without ever waiting for a connection."""
+    if settings.is_postgres:
+        return settings.store_threads  # the PostgreSQL pool is sized to match (store_env)
+    return min(settings.store_threads, SQLITE_POOL_LIMIT)
+
+
 def new_acceptance_no(day: datetime) -> str:
     """YYMMDD-NNNNNN-C: a date, six random digits and a Luhn check digit, easy to read out."""
     digits = f"{day:%y%m%d}{secrets.randbelow(1_000_000):06d}"
@@ -188,7 +199,9 @@ class ComplaintsApplication(Application[UUID]):
                 break
             version = stored.originator_version
         if version is None:
-            raise ComplaintNotFound(complaint_id)
+            raise ComplaintNotFound(
+                complaint_id, f"Complaint {complaint_id} did not exist yet at {as_of.isoformat()}."
+            )
         return self.load(complaint_id, version)
 
     def find_by_acceptance_no(self, acceptance_no: str) -> Complaint:

@@ -25,7 +25,7 @@ from shared.domain.complaint import Complaint
 from shared.domain.context import CommandContext
 from shared.domain.policy import Policy
 from shared.settings import Settings
-from shared.store.application import ComplaintsApplication, StoredEvent
+from shared.store.application import ComplaintsApplication, StoredEvent, store_threads
 from shared.store.idempotency import IdempotencyStore
 from shared.store.sql import create_engine, metadata
 
@@ -50,7 +50,7 @@ class ComplaintStore:
         self.settings = settings
         self.clock = clock
         self.policy = policy or Policy.load(settings.policy_path)
-        self._limiter = anyio.CapacityLimiter(settings.store_threads)
+        self._limiter = anyio.CapacityLimiter(store_threads(settings))
         self._locks: weakref.WeakValueDictionary[UUID, asyncio.Lock] = weakref.WeakValueDictionary()
         self._app: ComplaintsApplication | None = None
         self._engine = create_engine(settings)

@@ -152,3 +152,28 @@ async def test_as_of_needs_an_offset(api: Api) -> None:
     created = (await api.accept(intake_body())).json()
     response = await api.get(f"/complaints/{created['id']}", as_of="2026-11-23T10:00:00")
     assert response.status_code == 422
+
+
+async def test_an_unexpected_failure_is_a_500_problem_without_internals(
+    settings: Any, clock: Any, token: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import httpx
+
+    from services.intake.main import create_app
+
+    app = create_app(settings, clock=clock)
+
+    async def broken(*_: object, **__: object) -> None:
+        raise RuntimeError("secret internals: password=hunter2")
+
+    async with app.router.lifespan_context(app):
+        monkeypatch.setattr(app.state.store, "get", broken)
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            response = await client.get(
+                "/complaints/00000000-0000-4000-8000-000000000000",
+                headers={"Authorization": f"Bearer {token('agent')}"},
+            )
+    assert response.status_code == 500
+    assert response.headers["content-type"] == "application/problem+json"
+    assert "hunter2" not in response.text and "Traceback" not in response.text
