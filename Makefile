@@ -4,6 +4,9 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
+# On your own machine the published development JWT secret is fine; elsewhere set
+# COMPLAINTS_JWT_SECRET (and leave COMPLAINTS_ENVIRONMENT unset, which means production).
+export COMPLAINTS_ENVIRONMENT ?= development
 
 .PHONY: run test unit integration e2e lint format setup token clean
 

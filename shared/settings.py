@@ -20,7 +20,8 @@ DEV_SECRET = "dev-only-insecure-secret-change-me-0123456789"
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="COMPLAINTS_", env_file=".env", extra="ignore")
 
-    environment: Literal["development", "production"] = "development"
+    #: `make run` sets development; anything else must bring its own COMPLAINTS_JWT_SECRET.
+    environment: Literal["development", "production"] = "production"
     #: sqlite:///path/to/file.sqlite3 (default) or postgresql://user:pass@host:5432/dbname
     database_url: str = "sqlite:///./var/complaints.sqlite3"
     jwt_secret: SecretStr = SecretStr(DEV_SECRET)
@@ -53,7 +54,10 @@ class Settings(BaseSettings):
     def check(self) -> None:
         """Refuse settings that are unsafe in production."""
         if self.environment == "production" and self.uses_dev_secret():
-            raise ValueError("COMPLAINTS_JWT_SECRET must be set in production")
+            raise ValueError(
+                "Set COMPLAINTS_JWT_SECRET (or COMPLAINTS_ENVIRONMENT=development to use the "
+                "published development secret on your own machine)."
+            )
         backend = self.url.get_backend_name()
         if backend not in {"sqlite", "postgresql", "postgres"}:
             raise ValueError(f"unsupported database {backend!r}: use sqlite:// or postgresql://")

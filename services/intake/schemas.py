@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Self
 
-from pydantic import AwareDatetime, ConfigDict, EmailStr, Field, StringConstraints, model_validator
+from pydantic import ConfigDict, EmailStr, Field, StringConstraints, model_validator
 
 from shared.domain.codes import (
     Area,
@@ -24,6 +24,7 @@ from shared.http.fields import (
     Text500,
     Text2000,
     Text5000,
+    Timestamp,
 )
 
 Phone = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^\+?[0-9]{5,20}$")]
@@ -55,8 +56,8 @@ class AcceptRequest(RequestModel):
     business_type: BusinessType
     category: Category
     area: Area | None = Field(default=None, description="selects the repair limit by area")
-    occurred_at: AwareDatetime = Field(description="when the problem happened")
-    received_at: AwareDatetime | None = Field(
+    occurred_at: Timestamp = Field(description="when the problem happened")
+    received_at: Timestamp | None = Field(
         default=None,
         description="when a letter, e-mail or web form reached us (the acceptance limit "
         "runs from here); defaults to the acceptance time",

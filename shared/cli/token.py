@@ -28,7 +28,12 @@ def main(argv: list[str] | None = None) -> None:
     except ValueError as exc:
         parser.error(str(exc))
     sub = args.sub or f"{roles[0]}-local"
-    print(mint_token(Settings(), sub, roles, timedelta(hours=args.hours), system_clock()))
+    settings = Settings()
+    try:
+        settings.check()
+    except ValueError as exc:
+        parser.error(str(exc))
+    print(mint_token(settings, sub, roles, timedelta(hours=args.hours), system_clock()))
 
 
 if __name__ == "__main__":

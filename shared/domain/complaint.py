@@ -91,8 +91,8 @@ class Complaint(Aggregate):
         self.intake = intake
         self.repeat_of = repeat_of
         self.time_barred = time_barred
-        self.status = Status.ACCEPTED
-        self.level = Level.CITY
+        self.status: str = Status.ACCEPTED.value
+        self.level: str = Level.CITY.value
         self.first_contact_owner = ctx["actor"]["id"]
         self.owner = self.first_contact_owner
         self.accepted_at = timestamp
@@ -125,10 +125,7 @@ class Complaint(Aggregate):
         time_barred: bool,
         ctx: CommandContext,
     ) -> Complaint:
-        for field in ("occurred_at", "received_at"):
-            value = intake.get(field)
-            if value and datetime.fromisoformat(value) > ctx.at + CLOCK_SKEW:
-                raise InvalidCommand(f"{field} lies in the future.")
+        cls.check_intake_times(intake, ctx.at)
         return cls(  # type: ignore[call-arg]  # `id` is the library's keyword
             id=complaint_id,
             acceptance_no=acceptance_no,
@@ -139,6 +136,14 @@ class Complaint(Aggregate):
             ctx=ctx.record(),
             timestamp=ctx.at,
         )
+
+    @staticmethod
+    def check_intake_times(intake: dict[str, Any], now: datetime) -> None:
+        """The times a frontend reports cannot lie in the future."""
+        for field in ("occurred_at", "received_at"):
+            value = intake.get(field)
+            if value and datetime.fromisoformat(value) > now + CLOCK_SKEW:
+                raise InvalidCommand(f"{field} lies in the future.")
 
     # ---------------------------------------------------------------- refusal (不予受理)
     def refuse(
@@ -170,7 +175,7 @@ class Complaint(Aggregate):
             "at": _iso(timestamp),
             "by": ctx["actor"],
         }
-        self.status = Status.REFUSED
+        self.status = Status.REFUSED.value
         # A refusal is an answer: no limit runs on after it.
         self._meet_all(timestamp)
 
@@ -212,7 +217,7 @@ class Complaint(Aggregate):
             "at": _iso(timestamp),
         }
         self.owner = investigator
-        self.status = Status.INVESTIGATING
+        self.status = Status.INVESTIGATING.value
         self._set_deadlines(d for d in deadlines if self._is_running(d["name"]))
 
     def add_evidence(self, kind: str, ref: str, summary: str, ctx: CommandContext) -> None:
@@ -355,7 +360,7 @@ class Complaint(Aggregate):
             "due_at": due_at,
             "at": _iso(timestamp),
         }
-        self.status = Status.RESOLUTION_PROPOSED
+        self.status = Status.RESOLUTION_PROPOSED.value
         self._meet("ResolutionProposed", timestamp)
 
     def reply(
@@ -409,7 +414,7 @@ class Complaint(Aggregate):
             "at": _iso(timestamp),
             "by": ctx["actor"],
         }
-        self.status = Status.REPLIED
+        self.status = Status.REPLIED.value
         self._meet("Replied", timestamp)
 
     # ------------------------------------------------------------- escalation (投诉升级)
@@ -492,9 +497,9 @@ class Complaint(Aggregate):
                 "by": ctx["actor"],
             }
         )
-        self.level = Level(to_level)
+        self.level = to_level
         self.owner = f"{to_level}-supervisors"
-        self.status = Status.ESCALATED
+        self.status = Status.ESCALATED.value
         self._set_deadlines(deadlines)
 
     def handover_package(self) -> dict[str, Any]:
@@ -529,14 +534,21 @@ class Complaint(Aggregate):
             }
         )
         self.owner = ctx["actor"]["id"]
-        if outcome == ReviewOutcome.REVISED or self.reply_sent is None:
+        if outcome == ReviewOutcome.REVISED:
             # Handling starts again at this level; the earlier results stay in the history.
             self.findings = None
             self.resolution = None
             self.reply_sent = None
-            self.status = Status.INVESTIGATING
+            self.status = Status.INVESTIGATING.value
         else:
-            self.status = Status.REPLIED
+            # The earlier handling stands: back to where the complaint was before escalating.
+            self.status = self._status_before_escalation()
+
+    def _status_before_escalation(self) -> str:
+        for escalation in reversed(self.escalations):
+            if escalation["status_before"] != Status.ESCALATED:
+                return str(escalation["status_before"])
+        return Status.INVESTIGATING.value
 
     # ------------------------------------------------------------- time-limit pauses
     def pause_clock(self, reason: str, ctx: CommandContext) -> None:
@@ -609,7 +621,7 @@ class Complaint(Aggregate):
                 "by": ctx["actor"],
             }
         )
-        self.status = Status.CALLBACK_DONE
+        self.status = Status.CALLBACK_DONE.value
 
     # ------------------------------------------------------------------- archive (归档)
     def archive(self, summary: str, ctx: CommandContext) -> None:
@@ -619,7 +631,7 @@ class Complaint(Aggregate):
     @event("Archived")
     def _archived(self, *, summary: str, ctx: dict[str, Any], timestamp: datetime) -> None:
         self.archive_summary = summary
-        self.status = Status.ARCHIVED
+        self.status = Status.ARCHIVED.value
 
     # ------------------------------------------------------------------ deadlines
     def deadline_states(self, now: datetime) -> list[dict[str, Any]]:

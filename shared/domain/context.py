@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
+from uuid import uuid4
 
 
 @dataclass(frozen=True)
@@ -22,6 +23,8 @@ class CommandContext:
     idempotency_key: str | None = None
     #: An earlier request with this Idempotency-Key died: check whether it was applied.
     recovering: bool = False
+    #: Unique per request; lets a retried save recognise its own event that did commit.
+    request_id: str = field(default_factory=lambda: uuid4().hex)
 
     def record(self) -> dict[str, Any]:
         """The context as stored in the event (the time is the event's own timestamp)."""
@@ -30,6 +33,7 @@ class CommandContext:
             "service": self.service,
             "channel": self.channel,
             "idempotency_key": self.idempotency_key,
+            "request_id": self.request_id,
         }
 
     def at_time(self, at: datetime) -> CommandContext:

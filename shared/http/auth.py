@@ -18,6 +18,7 @@ from shared.settings import Settings
 #: Roles that see customers' phone and e-mail unmasked.
 UNMASKED_ROLES = frozenset({Role.AGENT, Role.CALLBACK, Role.ADMIN})
 
+MAX_SUB_LENGTH = 200  # the width of idempotency_keys.client
 _ROLE_VALUES = frozenset(role.value for role in Role)
 
 _bearer = HTTPBearer(auto_error=False, description="A JWT from `make token ROLE=agent`")
@@ -57,12 +58,12 @@ def decode_token(token: str, settings: Settings) -> Principal:
     raw_roles = claims.get("roles")
     if not isinstance(raw_roles, list) or not raw_roles:
         raise InvalidToken("the token has no roles")
-    known = [Role(r) for r in raw_roles if r in _ROLE_VALUES]
+    known = [Role(r) for r in raw_roles if isinstance(r, str) and r in _ROLE_VALUES]
     if not known:
         raise InvalidToken("the token has no known role")
     sub = claims["sub"]
-    if not isinstance(sub, str) or not sub:
-        raise InvalidToken("the token's sub is empty")
+    if not isinstance(sub, str) or not 0 < len(sub) <= MAX_SUB_LENGTH:
+        raise InvalidToken(f"the token's sub must be 1 to {MAX_SUB_LENGTH} characters")
     return Principal(sub=sub, roles=tuple(known))
 
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, StringConstraints
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
@@ -36,6 +37,20 @@ OptionalText2000 = Annotated[str, StringConstraints(strip_whitespace=True, max_l
 Identifier = Annotated[
     str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z0-9._:@-]{1,64}$")
 ]
+
+
+_EARLIEST = datetime(1990, 1, 1, tzinfo=UTC)
+_LATEST = datetime(2100, 1, 1, tzinfo=UTC)
+
+
+def _plausible(value: datetime) -> datetime:
+    if not _EARLIEST <= value < _LATEST:
+        raise ValueError("must lie between 1990 and 2100")
+    return value
+
+
+#: An RFC 3339 time with an offset, within a range where date arithmetic cannot overflow.
+Timestamp = Annotated[AwareDatetime, AfterValidator(_plausible)]
 
 
 class RequestModel(BaseModel):

@@ -22,7 +22,10 @@ log = logging.getLogger("complaints.http")
 
 _WRITES = frozenset({"POST", "PUT", "PATCH"})
 _KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
-_REPLAYED_HEADERS = ("content-type", "etag", "location")
+_REPLAYED_HEADERS = ("content-type", "etag", "location", "event-position")
+#: Answers that wrote nothing and may differ on a retry: the key is released, not stored.
+_NOT_STORED = frozenset({401, 403, 408, 409, 429})
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 class BodyTooLarge(Exception):
@@ -48,7 +51,7 @@ async def _read_body(receive: Receive, limit: int) -> bytes:
 def _canonical(body: bytes) -> bytes:
     try:
         return json.dumps(json.loads(body), sort_keys=True, separators=(",", ":")).encode()
-    except ValueError:
+    except (ValueError, RecursionError):
         return body
 
 
@@ -58,7 +61,9 @@ class CommandGuard:
     Bodies over the limit → 413; bodies that are not JSON by media type → 415. With an
     Idempotency-Key the request is claimed in the database first: the same key and body
     return the stored answer and append nothing, another body → 422, the first still running
-    → 409. Answers below 500 are stored; a failure on our side releases the key for a retry.
+    → 409. Answers are stored, except those that wrote nothing and may differ next time
+    (401, 403, 409, 429: the key is released). After a failure on our side the key is
+    abandoned: the next retry takes it over and looks for what this attempt wrote.
     """
 
     def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
@@ -158,10 +163,13 @@ class CommandGuard:
         try:
             await self.app(scope, receive, capture)
         except BaseException:
-            await store.idempotency.release(client, key)
+            await store.idempotency.abandon(client, key, claim)
             raise
         if captured["status"] >= 500:
-            await store.idempotency.release(client, key)
+            await store.idempotency.abandon(client, key, claim)
+            return
+        if captured["status"] in _NOT_STORED:
+            await store.idempotency.release(client, key, claim)
             return
         kept = {
             k.decode("latin-1"): v.decode("latin-1")
@@ -169,7 +177,7 @@ class CommandGuard:
             if k.decode("latin-1").lower() in _REPLAYED_HEADERS
         }
         await store.idempotency.complete(
-            client, key, captured["status"], kept, b"".join(captured["body"])
+            client, key, claim, captured["status"], kept, b"".join(captured["body"])
         )
 
     @staticmethod
@@ -263,7 +271,7 @@ class Metrics:
         finally:
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
-            method = scope["method"]
+            method = scope["method"] if scope["method"] in _METHODS else "other"
             self.requests.labels(self.service, method, template, str(status["code"])).inc()
             self.latency.labels(self.service, method, template).observe(
                 time.perf_counter() - started

@@ -42,6 +42,19 @@ def mask_email(email: str | None) -> str | None:
     return f"{local[:1]}***@{domain}"
 
 
+def masked_intake(intake: dict[str, Any]) -> dict[str, Any]:
+    """Intake facts as roles that need no contact details see them. The service number is
+    masked too: for mobile complaints it is the customer's phone number."""
+    customer = dict(intake["customer"])
+    customer["phone"] = mask_phone(customer.get("phone"))
+    customer["email"] = mask_email(customer.get("email"))
+    return {
+        **intake,
+        "customer": customer,
+        "service_number": mask_phone(intake.get("service_number")),
+    }
+
+
 class Deadline(BaseModel):
     name: str = Field(examples=["reply"])
     due_at: datetime
@@ -67,7 +80,7 @@ class ComplaintView(BaseModel):
     first_contact_owner: str
     channel: str
     customer: dict[str, Any]
-    service_number: str
+    service_number: str = Field(description="masked like the phone for roles that see masks")
     business_type: str
     category: str
     area: str | None = None
@@ -109,11 +122,8 @@ class ComplaintView(BaseModel):
         as_of: datetime | None = None,
         position: int | None = None,
     ) -> ComplaintView:
-        intake = complaint.intake
-        customer = dict(intake["customer"])
-        if not unmasked:
-            customer["phone"] = mask_phone(customer.get("phone"))
-            customer["email"] = mask_email(customer.get("email"))
+        intake = complaint.intake if unmasked else masked_intake(complaint.intake)
+        customer = intake["customer"]
         return cls(
             id=complaint.id,
             acceptance_no=complaint.acceptance_no,
@@ -196,10 +206,7 @@ def history_of(complaint_id: UUID, events: list[StoredEvent], *, unmasked: bool)
     for event, (prev_hash, current) in zip(events, links, strict=True):
         data = event.data
         if not unmasked and "intake" in data:
-            customer = dict(data["intake"]["customer"])
-            customer["phone"] = mask_phone(customer.get("phone"))
-            customer["email"] = mask_email(customer.get("email"))
-            data = {**data, "intake": {**data["intake"], "customer": customer}}
+            data = {**data, "intake": masked_intake(data["intake"])}
         actor = event.ctx.get("actor") or {"id": "unknown", "role": "unknown"}
         entries.append(
             HistoryEntry(

@@ -15,6 +15,7 @@ from uuid import UUID, uuid4, uuid5
 
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import IntegrityError
+from eventsourcing.utils import Environment, EnvType
 from stdnum import luhn
 from tenacity import (
     Retrying,
@@ -48,8 +49,10 @@ def store_env(settings: Settings, *, create_table: bool) -> dict[str, str]:
             "POSTGRES_PASSWORD": url.password or "",
             # Every store thread can hold a connection; no thread waits on the pool, and a
             # starved or unreachable server fails fast instead of hanging for minutes.
-            "POSTGRES_POOL_SIZE": str(settings.store_threads),
-            "POSTGRES_MAX_OVERFLOW": "0",
+            # Connections open on demand up to the thread limit (four services must fit in
+            # PostgreSQL's default max_connections).
+            "POSTGRES_POOL_SIZE": "2",
+            "POSTGRES_MAX_OVERFLOW": str(max(settings.store_threads - 2, 0)),
             "POSTGRES_CONNECT_TIMEOUT": "5",
             "POSTGRES_PRE_PING": "y",
             "POSTGRES_LOCK_TIMEOUT": "10",
@@ -100,6 +103,11 @@ class ComplaintsApplication(Application[UUID]):
         self.policy = policy
         self.write_attempts = settings.write_attempts
 
+    def construct_env(self, name: str, env: EnvType | None = None) -> Environment:
+        """Only what `store_env` passes. The library would also read os.environ, where
+        COMPLAINTS_* names are our settings, not its (e.g. COMPLAINTS_CREATE_TABLE)."""
+        return Environment(name, {"IS_SNAPSHOTTING_ENABLED": "y", **(env or {})})
+
     # ------------------------------------------------------------------ commands
     def accept(self, intake: dict[str, Any], ctx: CommandContext) -> tuple[Complaint, int | None]:
         """Accept a complaint; returns it and its position in the global order (None if the
@@ -113,6 +121,7 @@ class ComplaintsApplication(Application[UUID]):
             if ctx.idempotency_key
             else uuid4()
         )
+        Complaint.check_intake_times(intake, ctx.at)
         policy = self.policy
         facts = facts_of(
             channel=intake["channel"],
@@ -166,14 +175,22 @@ class ComplaintsApplication(Application[UUID]):
         expected_version: int | None,
         ctx: CommandContext,
     ) -> tuple[Complaint, int | None]:
-        """Load, check the version, call the command, save; retried when another writer won."""
-        if ctx.recovering and ctx.idempotency_key:
-            done = self._applied_with_key(complaint_id, ctx)
-            if done is not None:
-                return done
+        """Load, check the version, call the command, save; retried when another writer won.
+
+        Before every retry, and when a crashed request's Idempotency-Key is taken over, the
+        events written since are checked for this request's own: a save that did commit (a
+        connection lost during COMMIT, a request that outlived its claim) is not applied twice.
+        """
+        first_version: int | None = 0 if ctx.recovering and ctx.idempotency_key else None
         for attempt in self._attempts():
             with attempt:
+                if first_version is not None:
+                    own = self._own_event_since(complaint_id, first_version, ctx)
+                    if own is not None:
+                        return own, None
                 complaint = self.load(complaint_id)
+                if first_version is None:
+                    first_version = complaint.version
                 if expected_version is not None and complaint.version != expected_version:
                     raise VersionMismatch(expected_version, complaint.version)
                 command(complaint)
@@ -250,17 +267,29 @@ class ComplaintsApplication(Application[UUID]):
         assert isinstance(thread, ComplaintThread)
         return thread
 
-    def _applied_with_key(
-        self, complaint_id: UUID, ctx: CommandContext
-    ) -> tuple[Complaint, int | None] | None:
-        """After a crash: the complaint as it was when this key's command was applied, if it was."""
-        for stored in self.history(complaint_id):
-            if (
-                stored.ctx.get("idempotency_key") == ctx.idempotency_key
-                and stored.ctx.get("actor", {}).get("id") == ctx.actor.id
-            ):
-                complaint = self.load(complaint_id, stored.version)
-                return complaint, None
+    def _own_event_since(
+        self, complaint_id: UUID, version: int, ctx: CommandContext
+    ) -> Complaint | None:
+        """The complaint as of this request's event, if one was written after `version`."""
+        stored: Any
+        for stored in self.events.get(complaint_id, gt=version):
+            recorded = getattr(stored, "ctx", None) or {}
+            same_request = recorded.get("request_id") == ctx.request_id
+            same_key = (
+                ctx.idempotency_key is not None
+                and recorded.get("idempotency_key") == ctx.idempotency_key
+                and recorded.get("actor", {}).get("id") == ctx.actor.id
+            )
+            if same_request or same_key:
+                last = stored.originator_version
+                # A command may write several events (a callback that escalates): take all.
+                for later in self.events.get(complaint_id, gt=last):
+                    if (getattr(later, "ctx", None) or {}).get("request_id") != recorded.get(
+                        "request_id"
+                    ):
+                        break
+                    last = later.originator_version
+                return self.load(complaint_id, last)
         return None
 
     @staticmethod

@@ -15,8 +15,13 @@ from shared.store.sql import idempotency_keys
 
 @dataclass(frozen=True)
 class Claimed:
-    """This request owns the key. `recovering`: an earlier attempt died holding it."""
+    """This request owns the key until `complete`/`release`/`abandon`, or the lease runs out.
 
+    `recovering`: an earlier attempt held the key and its outcome is unknown.
+    `token`: when the claim was taken; only its holder may finish it.
+    """
+
+    token: float
     recovering: bool = False
 
 
@@ -62,7 +67,7 @@ class IdempotencyStore:
                         claimed_at=now,
                     )
                 )
-            return Claimed()
+            return Claimed(token=now)
         except IntegrityError:
             pass
         where = and_(idempotency_keys.c.client == client, idempotency_keys.c.key == key)
@@ -82,25 +87,42 @@ class IdempotencyStore:
                 .where(where, idempotency_keys.c.claimed_at == row["claimed_at"])
                 .values(claimed_at=now)
             )
-            return Claimed(recovering=True) if taken.rowcount == 1 else InProgress()
+            return Claimed(token=now, recovering=True) if taken.rowcount == 1 else InProgress()
+
+    def _held(self, client: str, key: str, claim: Claimed) -> Any:
+        return and_(
+            idempotency_keys.c.client == client,
+            idempotency_keys.c.key == key,
+            idempotency_keys.c.state == "running",
+            idempotency_keys.c.claimed_at == claim.token,
+        )
 
     async def complete(
-        self, client: str, key: str, status_code: int, headers: dict[str, str], body: bytes
+        self,
+        client: str,
+        key: str,
+        claim: Claimed,
+        status_code: int,
+        headers: dict[str, str],
+        body: bytes,
     ) -> None:
+        """Store the answer, unless another request took the claim over meanwhile."""
         async with self.engine.begin() as conn:
             await conn.execute(
                 update(idempotency_keys)
-                .where(idempotency_keys.c.client == client, idempotency_keys.c.key == key)
+                .where(self._held(client, key, claim))
                 .values(state="done", status_code=status_code, headers=headers, body=body)
             )
 
-    async def release(self, client: str, key: str) -> None:
-        """Forget a claim whose request failed on our side, so a retry runs it again."""
+    async def release(self, client: str, key: str, claim: Claimed) -> None:
+        """Forget a claim whose request wrote nothing (refused, unauthorised, conflicting)."""
+        async with self.engine.begin() as conn:
+            await conn.execute(delete(idempotency_keys).where(self._held(client, key, claim)))
+
+    async def abandon(self, client: str, key: str, claim: Claimed) -> None:
+        """The request failed on our side and may have written: the next retry takes the key
+        over at once as `recovering`, and looks for what this one wrote before acting."""
         async with self.engine.begin() as conn:
             await conn.execute(
-                delete(idempotency_keys).where(
-                    idempotency_keys.c.client == client,
-                    idempotency_keys.c.key == key,
-                    idempotency_keys.c.state == "running",
-                )
+                update(idempotency_keys).where(self._held(client, key, claim)).values(claimed_at=0)
             )

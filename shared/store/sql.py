@@ -39,8 +39,8 @@ def create_engine(settings: Settings) -> AsyncEngine:
     if settings.is_postgres:
         return create_async_engine(
             url.set(drivername="postgresql+asyncpg"),
-            pool_size=5,
-            max_overflow=10,
+            pool_size=2,
+            max_overflow=8,
             pool_pre_ping=True,
             connect_args={"timeout": 5, "command_timeout": 30},
         )

@@ -31,6 +31,9 @@ def _future() -> datetime:
         "Bearer " + _token({"roles": ["agent"], "exp": _future()}),  # no sub
         "Bearer " + _token({"sub": "a", "roles": ["wizard"], "exp": _future()}),
         "Bearer " + _token({"sub": "a", "roles": "agent", "exp": _future()}),
+        "Bearer " + _token({"sub": "a", "roles": [["agent"]], "exp": _future()}),
+        "Bearer " + _token({"sub": "a" * 201, "roles": ["agent"], "exp": _future()}),
+        "Bearer " + _token({"sub": 42, "roles": ["agent"], "exp": _future()}),
         "Bearer " + jwt.encode({"sub": "a", "roles": ["admin"], "exp": _future()}, None, "none"),
     ],
 )
@@ -88,6 +91,8 @@ async def test_health_ready_metrics_docs(api: Api) -> None:
     metrics = await api.client.get("/metrics")
     assert metrics.status_code == 200
     assert 'route="/complaints",service="intake",status="201"' in metrics.text
+    await api.client.request("BREW", "/complaints")
+    assert 'method="BREW"' not in (await api.client.get("/metrics")).text
     spec = (await api.client.get("/openapi.json")).json()
     accept = spec["paths"]["/complaints"]["post"]
     assert {"201", "401", "409", "412", "422"} <= set(accept["responses"])

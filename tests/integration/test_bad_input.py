@@ -45,6 +45,12 @@ HOSTILE_BODIES: list[Any] = [
     intake_body(occurred_at="2026-11-20T08:30:00"),  # no offset
     intake_body(occurred_at="2099-01-01T00:00:00+08:00"),  # in the future
     intake_body(received_at="2026-11-01T00:00:00+08:00"),  # before it happened
+    intake_body(channel="web", received_at="9999-12-31T23:00:00+00:00"),
+    intake_body(
+        channel="web",
+        occurred_at="0001-01-01T00:00:00+05:00",
+        received_at="0001-01-01T00:00:00+05:00",
+    ),
     intake_body(evidence=[{"kind": "rumour", "ref": "x"}]),
     intake_body(evidence="CDR-1"),
     intake_body(evidence=[{"kind": "call_record", "ref": "x"}] * 51),
@@ -88,6 +94,18 @@ async def test_malformed_json_is_400(api: Api, store: ComplaintStore, raw: bytes
         headers=api.headers(**{"Content-Type": "application/json"}),
     )
     assert response.status_code in (400, 422), response.text
+    assert response.headers["content-type"] == PROBLEM
+    assert await store.ping() == position
+
+
+async def test_deeply_nested_json_with_a_key_is_refused(api: Api, store: ComplaintStore) -> None:
+    position = await store.ping()
+    response = await api.client.post(
+        "/complaints",
+        content=b"[" * 100_000,
+        headers=api.headers(**{"Content-Type": "application/json", "Idempotency-Key": "deep"}),
+    )
+    assert response.status_code == 400
     assert response.headers["content-type"] == PROBLEM
     assert await store.ping() == position
 

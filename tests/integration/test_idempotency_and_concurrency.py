@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from datetime import timedelta
+from typing import Any
 from uuid import UUID
+
+import pytest
 
 from shared.domain.clock import FixedClock
 from shared.domain.codes import Complexity
 from shared.domain.context import Actor, CommandContext
+from shared.settings import Settings
 from shared.store.facade import ComplaintStore
 from tests.conftest import intake_body
 from tests.integration.conftest import Api
@@ -125,7 +130,9 @@ async def test_thirty_concurrent_writers_to_one_complaint_lose_nothing(
 
     async def add(n: int) -> int:
         written = await store.execute(
-            complaint_id, lambda c: c.add_evidence("call_record", f"CDR-{n}", "", ctx), ctx=ctx
+            complaint_id,
+            lambda c: c.add_evidence("call_record", f"CDR-{n}", "", ctx),
+            ctx=replace(ctx, request_id=f"request-{n}"),  # one per HTTP request
         )
         return written.complaint.version
 
@@ -156,7 +163,7 @@ async def test_thirty_concurrent_writers_in_two_processes_lose_nothing(
                 stores[n % 2].execute(
                     complaint_id,
                     lambda c, n=n: c.add_evidence("call_record", f"CDR-{n}", "", ctx),
-                    ctx=ctx,
+                    ctx=replace(ctx, request_id=f"request-{n}"),  # one per HTTP request
                 )
                 for n in range(30)
             ),
@@ -184,3 +191,86 @@ async def test_concurrent_complaints_of_one_customer_form_one_repeat_chain(api: 
     links = [c["repeat_of"] for c in complaints if c["repeat_of"]]
     assert len(set(links)) == len(links) == 11  # a chain: each earlier complaint linked once
     assert len({c["acceptance_no"] for c in complaints}) == 12
+
+
+async def test_failure_after_the_save_is_not_applied_again_on_retry(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The event is durable but the answer never left: the retry returns it, not a 409."""
+    import services.intake.router as router
+
+    created = (await api.accept(intake_body())).json()
+    path = f"/complaints/{created['id']}/refusal"
+    real_answer = router.answer
+    calls = {"n": 0}
+
+    def answer_once_broken(*args: Any, **kwargs: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("lost after the save")
+        return real_answer(*args, **kwargs)
+
+    monkeypatch.setattr(router, "answer", answer_once_broken)
+    headers = api.headers(**{"Idempotency-Key": "after-save"})
+    with pytest.raises(RuntimeError):
+        await api.client.post(path, json=REFUSAL, headers=headers)
+    retry = await api.client.post(path, json=REFUSAL, headers=headers)
+    assert retry.status_code == 200, retry.text
+    assert retry.json()["status"] == "refused"
+    history = (await api.get(f"/complaints/{created['id']}/history")).json()["events"]
+    assert [e["type"] for e in history] == ["Accepted", "Refused"]
+
+
+@pytest.mark.parametrize("same", ["request", "idempotency_key"])
+async def test_a_race_lost_to_our_own_committed_write_is_not_applied_twice(
+    api: Api, settings: Settings, clock: FixedClock, same: str
+) -> None:
+    """While this request runs, its own event commits elsewhere: a save the library retried
+    after a lost COMMIT (same request), or a takeover of an expired key (same key)."""
+    created = (await api.accept(intake_body())).json()
+    complaint_id = UUID(created["id"])
+    ours = CommandContext(Actor("inv-1", "investigator"), "investigation", clock(), None, "k-9")
+    stores = [ComplaintStore(settings, clock=clock) for _ in range(2)]
+    for s in stores:
+        await s.open()
+    try:
+        await stores[0].execute(
+            complaint_id, lambda c: c.assign("net", "inv-1", Complexity.SIMPLE, [], ours), ctx=ours
+        )
+        other = ours if same == "request" else replace(ours, request_id="taken-over")
+        raced = {"done": False}
+
+        def add(c: Any) -> None:
+            if not raced["done"]:
+                raced["done"] = True
+                stores[1].app.execute(
+                    complaint_id,
+                    lambda c2: c2.add_evidence("call_record", "CDR-1", "", other),
+                    expected_version=None,
+                    ctx=other,
+                )
+            c.add_evidence("call_record", "CDR-1", "", ours)
+
+        written = await stores[0].execute(complaint_id, add, ctx=ours)
+        assert written.complaint.version == 3
+        complaint = await stores[0].get(complaint_id)
+        assert [e["ref"] for e in complaint.evidence] == ["CDR-1"]
+        assert complaint.version == 3
+    finally:
+        for s in stores:
+            await s.close()
+
+
+async def test_refused_and_conflicting_answers_are_not_remembered(api: Api) -> None:
+    created = (await api.accept(intake_body())).json()
+    path = f"/complaints/{created['id']}/refusal"
+    forbidden = await api.client.post(
+        path, json=REFUSAL, headers=api.headers("investigator", "inv-1", **{"Idempotency-Key": "k"})
+    )
+    assert forbidden.status_code == 403
+    # The same client, now acting with a role that may: the key was not burnt by the 403.
+    token = api.token("agent", "inv-1", roles=["investigator", "agent"])
+    allowed = await api.client.post(
+        path, json=REFUSAL, headers={"Authorization": f"Bearer {token}", "Idempotency-Key": "k"}
+    )
+    assert allowed.status_code == 200, allowed.text

@@ -280,3 +280,21 @@ def test_replay_rebuilds_the_same_state() -> None:
     assert rebuilt.status == complaint.status
     assert rebuilt.version == fresh.version
     assert rebuilt.deadlines == fresh.deadlines
+
+
+def test_upheld_review_returns_to_the_handling_it_upheld() -> None:
+    complaint = in_status(Status.RESOLUTION_PROPOSED)
+    complaint.escalate(EscalationTrigger.DEADLINE_MISSED, "late", Level.PROVINCIAL, ctx())
+    complaint.review(ReviewOutcome.UPHELD, "the plan is right", ctx())
+    assert complaint.status == Status.RESOLUTION_PROPOSED
+    assert complaint.findings is not None and complaint.resolution is not None
+    revised = in_status(Status.RESOLUTION_PROPOSED)
+    revised.escalate(EscalationTrigger.DEADLINE_MISSED, "late", Level.PROVINCIAL, ctx())
+    revised.review(ReviewOutcome.REVISED, "investigate again", ctx())
+    assert revised.status == Status.INVESTIGATING
+    assert revised.findings is None and revised.resolution is None
+
+
+def test_state_holds_plain_strings_so_snapshots_round_trip_exactly() -> None:
+    complaint = in_status(Status.ESCALATED)
+    assert type(complaint.status) is str and type(complaint.level) is str
