@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 # COMPLAINTS_JWT_SECRET (and leave COMPLAINTS_ENVIRONMENT unset, which means production).
 export COMPLAINTS_ENVIRONMENT ?= development
 
-.PHONY: run test unit integration e2e lint format setup token clean
+.PHONY: run test unit integration e2e lint format setup rebuild token clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -47,6 +47,10 @@ format: $(STAMP)
 ## Create the event store's tables (make run does this for you).
 setup: $(STAMP)
 	$(PY) -m shared.cli.setup_store
+
+## Rebuild the read models and the audit chain from the first event (safe while running).
+rebuild: $(STAMP)
+	$(PY) -m shared.cli.rebuild $(NAMES)
 
 ## Print a JWT for local use: make token ROLE=investigator SUB=inv-001
 ROLE ?= agent

@@ -40,6 +40,18 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=256 * 1024, ge=1024)
     log_level: str = "info"
 
+    #: Ed25519 private key (PEM) that signs audit checkpoints; created by setup in development.
+    audit_key_path: Path = Path("./var/audit-signing-key.pem")
+    #: Sign the audit chain head this often (seconds), when it has moved.
+    checkpoint_seconds: float = Field(default=60.0, gt=0)
+    #: Run the projections in this process (one process at a time holds the lease).
+    projector_enabled: bool = True
+    projector_lease_seconds: float = Field(default=10.0, gt=0)
+    #: How often a projector polls when no NOTIFY wakes it (SQLite always polls).
+    projector_poll_seconds: float = Field(default=0.25, gt=0)
+    #: How long a list with `min_position` waits for the projection to get there.
+    read_your_writes_seconds: float = Field(default=5.0, ge=0, le=30)
+
     @property
     def url(self) -> URL:
         return make_url(self.database_url)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from shared.audit.checkpoints import load_key
 from shared.domain.clock import FixedClock
 from shared.http.auth import mint_token
 from shared.settings import Settings
@@ -36,8 +38,7 @@ def postgres_admin_url() -> Iterator[str]:
 def postgres_template(postgres_admin_url: str) -> Iterator[str]:
     """A database with the schema already created, copied for each test (fast)."""
     url = create_database(postgres_admin_url)
-    settings = Settings(database_url=url, jwt_secret=TEST_SECRET)  # type: ignore[arg-type]
-    asyncio.run(_create_schema(settings))
+    asyncio.run(_create_schema(make_settings(url)))
     yield url.rsplit("/", 1)[1]
     drop_database(postgres_admin_url, url)
 
@@ -48,10 +49,22 @@ async def _create_schema(settings: Settings) -> None:
         await store.create_schema()
     finally:
         await store.close()
+    load_key(settings.audit_key_path, create=True)
+
+
+#: One audit signing key for the whole run (created by the first setup).
+AUDIT_KEY = Path(tempfile.mkdtemp(prefix="complaints-test-key-")) / "audit.pem"
 
 
 def make_settings(database_url: str, **overrides: Any) -> Settings:
-    return Settings(database_url=database_url, jwt_secret=TEST_SECRET, **overrides)  # type: ignore[arg-type]
+    values: dict[str, Any] = {
+        "database_url": database_url,
+        "jwt_secret": TEST_SECRET,
+        "audit_key_path": AUDIT_KEY,
+        "projector_poll_seconds": 0.05,
+        **overrides,
+    }
+    return Settings(**values)
 
 
 @pytest.fixture(params=BACKENDS)

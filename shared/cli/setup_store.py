@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import asyncio
 
+from shared.audit.checkpoints import load_key
 from shared.settings import Settings
 from shared.store.facade import ComplaintStore
 
 
 async def setup(settings: Settings) -> None:
+    """Create the event tables, migrate ours, and in development make an audit signing key."""
     store = ComplaintStore(settings)
     try:
         await store.create_schema()
     finally:
         await store.close()
+    load_key(settings.audit_key_path, create=settings.environment == "development")
 
 
 def main() -> None:

@@ -65,6 +65,13 @@ ALLOWED: dict[str, frozenset[Status]] = {
 CLOCK_SKEW = timedelta(minutes=5)
 
 
+def deadline_state(due_at: datetime, met_at: datetime | None, now: datetime) -> DeadlineState:
+    """Met if its event came in time, missed if it came late or never and the time is up."""
+    if met_at is not None:
+        return DeadlineState.MET if met_at <= due_at else DeadlineState.MISSED
+    return DeadlineState.MISSED if now > due_at else DeadlineState.RUNNING
+
+
 def _iso(value: datetime) -> str:
     return value.isoformat()
 

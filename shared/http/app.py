@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -9,11 +11,15 @@ from contextlib import asynccontextmanager
 from fastapi import APIRouter, FastAPI
 from prometheus_client import CollectorRegistry
 
+from shared.audit.chain import ChainProjection
+from shared.audit.checkpoints import Checkpoints, load_key
 from shared.domain.clock import Clock, system_clock
 from shared.domain.codes import Service
-from shared.http import ops, reads
+from shared.http import audit, ops, reads
 from shared.http.errors import install_error_handlers
 from shared.http.middleware import CommandGuard, Metrics
+from shared.readmodel.projector import ProjectionRunner
+from shared.readmodel.summaries import SummaryProjection
 from shared.settings import Settings
 from shared.store.facade import ComplaintStore
 
@@ -32,6 +38,35 @@ Part of the event-sourced complaint platform. Every complaint is rebuilt from it
 """
 
 
+def projection_runner(
+    settings: Settings, store: ComplaintStore, checkpoints: Checkpoints, clock: Clock
+) -> ProjectionRunner:
+    """The read models and the audit chain, with the chain head signed now and then."""
+    last_signed = {"at": 0.0}
+
+    async def sign_periodically() -> None:
+        now = clock()
+        if now.timestamp() - last_signed["at"] >= settings.checkpoint_seconds:
+            await checkpoints.sign_head(now)
+            last_signed["at"] = now.timestamp()
+
+    listen_url = (
+        settings.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        if settings.is_postgres
+        else None
+    )
+    return ProjectionRunner(
+        store,
+        store.engine,
+        [SummaryProjection(store), ChainProjection()],
+        clock=system_clock,  # leases are between processes: always the wall clock
+        lease_seconds=settings.projector_lease_seconds,
+        poll_seconds=settings.projector_poll_seconds,
+        listen_url=listen_url,
+        after_batch=sign_periodically,
+    )
+
+
 def create_service_app(
     settings: Settings,
     *,
@@ -48,10 +83,20 @@ def create_service_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if settings.uses_dev_secret():
             log.warning("using the development JWT secret; set COMPLAINTS_JWT_SECRET")
+        key = load_key(settings.audit_key_path, create=False)
         await the_store.open()
+        checkpoints = Checkpoints(the_store.engine, key)
+        app.state.checkpoints = checkpoints
+        runner = projection_runner(settings, the_store, checkpoints, clock)
+        app.state.projector = runner
+        task = asyncio.create_task(runner.run()) if settings.projector_enabled else None
         try:
             yield
         finally:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await the_store.close()
 
     app = FastAPI(
@@ -73,5 +118,6 @@ def create_service_app(
     for router in routers:
         app.include_router(router)
     app.include_router(reads.router)
+    app.include_router(audit.router)
     app.include_router(ops.router)
     return app

@@ -32,7 +32,16 @@ async def ready(request: Request, store: StoreDep) -> Any:
         return problem_response(
             503, "The event store cannot be reached.", instance=request.url.path
         )
-    return {"status": "ready", "service": request.app.state.service, "position": position}
+    projector = getattr(request.app.state, "projector", None)
+    role = "off"
+    if projector is not None and request.app.state.settings.projector_enabled:
+        role = "leader" if projector.is_leader else "standby"
+    return {
+        "status": "ready",
+        "service": request.app.state.service,
+        "position": position,
+        "projector": role,
+    }
 
 
 @router.get("/metrics", response_class=Response)

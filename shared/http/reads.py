@@ -6,14 +6,74 @@ from __future__ import annotations
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, HTTPException, Query, Response
 from pydantic import AwareDatetime
 
-from shared.http.deps import ClockDep, PrincipalDep, StoreDep, etag
+from shared.domain.codes import BusinessType, Category, Status
+from shared.http.deps import ClockDep, PrincipalDep, SettingsDep, StoreDep, etag
 from shared.http.errors import READ_RESPONSES
-from shared.http.views import ComplaintView, History, history_of
+from shared.http.views import (
+    ComplaintPage,
+    ComplaintSummary,
+    ComplaintView,
+    History,
+    history_of,
+)
+from shared.readmodel.projector import wait_for_position
+from shared.readmodel.summaries import InvalidCursor, ListFilter, list_summaries
 
 router = APIRouter(tags=["reads"], responses=READ_RESPONSES)
+
+
+@router.get("/complaints", response_model=ComplaintPage)
+async def list_complaints(
+    _: PrincipalDep,
+    store: StoreDep,
+    clock: ClockDep,
+    settings: SettingsDep,
+    status: Status | None = None,
+    category: Category | None = None,
+    business_type: BusinessType | None = None,
+    owner: Annotated[str | None, Query(max_length=128)] = None,
+    overdue: bool | None = None,
+    customer_id: Annotated[str | None, Query(max_length=64)] = None,
+    acceptance_no: Annotated[str | None, Query(max_length=32)] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[str | None, Query(max_length=512)] = None,
+    min_position: Annotated[
+        int | None,
+        Query(
+            ge=0,
+            description="Read your own write: wait (a few seconds at most) until the list "
+            "includes the event at this position — the `position` a command answered.",
+        ),
+    ] = None,
+) -> ComplaintPage:
+    """A page of complaint summaries from the read model, newest first."""
+    position = await wait_for_position(
+        store.engine, "complaint_summaries", min_position, settings.read_your_writes_seconds
+    )
+    now = clock()
+    filters = ListFilter(
+        status=status,
+        category=category,
+        business_type=business_type,
+        owner=owner,
+        overdue=overdue,
+        customer_id=customer_id,
+        acceptance_no=acceptance_no,
+    )
+    try:
+        rows, next_cursor = await list_summaries(
+            store.engine, filters, now=now, limit=limit, cursor=cursor
+        )
+    except InvalidCursor as exc:
+        raise HTTPException(422, str(exc)) from exc
+    return ComplaintPage(
+        items=[ComplaintSummary.of(row, now) for row in rows],
+        next_cursor=next_cursor,
+        position=position,
+    )
 
 
 @router.get("/complaints/{complaint_id}", response_model=ComplaintView)

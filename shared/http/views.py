@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 
 from shared.domain.chain import chain
 from shared.domain.codes import Status
-from shared.domain.complaint import Complaint
+from shared.domain.complaint import Complaint, deadline_state
 from shared.store.application import StoredEvent
 
 NEXT_STEPS = {
@@ -222,3 +222,58 @@ def history_of(complaint_id: UUID, events: list[StoredEvent], *, unmasked: bool)
             )
         )
     return History(complaint_id=complaint_id, events=entries)
+
+
+class SummaryDeadline(BaseModel):
+    name: str
+    due_at: datetime
+    met_at: datetime | None = None
+    state: str = Field(description="running, met or missed")
+
+
+class ComplaintSummary(BaseModel):
+    """A complaint as lists show it (from the read model; no personal data but the id)."""
+
+    id: UUID
+    acceptance_no: str
+    status: Status
+    level: str
+    owner: str
+    channel: str
+    business_type: str
+    category: str
+    vip_tier: str | None = None
+    area: str | None = None
+    customer_id: str
+    department: str | None = None
+    repeat_of: UUID | None = None
+    time_barred: bool
+    accepted_at: datetime
+    updated_at: datetime
+    version: int
+    overdue: bool = Field(description="a deadline has passed without being met")
+    deadlines: list[SummaryDeadline]
+
+    @classmethod
+    def of(cls, row: dict[str, Any], now: datetime) -> ComplaintSummary:
+        due = [
+            SummaryDeadline(
+                name=d["name"],
+                due_at=d["due_at"],
+                met_at=d["met_at"],
+                state=deadline_state(d["due_at"], d["met_at"], now).value,
+            )
+            for d in row["deadlines"]
+        ]
+        return cls(
+            id=row["complaint_id"],
+            overdue=any(d.met_at is None and d.state == "missed" for d in due),
+            deadlines=due,
+            **{k: v for k, v in row.items() if k in cls.model_fields and k != "deadlines"},
+        )
+
+
+class ComplaintPage(BaseModel):
+    items: list[ComplaintSummary]
+    next_cursor: str | None = Field(description="pass as `cursor` for the next page")
+    position: int = Field(description="global position the list has caught up with")

@@ -85,11 +85,25 @@ def new_acceptance_no(day: datetime) -> str:
 
 @dataclass(frozen=True)
 class StoredEvent:
+    """A stored event, decoded: what reads, projections and the audit export work from."""
+
     version: int
     type: str
     at: datetime
     ctx: dict[str, Any]
     data: dict[str, Any]
+    aggregate_id: UUID
+    #: The aggregate class: Complaint, or one of intake's index aggregates.
+    aggregate: str = "Complaint"
+    #: Place in the store's global order (None where the read did not ask for it).
+    position: int | None = None
+
+    @property
+    def complaint_id(self) -> UUID:
+        """The complaint this event belongs to (index events name it in their data)."""
+        if self.aggregate == "Complaint":
+            return self.aggregate_id
+        return UUID(str(self.data["complaint_id"]))
 
 
 class ComplaintsApplication(Application[UUID]):
@@ -237,6 +251,13 @@ class ComplaintsApplication(Application[UUID]):
     def ping(self) -> int:
         return self.recorder.max_notification_id() or 0
 
+    def read(self, after: int, limit: int, stop: int | None = None) -> list[StoredEvent]:
+        """Events after a global position, in global order (for projections and exports)."""
+        notifications = self.recorder.select_notifications(
+            after, limit, stop=stop, inclusive_of_start=False
+        )
+        return [self._stored(self.mapper.to_domain_event(n), position=n.id) for n in notifications]
+
     # ------------------------------------------------------------------ helpers
     def _attempts(self) -> Retrying:
         return Retrying(
@@ -300,12 +321,16 @@ class ComplaintsApplication(Application[UUID]):
         return max(ids) if ids else 0
 
     @staticmethod
-    def _stored(event: Any) -> StoredEvent:
+    def _stored(event: Any, position: int | None = None) -> StoredEvent:
         data = {k: v for k, v in event.__dict__.items() if k not in ENVELOPE and k != "ctx"}
+        qualname = type(event).__qualname__
         return StoredEvent(
             version=event.originator_version,
             type=type(event).__name__,
             at=event.timestamp,
             ctx=dict(getattr(event, "ctx", {}) or {}),
             data=data,
+            aggregate_id=event.originator_id,
+            aggregate=qualname.split(".")[0],
+            position=position,
         )

@@ -19,15 +19,17 @@ from uuid import UUID
 
 import anyio
 from anyio import to_thread
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.domain.clock import Clock, system_clock
 from shared.domain.complaint import Complaint
 from shared.domain.context import CommandContext
 from shared.domain.policy import Policy
+from shared.readmodel.engine import create_engine
+from shared.readmodel.migrate import upgrade
 from shared.settings import Settings
 from shared.store.application import ComplaintsApplication, StoredEvent, store_threads
 from shared.store.idempotency import IdempotencyStore
-from shared.store.sql import create_engine, metadata
 
 T = TypeVar("T")
 
@@ -74,8 +76,7 @@ class ComplaintStore:
             partial(ComplaintsApplication, self.settings, self.policy, create_table=True)
         )
         await self._run(app.close)
-        async with self._engine.begin() as conn:
-            await conn.run_sync(metadata.create_all)
+        await upgrade(self._engine)
 
     # ------------------------------------------------------------------- commands
     async def accept(self, intake: dict[str, Any], ctx: CommandContext) -> Written:
@@ -116,11 +117,24 @@ class ComplaintStore:
     async def history(self, complaint_id: UUID) -> list[StoredEvent]:
         return await self._run(partial(self.app.history, complaint_id))
 
+    async def read(self, after: int, limit: int, stop: int | None = None) -> list[StoredEvent]:
+        """Up to `limit` events after global position `after` (and up to `stop`), in order."""
+        return await self._run(partial(self.app.read, after, limit, stop))
+
+    async def load_versions(self, wanted: dict[UUID, int]) -> list[Complaint]:
+        """Each complaint as of the given version, in one trip to a worker thread."""
+        return await self._run(lambda: [self.app.load(i, v) for i, v in wanted.items()])
+
     async def ping(self) -> int:
         """The last global position; raises if the store cannot be reached."""
         return await self._run(self.app.ping)
 
     # -------------------------------------------------------------------- helpers
+    @property
+    def engine(self) -> AsyncEngine:
+        """The SQL engine of our own tables (read models, audit chain), same database."""
+        return self._engine
+
     @property
     def app(self) -> ComplaintsApplication:
         if self._app is None:

@@ -10,7 +10,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.domain.clock import Clock
-from shared.store.sql import idempotency_keys
+from shared.readmodel.tables import idempotency_keys
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import TEST_SECRET, intake_body
+from shared.audit.checkpoints import load_key
+from tests.conftest import AUDIT_KEY, TEST_SECRET, intake_body
 from tests.postgres import create_database, drop_database
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -76,10 +77,13 @@ def service(name: str, env: dict[str, str]) -> Iterator[str]:
 @pytest.fixture
 def store_env(postgres_admin_url: str) -> Iterator[dict[str, str]]:
     url = create_database(postgres_admin_url)
+    load_key(AUDIT_KEY, create=True)
     env = {
         **os.environ,
         "COMPLAINTS_DATABASE_URL": url,
         "COMPLAINTS_JWT_SECRET": TEST_SECRET,
+        "COMPLAINTS_AUDIT_KEY_PATH": str(AUDIT_KEY),
+        "COMPLAINTS_PROJECTOR_LEASE_SECONDS": "2",
     }
     subprocess.run(
         [sys.executable, "-m", "shared.cli.setup_store"],

@@ -1,37 +1,12 @@
-"""SQL tables of our own beside the event store (same database), reached with async SQLAlchemy."""
+"""The async SQLAlchemy engine for our own tables (asyncpg on PostgreSQL, aiosqlite on SQLite)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from sqlalchemy import (
-    JSON,
-    Column,
-    Float,
-    Integer,
-    LargeBinary,
-    MetaData,
-    String,
-    Table,
-)
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from shared.settings import Settings
-
-metadata = MetaData()
-
-idempotency_keys = Table(
-    "idempotency_keys",
-    metadata,
-    Column("client", String(200), primary_key=True),
-    Column("key", String(255), primary_key=True),
-    Column("request_hash", String(64), nullable=False),
-    Column("state", String(10), nullable=False),  # running | done
-    Column("claimed_at", Float, nullable=False),  # seconds since the epoch
-    Column("status_code", Integer),
-    Column("headers", JSON),
-    Column("body", LargeBinary),
-)
 
 
 def create_engine(settings: Settings) -> AsyncEngine:

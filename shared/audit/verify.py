@@ -1,0 +1,224 @@
+"""Verify an audit export against signed checkpoints — standalone, for a regulator's laptop.
+
+    python verify.py export.ndjson checkpoints.json
+
+Needs only the Python standard library and `cryptography`; imports nothing else from the
+complaint platform, so it can be copied out and read on its own. It answers `valid` (exit 0)
+or names the first bad line and why (exit 1).
+
+What it checks:
+- every line is a JSON object of the documented shape, positions strictly increase;
+- each line's `hash` is SHA-256 over the previous line's hash and this line's canonical record,
+  and its `prev_hash` is the previous line's `hash` (one chain over the whole store);
+- personal fields enter the record as salted SHA-256 digests: with the line's `salt` the
+  plaintext is checked against them, and after erasure the digest alone still verifies;
+- every checkpoint's Ed25519 signature is valid under the published key, and every checkpoint
+  inside the export's range matches the hash of the line at its position;
+- the trailer line is present and counts the lines, so a truncated export is caught.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import sys
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+GENESIS = "0" * 64
+SCHEME = "complaints-audit-chain/1"
+
+#: Paths of personal data inside event data: committed by salted digest, never by plaintext.
+PERSONAL_FIELDS: tuple[tuple[str, ...], ...] = (
+    ("intake", "customer", "name"),
+    ("intake", "customer", "phone"),
+    ("intake", "customer", "email"),
+    ("intake", "service_number"),
+    ("intake", "description"),
+    ("intake", "demand"),
+)
+
+RECORD_KEYS = (
+    "position",
+    "aggregate",
+    "aggregate_id",
+    "complaint_id",
+    "version",
+    "type",
+    "at",
+    "ctx",
+    "data",
+)
+
+
+def canonical_json(value: Any) -> bytes:
+    return json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    ).encode("utf-8")
+
+
+def digest(salt: str, value: str) -> str:
+    return hashlib.sha256(bytes.fromhex(salt) + value.encode("utf-8")).hexdigest()
+
+
+def committed_data(data: Any, salt: str | None) -> Any:
+    """The event data as the chain commits to it: personal fields as salted digests."""
+    if not isinstance(data, dict):
+        return data
+    result = json.loads(json.dumps(data))
+    for path in PERSONAL_FIELDS:
+        parent = result
+        for key in path[:-1]:
+            parent = parent.get(key) if isinstance(parent, dict) else None
+        if not isinstance(parent, dict) or path[-1] not in parent:
+            continue
+        value = parent[path[-1]]
+        if isinstance(value, str):
+            if salt is None:
+                raise ValueError(f"{'.'.join(path)} is plaintext but the line has no salt")
+            parent[path[-1]] = {"sha256": digest(salt, value)}
+        elif value is None or (isinstance(value, dict) and set(value) == {"sha256"}):
+            continue  # absent, or erased: the digest stands for it
+        else:
+            raise ValueError(f"{'.'.join(path)} is neither text nor a digest")
+    return result
+
+
+def record_hash(prev_hash: str, line: dict[str, Any]) -> str:
+    record = {key: line[key] for key in RECORD_KEYS}
+    record["data"] = committed_data(line["data"], line.get("salt"))
+    return hashlib.sha256(prev_hash.encode("ascii") + canonical_json(record)).hexdigest()
+
+
+def checkpoint_message(position: int, chain_hash: str, signed_at: str) -> bytes:
+    return canonical_json(
+        {"scheme": SCHEME, "position": position, "hash": chain_hash, "signed_at": signed_at}
+    )
+
+
+@dataclass(frozen=True)
+class Verdict:
+    valid: bool
+    message: str
+    line: int | None = None
+
+
+class Invalid(Exception):
+    def __init__(self, line: int | None, message: str) -> None:
+        super().__init__(message)
+        self.line = line
+        self.message = message
+
+
+def _lines(raw: Iterable[str | bytes]) -> Iterator[tuple[int, dict[str, Any]]]:
+    for number, text in enumerate(raw, start=1):
+        if isinstance(text, bytes):
+            try:
+                text = text.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise Invalid(number, "not UTF-8") from exc
+        if not text.strip():
+            raise Invalid(number, "empty line")
+        try:
+            value = json.loads(text)
+        except ValueError as exc:
+            raise Invalid(number, f"not JSON ({exc})") from exc
+        if not isinstance(value, dict):
+            raise Invalid(number, "not a JSON object")
+        yield number, value
+
+
+def _verified_checkpoints(checkpoints: dict[str, Any]) -> dict[int, str]:
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+    from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+    try:
+        key = load_pem_public_key(checkpoints["public_key"].encode("ascii"))
+    except (KeyError, ValueError, AttributeError) as exc:
+        raise Invalid(None, f"checkpoints: unreadable public key ({exc})") from exc
+    if not isinstance(key, Ed25519PublicKey):
+        raise Invalid(None, "checkpoints: the public key is not Ed25519")
+    heads: dict[int, str] = {}
+    for checkpoint in checkpoints.get("checkpoints", []):
+        try:
+            position, chain_hash = int(checkpoint["position"]), str(checkpoint["hash"])
+            signature = base64.b64decode(checkpoint["signature"], validate=True)
+            key.verify(
+                signature, checkpoint_message(position, chain_hash, str(checkpoint["signed_at"]))
+            )
+        except (KeyError, ValueError, TypeError, InvalidSignature) as exc:
+            raise Invalid(
+                None, f"checkpoint at position {checkpoint.get('position')}: bad signature"
+            ) from exc
+        heads[position] = chain_hash
+    return heads
+
+
+def verify(export_lines: Iterable[str | bytes], checkpoints: dict[str, Any]) -> Verdict:
+    try:
+        heads = _verified_checkpoints(checkpoints)
+        count, first, last, prev_line_hash, trailer_seen = 0, None, None, None, False
+        seen_heads: set[int] = set()
+        for number, line in _lines(export_lines):
+            if trailer_seen:
+                raise Invalid(number, "a line after the trailer")
+            if "trailer" in line:
+                trailer = line["trailer"]
+                if not isinstance(trailer, dict) or trailer.get("count") != count:
+                    raise Invalid(number, f"the trailer does not count the {count} lines")
+                if count and trailer.get("last_hash") != prev_line_hash:
+                    raise Invalid(number, "the trailer names another last hash")
+                trailer_seen = True
+                continue
+            missing = [k for k in (*RECORD_KEYS, "hash", "prev_hash") if k not in line]
+            if missing:
+                raise Invalid(number, f"missing {', '.join(missing)}")
+            position = line["position"]
+            if not isinstance(position, int) or (last is not None and position <= last):
+                raise Invalid(number, "positions are not strictly increasing")
+            if prev_line_hash is not None and line["prev_hash"] != prev_line_hash:
+                raise Invalid(number, "prev_hash does not link to the line before")
+            try:
+                expected = record_hash(str(line["prev_hash"]), line)
+            except (ValueError, TypeError, AttributeError) as exc:
+                raise Invalid(number, f"cannot hash the record: {exc}") from exc
+            if expected != line["hash"]:
+                raise Invalid(number, "hash does not match the record (altered event)")
+            if position in heads:
+                if heads[position] != line["hash"]:
+                    raise Invalid(number, f"does not match the checkpoint at {position}")
+                seen_heads.add(position)
+            first = position if first is None else first
+            last, prev_line_hash = position, line["hash"]
+            count += 1
+        if not trailer_seen:
+            raise Invalid(None, "the export ends without its trailer (truncated)")
+        if first is not None and last is not None:
+            for position in heads:
+                if first <= position <= last and position not in seen_heads:
+                    raise Invalid(None, f"the event at checkpoint {position} is missing")
+        matched = len(seen_heads)
+        return Verdict(True, f"valid: {count} events, {matched} checkpoint(s) matched")
+    except Invalid as bad:
+        where = f"line {bad.line}: " if bad.line is not None else ""
+        return Verdict(False, f"invalid: {where}{bad.message}", bad.line)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 2:
+        print("usage: verify.py EXPORT.ndjson CHECKPOINTS.json", file=sys.stderr)
+        return 2
+    with open(args[1], encoding="utf-8") as f:
+        checkpoints = json.load(f)
+    with open(args[0], "rb") as export:
+        verdict = verify(export, checkpoints)
+    print(verdict.message)
+    return 0 if verdict.valid else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

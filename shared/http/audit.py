@@ -1,0 +1,73 @@
+"""What a regulator reads: the audit export and the signed checkpoints of its chain."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.responses import StreamingResponse
+from pydantic import AwareDatetime
+
+from shared.audit.checkpoints import Checkpoints
+from shared.audit.export import export_lines
+from shared.domain.codes import Role
+from shared.domain.context import Actor
+from shared.http.auth import require_roles
+from shared.http.deps import ClockDep, StoreDep
+from shared.http.errors import READ_RESPONSES
+
+router = APIRouter(tags=["audit"], responses=READ_RESPONSES)
+
+Auditor = Annotated[Actor, Depends(require_roles(Role.REGULATOR, Role.ANALYST))]
+Signer = Annotated[Actor, Depends(require_roles(Role.ANALYST))]
+
+
+def _checkpoints(request: Request) -> Checkpoints:
+    checkpoints: Checkpoints = request.app.state.checkpoints
+    return checkpoints
+
+
+CheckpointsDep = Annotated[Checkpoints, Depends(_checkpoints)]
+
+
+@router.get(
+    "/audit/export",
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "content": {"application/x-ndjson": {}},
+            "description": "one event per line, then a trailer line",
+        }
+    },
+)
+async def audit_export(
+    _: Auditor,
+    store: StoreDep,
+    start: Annotated[AwareDatetime | None, Query(alias="from")] = None,
+    end: Annotated[AwareDatetime | None, Query(alias="to")] = None,
+) -> StreamingResponse:
+    """Every event of [from, to) in global order, with the hash chain; check it with
+    `shared/audit/verify.py` and the checkpoints."""
+    if start is not None and end is not None and end <= start:
+        raise HTTPException(422, "`to` must be after `from`.")
+    return StreamingResponse(
+        export_lines(store, store.engine, start=start, end=end),
+        media_type="application/x-ndjson",
+    )
+
+
+@router.get("/audit/checkpoints")
+async def audit_checkpoints(_: Auditor, checkpoints: CheckpointsDep) -> dict[str, Any]:
+    """Signed chain heads (position, hash, signed_at, signature) and the Ed25519 public key."""
+    return await checkpoints.listing()
+
+
+@router.post("/audit/checkpoints", status_code=201)
+async def sign_checkpoint(
+    _: Signer, checkpoints: CheckpointsDep, clock: ClockDep
+) -> dict[str, Any]:
+    """Sign the current chain head now (it is also signed periodically)."""
+    signed = await checkpoints.sign_head(clock())
+    if signed is None:
+        raise HTTPException(409, "Nothing has been chained yet.")
+    return signed

@@ -1,0 +1,208 @@
+"""Projections follow the event store in global order into SQL tables.
+
+Each batch is written with the projection's new position in one transaction, and the position
+is compared-and-set: after a crash a projection resumes where it stopped, and every event is
+applied exactly once. One process at a time runs the projections (a lease); on PostgreSQL it
+wakes on LISTEN/NOTIFY, on SQLite it polls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Protocol
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from shared.domain.clock import Clock
+from shared.readmodel.lease import Lease
+from shared.readmodel.tables import projection_tracking
+from shared.store.application import StoredEvent
+from shared.store.facade import ComplaintStore
+
+log = logging.getLogger("complaints.projector")
+
+NOTIFY_CHANNEL = "complaints_events"
+
+
+class Projection(Protocol):
+    name: str
+
+    async def prepare(self, events: Sequence[StoredEvent]) -> Any:
+        """Read what the batch needs (outside the write transaction)."""
+
+    async def write(self, conn: AsyncConnection, prepared: Any) -> None:
+        """Write the batch's effect (inside the transaction that moves the position)."""
+
+    async def reset(self, conn: AsyncConnection) -> None:
+        """Delete the projection's rows, for a rebuild from position 0."""
+
+
+class PositionMoved(Exception):
+    """Another writer moved the projection's position first; this batch was rolled back."""
+
+
+async def position_of(engine: AsyncEngine, name: str) -> int:
+    async with engine.connect() as conn:
+        found = await conn.scalar(
+            select(projection_tracking.c.position).where(projection_tracking.c.name == name)
+        )
+    return int(found or 0)
+
+
+async def wait_for_position(
+    engine: AsyncEngine, name: str, wanted: int | None, seconds: float
+) -> int:
+    """The projection's position, after waiting up to `seconds` for it to reach `wanted`."""
+    position = await position_of(engine, name)
+    if wanted is None:
+        return position
+    deadline = asyncio.get_running_loop().time() + seconds
+    while position < wanted and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.02)
+        position = await position_of(engine, name)
+    return position
+
+
+async def reset(engine: AsyncEngine, projection: Projection) -> None:
+    """Empty a projection and move it back to the start, in one transaction.
+
+    A projector running meanwhile finds its position moved, drops its batch and starts over.
+    """
+    async with engine.begin() as conn:
+        await projection.reset(conn)
+        await _set_position(conn, projection.name, 0)
+
+
+async def ensure_tracked(engine: AsyncEngine, name: str) -> None:
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(insert(projection_tracking).values(name=name, position=0))
+    except IntegrityError:
+        pass  # already tracked
+
+
+async def _set_position(conn: AsyncConnection, name: str, position: int) -> None:
+    table = projection_tracking
+    moved = await conn.execute(update(table).where(table.c.name == name).values(position=position))
+    if moved.rowcount == 0:
+        await conn.execute(insert(table).values(name=name, position=position))
+
+
+async def catch_up_once(
+    store: ComplaintStore,
+    engine: AsyncEngine,
+    projection: Projection,
+    batch_size: int = 500,
+) -> int:
+    """Apply the next batch of events; returns how many were applied."""
+    position = await position_of(engine, projection.name)
+    events = await store.read(position, batch_size)
+    if not events:
+        return 0
+    if position == 0:
+        await ensure_tracked(engine, projection.name)
+    prepared = await projection.prepare(events)
+    new_position = events[-1].position
+    assert new_position is not None
+    table = projection_tracking
+    try:
+        async with engine.begin() as conn:
+            await projection.write(conn, prepared)
+            moved = await conn.execute(
+                update(table)
+                .where(table.c.name == projection.name, table.c.position == position)
+                .values(position=new_position)
+            )
+            if moved.rowcount != 1:
+                raise PositionMoved(projection.name)
+    except (PositionMoved, IntegrityError):
+        log.info("projection %s moved on elsewhere; batch dropped", projection.name)
+        return 0
+    return len(events)
+
+
+class ProjectionRunner:
+    """Runs the projections in this process while it holds the lease."""
+
+    def __init__(
+        self,
+        store: ComplaintStore,
+        engine: AsyncEngine,
+        projections: Sequence[Projection],
+        *,
+        clock: Clock,
+        lease_seconds: float = 10.0,
+        poll_seconds: float = 0.25,
+        batch_size: int = 500,
+        listen_url: str | None = None,
+        after_batch: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        self.store = store
+        self.engine = engine
+        self.projections = list(projections)
+        holder = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
+        self.lease = Lease(engine, "projectors", holder, lease_seconds, clock)
+        self.poll_seconds = poll_seconds
+        self.batch_size = batch_size
+        self.listen_url = listen_url
+        self.after_batch = after_batch
+        self._wake = asyncio.Event()
+
+    @property
+    def is_leader(self) -> bool:
+        return self.lease.held
+
+    async def run(self) -> None:
+        listener = await self._listen()
+        try:
+            while True:
+                try:
+                    await self._tick()
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("projector step failed; retrying")
+                    await asyncio.sleep(self.poll_seconds)
+        finally:
+            if listener is not None:
+                with contextlib.suppress(Exception):
+                    await listener.close()
+            with contextlib.suppress(Exception):
+                await self.lease.release()
+
+    async def _tick(self) -> None:
+        if not await self.lease.acquire():
+            await asyncio.sleep(self.lease.seconds / 3)
+            return
+        applied = 0
+        for projection in self.projections:
+            applied += await catch_up_once(self.store, self.engine, projection, self.batch_size)
+        if self.after_batch is not None:
+            await self.after_batch()
+        if applied == 0:
+            self._wake.clear()
+            # Woken at once by NOTIFY on PostgreSQL; otherwise poll. Never longer than a
+            # third of the lease, so it is renewed in time.
+            timeout = min(self.poll_seconds, self.lease.seconds / 3)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout)
+
+    async def _listen(self) -> Any:
+        if not self.listen_url:
+            return None
+        import asyncpg
+
+        try:
+            conn = await asyncpg.connect(self.listen_url, timeout=5)
+            await conn.add_listener(NOTIFY_CHANNEL, lambda *_: self._wake.set())
+            return conn
+        except Exception as exc:  # polling still works
+            log.warning("LISTEN unavailable, polling instead: %s", exc)
+            return None

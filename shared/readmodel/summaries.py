@@ -1,0 +1,189 @@
+"""The complaint summary and deadline tables: what lists, filters and the deadline watch read.
+
+Each row is a function of the complaint's state at the last event applied, computed by the
+aggregate itself (loaded at that version), so the projection never re-implements the rules.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import and_, delete, exists, or_, select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from shared.domain.complaint import Complaint
+from shared.readmodel.tables import complaint_summaries, deadlines
+from shared.readmodel.times import from_db, to_utc
+from shared.readmodel.upsert import upsert
+from shared.store.application import StoredEvent
+from shared.store.facade import ComplaintStore
+
+
+@dataclass(frozen=True)
+class Rows:
+    summaries: list[dict[str, Any]]
+    deadlines: list[dict[str, Any]]
+
+
+class SummaryProjection:
+    name = "complaint_summaries"
+
+    def __init__(self, store: ComplaintStore) -> None:
+        self.store = store
+
+    async def prepare(self, events: Sequence[StoredEvent]) -> Rows:
+        latest: dict[UUID, tuple[int, int]] = {}
+        for event in events:
+            if event.aggregate == "Complaint":
+                assert event.position is not None
+                latest[event.aggregate_id] = (event.version, event.position)
+        complaints = await self.store.load_versions({i: v for i, (v, _) in latest.items()})
+        summaries, due = [], []
+        for complaint in complaints:
+            summaries.append(summary_row(complaint, latest[complaint.id][1]))
+            due.extend(deadline_rows(complaint))
+        return Rows(summaries, due)
+
+    async def write(self, conn: AsyncConnection, prepared: Rows) -> None:
+        await upsert(conn, complaint_summaries, prepared.summaries, ["complaint_id"])
+        ids = [row["complaint_id"] for row in prepared.summaries]
+        if ids:
+            await conn.execute(delete(deadlines).where(deadlines.c.complaint_id.in_(ids)))
+        if prepared.deadlines:
+            await conn.execute(deadlines.insert(), prepared.deadlines)
+
+    async def reset(self, conn: AsyncConnection) -> None:
+        await conn.execute(delete(deadlines))
+        await conn.execute(delete(complaint_summaries))
+
+
+def summary_row(complaint: Complaint, position: int) -> dict[str, Any]:
+    intake = complaint.intake
+    return {
+        "complaint_id": str(complaint.id),
+        "acceptance_no": complaint.acceptance_no,
+        "status": str(complaint.status),
+        "level": str(complaint.level),
+        "owner": complaint.owner,
+        "channel": intake["channel"],
+        "business_type": intake["business_type"],
+        "category": intake["category"],
+        "vip_tier": intake["customer"].get("vip_tier"),
+        "area": intake.get("area"),
+        "customer_id": intake["customer"]["id"],
+        "department": (complaint.assignment or {}).get("department"),
+        "repeat_of": complaint.repeat_of,
+        "time_barred": complaint.time_barred,
+        "accepted_at": to_utc(complaint.accepted_at),
+        "updated_at": to_utc(complaint.modified_on),
+        "version": complaint.version,
+        "position": position,
+    }
+
+
+def deadline_rows(complaint: Complaint) -> list[dict[str, Any]]:
+    return [
+        {
+            "complaint_id": str(complaint.id),
+            "name": d["name"],
+            "due_at": to_utc(datetime.fromisoformat(d["due_at"])),
+            "met_at": to_utc(datetime.fromisoformat(d["met_at"])) if d.get("met_at") else None,
+            "target": d["target"],
+            "policy_version": d.get("policy_version"),
+        }
+        for d in complaint.deadlines.values()
+    ]
+
+
+# ------------------------------------------------------------------------------ queries
+def _utc_row(row: Any) -> dict[str, Any]:
+    return {k: from_db(v) if isinstance(v, datetime) else v for k, v in dict(row).items()}
+
+
+@dataclass(frozen=True)
+class ListFilter:
+    status: str | None = None
+    category: str | None = None
+    business_type: str | None = None
+    owner: str | None = None
+    customer_id: str | None = None
+    acceptance_no: str | None = None
+    overdue: bool | None = None
+
+
+class InvalidCursor(ValueError):
+    pass
+
+
+def encode_cursor(accepted_at: datetime, complaint_id: str) -> str:
+    raw = json.dumps([accepted_at.isoformat(), complaint_id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        at, complaint_id = json.loads(raw)
+        return datetime.fromisoformat(at), str(UUID(complaint_id))
+    except (ValueError, TypeError) as exc:
+        raise InvalidCursor("cursor is not one this API issued") from exc
+
+
+async def list_summaries(
+    engine: AsyncEngine,
+    filters: ListFilter,
+    *,
+    now: datetime,
+    limit: int,
+    cursor: str | None,
+) -> tuple[list[dict[str, Any]], str | None]:
+    """A page of summaries, newest first, and the cursor of the next page (None at the end)."""
+    s = complaint_summaries
+    query = select(s)
+    for column in ("status", "category", "business_type", "owner", "customer_id", "acceptance_no"):
+        value = getattr(filters, column)
+        if value is not None:
+            query = query.where(s.c[column] == value)
+    if filters.overdue is not None:
+        late = exists().where(
+            deadlines.c.complaint_id == s.c.complaint_id,
+            deadlines.c.met_at.is_(None),
+            deadlines.c.due_at < now,
+        )
+        query = query.where(late if filters.overdue else ~late)
+    now = to_utc(now)
+    if cursor:
+        at, complaint_id = decode_cursor(cursor)
+        at = to_utc(at)
+        query = query.where(
+            or_(s.c.accepted_at < at, and_(s.c.accepted_at == at, s.c.complaint_id < complaint_id))
+        )
+    query = query.order_by(s.c.accepted_at.desc(), s.c.complaint_id.desc()).limit(limit + 1)
+    async with engine.connect() as conn:
+        rows = [_utc_row(r) for r in (await conn.execute(query)).mappings()]
+        page = rows[:limit]
+        ids = [r["complaint_id"] for r in page]
+        due_rows = (
+            (await conn.execute(select(deadlines).where(deadlines.c.complaint_id.in_(ids))))
+            .mappings()
+            .all()
+            if ids
+            else []
+        )
+    by_complaint: dict[str, list[dict[str, Any]]] = {}
+    for d in due_rows:
+        by_complaint.setdefault(d["complaint_id"], []).append(_utc_row(d))
+    for row in page:
+        row["deadlines"] = by_complaint.get(row["complaint_id"], [])
+    next_cursor = (
+        encode_cursor(page[-1]["accepted_at"], page[-1]["complaint_id"])
+        if len(rows) > limit
+        else None
+    )
+    return page, next_cursor

@@ -1,0 +1,126 @@
+"""Our own SQL tables beside the event store, in the same database. Alembic migrates them
+(`shared/readmodel/migrations`); the event store's tables belong to the eventsourcing library."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+#: Idempotency-Key claims and the answers they got (see shared.store.idempotency).
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("client", String(200), primary_key=True),
+    Column("key", String(255), primary_key=True),
+    Column("request_hash", String(64), nullable=False),
+    Column("state", String(10), nullable=False),  # running | done
+    Column("claimed_at", Float, nullable=False),  # seconds since the epoch
+    Column("status_code", Integer),
+    Column("headers", JSON),
+    Column("body", LargeBinary),
+)
+
+#: How far each projection has read the event store. Written in the same transaction as the
+#: projection's rows, so a projection applies every event exactly once.
+projection_tracking = Table(
+    "projection_tracking",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("position", BigInteger, nullable=False),
+)
+
+#: Who runs the projections: one holder at a time, for as long as it keeps renewing.
+projection_leases = Table(
+    "projection_leases",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("holder", String(128), nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Column("fencing", BigInteger, nullable=False),
+)
+
+#: One row per complaint: what lists and filters read (never a replay).
+complaint_summaries = Table(
+    "complaint_summaries",
+    metadata,
+    Column("complaint_id", String(36), primary_key=True),
+    Column("acceptance_no", String(32), nullable=False, unique=True),
+    Column("status", String(32), nullable=False),
+    Column("level", String(32), nullable=False),
+    Column("owner", String(128), nullable=False),
+    Column("channel", String(32), nullable=False),
+    Column("business_type", String(32), nullable=False),
+    Column("category", String(32), nullable=False),
+    Column("vip_tier", String(16)),
+    Column("area", String(32)),
+    Column("customer_id", String(64), nullable=False),
+    Column("department", String(128)),
+    Column("repeat_of", String(36)),
+    Column("time_barred", Boolean, nullable=False),
+    Column("accepted_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("position", BigInteger, nullable=False),
+    Index("ix_summaries_newest", "accepted_at", "complaint_id"),
+    Index("ix_summaries_status", "status", "accepted_at"),
+    Index("ix_summaries_customer", "customer_id", "accepted_at"),
+    Index("ix_summaries_owner", "owner", "accepted_at"),
+)
+
+#: Every deadline of every complaint, indexed by due time for the deadline watch.
+deadlines = Table(
+    "deadlines",
+    metadata,
+    Column("complaint_id", String(36), primary_key=True),
+    Column("name", String(64), primary_key=True),
+    Column("due_at", DateTime(timezone=True), nullable=False),
+    Column("met_at", DateTime(timezone=True)),
+    Column("target", Float, nullable=False),
+    Column("policy_version", String(64)),
+    Index("ix_deadlines_open_due", "met_at", "due_at"),
+)
+
+#: One SHA-256 chain over every event in global order (see shared.audit).
+audit_chain = Table(
+    "audit_chain",
+    metadata,
+    Column("position", BigInteger, primary_key=True, autoincrement=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("hash", String(64), nullable=False),
+    Column("prev_hash", String(64), nullable=False),
+    Index("ix_audit_chain_at", "at"),
+)
+
+#: Per-complaint salts: personal fields enter the chain as salted digests, so destroying a
+#: salt (erasure) leaves the chain verifiable without the plaintext.
+personal_salts = Table(
+    "personal_salts",
+    metadata,
+    Column("complaint_id", String(36), primary_key=True),
+    Column("salt", String(64), nullable=False),
+)
+
+#: Signed chain heads.
+audit_checkpoints = Table(
+    "audit_checkpoints",
+    metadata,
+    Column("position", BigInteger, primary_key=True, autoincrement=False),
+    Column("hash", String(64), nullable=False),
+    Column("signed_at", String(40), nullable=False),
+    Column("signature", Text, nullable=False),
+)
