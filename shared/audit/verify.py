@@ -22,6 +22,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -53,13 +54,23 @@ RECORD_KEYS = (
 )
 
 
+#: Every line of the export has exactly these fields (the trailer excepted).
+LINE_KEYS = frozenset({*RECORD_KEYS, "salt", "hash", "prev_hash"})
+
+
 def canonical_json(value: Any) -> bytes:
     return json.dumps(
         value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
     ).encode("utf-8")
 
 
+SALT = re.compile(r"[0-9a-f]{32}")
+
+
 def digest(salt: str, value: str) -> str:
+    """SHA-256 of salt and value; the salt only in its one canonical form (lowercase hex)."""
+    if not isinstance(salt, str) or not SALT.fullmatch(salt):
+        raise ValueError("the salt is not 32 lowercase hex digits")
     return hashlib.sha256(bytes.fromhex(salt) + value.encode("utf-8")).hexdigest()
 
 
@@ -88,7 +99,10 @@ def committed_data(data: Any, salt: str | None) -> Any:
 
 def record_hash(prev_hash: str, line: dict[str, Any]) -> str:
     record = {key: line[key] for key in RECORD_KEYS}
-    record["data"] = committed_data(line["data"], line.get("salt"))
+    salt = line.get("salt")
+    if salt is not None:
+        digest(salt, "")  # refuses any salt not in canonical form
+    record["data"] = committed_data(line["data"], salt)
     return hashlib.sha256(prev_hash.encode("ascii") + canonical_json(record)).hexdigest()
 
 
@@ -167,15 +181,19 @@ def verify(export_lines: Iterable[str | bytes], checkpoints: dict[str, Any]) -> 
                 raise Invalid(number, "a line after the trailer")
             if "trailer" in line:
                 trailer = line["trailer"]
-                if not isinstance(trailer, dict) or trailer.get("count") != count:
+                if set(line) != {"trailer"} or not isinstance(trailer, dict):
+                    raise Invalid(number, "a malformed trailer")
+                if set(trailer) != {"count", "last_hash"} or trailer["count"] != count:
                     raise Invalid(number, f"the trailer does not count the {count} lines")
                 if count and trailer.get("last_hash") != prev_line_hash:
                     raise Invalid(number, "the trailer names another last hash")
                 trailer_seen = True
                 continue
-            missing = [k for k in (*RECORD_KEYS, "hash", "prev_hash") if k not in line]
-            if missing:
-                raise Invalid(number, f"missing {', '.join(missing)}")
+            if set(line) != LINE_KEYS:
+                missing, extra = LINE_KEYS - set(line), set(line) - LINE_KEYS
+                raise Invalid(
+                    number, f"fields missing {sorted(missing)}, unexpected {sorted(extra)}"
+                )
             position = line["position"]
             if not isinstance(position, int) or (last is not None and position <= last):
                 raise Invalid(number, "positions are not strictly increasing")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -19,6 +20,8 @@ from tests.conftest import AUDIT_KEY, TEST_SECRET, intake_body
 from tests.postgres import create_database, drop_database
 
 ROOT = Path(__file__).resolve().parents[2]
+#: The uvicorn process behind each running service's URL.
+PROCESSES: dict[str, subprocess.Popen[bytes]] = {}
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 
 
@@ -51,6 +54,7 @@ def service(name: str, env: dict[str, str]) -> Iterator[str]:
         stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
+    PROCESSES[url] = process
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -67,6 +71,7 @@ def service(name: str, env: dict[str, str]) -> Iterator[str]:
             time.sleep(0.1)
         yield url
     finally:
+        PROCESSES.pop(url, None)
         process.terminate()
         try:
             process.wait(timeout=10)
@@ -130,3 +135,61 @@ def test_accepted_through_intake_is_read_through_investigation(
         )
         assert retry.json() == complaint
         assert httpx.get(f"{other}/ready").json()["position"] == 3
+
+
+def _leader(urls: dict[str, str]) -> str | None:
+    leaders = [
+        name
+        for name, url in urls.items()
+        if httpx.get(f"{url}/ready", timeout=2).json()["projector"] == "leader"
+    ]
+    assert len(leaders) <= 1, leaders
+    return leaders[0] if leaders else None
+
+
+def _listed(url: str, auth: dict[str, str], acceptance_no: str, within: float) -> bool:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        page = httpx.get(
+            f"{url}/complaints", params={"acceptance_no": acceptance_no}, headers=auth
+        ).json()
+        if page["items"]:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_one_projector_runs_and_another_takes_over_when_it_dies(
+    store_env: dict[str, str],
+) -> None:
+    # Polling is slowed to 30 s: only LISTEN/NOTIFY can make new events show up quickly.
+    env = {**store_env, "COMPLAINTS_PROJECTOR_POLL_SECONDS": "30"}
+    agent = subprocess.run(
+        [sys.executable, "-m", "shared.cli.token", "--roles", "agent"],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    auth = {"Authorization": f"Bearer {agent}"}
+    with service("intake", env) as intake:
+        deadline = time.monotonic() + 10
+        while _leader({"intake": intake}) is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        with service("escalation", env) as escalation:
+            assert _leader({"intake": intake, "escalation": escalation}) == "intake"
+            first = httpx.post(f"{intake}/complaints", json=intake_body(), headers=auth).json()
+            assert _listed(escalation, auth, first["acceptance_no"], within=3), "no NOTIFY"
+
+            PROCESSES[intake].send_signal(signal.SIGKILL)  # the leader dies mid-flight
+            PROCESSES[intake].wait(timeout=10)
+
+            # A new intake that never projects: only the standby can list what it accepts.
+            quiet = {**env, "COMPLAINTS_PROJECTOR_ENABLED": "false"}
+            with service("intake", quiet) as new_intake:
+                second = httpx.post(
+                    f"{new_intake}/complaints", json=intake_body(), headers=auth
+                ).json()
+                assert _listed(escalation, auth, second["acceptance_no"], within=10)
+                assert _leader({"escalation": escalation, "intake": new_intake}) == "escalation"

@@ -1,0 +1,197 @@
+"""The audit export verifies against signed checkpoints, and every kind of tampering is caught."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+import random
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from shared.audit.checkpoints import public_pem
+from shared.audit.verify import checkpoint_message, digest, verify
+from shared.domain.clock import FixedClock
+from tests.conftest import intake_body
+from tests.integration.conftest import Api
+
+TRIALS = 300
+REFUSAL = {"reason": "out_of_scope", "explanation": "第三方", "redirect": "应用提供商"}
+
+
+async def _record_some(api: Api, clock: FixedClock, count: int = 6) -> int:
+    last = 0
+    for n in range(count):
+        clock.advance(timedelta(minutes=5))
+        body = intake_body(
+            customer={
+                "id": f"c{n % 3}",
+                "name": "李娜",
+                "phone": "13900001111",
+                "email": "li.na@example.cn",
+            }
+        )
+        created = (await api.accept(body)).json()
+        last = created["position"]
+        if n % 2:
+            refused = await api.client.post(
+                f"/complaints/{created['id']}/refusal", json=REFUSAL, headers=api.headers()
+            )
+            last = refused.json()["position"]
+    return last
+
+
+async def _chained(api: Api, clock: FixedClock) -> tuple[list[bytes], dict[str, Any]]:
+    """An export of everything, and the checkpoints, once the chain has caught up."""
+    await _record_some(api, clock)
+    head = (await api.client.get("/ready")).json()["position"]
+    for _ in range(200):
+        signed = await api.client.post("/audit/checkpoints", headers=api.headers("analyst"))
+        if signed.status_code == 201 and signed.json()["position"] == head:
+            break
+        import asyncio
+
+        await asyncio.sleep(0.05)
+    else:
+        pytest.fail("the audit chain did not catch up")
+    export = await api.client.get("/audit/export", headers=api.headers("regulator"))
+    assert export.status_code == 200
+    assert export.headers["content-type"].startswith("application/x-ndjson")
+    checkpoints = (await api.get("/audit/checkpoints", role="regulator")).json()
+    return export.content.splitlines(keepends=True), checkpoints
+
+
+async def test_an_untouched_export_is_valid(api: Api, clock: FixedClock) -> None:
+    lines, checkpoints = await _chained(api, clock)
+    verdict = verify(lines, checkpoints)
+    assert verdict.valid, verdict.message
+    records = [json.loads(line) for line in lines[:-1]]
+    assert [r["position"] for r in records] == sorted(r["position"] for r in records)
+    assert {r["aggregate"] for r in records} >= {"Complaint", "AcceptanceNumber"}
+    assert records[0]["prev_hash"] == "0" * 64
+    assert json.loads(lines[-1])["trailer"]["count"] == len(records)
+
+
+async def test_tampering_is_caught_every_time(api: Api, clock: FixedClock) -> None:
+    lines, checkpoints = await _chained(api, clock)
+    rng = random.Random(20261122)
+    kinds = ["flip", "delete", "insert", "reorder", "truncate", "edit"]
+    for trial in range(TRIALS):
+        kind = kinds[trial % len(kinds)]
+        tampered = _tamper(kind, lines, rng)
+        verdict = verify(tampered, checkpoints)
+        assert not verdict.valid, f"trial {trial} ({kind}) was not caught"
+
+
+def _tamper(kind: str, lines: list[bytes], rng: random.Random) -> list[bytes]:
+    out = list(lines)
+    body = len(out) - 1  # the last line is the trailer
+    i = rng.randrange(body)
+    if kind == "flip":
+        line = bytearray(out[i])
+        at = rng.randrange(len(line) - 1)  # not the newline
+        line[at] ^= rng.choice([1, 2, 4, 8, 16, 32])
+        out[i] = bytes(line)
+    elif kind == "delete":
+        del out[i]
+    elif kind == "insert":
+        out.insert(rng.randrange(body + 1), out[rng.randrange(body)])
+    elif kind == "reorder":
+        j = rng.choice([x for x in range(body) if x != i])
+        out[i], out[j] = out[j], out[i]
+    elif kind == "truncate":
+        out = out[: rng.randrange(body)]
+    else:  # rewrite a field of an event, as an editor would, keeping valid JSON
+        record = json.loads(out[i])
+        record["at"] = "2020-01-01T00:00:00+00:00"
+        out[i] = (json.dumps(record, ensure_ascii=False) + "\n").encode()
+    return out
+
+
+async def test_forged_checkpoints_are_refused(api: Api, clock: FixedClock) -> None:
+    lines, checkpoints = await _chained(api, clock)
+    forged_signature = copy.deepcopy(checkpoints)
+    sig = bytearray(base64.b64decode(forged_signature["checkpoints"][-1]["signature"]))
+    sig[0] ^= 1
+    forged_signature["checkpoints"][-1]["signature"] = base64.b64encode(sig).decode()
+    assert not verify(lines, forged_signature).valid
+
+    moved = copy.deepcopy(checkpoints)
+    moved["checkpoints"][-1]["hash"] = "f" * 64
+    assert not verify(lines, moved).valid
+
+    other_key = Ed25519PrivateKey.generate()
+    impostor = copy.deepcopy(checkpoints)
+    impostor["public_key"] = public_pem(other_key)
+    assert not verify(lines, impostor).valid
+
+
+async def test_a_rewritten_history_fails_against_the_checkpoint(
+    api: Api, clock: FixedClock
+) -> None:
+    """Someone edits an early event and recomputes every hash after it: the signed head no
+    longer matches."""
+    from shared.audit.verify import record_hash
+
+    lines, checkpoints = await _chained(api, clock)
+    records = [json.loads(line) for line in lines[:-1]]
+    records[1]["at"] = "2020-01-01T00:00:00+00:00"
+    prev = records[0]["hash"]
+    for record in records[1:]:
+        record["prev_hash"] = prev
+        record["hash"] = prev = record_hash(prev, record)
+    trailer = {"trailer": {"count": len(records), "last_hash": prev}}
+    rewritten = [json.dumps(r, ensure_ascii=False).encode() for r in [*records, trailer]]
+    verdict = verify(rewritten, checkpoints)
+    assert not verdict.valid
+    assert "checkpoint" in verdict.message
+
+
+async def test_erased_personal_data_still_verifies(api: Api, clock: FixedClock) -> None:
+    """What erasure will leave: digests instead of plaintext, no salt. The chain holds."""
+    lines, checkpoints = await _chained(api, clock)
+    erased = []
+    for line in lines[:-1]:
+        record = json.loads(line)
+        if record["salt"]:
+            customer = record["data"]["intake"]["customer"]
+            for field in ("name", "phone", "email"):
+                customer[field] = {"sha256": digest(record["salt"], customer[field])}
+            record["salt"] = None
+            intake = record["data"]["intake"]
+            for field in ("service_number", "description", "demand"):
+                intake[field] = {"sha256": digest(line and json.loads(line)["salt"], intake[field])}
+        erased.append(json.dumps(record, ensure_ascii=False).encode())
+    erased.append(lines[-1])
+    verdict = verify(erased, checkpoints)
+    assert verdict.valid, verdict.message
+    assert b"13900001111" not in b"".join(erased)
+
+
+async def test_export_period_and_roles(api: Api, clock: FixedClock) -> None:
+    lines, _ = await _chained(api, clock)
+    records = [json.loads(line) for line in lines[:-1]]
+    middle = records[len(records) // 2]["at"]
+    later = await api.client.get(
+        "/audit/export", params={"from": middle}, headers=api.headers("analyst")
+    )
+    got = [json.loads(line) for line in later.content.splitlines()[:-1]]
+    assert got and all(r["at"] >= middle for r in got)
+    assert [r["position"] for r in got] == [r["position"] for r in records if r["at"] >= middle]
+    for role in ("agent", "investigator", "callback", "supervisor"):
+        assert (await api.get("/audit/export", role=role)).status_code == 403, role
+        assert (await api.get("/audit/checkpoints", role=role)).status_code == 403, role
+    refused = await api.client.post("/audit/checkpoints", headers=api.headers("regulator"))
+    assert refused.status_code == 403  # the regulator reads, never writes
+    backwards = await api.get("/audit/export", role="regulator", **{"from": middle, "to": middle})
+    assert backwards.status_code == 422
+
+
+def test_checkpoint_message_is_stable() -> None:
+    assert checkpoint_message(7, "a" * 64, "2026-11-23T02:00:00+00:00") == (
+        b'{"hash":"' + b"a" * 64 + b'","position":7,"scheme":"complaints-audit-chain/1",'
+        b'"signed_at":"2026-11-23T02:00:00+00:00"}'
+    )
