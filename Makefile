@@ -36,13 +36,13 @@ e2e: $(STAMP)
 	$(PY) -m pytest tests/e2e
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check shared services tests
-	$(VENV)/bin/ruff format --check shared services tests
+	$(VENV)/bin/ruff check shared services tests devtools
+	$(VENV)/bin/ruff format --check shared services tests devtools
 	$(VENV)/bin/mypy
 
 format: $(STAMP)
-	$(VENV)/bin/ruff format shared services tests
-	$(VENV)/bin/ruff check --fix shared services tests
+	$(VENV)/bin/ruff format shared services tests devtools
+	$(VENV)/bin/ruff check --fix shared services tests devtools
 
 ## Create the event store's tables (make run does this for you).
 setup: $(STAMP)

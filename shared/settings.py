@@ -49,6 +49,13 @@ class Settings(BaseSettings):
     projector_lease_seconds: float = Field(default=10.0, gt=0)
     #: How often a projector polls when no NOTIFY wakes it (SQLite always polls).
     projector_poll_seconds: float = Field(default=0.25, gt=0)
+    #: Where the SMS/e-mail gateway takes messages (POST, JSON, Idempotency-Key honoured).
+    notification_gateway_url: str = "http://127.0.0.1:8025/messages"
+    #: Timeout of one call to the gateway, in seconds.
+    notification_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    #: First retry after this many seconds, doubling up to `notification_backoff_max_seconds`.
+    notification_backoff_seconds: float = Field(default=2.0, gt=0)
+    notification_backoff_max_seconds: float = Field(default=300.0, gt=0)
     #: How long a list with `min_position` waits for the projection to get there.
     read_your_writes_seconds: float = Field(default=5.0, ge=0, le=30)
 

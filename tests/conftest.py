@@ -13,6 +13,7 @@ import pytest
 
 from shared.audit.checkpoints import load_key
 from shared.domain.clock import FixedClock
+from shared.domain.policy import Policy
 from shared.http.auth import mint_token
 from shared.settings import Settings
 from shared.store.facade import ComplaintStore
@@ -143,3 +144,7 @@ def intake_body(**overrides: Any) -> dict[str, Any]:
     }
     body.update(overrides)
     return body
+
+
+#: The default time-limit policy, for tests that call the aggregate directly.
+POLICY = Policy.load()

@@ -13,6 +13,7 @@ from shared.cli.setup_store import main as setup_main
 from shared.settings import Settings
 
 SERVICES = {"intake": 8001, "investigation": 8002, "escalation": 8003, "callback": 8004}
+GATEWAY_PORT = 8025
 
 
 def _wait_ready(port: int, process: subprocess.Popen[bytes], timeout: float = 30) -> bool:
@@ -31,6 +32,21 @@ def main() -> None:
     settings = Settings()
     setup_main()
     host = os.environ.get("COMPLAINTS_HOST", "127.0.0.1")
+    gateway = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "devtools.gateway:create_app",
+            "--factory",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(GATEWAY_PORT),
+            "--log-level",
+            "warning",
+        ],
+    )
     processes = {
         name: subprocess.Popen(
             [
@@ -49,6 +65,8 @@ def main() -> None:
         )
         for name, port in SERVICES.items()
     }
+
+    processes["gateway"] = gateway
 
     def stop(*_: object) -> None:
         for process in processes.values():

@@ -27,6 +27,7 @@ from shared.domain.codes import (
 )
 from shared.domain.context import CommandContext
 from shared.domain.errors import InvalidCommand, InvalidTransition
+from shared.domain.policy import Policy, facts_of
 
 OPEN = frozenset(
     {Status.ACCEPTED, Status.INVESTIGATING, Status.RESOLUTION_PROPOSED, Status.ESCALATED}
@@ -57,6 +58,8 @@ ALLOWED: dict[str, frozenset[Status]] = {
     "pause_clock": OPEN,
     "resume_clock": OPEN,
     "record_callback": frozenset({Status.REPLIED}),
+    # The outcome of a message already requested is a fact whatever the status is now.
+    "record_notification": frozenset(Status),
     "archive": frozenset({Status.CALLBACK_DONE, Status.REFUSED}),
 }
 
@@ -117,6 +120,8 @@ class Complaint(Aggregate):
         self.archive_summary: str | None = None
         self.paused_at: datetime | None = None
         self.pauses: list[dict[str, Any]] = []
+        #: Messages to the customer (progress notices, replies), by id, with their outcome.
+        self.notifications: dict[str, dict[str, Any]] = {}
         self._set_deadlines(deadlines)
         self._meet("Accepted", timestamp)
 
@@ -192,11 +197,17 @@ class Complaint(Aggregate):
         department: str,
         investigator: str,
         complexity: Complexity,
-        deadlines: list[dict[str, Any]],
+        policy: Policy,
         ctx: CommandContext,
     ) -> None:
-        """Hand the complaint to one named investigator; `deadlines` replace running ones."""
+        """Hand the complaint to one named investigator (专人负责). The complexity picks the
+        investigation limit from the policy, counted from acceptance."""
         self._check("assign")
+        deadlines = policy.deadlines(
+            {**self.facts(), "complexity": complexity.value},
+            accepted_at=self.accepted_at,
+            only=["investigation"],
+        )
         self._assigned(
             department=department,
             investigator=investigator,
@@ -226,6 +237,18 @@ class Complaint(Aggregate):
         self.owner = investigator
         self.status = Status.INVESTIGATING.value
         self._set_deadlines(d for d in deadlines if self._is_running(d["name"]))
+
+    def facts(self) -> dict[str, str | None]:
+        """What the time-limit policy selects on."""
+        intake = self.intake
+        return facts_of(
+            channel=intake["channel"],
+            business_type=intake["business_type"],
+            category=intake["category"],
+            vip_tier=intake["customer"].get("vip_tier"),
+            area=intake.get("area"),
+            complexity=(self.assignment or {}).get("complexity"),
+        )
 
     def add_evidence(self, kind: str, ref: str, summary: str, ctx: CommandContext) -> None:
         self._check("add_evidence")
@@ -293,6 +316,7 @@ class Complaint(Aggregate):
                 "at": _iso(timestamp),
             }
         )
+        self._request_notification(f"progress-{len(self.extensions)}", "progress_notice", timestamp)
 
     def record_findings(
         self, conclusion: str, basis: str, root_cause: str, upheld: bool, ctx: CommandContext
@@ -423,6 +447,8 @@ class Complaint(Aggregate):
         }
         self.status = Status.REPLIED.value
         self._meet("Replied", timestamp)
+        replies = sum(1 for n in self.notifications.values() if n["kind"] == "reply")
+        self._request_notification(f"reply-{replies + 1}", "reply", timestamp)
 
     # ------------------------------------------------------------- escalation (投诉升级)
     def escalate(
@@ -639,6 +665,78 @@ class Complaint(Aggregate):
     def _archived(self, *, summary: str, ctx: dict[str, Any], timestamp: datetime) -> None:
         self.archive_summary = summary
         self.status = Status.ARCHIVED.value
+
+    # ------------------------------------------------------- messages to the customer
+    def record_notification(
+        self,
+        notification_id: str,
+        *,
+        sent: bool,
+        detail: str,
+        ctx: CommandContext,
+    ) -> None:
+        """Record what the gateway answered for a message: sent, or failed (retried later)."""
+        self._check("record_notification")
+        notification = self.notifications.get(notification_id)
+        if notification is None:
+            raise InvalidCommand(f"No message {notification_id!r} was requested.")
+        if notification["status"] == "sent":
+            raise InvalidTransition(
+                "record_notification", self.status, f"Message {notification_id} was sent."
+            )
+        if sent:
+            self._notification_sent(
+                notification_id=notification_id,
+                gateway_ref=detail,
+                ctx=ctx.record(),
+                timestamp=ctx.at,
+            )
+        else:
+            self._notification_failed(
+                notification_id=notification_id,
+                error=detail,
+                ctx=ctx.record(),
+                timestamp=ctx.at,
+            )
+
+    @event("NotificationSent")
+    def _notification_sent(
+        self, *, notification_id: str, gateway_ref: str, ctx: dict[str, Any], timestamp: datetime
+    ) -> None:
+        self.notifications[notification_id] = {
+            **self.notifications[notification_id],
+            "status": "sent",
+            "sent_at": _iso(timestamp),
+            "gateway_ref": gateway_ref,
+        }
+
+    @event("NotificationFailed")
+    def _notification_failed(
+        self, *, notification_id: str, error: str, ctx: dict[str, Any], timestamp: datetime
+    ) -> None:
+        notification = self.notifications[notification_id]
+        self.notifications[notification_id] = {
+            **notification,
+            "attempts": notification["attempts"] + 1,
+            "last_error": error,
+            "last_failed_at": _iso(timestamp),
+        }
+
+    def _request_notification(self, notification_id: str, kind: str, at: datetime) -> None:
+        channel = "email" if self.intake["reply_channel"] == "email" else "sms"
+        self.notifications[notification_id] = {
+            "id": notification_id,
+            "kind": kind,
+            "channel": channel,
+            "requested_version": self.version + 1,
+            "requested_at": _iso(at),
+            "status": "pending",
+            "attempts": 0,
+            "last_error": None,
+            "last_failed_at": None,
+            "sent_at": None,
+            "gateway_ref": None,
+        }
 
     # ------------------------------------------------------------------ deadlines
     def deadline_states(self, now: datetime) -> list[dict[str, Any]]:

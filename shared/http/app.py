@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import APIRouter, FastAPI
 from prometheus_client import CollectorRegistry
@@ -74,8 +75,13 @@ def create_service_app(
     routers: Sequence[APIRouter] = (),
     clock: Clock = system_clock,
     store: ComplaintStore | None = None,
+    background: Sequence[Callable[[FastAPI], Coroutine[Any, Any, None]]] = (),
 ) -> FastAPI:
-    """A FastAPI app for one service, wired to the shared event store."""
+    """A FastAPI app for one service, wired to the shared event store.
+
+    `background`: what this service alone runs besides requests (each is started after the
+    store opens and cancelled at shutdown).
+    """
     settings.check()
     the_store = store or ComplaintStore(settings, clock=clock)
 
@@ -89,12 +95,14 @@ def create_service_app(
         app.state.checkpoints = checkpoints
         runner = projection_runner(settings, the_store, checkpoints, clock)
         app.state.projector = runner
-        task = asyncio.create_task(runner.run()) if settings.projector_enabled else None
+        tasks = [asyncio.create_task(runner.run())] if settings.projector_enabled else []
+        tasks += [asyncio.create_task(job(app)) for job in background]
         try:
             yield
         finally:
-            if task is not None:
+            for task in tasks:
                 task.cancel()
+            for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             await the_store.close()

@@ -105,6 +105,9 @@ class ComplaintView(BaseModel):
     reviews: list[dict[str, Any]] = []
     callbacks: list[dict[str, Any]] = []
     archive_summary: str | None = None
+    notifications: list[dict[str, Any]] = Field(
+        default=[], description="messages to the customer and whether they were sent"
+    )
     clock_paused: bool = False
     as_of: datetime | None = Field(default=None, description="set on a point-in-time read")
     position: int | None = Field(
@@ -159,6 +162,7 @@ class ComplaintView(BaseModel):
             reviews=complaint.reviews,
             callbacks=complaint.callbacks,
             archive_summary=complaint.archive_summary,
+            notifications=list(complaint.notifications.values()),
             clock_paused=complaint.paused_at is not None,
             as_of=as_of,
             position=position,

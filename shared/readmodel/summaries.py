@@ -1,4 +1,5 @@
-"""The complaint summary and deadline tables: what lists, filters and the deadline watch read.
+"""The per-complaint read model: summaries (lists and filters), deadlines (the deadline watch)
+and the index of messages still to send (the notification dispatcher).
 
 Each row is a function of the complaint's state at the last event applied, computed by the
 aggregate itself (loaded at that version), so the projection never re-implements the rules.
@@ -18,7 +19,7 @@ from sqlalchemy import and_, delete, exists, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from shared.domain.complaint import Complaint
-from shared.readmodel.tables import complaint_summaries, deadlines
+from shared.readmodel.tables import complaint_summaries, deadlines, notifications
 from shared.readmodel.times import from_db, to_utc
 from shared.readmodel.upsert import upsert
 from shared.store.application import StoredEvent
@@ -29,6 +30,7 @@ from shared.store.facade import ComplaintStore
 class Rows:
     summaries: list[dict[str, Any]]
     deadlines: list[dict[str, Any]]
+    notifications: list[dict[str, Any]]
 
 
 class SummaryProjection:
@@ -44,11 +46,12 @@ class SummaryProjection:
                 assert event.position is not None
                 latest[event.aggregate_id] = (event.version, event.position)
         complaints = await self.store.load_versions({i: v for i, (v, _) in latest.items()})
-        summaries, due = [], []
+        summaries, due, messages = [], [], []
         for complaint in complaints:
             summaries.append(summary_row(complaint, latest[complaint.id][1]))
             due.extend(deadline_rows(complaint))
-        return Rows(summaries, due)
+            messages.extend(notification_rows(complaint))
+        return Rows(summaries, due, messages)
 
     async def write(self, conn: AsyncConnection, prepared: Rows) -> None:
         await upsert(conn, complaint_summaries, prepared.summaries, ["complaint_id"])
@@ -57,8 +60,12 @@ class SummaryProjection:
             await conn.execute(delete(deadlines).where(deadlines.c.complaint_id.in_(ids)))
         if prepared.deadlines:
             await conn.execute(deadlines.insert(), prepared.deadlines)
+        await upsert(
+            conn, notifications, prepared.notifications, ["complaint_id", "notification_id"]
+        )
 
     async def reset(self, conn: AsyncConnection) -> None:
+        await conn.execute(delete(notifications))
         await conn.execute(delete(deadlines))
         await conn.execute(delete(complaint_summaries))
 
@@ -98,6 +105,22 @@ def deadline_rows(complaint: Complaint) -> list[dict[str, Any]]:
             "policy_version": d.get("policy_version"),
         }
         for d in complaint.deadlines.values()
+    ]
+
+
+def notification_rows(complaint: Complaint) -> list[dict[str, Any]]:
+    return [
+        {
+            "complaint_id": str(complaint.id),
+            "notification_id": n["id"],
+            "status": n["status"],
+            "attempts": n["attempts"],
+            "requested_at": to_utc(datetime.fromisoformat(n["requested_at"])),
+            "last_failed_at": to_utc(datetime.fromisoformat(n["last_failed_at"]))
+            if n["last_failed_at"]
+            else None,
+        }
+        for n in complaint.notifications.values()
     ]
 
 

@@ -95,6 +95,20 @@ deadlines = Table(
     Index("ix_deadlines_open_due", "met_at", "due_at"),
 )
 
+#: Messages to customers not yet sent (the outbox's index; the complaint's events are the
+#: outbox itself): what the notification dispatcher picks up.
+notifications = Table(
+    "notifications",
+    metadata,
+    Column("complaint_id", String(36), primary_key=True),
+    Column("notification_id", String(64), primary_key=True),
+    Column("status", String(16), nullable=False),  # pending | sent
+    Column("attempts", Integer, nullable=False),
+    Column("requested_at", DateTime(timezone=True), nullable=False),
+    Column("last_failed_at", DateTime(timezone=True)),
+    Index("ix_notifications_pending", "status", "requested_at"),
+)
+
 #: One SHA-256 chain over every event in global order (see shared.audit).
 audit_chain = Table(
     "audit_chain",

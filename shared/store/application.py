@@ -248,6 +248,11 @@ class ComplaintsApplication(Application[UUID]):
             raise ComplaintNotFound(complaint_id)
         return events
 
+    def event_at(self, complaint_id: UUID, version: int) -> StoredEvent:
+        for event in self.events.get(complaint_id, gt=version - 1, lte=version):
+            return self._stored(event)
+        raise ComplaintNotFound(complaint_id, f"Complaint {complaint_id} has no event {version}.")
+
     def ping(self) -> int:
         return self.recorder.max_notification_id() or 0
 

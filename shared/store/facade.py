@@ -125,6 +125,10 @@ class ComplaintStore:
         """Each complaint as of the given version, in one trip to a worker thread."""
         return await self._run(lambda: [self.app.load(i, v) for i, v in wanted.items()])
 
+    async def event_at(self, complaint_id: UUID, version: int) -> StoredEvent:
+        """One event of a complaint."""
+        return await self._run(partial(self.app.event_at, complaint_id, version))
+
     async def ping(self) -> int:
         """The last global position; raises if the store cannot be reached."""
         return await self._run(self.app.ping)

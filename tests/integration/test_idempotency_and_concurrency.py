@@ -15,7 +15,7 @@ from shared.domain.codes import Complexity
 from shared.domain.context import Actor, CommandContext
 from shared.settings import Settings
 from shared.store.facade import ComplaintStore
-from tests.conftest import intake_body
+from tests.conftest import POLICY, intake_body
 from tests.integration.conftest import Api
 
 REFUSAL = {"reason": "out_of_scope", "explanation": "第三方应用", "redirect": "应用提供商"}
@@ -125,7 +125,7 @@ async def test_thirty_concurrent_writers_to_one_complaint_lose_nothing(
     complaint_id = UUID(created["id"])
     ctx = CommandContext(Actor("sup-1", "supervisor"), "investigation", clock())
     await store.execute(
-        complaint_id, lambda c: c.assign("net", "inv-1", Complexity.SIMPLE, [], ctx), ctx=ctx
+        complaint_id, lambda c: c.assign("net", "inv-1", Complexity.SIMPLE, POLICY, ctx), ctx=ctx
     )
 
     async def add(n: int) -> int:
@@ -156,7 +156,9 @@ async def test_thirty_concurrent_writers_in_two_processes_lose_nothing(
         await s.open()
     try:
         await stores[0].execute(
-            complaint_id, lambda c: c.assign("net", "inv-1", Complexity.SIMPLE, [], ctx), ctx=ctx
+            complaint_id,
+            lambda c: c.assign("net", "inv-1", Complexity.SIMPLE, POLICY, ctx),
+            ctx=ctx,
         )
         results = await asyncio.gather(
             *(
@@ -235,7 +237,9 @@ async def test_a_race_lost_to_our_own_committed_write_is_not_applied_twice(
         await s.open()
     try:
         await stores[0].execute(
-            complaint_id, lambda c: c.assign("net", "inv-1", Complexity.SIMPLE, [], ours), ctx=ours
+            complaint_id,
+            lambda c: c.assign("net", "inv-1", Complexity.SIMPLE, POLICY, ours),
+            ctx=ours,
         )
         other = ours if same == "request" else replace(ours, request_id="taken-over")
         raced = {"done": False}

@@ -20,7 +20,7 @@ from shared.readmodel.summaries import SummaryProjection
 from shared.readmodel.tables import audit_chain, complaint_summaries, deadlines
 from shared.settings import Settings
 from shared.store.facade import ComplaintStore
-from tests.conftest import intake_body
+from tests.conftest import POLICY, intake_body
 
 
 async def _contents(engine: AsyncEngine) -> dict[str, list[Any]]:
@@ -54,7 +54,7 @@ async def _burst(store: ComplaintStore, clock: FixedClock, rng: random.Random, n
         if rng.random() < 0.5:
             await store.execute(
                 complaint_id,
-                lambda c: c.assign("net", f"inv-{i}", Complexity.SIMPLE, [], sup),
+                lambda c: c.assign("net", f"inv-{i}", Complexity.SIMPLE, POLICY, sup),
                 ctx=replace(sup, request_id=f"s{i}"),
             )
         else:
@@ -141,3 +141,23 @@ async def _catch_up_all(store: ComplaintStore, projections: list[Projection]) ->
     for projection in projections:
         while await position_of(store.engine, projection.name) < head:
             await catch_up_once(store, store.engine, projection, batch_size=5)
+
+
+async def test_the_rebuild_command_replays_from_the_first_event(
+    settings: Settings, clock: FixedClock
+) -> None:
+    from shared.cli.rebuild import rebuild
+
+    store = ComplaintStore(settings, clock=clock)
+    await store.open()
+    try:
+        await _burst(store, clock, random.Random(3), 12)
+        projections: list[Projection] = [SummaryProjection(store), ChainProjection()]
+        await _catch_up_all(store, projections)
+        before = await _contents(store.engine)
+        async with store.engine.begin() as conn:  # a damaged read model
+            await conn.execute(complaint_summaries.delete())
+        await rebuild(settings, [], progress=False)
+        assert await _contents(store.engine) == before
+    finally:
+        await store.close()

@@ -11,7 +11,7 @@ from shared.domain.complaint import Complaint
 from shared.domain.context import Actor, CommandContext
 from shared.settings import Settings
 from shared.store.facade import ComplaintStore
-from tests.conftest import intake_body
+from tests.conftest import POLICY, intake_body
 
 
 async def test_snapshots_are_taken_and_reads_match_a_full_replay(
@@ -28,7 +28,7 @@ async def test_snapshots_are_taken_and_reads_match_a_full_replay(
         complaint_id = (await store.accept(body, ctx)).complaint.id
         await store.execute(
             complaint_id,
-            lambda c: c.assign("net", "inv-1", Complexity.SIMPLE, [], ctx),
+            lambda c: c.assign("net", "inv-1", Complexity.SIMPLE, POLICY, ctx),
             ctx=ctx,
         )
         for n in range(5):

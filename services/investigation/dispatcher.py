@@ -1,0 +1,139 @@
+"""Sends progress notices and replies to customers, after their events are stored.
+
+The complaint's own events are the outbox: `Extended` and `Replied` request a message, and the
+dispatcher records the gateway's answer as `NotificationSent` or `NotificationFailed`. A crash
+between the gateway's answer and that record resends with the same Idempotency-Key, so a
+gateway that honours it delivers once; nothing requested is ever dropped. One dispatcher runs
+at a time among the investigation processes (a lease).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import select
+
+from services.investigation.gateway import GatewayClient, GatewayError, Message
+from shared.domain.clock import Clock, system_clock
+from shared.domain.complaint import Complaint
+from shared.domain.context import Actor, CommandContext
+from shared.domain.errors import DomainError
+from shared.readmodel.lease import Lease
+from shared.readmodel.tables import notifications
+from shared.store.facade import ComplaintStore
+
+log = logging.getLogger("complaints.dispatcher")
+
+ACTOR = Actor(id="notification-dispatcher", role="system")
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        store: ComplaintStore,
+        gateway: GatewayClient,
+        *,
+        clock: Clock,
+        backoff_seconds: float,
+        backoff_max_seconds: float,
+        poll_seconds: float = 0.5,
+        lease_seconds: float = 10.0,
+    ) -> None:
+        self.store = store
+        self.gateway = gateway
+        self.clock = clock
+        self.backoff = timedelta(seconds=backoff_seconds)
+        self.backoff_max = timedelta(seconds=backoff_max_seconds)
+        self.poll_seconds = poll_seconds
+        holder = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
+        self.lease = Lease(
+            store.engine, "notification-dispatcher", holder, lease_seconds, system_clock
+        )
+
+    async def run(self) -> None:
+        try:
+            while True:
+                try:
+                    if await self.lease.acquire():
+                        await self.dispatch_once()
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("dispatch failed; retrying")
+                await asyncio.sleep(self.poll_seconds)
+        finally:
+            with contextlib.suppress(Exception):
+                await self.lease.release()
+
+    async def dispatch_once(self, limit: int = 50) -> int:
+        """Try every message that is due; returns how many were handed to the gateway."""
+        async with self.store.engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    select(notifications.c.complaint_id, notifications.c.notification_id)
+                    .where(notifications.c.status == "pending")
+                    .order_by(notifications.c.requested_at)
+                    .limit(limit)
+                )
+            ).all()
+        sent = 0
+        for complaint_id, notification_id in rows:
+            sent += await self._attempt(UUID(complaint_id), notification_id)
+        return sent
+
+    def next_attempt_at(self, notification: dict[str, Any]) -> datetime:
+        if not notification["last_failed_at"]:
+            return datetime.fromisoformat(str(notification["requested_at"]))
+        doublings = min(max(int(notification["attempts"]) - 1, 0), 30)
+        wait = min(self.backoff * (1 << doublings), self.backoff_max)
+        return datetime.fromisoformat(str(notification["last_failed_at"])) + wait
+
+    async def _attempt(self, complaint_id: UUID, notification_id: str) -> int:
+        complaint = await self.store.get(complaint_id)
+        notification = complaint.notifications.get(notification_id)
+        # The complaint is the truth; the table may lag behind it.
+        if notification is None or notification["status"] == "sent":
+            return 0
+        now = self.clock()
+        if now < self.next_attempt_at(notification):
+            return 0
+        message = await self._message(complaint, notification)
+        try:
+            ref = await self.gateway.send(message, key=f"{complaint.id}:{notification_id}")
+            outcome, detail = True, ref
+        except GatewayError as exc:
+            outcome, detail = False, str(exc)
+            log.warning("message %s of %s not sent: %s", notification_id, complaint.id, exc)
+        ctx = CommandContext(actor=ACTOR, service="investigation", at=self.clock())
+        try:
+            await self.store.execute(
+                complaint.id,
+                lambda c: c.record_notification(
+                    notification_id, sent=outcome, detail=detail, ctx=ctx
+                ),
+                ctx=ctx,
+            )
+        except DomainError as exc:  # recorded meanwhile by another dispatcher
+            log.info("message %s of %s: %s", notification_id, complaint.id, exc)
+        return 1 if outcome else 0
+
+    async def _message(self, complaint: Complaint, notification: dict[str, Any]) -> Message:
+        event = await self.store.event_at(complaint.id, notification["requested_version"])
+        data = event.data
+        if notification["kind"] == "progress_notice":
+            text = f"【投诉进展 {complaint.acceptance_no}】{data['progress_notice']}"
+        else:
+            text = (
+                f"【投诉答复 {complaint.acceptance_no}】结论:{data['conclusion']} "
+                f"依据:{data['basis']} 处理方案:{data['plan']} 执行情况:{data['execution']}"
+            )
+        customer = complaint.intake["customer"]
+        to = customer["email"] if notification["channel"] == "email" else customer["phone"]
+        return Message(notification["channel"], to, text, complaint.acceptance_no)

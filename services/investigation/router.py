@@ -1,0 +1,148 @@
+"""Investigation (调查核实) and handling (处理与答复): assignment to the reply."""
+
+from __future__ import annotations
+
+from typing import Annotated
+from uuid import UUID
+
+from fastapi import APIRouter, Depends, Response
+
+from services.investigation.schemas import (
+    AssignmentRequest,
+    EvidenceRequest,
+    ExtensionRequest,
+    FindingsRequest,
+    ReplyRequest,
+    ResolutionRequest,
+)
+from shared.domain.codes import Role
+from shared.domain.context import CommandContext
+from shared.http.commands import answer
+from shared.http.deps import IfMatchDep, StoreDep, command_context
+from shared.http.errors import COMMAND_RESPONSES
+from shared.http.views import ComplaintView
+
+router = APIRouter(tags=["investigation"], responses=COMMAND_RESPONSES)
+
+SupervisorCtx = Annotated[CommandContext, Depends(command_context(Role.SUPERVISOR))]
+InvestigatorCtx = Annotated[
+    CommandContext, Depends(command_context(Role.INVESTIGATOR, Role.SUPERVISOR))
+]
+
+
+@router.post("/complaints/{complaint_id}/assignment", response_model=ComplaintView)
+async def assign(
+    complaint_id: UUID,
+    body: AssignmentRequest,
+    ctx: SupervisorCtx,
+    store: StoreDep,
+    if_match: IfMatchDep,
+    response: Response,
+) -> ComplaintView:
+    """Hand the complaint to a department and one investigator, who becomes its owner."""
+    written = await store.execute(
+        complaint_id,
+        lambda c: c.assign(body.department, body.investigator, body.complexity, store.policy, ctx),
+        ctx=ctx,
+        expected_version=if_match,
+    )
+    return answer(written, ctx, response)
+
+
+@router.post("/complaints/{complaint_id}/evidence", response_model=ComplaintView)
+async def add_evidence(
+    complaint_id: UUID,
+    body: EvidenceRequest,
+    ctx: InvestigatorCtx,
+    store: StoreDep,
+    if_match: IfMatchDep,
+    response: Response,
+) -> ComplaintView:
+    """Record one piece of evidence: call or business records, logs, recordings, statements."""
+    written = await store.execute(
+        complaint_id,
+        lambda c: c.add_evidence(body.kind.value, body.ref, body.summary, ctx),
+        ctx=ctx,
+        expected_version=if_match,
+    )
+    return answer(written, ctx, response)
+
+
+@router.post("/complaints/{complaint_id}/extension", response_model=ComplaintView)
+async def extend(
+    complaint_id: UUID,
+    body: ExtensionRequest,
+    ctx: InvestigatorCtx,
+    store: StoreDep,
+    if_match: IfMatchDep,
+    response: Response,
+) -> ComplaintView:
+    """Extend the investigation limit of a complex complaint; the notice goes to the customer."""
+    written = await store.execute(
+        complaint_id,
+        lambda c: c.extend(body.reason, body.new_due_at, body.progress_notice, ctx),
+        ctx=ctx,
+        expected_version=if_match,
+    )
+    return answer(written, ctx, response)
+
+
+@router.post("/complaints/{complaint_id}/findings", response_model=ComplaintView)
+async def record_findings(
+    complaint_id: UUID,
+    body: FindingsRequest,
+    ctx: InvestigatorCtx,
+    store: StoreDep,
+    if_match: IfMatchDep,
+    response: Response,
+) -> ComplaintView:
+    """Record the conclusion, the rule it rests on, the root cause, and whether it is upheld."""
+    written = await store.execute(
+        complaint_id,
+        lambda c: c.record_findings(body.conclusion, body.basis, body.root_cause, body.upheld, ctx),
+        ctx=ctx,
+        expected_version=if_match,
+    )
+    return answer(written, ctx, response)
+
+
+@router.post("/complaints/{complaint_id}/resolution", response_model=ComplaintView)
+async def propose_resolution(
+    complaint_id: UUID,
+    body: ResolutionRequest,
+    ctx: InvestigatorCtx,
+    store: StoreDep,
+    if_match: IfMatchDep,
+    response: Response,
+) -> ComplaintView:
+    """Propose the measures and remedies (amounts as exact decimal strings in yuan)."""
+    written = await store.execute(
+        complaint_id,
+        lambda c: c.propose_resolution(
+            body.measures, body.remedy_records(), body.owner, body.due_at, ctx
+        ),
+        ctx=ctx,
+        expected_version=if_match,
+    )
+    return answer(written, ctx, response)
+
+
+@router.post("/complaints/{complaint_id}/reply", response_model=ComplaintView)
+async def reply(
+    complaint_id: UUID,
+    body: ReplyRequest,
+    ctx: InvestigatorCtx,
+    store: StoreDep,
+    if_match: IfMatchDep,
+    response: Response,
+) -> ComplaintView:
+    """Answer the customer through their channel; the message leaves through the gateway."""
+    written = await store.execute(
+        complaint_id,
+        lambda c: c.reply(
+            body.channel.value, body.conclusion, body.basis, body.plan, body.execution, ctx
+        ),
+        ctx=ctx,
+        expected_version=if_match,
+    )
+    return answer(written, ctx, response)

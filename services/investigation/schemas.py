@@ -1,0 +1,98 @@
+"""Request bodies of investigation's commands (api.md)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator, ConfigDict, Field, PlainSerializer
+
+from shared.domain.codes import Complexity, EvidenceKind, RemedyType, ReplyChannel
+from shared.http.fields import (
+    Identifier,
+    OptionalText2000,
+    RequestModel,
+    Text500,
+    Text2000,
+    Text5000,
+    Timestamp,
+)
+
+
+def _decimal_string(value: Any) -> Any:
+    """Money is a decimal string in yuan: a JSON number could already have lost precision."""
+    if not isinstance(value, str):
+        raise ValueError('money must be a decimal string, e.g. "128.50"')
+    return value
+
+
+Money = Annotated[
+    Decimal,
+    BeforeValidator(_decimal_string),
+    Field(ge=0, max_digits=14, decimal_places=2, examples=["128.50"]),
+    PlainSerializer(lambda d: str(d), return_type=str),
+]
+
+
+class AssignmentRequest(RequestModel):
+    """Route to the responsible department and one named investigator (专人负责)."""
+
+    department: Identifier = Field(examples=["network-ops-shenzhen"])
+    investigator: Identifier = Field(examples=["inv-0042"])
+    complexity: Complexity = Field(description="picks the investigation time limit")
+
+
+class EvidenceRequest(RequestModel):
+    kind: EvidenceKind
+    ref: Text500 = Field(examples=["CDR-2026-11-20-0042"])
+    summary: OptionalText2000 = Field(default="", examples=["三天内基站 4417 告警 37 次"])
+
+
+class ExtensionRequest(RequestModel):
+    """More time for a complex complaint; the customer is told why (告知进展)."""
+
+    reason: Text2000 = Field(examples=["需要厂家到场检测基站设备"])
+    new_due_at: Timestamp
+    progress_notice: Text2000 = Field(
+        description="sent to the customer", examples=["您的投诉正在处理中,预计 12 月 5 日前答复。"]
+    )
+
+
+class FindingsRequest(RequestModel):
+    conclusion: Text5000 = Field(examples=["基站 4417 传输故障导致该区域无 4G 信号"])
+    basis: Text2000 = Field(
+        description="the policy or rule applied", examples=["《网络服务质量规范》第 7 条"]
+    )
+    root_cause: Text500 = Field(examples=["transmission_fault"])
+    upheld: bool
+
+
+class Remedy(RequestModel):
+    type: RemedyType
+    amount: Money | None = None
+
+
+class ResolutionRequest(RequestModel):
+    measures: list[Text2000] = Field(min_length=1, max_length=20, examples=[["更换基站传输板"]])
+    remedies: list[Remedy] = Field(default_factory=list, max_length=10)
+    owner: Identifier = Field(examples=["eng-0007"])
+    due_at: Timestamp
+
+    model_config = ConfigDict(extra="forbid")
+
+    def remedy_records(self) -> list[dict[str, str | None]]:
+        """As stored: amounts stay exact decimal strings."""
+        return [
+            {"type": r.type.value, "amount": None if r.amount is None else str(r.amount)}
+            for r in self.remedies
+        ]
+
+
+class ReplyRequest(RequestModel):
+    """The answer to the customer, through the channel the customer chose."""
+
+    channel: ReplyChannel
+    conclusion: Text5000
+    basis: Text2000
+    plan: Text2000
+    execution: Text2000 = Field(description="how far the plan has been carried out")
