@@ -15,6 +15,7 @@ from sqlalchemy.engine import URL, make_url
 from shared.domain.policy import DEFAULT_POLICY_PATH
 
 DEV_SECRET = "dev-only-insecure-secret-change-me-0123456789"
+DEV_INDEX_KEY = "dev-only-index-key-change-me-0123456789"
 
 
 class Settings(BaseSettings):
@@ -26,6 +27,8 @@ class Settings(BaseSettings):
     database_url: str = "sqlite:///./var/complaints.sqlite3"
     jwt_secret: SecretStr = SecretStr(DEV_SECRET)
     jwt_algorithm: Literal["HS256"] = "HS256"
+    #: Keys the ids that link a customer's repeat complaints (HMAC); keep it stable and secret.
+    index_key: SecretStr = SecretStr(DEV_INDEX_KEY)
     policy_path: Path = DEFAULT_POLICY_PATH
 
     #: Take a snapshot every N events of a complaint, so reads stay fast on long histories.
@@ -72,10 +75,13 @@ class Settings(BaseSettings):
 
     def check(self) -> None:
         """Refuse settings that are unsafe in production."""
-        if self.environment == "production" and self.uses_dev_secret():
+        if self.environment == "production" and (
+            self.uses_dev_secret() or self.index_key.get_secret_value() == DEV_INDEX_KEY
+        ):
             raise ValueError(
-                "Set COMPLAINTS_JWT_SECRET (or COMPLAINTS_ENVIRONMENT=development to use the "
-                "published development secret on your own machine)."
+                "Set COMPLAINTS_JWT_SECRET and COMPLAINTS_INDEX_KEY (or "
+                "COMPLAINTS_ENVIRONMENT=development to use the published development secrets "
+                "on your own machine)."
             )
         backend = self.url.get_backend_name()
         if backend not in {"sqlite", "postgresql", "postgres"}:

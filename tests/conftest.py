@@ -61,6 +61,7 @@ def make_settings(database_url: str, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
         "database_url": database_url,
         "jwt_secret": TEST_SECRET,
+        "index_key": "test-index-key-0123456789",
         "audit_key_path": AUDIT_KEY,
         "projector_poll_seconds": 0.05,
         **overrides,

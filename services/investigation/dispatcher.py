@@ -21,7 +21,7 @@ from uuid import UUID
 from sqlalchemy import select
 
 from services.investigation.gateway import GatewayClient, GatewayError, Message
-from shared.domain.clock import Clock, system_clock
+from shared.domain.clock import Clock
 from shared.domain.complaint import Complaint
 from shared.domain.context import Actor, CommandContext
 from shared.domain.errors import DomainError
@@ -53,9 +53,7 @@ class Dispatcher:
         self.backoff_max = timedelta(seconds=backoff_max_seconds)
         self.poll_seconds = poll_seconds
         holder = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
-        self.lease = Lease(
-            store.engine, "notification-dispatcher", holder, lease_seconds, system_clock
-        )
+        self.lease = Lease(store.engine, "notification-dispatcher", holder, lease_seconds)
 
     async def run(self) -> None:
         try:

@@ -1,16 +1,26 @@
 """The audit export: every event of a period in global order, as NDJSON, streamed in pages so
-memory stays flat however long the period."""
+memory stays flat however long the period.
+
+A period is exported as one unbroken run of the chain: from the first event at or after
+`from` to the last event before `to`, as chained when the export starts. (Event times come
+from the requests' clocks and need not rise with the position, so a filter on time alone
+could leave holes in the chain.) The trailer counts the lines and is signed, so an export
+cannot be cut short or padded without the verifier noticing.
+"""
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import AsyncIterator
 from datetime import datetime
 
-from sqlalchemy import select
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.audit.chain import has_personal_data, record_of, salts_for
+from shared.audit.verify import trailer_message
 from shared.readmodel.tables import audit_chain
 from shared.readmodel.times import to_utc
 from shared.store.facade import ComplaintStore
@@ -22,33 +32,55 @@ def _line(value: object) -> bytes:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n"
 
 
+async def _bounds(
+    engine: AsyncEngine, start: datetime | None, end: datetime | None
+) -> tuple[int, int]:
+    chain = audit_chain.c
+    async with engine.connect() as conn:
+        first_query = select(func.min(chain.position))
+        last_query = select(func.max(chain.position))
+        if start is not None:
+            first_query = first_query.where(chain.at >= to_utc(start))
+        if end is not None:
+            last_query = last_query.where(chain.at < to_utc(end))
+        first = await conn.scalar(first_query)
+        last = await conn.scalar(last_query)
+    return int(first or 0), int(last or 0)
+
+
 async def export_lines(
     store: ComplaintStore,
     engine: AsyncEngine,
+    key: Ed25519PrivateKey,
     *,
     start: datetime | None,
     end: datetime | None,
+    now: datetime,
 ) -> AsyncIterator[bytes]:
-    """Lines for the events chained so far whose time lies in [start, end), then a trailer."""
-    after, count, last_hash = -1, 0, None
-    while True:
-        query = select(audit_chain).where(audit_chain.c.position > after)
-        if start is not None:
-            query = query.where(audit_chain.c.at >= to_utc(start))
-        if end is not None:
-            query = query.where(audit_chain.c.at < to_utc(end))
+    """The lines of the period, then the signed trailer."""
+    first, last = await _bounds(engine, start, end)
+    after, count, first_prev, last_hash = first - 1, 0, None, None
+    while first and after < last:
         async with engine.connect() as conn:
-            rows = (await conn.execute(query.order_by(audit_chain.c.position).limit(PAGE))).all()
-            if not rows:
+            rows = (
+                await conn.execute(
+                    select(audit_chain)
+                    .where(audit_chain.c.position > after, audit_chain.c.position <= last)
+                    .order_by(audit_chain.c.position)
+                    .limit(PAGE)
+                )
+            ).all()
+        if not rows:
+            break
+        events = []
+        cursor = rows[0].position - 1
+        while cursor < rows[-1].position:
+            chunk = await store.read(cursor, PAGE, stop=rows[-1].position)
+            if not chunk:
                 break
-            events = []
-            cursor = rows[0].position - 1
-            while cursor < rows[-1].position:
-                chunk = await store.read(cursor, PAGE, stop=rows[-1].position)
-                if not chunk:
-                    break
-                events.extend(chunk)
-                cursor = chunk[-1].position or cursor
+            events.extend(chunk)
+            cursor = chunk[-1].position or cursor
+        async with engine.connect() as conn:
             salts = await salts_for(conn, {str(e.complaint_id) for e in events})
         by_position = {e.position: e for e in events}
         for row in rows:
@@ -57,6 +89,16 @@ async def export_lines(
             line = record_of(event, salt)
             line["hash"], line["prev_hash"] = row.hash, row.prev_hash
             yield _line(line)
+            first_prev = row.prev_hash if first_prev is None else first_prev
             count, last_hash = count + 1, row.hash
         after = rows[-1].position
-    yield _line({"trailer": {"count": count, "last_hash": last_hash}})
+    trailer = {
+        "from": start.isoformat() if start else None,
+        "to": end.isoformat() if end else None,
+        "count": count,
+        "first_prev_hash": first_prev,
+        "last_hash": last_hash,
+        "signed_at": now.isoformat(),
+    }
+    signature = key.sign(trailer_message(trailer))
+    yield _line({"trailer": {**trailer, "signature": base64.b64encode(signature).decode()}})

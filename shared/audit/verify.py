@@ -14,7 +14,10 @@ What it checks:
   plaintext is checked against them, and after erasure the digest alone still verifies;
 - every checkpoint's Ed25519 signature is valid under the published key, and every checkpoint
   inside the export's range matches the hash of the line at its position;
-- the trailer line is present and counts the lines, so a truncated export is caught.
+- the trailer line is present, signed with the same key, and names the period, the number of
+  lines and both ends of the chain: an export cut short, padded or begun late is caught (an
+  export from the beginning must start at the genesis hash);
+- no JSON object repeats a key (a reader could otherwise be shown another value).
 """
 
 from __future__ import annotations
@@ -112,6 +115,17 @@ def checkpoint_message(position: int, chain_hash: str, signed_at: str) -> bytes:
     )
 
 
+TRAILER_KEYS = frozenset(
+    {"from", "to", "count", "first_prev_hash", "last_hash", "signed_at", "signature"}
+)
+
+
+def trailer_message(trailer: dict[str, Any]) -> bytes:
+    """What the export's signature covers: its period, its size, and both ends of its chain."""
+    signed = {key: trailer[key] for key in TRAILER_KEYS - {"signature"}}
+    return canonical_json({"scheme": SCHEME, "kind": "export", **signed})
+
+
 @dataclass(frozen=True)
 class Verdict:
     valid: bool
@@ -126,6 +140,13 @@ class Invalid(Exception):
         self.message = message
 
 
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    keys = [key for key, _ in pairs]
+    if len(keys) != len(set(keys)):
+        raise ValueError("a key appears twice")
+    return dict(pairs)
+
+
 def _lines(raw: Iterable[str | bytes]) -> Iterator[tuple[int, dict[str, Any]]]:
     for number, text in enumerate(raw, start=1):
         if isinstance(text, bytes):
@@ -136,7 +157,7 @@ def _lines(raw: Iterable[str | bytes]) -> Iterator[tuple[int, dict[str, Any]]]:
         if not text.strip():
             raise Invalid(number, "empty line")
         try:
-            value = json.loads(text)
+            value = json.loads(text, object_pairs_hook=_no_duplicate_keys)
         except ValueError as exc:
             raise Invalid(number, f"not JSON ({exc})") from exc
         if not isinstance(value, dict):
@@ -144,8 +165,7 @@ def _lines(raw: Iterable[str | bytes]) -> Iterator[tuple[int, dict[str, Any]]]:
         yield number, value
 
 
-def _verified_checkpoints(checkpoints: dict[str, Any]) -> dict[int, str]:
-    from cryptography.exceptions import InvalidSignature
+def _public_key(checkpoints: dict[str, Any]) -> Any:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
     from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
@@ -155,38 +175,69 @@ def _verified_checkpoints(checkpoints: dict[str, Any]) -> dict[int, str]:
         raise Invalid(None, f"checkpoints: unreadable public key ({exc})") from exc
     if not isinstance(key, Ed25519PublicKey):
         raise Invalid(None, "checkpoints: the public key is not Ed25519")
+    return key
+
+
+def _signed(key: Any, signature: Any, message: bytes) -> bool:
+    from cryptography.exceptions import InvalidSignature
+
+    try:
+        key.verify(base64.b64decode(signature, validate=True), message)
+    except (InvalidSignature, ValueError, TypeError):
+        return False
+    return True
+
+
+def _verified_checkpoints(key: Any, checkpoints: dict[str, Any]) -> dict[int, str]:
     heads: dict[int, str] = {}
     for checkpoint in checkpoints.get("checkpoints", []):
         try:
             position, chain_hash = int(checkpoint["position"]), str(checkpoint["hash"])
-            signature = base64.b64decode(checkpoint["signature"], validate=True)
-            key.verify(
-                signature, checkpoint_message(position, chain_hash, str(checkpoint["signed_at"]))
-            )
-        except (KeyError, ValueError, TypeError, InvalidSignature) as exc:
+            message = checkpoint_message(position, chain_hash, str(checkpoint["signed_at"]))
+            valid = _signed(key, checkpoint["signature"], message)
+        except (KeyError, ValueError, TypeError, AttributeError):
+            valid = False
+        if not valid:
             raise Invalid(
                 None, f"checkpoint at position {checkpoint.get('position')}: bad signature"
-            ) from exc
+            )
         heads[position] = chain_hash
     return heads
 
 
+def _check_trailer(
+    number: int,
+    line: dict[str, Any],
+    key: Any,
+    count: int,
+    first_prev: str | None,
+    last_hash: str | None,
+) -> None:
+    trailer = line["trailer"]
+    if set(line) != {"trailer"} or not isinstance(trailer, dict) or set(trailer) != TRAILER_KEYS:
+        raise Invalid(number, "a malformed trailer")
+    if not _signed(key, trailer["signature"], trailer_message(trailer)):
+        raise Invalid(number, "the trailer's signature is not valid (export altered or cut)")
+    if trailer["count"] != count:
+        raise Invalid(number, f"the signed trailer counts {trailer['count']} lines, not {count}")
+    if trailer["first_prev_hash"] != first_prev or trailer["last_hash"] != last_hash:
+        raise Invalid(number, "the lines do not run from the signed first to the signed last")
+    if trailer["from"] is None and count and first_prev != GENESIS:
+        raise Invalid(number, "an export from the beginning must start at the genesis")
+
+
 def verify(export_lines: Iterable[str | bytes], checkpoints: dict[str, Any]) -> Verdict:
     try:
-        heads = _verified_checkpoints(checkpoints)
+        key = _public_key(checkpoints)
+        heads = _verified_checkpoints(key, checkpoints)
         count, first, last, prev_line_hash, trailer_seen = 0, None, None, None, False
+        first_prev: str | None = None
         seen_heads: set[int] = set()
         for number, line in _lines(export_lines):
             if trailer_seen:
                 raise Invalid(number, "a line after the trailer")
             if "trailer" in line:
-                trailer = line["trailer"]
-                if set(line) != {"trailer"} or not isinstance(trailer, dict):
-                    raise Invalid(number, "a malformed trailer")
-                if set(trailer) != {"count", "last_hash"} or trailer["count"] != count:
-                    raise Invalid(number, f"the trailer does not count the {count} lines")
-                if count and trailer.get("last_hash") != prev_line_hash:
-                    raise Invalid(number, "the trailer names another last hash")
+                _check_trailer(number, line, key, count, first_prev, prev_line_hash)
                 trailer_seen = True
                 continue
             if set(line) != LINE_KEYS:
@@ -209,7 +260,8 @@ def verify(export_lines: Iterable[str | bytes], checkpoints: dict[str, Any]) -> 
                 if heads[position] != line["hash"]:
                     raise Invalid(number, f"does not match the checkpoint at {position}")
                 seen_heads.add(position)
-            first = position if first is None else first
+            if first is None:
+                first, first_prev = position, line["prev_hash"]
             last, prev_line_hash = position, line["hash"]
             count += 1
         if not trailer_seen:

@@ -60,7 +60,6 @@ def projection_runner(
         store,
         store.engine,
         [SummaryProjection(store), ChainProjection()],
-        clock=system_clock,  # leases are between processes: always the wall clock
         lease_seconds=settings.projector_lease_seconds,
         poll_seconds=settings.projector_poll_seconds,
         listen_url=listen_url,

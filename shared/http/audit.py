@@ -6,7 +6,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import StreamingResponse
-from pydantic import AwareDatetime
 
 from shared.audit.checkpoints import Checkpoints
 from shared.audit.export import export_lines
@@ -15,6 +14,7 @@ from shared.domain.context import Actor
 from shared.http.auth import require_roles
 from shared.http.deps import ClockDep, StoreDep
 from shared.http.errors import READ_RESPONSES
+from shared.http.fields import Timestamp
 
 router = APIRouter(tags=["audit"], responses=READ_RESPONSES)
 
@@ -43,15 +43,17 @@ CheckpointsDep = Annotated[Checkpoints, Depends(_checkpoints)]
 async def audit_export(
     _: Auditor,
     store: StoreDep,
-    start: Annotated[AwareDatetime | None, Query(alias="from")] = None,
-    end: Annotated[AwareDatetime | None, Query(alias="to")] = None,
+    checkpoints: CheckpointsDep,
+    clock: ClockDep,
+    start: Annotated[Timestamp | None, Query(alias="from")] = None,
+    end: Annotated[Timestamp | None, Query(alias="to")] = None,
 ) -> StreamingResponse:
     """Every event of [from, to) in global order, with the hash chain; check it with
     `shared/audit/verify.py` and the checkpoints."""
     if start is not None and end is not None and end <= start:
         raise HTTPException(422, "`to` must be after `from`.")
     return StreamingResponse(
-        export_lines(store, store.engine, start=start, end=end),
+        export_lines(store, store.engine, checkpoints.key, start=start, end=end, now=clock()),
         media_type="application/x-ndjson",
     )
 

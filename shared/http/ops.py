@@ -32,15 +32,19 @@ async def ready(request: Request, store: StoreDep) -> Any:
         return problem_response(
             503, "The event store cannot be reached.", instance=request.url.path
         )
-    projector = getattr(request.app.state, "projector", None)
+    projector = request.app.state.projector
     role = "off"
-    if projector is not None and request.app.state.settings.projector_enabled:
+    if request.app.state.settings.projector_enabled:
         role = "leader" if projector.is_leader else "standby"
+    projections = await projector.positions()
     return {
         "status": "ready",
         "service": request.app.state.service,
         "position": position,
         "projector": role,
+        "projections": {
+            name: {"position": p, "lag": max(position - p, 0)} for name, p in projections.items()
+        },
     }
 
 

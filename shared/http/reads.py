@@ -7,11 +7,11 @@ from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, HTTPException, Query, Response
-from pydantic import AwareDatetime
 
 from shared.domain.codes import BusinessType, Category, Status
 from shared.http.deps import ClockDep, PrincipalDep, SettingsDep, StoreDep, etag
 from shared.http.errors import READ_RESPONSES
+from shared.http.fields import Timestamp
 from shared.http.views import (
     ComplaintPage,
     ComplaintSummary,
@@ -84,7 +84,7 @@ async def read_complaint(
     clock: ClockDep,
     response: Response,
     as_of: Annotated[
-        AwareDatetime | None,
+        Timestamp | None,
         Query(description="RFC 3339 time with offset: the complaint exactly as it stood then"),
     ] = None,
 ) -> ComplaintView:

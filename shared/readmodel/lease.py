@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
-from sqlalchemy import insert, or_, update
+from sqlalchemy import insert, or_, text, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from shared.domain.clock import Clock
 from shared.readmodel.tables import projection_leases
+
+
+async def database_time(conn: AsyncConnection) -> float:
+    """Seconds since the epoch by the database server's clock."""
+    if conn.dialect.name == "postgresql":
+        query = "SELECT EXTRACT(EPOCH FROM clock_timestamp())"
+    else:
+        query = "SELECT (julianday('now') - 2440587.5) * 86400.0"
+    return float((await conn.execute(text(query))).scalar_one())
 
 
 class Lease:
@@ -18,21 +26,26 @@ class Lease:
     overlapping leaders apply each event exactly once.
     """
 
-    def __init__(
-        self, engine: AsyncEngine, name: str, holder: str, seconds: float, clock: Clock
-    ) -> None:
+    def __init__(self, engine: AsyncEngine, name: str, holder: str, seconds: float) -> None:
         self.engine = engine
         self.name = name
         self.holder = holder
         self.seconds = seconds
-        self.clock = clock
         self.held = False
 
     async def acquire(self) -> bool:
         """Take or renew the lease; True while this process holds it."""
-        now = self.clock().timestamp()
+        try:
+            return await self._acquire()
+        except Exception:
+            self.held = False  # the database is unreachable: nobody can lead on our word
+            raise
+
+    async def _acquire(self) -> bool:
         table = projection_leases
         async with self.engine.begin() as conn:
+            # The database's clock, not each host's: skewed hosts still agree on expiry.
+            now = await database_time(conn)
             renewed = await conn.execute(
                 update(table)
                 .where(
@@ -48,6 +61,7 @@ class Lease:
                 return True
         try:
             async with self.engine.begin() as conn:
+                now = await database_time(conn)
                 await conn.execute(
                     insert(table).values(
                         name=self.name,

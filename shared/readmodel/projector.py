@@ -20,7 +20,6 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from shared.domain.clock import Clock
 from shared.readmodel.lease import Lease
 from shared.readmodel.tables import projection_tracking
 from shared.store.application import StoredEvent
@@ -122,7 +121,7 @@ async def catch_up_once(
             )
             if moved.rowcount != 1:
                 raise PositionMoved(projection.name)
-    except (PositionMoved, IntegrityError):
+    except PositionMoved:
         log.info("projection %s moved on elsewhere; batch dropped", projection.name)
         return 0
     return len(events)
@@ -137,7 +136,6 @@ class ProjectionRunner:
         engine: AsyncEngine,
         projections: Sequence[Projection],
         *,
-        clock: Clock,
         lease_seconds: float = 10.0,
         poll_seconds: float = 0.25,
         batch_size: int = 500,
@@ -148,19 +146,20 @@ class ProjectionRunner:
         self.engine = engine
         self.projections = list(projections)
         holder = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
-        self.lease = Lease(engine, "projectors", holder, lease_seconds, clock)
+        self.lease = Lease(engine, "projectors", holder, lease_seconds)
         self.poll_seconds = poll_seconds
         self.batch_size = batch_size
         self.listen_url = listen_url
         self.after_batch = after_batch
         self._wake = asyncio.Event()
+        self._listener: Any = None
 
     @property
     def is_leader(self) -> bool:
         return self.lease.held
 
     async def run(self) -> None:
-        listener = await self._listen()
+        self._listener = await self._listen()
         try:
             while True:
                 try:
@@ -171,23 +170,34 @@ class ProjectionRunner:
                     log.exception("projector step failed; retrying")
                     await asyncio.sleep(self.poll_seconds)
         finally:
-            if listener is not None:
+            if self._listener is not None:
                 with contextlib.suppress(Exception):
-                    await listener.close()
+                    await self._listener.close()
             with contextlib.suppress(Exception):
                 await self.lease.release()
+
+    async def positions(self) -> dict[str, int]:
+        return {p.name: await position_of(self.engine, p.name) for p in self.projections}
 
     async def _tick(self) -> None:
         if not await self.lease.acquire():
             await asyncio.sleep(self.lease.seconds / 3)
             return
+        # Cleared before reading, so a NOTIFY that arrives during the read is not lost.
+        self._wake.clear()
         applied = 0
         for projection in self.projections:
-            applied += await catch_up_once(self.store, self.engine, projection, self.batch_size)
+            try:
+                applied += await catch_up_once(self.store, self.engine, projection, self.batch_size)
+            except Exception:
+                # One broken projection must not stop the others; it is retried each tick
+                # and its lag shows in /ready.
+                log.exception("projection %s failed", projection.name)
         if self.after_batch is not None:
             await self.after_batch()
         if applied == 0:
-            self._wake.clear()
+            if self.listen_url and (self._listener is None or self._listener.is_closed()):
+                self._listener = await self._listen()
             # Woken at once by NOTIFY on PostgreSQL; otherwise poll. Never longer than a
             # third of the lease, so it is renewed in time.
             timeout = min(self.poll_seconds, self.lease.seconds / 3)
@@ -202,6 +212,8 @@ class ProjectionRunner:
         try:
             conn = await asyncpg.connect(self.listen_url, timeout=5)
             await conn.add_listener(NOTIFY_CHANNEL, lambda *_: self._wake.set())
+            # Reconnected on the next idle tick after the server went away.
+            conn.add_termination_listener(lambda *_: self._wake.set())
             return conn
         except Exception as exc:  # polling still works
             log.warning("LISTEN unavailable, polling instead: %s", exc)

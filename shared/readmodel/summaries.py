@@ -153,8 +153,10 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         at, complaint_id = json.loads(raw)
-        return datetime.fromisoformat(at), str(UUID(complaint_id))
-    except (ValueError, TypeError) as exc:
+        if not isinstance(at, str) or not isinstance(complaint_id, str):
+            raise TypeError("cursor parts are not strings")
+        return to_utc(datetime.fromisoformat(at)), str(UUID(complaint_id))
+    except (ValueError, TypeError, OverflowError) as exc:
         raise InvalidCursor("cursor is not one this API issued") from exc
 
 
@@ -168,6 +170,7 @@ async def list_summaries(
 ) -> tuple[list[dict[str, Any]], str | None]:
     """A page of summaries, newest first, and the cursor of the next page (None at the end)."""
     s = complaint_summaries
+    now = to_utc(now)
     query = select(s)
     for column in ("status", "category", "business_type", "owner", "customer_id", "acceptance_no"):
         value = getattr(filters, column)
@@ -180,10 +183,8 @@ async def list_summaries(
             deadlines.c.due_at < now,
         )
         query = query.where(late if filters.overdue else ~late)
-    now = to_utc(now)
     if cursor:
         at, complaint_id = decode_cursor(cursor)
-        at = to_utc(at)
         query = query.where(
             or_(s.c.accepted_at < at, and_(s.c.accepted_at == at, s.c.complaint_id < complaint_id))
         )

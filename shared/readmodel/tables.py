@@ -62,7 +62,7 @@ complaint_summaries = Table(
     Column("acceptance_no", String(32), nullable=False, unique=True),
     Column("status", String(32), nullable=False),
     Column("level", String(32), nullable=False),
-    Column("owner", String(128), nullable=False),
+    Column("owner", String(200), nullable=False),  # a staff id: a token's sub, up to 200
     Column("channel", String(32), nullable=False),
     Column("business_type", String(32), nullable=False),
     Column("category", String(32), nullable=False),

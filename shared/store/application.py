@@ -116,6 +116,7 @@ class ComplaintsApplication(Application[UUID]):
         self.snapshotting_intervals = {Complaint: settings.snapshot_interval}  # type: ignore[misc]
         self.policy = policy
         self.write_attempts = settings.write_attempts
+        self.index_secret = settings.index_key.get_secret_value().encode()
 
     def construct_env(self, name: str, env: EnvType | None = None) -> Environment:
         """Only what `store_env` passes. The library would also read os.environ, where
@@ -154,7 +155,10 @@ class ComplaintsApplication(Application[UUID]):
             intake["category"], datetime.fromisoformat(intake["occurred_at"]), ctx.at
         )
         thread_id = ComplaintThread.id_for(
-            intake["customer"]["id"], intake["service_number"], intake["category"]
+            intake["customer"]["id"],
+            intake["service_number"],
+            intake["category"],
+            self.index_secret,
         )
         for attempt in self._attempts():
             with attempt:

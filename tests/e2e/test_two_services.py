@@ -87,6 +87,7 @@ def store_env(postgres_admin_url: str) -> Iterator[dict[str, str]]:
         **os.environ,
         "COMPLAINTS_DATABASE_URL": url,
         "COMPLAINTS_JWT_SECRET": TEST_SECRET,
+        "COMPLAINTS_INDEX_KEY": "test-index-key-0123456789",
         "COMPLAINTS_AUDIT_KEY_PATH": str(AUDIT_KEY),
         "COMPLAINTS_PROJECTOR_LEASE_SECONDS": "2",
     }

@@ -6,7 +6,7 @@ import base64
 import copy
 import json
 import random
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -195,3 +195,75 @@ def test_checkpoint_message_is_stable() -> None:
         b'{"hash":"' + b"a" * 64 + b'","position":7,"scheme":"complaints-audit-chain/1",'
         b'"signed_at":"2026-11-23T02:00:00+00:00"}'
     )
+
+
+async def test_an_export_cut_at_both_ends_with_a_new_trailer_is_refused(
+    api: Api, clock: FixedClock
+) -> None:
+    lines, checkpoints = await _chained(api, clock)
+    kept = lines[2:-4]
+    records = [json.loads(line) for line in kept]
+    forged = {
+        "trailer": {
+            **json.loads(lines[-1])["trailer"],
+            "count": len(records),
+            "first_prev_hash": records[0]["prev_hash"],
+            "last_hash": records[-1]["hash"],
+        }
+    }
+    verdict = verify([*kept, json.dumps(forged).encode()], checkpoints)
+    assert not verdict.valid
+    assert "signature" in verdict.message
+    only_trailer = verify([lines[-1].replace(b'"count":', b'"count":0,"x":')], checkpoints)
+    assert not only_trailer.valid
+
+
+async def test_a_repeated_key_is_refused(api: Api, clock: FixedClock) -> None:
+    lines, checkpoints = await _chained(api, clock)
+    record = lines[0].decode().rstrip("\n")
+    doubled = record[:-1] + ',"data":{"forged":true}}'
+    assert not verify([doubled.encode(), *lines[1:]], checkpoints).valid
+
+
+async def test_a_period_export_verifies_even_when_clocks_disagree(
+    api: Api, clock: FixedClock
+) -> None:
+    """Request times need not rise with the position; the period is one unbroken run."""
+    first = (await api.accept(intake_body())).json()
+    clock.advance(timedelta(minutes=-30))  # another process's clock runs behind
+    await api.accept(intake_body(category="billing"))
+    clock.advance(timedelta(minutes=40))
+    await api.accept(intake_body(category="other"))
+    lines, checkpoints = await _chained(api, clock)
+    everything = [json.loads(line) for line in lines[:-1]]
+    start = first["accepted_at"]
+    period = await api.client.get(
+        "/audit/export", params={"from": start}, headers=api.headers("regulator")
+    )
+    period_lines = period.content.splitlines(keepends=True)
+    verdict = verify(period_lines, checkpoints)
+    assert verdict.valid, verdict.message
+    got = [json.loads(line)["position"] for line in period_lines[:-1]]
+    since = datetime.fromisoformat(start)
+    first_at = min(r["position"] for r in everything if datetime.fromisoformat(r["at"]) >= since)
+    assert any(
+        datetime.fromisoformat(r["at"]) < since for r in everything if r["position"] > first_at
+    )
+    assert got == [r["position"] for r in everything if r["position"] >= first_at]
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"from": "0001-01-01T00:00:00+05:00"},
+        {"to": "9999-12-31T23:59:59-05:00"},
+        {"from": "yesterday"},
+        {"from": "2026-11-01T00:00:00"},
+    ],
+)
+async def test_bad_export_periods_are_422(api: Api, params: dict[str, str]) -> None:
+    response = await api.client.get(
+        "/audit/export", params=params, headers=api.headers("regulator")
+    )
+    assert response.status_code == 422
+    assert response.headers["content-type"] == "application/problem+json"

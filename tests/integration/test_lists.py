@@ -124,3 +124,18 @@ async def test_bad_list_parameters_are_422(api: Api) -> None:
         response = await api.get("/complaints", **params)
         assert response.status_code == 422, params
         assert response.headers["content-type"] == "application/problem+json"
+
+
+async def test_a_long_staff_id_does_not_stop_the_read_models(api: Api) -> None:
+    """Owners are token subjects, up to 200 characters."""
+    long_sub = "agent-" + "x" * 190
+    created = await api.accept(intake_body(), sub=long_sub)
+    assert created.status_code == 201
+    page = await api.get(
+        "/complaints",
+        min_position=str(created.json()["position"]),
+        acceptance_no=created.json()["acceptance_no"],
+    )
+    assert [i["owner"] for i in page.json()["items"]] == [long_sub]
+    ready = (await api.client.get("/ready")).json()
+    assert ready["projections"]["complaint_summaries"]["position"] >= created.json()["position"]
