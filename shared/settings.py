@@ -52,6 +52,8 @@ class Settings(BaseSettings):
     projector_lease_seconds: float = Field(default=10.0, gt=0)
     #: How often a projector polls when no NOTIFY wakes it (SQLite always polls).
     projector_poll_seconds: float = Field(default=0.25, gt=0)
+    #: Run the notification dispatcher in investigation processes (one at a time, by lease).
+    dispatcher_enabled: bool = True
     #: Where the SMS/e-mail gateway takes messages (POST, JSON, Idempotency-Key honoured).
     notification_gateway_url: str = "http://127.0.0.1:8025/messages"
     #: Timeout of one call to the gateway, in seconds.

@@ -35,5 +35,5 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
         service=Service.INVESTIGATION,
         routers=[router],
         clock=clock,
-        background=[dispatch],
+        background=[dispatch] if settings.dispatcher_enabled else [],
     )

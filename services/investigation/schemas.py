@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from typing import Annotated, Any
 
@@ -18,11 +19,16 @@ from shared.http.fields import (
     Timestamp,
 )
 
+_MONEY = re.compile(r"^[0-9]{1,12}(\.[0-9]{1,2})?$")
+
 
 def _decimal_string(value: Any) -> Any:
-    """Money is a decimal string in yuan: a JSON number could already have lost precision."""
-    if not isinstance(value, str):
-        raise ValueError('money must be a decimal string, e.g. "128.50"')
+    """Money is a decimal string in yuan, e.g. "128.50": a JSON number could already have lost
+    precision, and exponents or signs have no place in an amount."""
+    if not isinstance(value, str) or not _MONEY.match(value):
+        raise ValueError(
+            'money must be a plain decimal string with at most 2 decimals, e.g. "128.50"'
+        )
     return value
 
 

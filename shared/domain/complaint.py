@@ -9,7 +9,7 @@ rules and never read a clock.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -76,7 +76,8 @@ def deadline_state(due_at: datetime, met_at: datetime | None, now: datetime) -> 
 
 
 def _iso(value: datetime) -> str:
-    return value.isoformat()
+    """Times are stored in UTC, whatever offset a frontend sent."""
+    return value.astimezone(UTC).isoformat()
 
 
 class Complaint(Aggregate):

@@ -8,6 +8,7 @@ import httpx
 import pytest
 
 from services.intake.main import create_app
+from services.investigation.main import create_app as create_investigation_app
 from shared.domain.clock import FixedClock
 from shared.settings import Settings
 from tests.conftest import TokenFactory
@@ -40,4 +41,16 @@ async def api(settings: Settings, clock: FixedClock, token: TokenFactory) -> Asy
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://intake") as client:
+            yield Api(client, token)
+
+
+@pytest.fixture
+async def inv(settings: Settings, clock: FixedClock, token: TokenFactory) -> AsyncIterator[Api]:
+    """The investigation app, its dispatcher off (tests drive one against a local gateway)."""
+    app = create_investigation_app(
+        settings.model_copy(update={"dispatcher_enabled": False}), clock=clock
+    )
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://inv") as client:
             yield Api(client, token)
