@@ -52,6 +52,10 @@ class Settings(BaseSettings):
     projector_lease_seconds: float = Field(default=10.0, gt=0)
     #: How often a projector polls when no NOTIFY wakes it (SQLite always polls).
     projector_poll_seconds: float = Field(default=0.25, gt=0)
+    #: Run the deadline watch in escalation processes (any number may run at once).
+    deadline_watch_enabled: bool = True
+    #: How often the deadline watch looks for limits that have passed.
+    deadline_watch_seconds: float = Field(default=1.0, gt=0)
     #: Run the notification dispatcher in investigation processes (one at a time, by lease).
     dispatcher_enabled: bool = True
     #: Where the SMS/e-mail gateway takes messages (POST, JSON, Idempotency-Key honoured).

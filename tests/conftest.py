@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from shared.audit.checkpoints import load_key
+from shared.cli.setup_store import setup
 from shared.domain.clock import FixedClock
 from shared.domain.policy import Policy
 from shared.http.auth import mint_token
@@ -45,12 +46,9 @@ def postgres_template(postgres_admin_url: str) -> Iterator[str]:
 
 
 async def _create_schema(settings: Settings) -> None:
-    store = ComplaintStore(settings)
-    try:
-        await store.create_schema()
-    finally:
-        await store.close()
+    """The setup step, as `make setup` runs it; the test key is made whatever the environment."""
     load_key(settings.audit_key_path, create=True)
+    await setup(settings)
 
 
 #: One audit signing key for the whole run (created by the first setup).

@@ -1,9 +1,12 @@
-"""Escalation: serves the shared reads until its own commands land."""
+"""Escalation: escalations, reviews, regulator appeals, and the deadline watch that escalates
+a complaint by itself when one of its limits passes."""
 
 from __future__ import annotations
 
 from fastapi import FastAPI
 
+from services.escalation.router import router
+from services.escalation.watch import DeadlineWatch
 from shared.domain.clock import Clock, system_clock
 from shared.domain.codes import Service
 from shared.http.app import create_service_app
@@ -11,6 +14,17 @@ from shared.settings import Settings
 
 
 def create_app(settings: Settings | None = None, *, clock: Clock = system_clock) -> FastAPI:
+    settings = settings or Settings()
+
+    async def watch(app: FastAPI) -> None:
+        await DeadlineWatch(
+            app.state.store, clock=clock, interval_seconds=settings.deadline_watch_seconds
+        ).run()
+
     return create_service_app(
-        settings or Settings(), service=Service.ESCALATION, routers=(), clock=clock
+        settings,
+        service=Service.ESCALATION,
+        routers=[router],
+        clock=clock,
+        background=[watch] if settings.deadline_watch_enabled else [],
     )

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, Response, status
 from services.intake.schemas import AcceptRequest, RefusalRequest
 from shared.domain.codes import Role
 from shared.domain.context import CommandContext
-from shared.http.commands import answer
+from shared.http.commands import answer, execute
 from shared.http.deps import IfMatchDep, StoreDep, command_context
 from shared.http.errors import COMMAND_RESPONSES
 from shared.http.views import ComplaintView
@@ -41,10 +41,11 @@ async def refuse_complaint(
     response: Response,
 ) -> ComplaintView:
     """Do not accept (不予受理): record the reason and where else the customer can go."""
-    written = await store.execute(
+    return await execute(
+        store,
         complaint_id,
         lambda c: c.refuse(body.reason, body.explanation, body.redirect, ctx),
-        ctx=ctx,
-        expected_version=if_match,
+        ctx,
+        if_match,
+        response,
     )
-    return answer(written, ctx, response)

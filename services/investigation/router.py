@@ -17,7 +17,7 @@ from services.investigation.schemas import (
 )
 from shared.domain.codes import Role
 from shared.domain.context import CommandContext
-from shared.http.commands import answer
+from shared.http.commands import execute
 from shared.http.deps import IfMatchDep, StoreDep, command_context
 from shared.http.errors import COMMAND_RESPONSES
 from shared.http.views import ComplaintView
@@ -40,13 +40,14 @@ async def assign(
     response: Response,
 ) -> ComplaintView:
     """Hand the complaint to a department and one investigator, who becomes its owner."""
-    written = await store.execute(
+    return await execute(
+        store,
         complaint_id,
         lambda c: c.assign(body.department, body.investigator, body.complexity, store.policy, ctx),
-        ctx=ctx,
-        expected_version=if_match,
+        ctx,
+        if_match,
+        response,
     )
-    return answer(written, ctx, response)
 
 
 @router.post("/complaints/{complaint_id}/evidence", response_model=ComplaintView)
@@ -59,13 +60,14 @@ async def add_evidence(
     response: Response,
 ) -> ComplaintView:
     """Record one piece of evidence: call or business records, logs, recordings, statements."""
-    written = await store.execute(
+    return await execute(
+        store,
         complaint_id,
         lambda c: c.add_evidence(body.kind.value, body.ref, body.summary, ctx),
-        ctx=ctx,
-        expected_version=if_match,
+        ctx,
+        if_match,
+        response,
     )
-    return answer(written, ctx, response)
 
 
 @router.post("/complaints/{complaint_id}/extension", response_model=ComplaintView)
@@ -78,13 +80,14 @@ async def extend(
     response: Response,
 ) -> ComplaintView:
     """Extend the investigation limit of a complex complaint; the notice goes to the customer."""
-    written = await store.execute(
+    return await execute(
+        store,
         complaint_id,
         lambda c: c.extend(body.reason, body.new_due_at, body.progress_notice, ctx),
-        ctx=ctx,
-        expected_version=if_match,
+        ctx,
+        if_match,
+        response,
     )
-    return answer(written, ctx, response)
 
 
 @router.post("/complaints/{complaint_id}/findings", response_model=ComplaintView)
@@ -97,13 +100,14 @@ async def record_findings(
     response: Response,
 ) -> ComplaintView:
     """Record the conclusion, the rule it rests on, the root cause, and whether it is upheld."""
-    written = await store.execute(
+    return await execute(
+        store,
         complaint_id,
         lambda c: c.record_findings(body.conclusion, body.basis, body.root_cause, body.upheld, ctx),
-        ctx=ctx,
-        expected_version=if_match,
+        ctx,
+        if_match,
+        response,
     )
-    return answer(written, ctx, response)
 
 
 @router.post("/complaints/{complaint_id}/resolution", response_model=ComplaintView)
@@ -116,15 +120,16 @@ async def propose_resolution(
     response: Response,
 ) -> ComplaintView:
     """Propose the measures and remedies (amounts as exact decimal strings in yuan)."""
-    written = await store.execute(
+    return await execute(
+        store,
         complaint_id,
         lambda c: c.propose_resolution(
             body.measures, body.remedy_records(), body.owner, body.due_at, ctx
         ),
-        ctx=ctx,
-        expected_version=if_match,
+        ctx,
+        if_match,
+        response,
     )
-    return answer(written, ctx, response)
 
 
 @router.post("/complaints/{complaint_id}/reply", response_model=ComplaintView)
@@ -137,12 +142,13 @@ async def reply(
     response: Response,
 ) -> ComplaintView:
     """Answer the customer through their channel; the message leaves through the gateway."""
-    written = await store.execute(
+    return await execute(
+        store,
         complaint_id,
         lambda c: c.reply(
             body.channel.value, body.conclusion, body.basis, body.plan, body.execution, ctx
         ),
-        ctx=ctx,
-        expected_version=if_match,
+        ctx,
+        if_match,
+        response,
     )
-    return answer(written, ctx, response)

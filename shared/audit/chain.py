@@ -10,28 +10,18 @@ import json
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
-from decimal import Decimal
 from typing import Any
-from uuid import UUID
 
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.audit.verify import GENESIS, record_hash
+from shared.domain.chain import json_default
 from shared.readmodel.projector import PositionMoved
 from shared.readmodel.tables import audit_chain, personal_salts
 from shared.readmodel.times import to_utc
 from shared.store.application import StoredEvent
-
-
-def _plain(value: object) -> str:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, UUID | Decimal):
-        return str(value)
-    raise TypeError(f"{type(value).__name__} is not exported")
 
 
 def record_of(event: StoredEvent, salt: str | None) -> dict[str, Any]:
@@ -48,7 +38,7 @@ def record_of(event: StoredEvent, salt: str | None) -> dict[str, Any]:
         "data": event.data,
         "salt": salt,
     }
-    result: dict[str, Any] = json.loads(json.dumps(record, default=_plain))
+    result: dict[str, Any] = json.loads(json.dumps(record, default=json_default))
     return result
 
 

@@ -12,17 +12,18 @@ from uuid import UUID
 GENESIS = "0" * 64
 
 
-def _default(value: object) -> str:
+def json_default(value: object) -> str:
+    """How event values that JSON lacks are written: times as ISO 8601, ids and money as text."""
     if isinstance(value, datetime):
         return value.isoformat()
     if isinstance(value, UUID | Decimal):
         return str(value)
-    raise TypeError(f"cannot hash a {type(value).__name__}")
+    raise TypeError(f"{type(value).__name__} has no JSON form")
 
 
 def canonical_json(value: Any) -> str:
     return json.dumps(
-        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_default
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=json_default
     )
 
 

@@ -55,6 +55,7 @@ ALLOWED: dict[str, frozenset[Status]] = {
         }
     ),
     "review": frozenset({Status.ESCALATED}),
+    "escalate_missed": frozenset(Status) - {Status.REFUSED, Status.ARCHIVED},
     "pause_clock": OPEN,
     "resume_clock": OPEN,
     "record_callback": frozenset({Status.REPLIED}),
@@ -121,6 +122,8 @@ class Complaint(Aggregate):
         self.archive_summary: str | None = None
         self.paused_at: datetime | None = None
         self.pauses: list[dict[str, Any]] = []
+        #: Missed limits at headquarters, where there is no higher level to escalate to.
+        self.alerts: list[dict[str, Any]] = []
         #: Messages to the customer (progress notices, replies), by id, with their outcome.
         self.notifications: dict[str, dict[str, Any]] = {}
         self._set_deadlines(deadlines)
@@ -503,6 +506,7 @@ class Complaint(Aggregate):
             handover=self.handover_package(),
             ctx=ctx.record(),
             timestamp=ctx.at,
+            missed_deadline=None,
         )
 
     @event("Escalated")
@@ -518,7 +522,10 @@ class Complaint(Aggregate):
         handover: dict[str, Any],
         ctx: dict[str, Any],
         timestamp: datetime,
+        missed_deadline: str | None = None,
     ) -> None:
+        if missed_deadline is not None:
+            self._mark_escalated(missed_deadline, timestamp)
         self.escalations.append(
             {
                 "trigger": trigger,
@@ -535,6 +542,50 @@ class Complaint(Aggregate):
         self.owner = f"{to_level}-supervisors"
         self.status = Status.ESCALATED.value
         self._set_deadlines(deadlines)
+
+    def escalate_missed(self, deadline: str, ctx: CommandContext) -> None:
+        """A running limit has passed: escalate one level up, or at headquarters alert the
+        supervisors there. Each missed deadline does this once."""
+        self._check("escalate_missed")
+        current = self.deadlines.get(deadline)
+        if current is None:
+            raise InvalidCommand(f"The complaint has no {deadline!r} limit.")
+        if current.get("met_at") or current.get("escalated_at"):
+            raise InvalidTransition(
+                "escalate_missed", self.status, f"The {deadline} limit is met or escalated."
+            )
+        if datetime.fromisoformat(current["due_at"]) >= ctx.at:
+            raise InvalidTransition("escalate_missed", self.status, f"{deadline} is not due.")
+        level = Level(self.level)
+        reason = f"The {deadline} limit passed at {current['due_at']} without being met."
+        if level == Level.HEADQUARTERS:
+            self._supervisors_alerted(
+                deadline=deadline, reason=reason, ctx=ctx.record(), timestamp=ctx.at
+            )
+            return
+        self._escalated(
+            trigger=EscalationTrigger.DEADLINE_MISSED.value,
+            reason=reason,
+            from_level=level.value,
+            to_level=list(Level)[level.rank + 1].value,
+            regulator_ref=None,
+            deadlines=[],
+            handover=self.handover_package(),
+            ctx=ctx.record(),
+            timestamp=ctx.at,
+            missed_deadline=deadline,
+        )
+
+    @event("SupervisorsAlerted")
+    def _supervisors_alerted(
+        self, *, deadline: str, reason: str, ctx: dict[str, Any], timestamp: datetime
+    ) -> None:
+        """At the top there is no higher level: the headquarters supervisors are alerted."""
+        self._mark_escalated(deadline, timestamp)
+        self.alerts.append({"deadline": deadline, "reason": reason, "at": _iso(timestamp)})
+
+    def _mark_escalated(self, deadline: str, at: datetime) -> None:
+        self.deadlines[deadline] = {**self.deadlines[deadline], "escalated_at": _iso(at)}
 
     def handover_package(self) -> dict[str, Any]:
         """What the lower level hands over: everything recorded so far."""

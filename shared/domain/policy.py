@@ -20,7 +20,14 @@ from zoneinfo import ZoneInfo
 
 import holidays
 from dateutil.relativedelta import relativedelta
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from shared.domain.codes import BusinessType, Category
 from shared.domain.errors import PolicyError
@@ -50,7 +57,8 @@ class _Strict(BaseModel):
 
 class LimitRule(_Strict):
     name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
-    amount: int = Field(gt=0, le=10_000)
+    #: Whole days; hours may be fractional (0.5 = 30 minutes).
+    amount: int | float = Field(gt=0, le=10_000)
     unit: Unit
     start: Start = Start.ACCEPTED
     met_by: tuple[str, ...] = Field(min_length=1)
@@ -60,6 +68,12 @@ class LimitRule(_Strict):
     cap: bool = False
     source: str = ""
     applies: dict[str, tuple[str, ...]] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _whole_days(self) -> LimitRule:
+        if self.unit is not Unit.HOURS and self.amount != int(self.amount):
+            raise ValueError(f"{self.unit.value} must be a whole number")
+        return self
 
     @field_validator("applies")
     @classmethod
@@ -178,7 +192,7 @@ class Policy:
             return (start + timedelta(hours=rule.amount)).astimezone(UTC)
         if rule.unit is Unit.CALENDAR_DAYS:
             return (start + timedelta(days=rule.amount)).astimezone(UTC)
-        return self.calendar.add_working_days(start, rule.amount)
+        return self.calendar.add_working_days(start, int(rule.amount))
 
     def deadlines(
         self,

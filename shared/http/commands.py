@@ -1,14 +1,32 @@
-"""How every command route answers: the complaint's new state, its ETag and its position."""
+"""How every command route runs and answers: load, call, save through the store, then the
+complaint's new state with its ETag and position."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from uuid import UUID
+
 from fastapi import Response
 
+from shared.domain.complaint import Complaint
 from shared.domain.context import CommandContext
 from shared.http.auth import UNMASKED_ROLES
 from shared.http.deps import etag
 from shared.http.views import ComplaintView
-from shared.store.facade import Written
+from shared.store.facade import ComplaintStore, Written
+
+
+async def execute(
+    store: ComplaintStore,
+    complaint_id: UUID,
+    command: Callable[[Complaint], None],
+    ctx: CommandContext,
+    if_match: int | None,
+    response: Response,
+) -> ComplaintView:
+    """Run `command` on the complaint (412 if `If-Match` is stale) and answer its new state."""
+    written = await store.execute(complaint_id, command, ctx=ctx, expected_version=if_match)
+    return answer(written, ctx, response)
 
 
 def answer(written: Written, ctx: CommandContext, response: Response) -> ComplaintView:

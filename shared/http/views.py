@@ -60,8 +60,11 @@ class Deadline(BaseModel):
     due_at: datetime
     state: str = Field(examples=["running"], description="running, met or missed")
     met_at: datetime | None = None
+    escalated_at: datetime | None = Field(
+        default=None, description="when its passing escalated the complaint (or alerted)"
+    )
     starts_at: datetime
-    amount: int | None = Field(default=None, examples=[3])
+    amount: int | float | None = Field(default=None, examples=[3])
     unit: str = Field(examples=["working_days"])
     target: float = Field(examples=[1.0], description="share to be met on time")
     policy_version: str | None = Field(default=None, examples=["2026.1"])
@@ -105,6 +108,9 @@ class ComplaintView(BaseModel):
     reviews: list[dict[str, Any]] = []
     callbacks: list[dict[str, Any]] = []
     archive_summary: str | None = None
+    alerts: list[dict[str, Any]] = Field(
+        default=[], description="missed limits at headquarters, reported to its supervisors"
+    )
     notifications: list[dict[str, Any]] = Field(
         default=[], description="messages to the customer and whether they were sent"
     )
@@ -162,6 +168,7 @@ class ComplaintView(BaseModel):
             reviews=complaint.reviews,
             callbacks=complaint.callbacks,
             archive_summary=complaint.archive_summary,
+            alerts=complaint.alerts,
             notifications=list(complaint.notifications.values()),
             clock_paused=complaint.paused_at is not None,
             as_of=as_of,

@@ -101,6 +101,9 @@ def deadline_rows(complaint: Complaint) -> list[dict[str, Any]]:
             "name": d["name"],
             "due_at": to_utc(datetime.fromisoformat(d["due_at"])),
             "met_at": to_utc(datetime.fromisoformat(d["met_at"])) if d.get("met_at") else None,
+            "escalated_at": to_utc(datetime.fromisoformat(d["escalated_at"]))
+            if d.get("escalated_at")
+            else None,
             "target": d["target"],
             "policy_version": d.get("policy_version"),
         }

@@ -90,6 +90,7 @@ deadlines = Table(
     Column("name", String(64), primary_key=True),
     Column("due_at", DateTime(timezone=True), nullable=False),
     Column("met_at", DateTime(timezone=True)),
+    Column("escalated_at", DateTime(timezone=True)),
     Column("target", Float, nullable=False),
     Column("policy_version", String(64)),
     Index("ix_deadlines_open_due", "met_at", "due_at"),

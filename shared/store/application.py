@@ -124,7 +124,12 @@ class ComplaintsApplication(Application[UUID]):
         return Environment(name, {"IS_SNAPSHOTTING_ENABLED": "y", **(env or {})})
 
     # ------------------------------------------------------------------ commands
-    def accept(self, intake: dict[str, Any], ctx: CommandContext) -> tuple[Complaint, int | None]:
+    def accept(
+        self,
+        intake: dict[str, Any],
+        ctx: CommandContext,
+        then: Callable[[Complaint], None] | None = None,
+    ) -> tuple[Complaint, int | None]:
         """Accept a complaint; returns it and its position in the global order (None if the
         complaint already existed).
 
@@ -176,6 +181,8 @@ class ComplaintsApplication(Application[UUID]):
                     time_barred=time_barred,
                     ctx=ctx,
                 )
+                if then is not None:  # e.g. a regulator appeal escalates in the same save
+                    then(complaint)
                 number = AcceptanceNumber.reserve(complaint.acceptance_no, complaint.id, ctx.at)
                 if thread is None:
                     thread = ComplaintThread.start(thread_id, complaint.id, ctx.at)

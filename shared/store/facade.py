@@ -79,8 +79,14 @@ class ComplaintStore:
         await upgrade(self._engine)
 
     # ------------------------------------------------------------------- commands
-    async def accept(self, intake: dict[str, Any], ctx: CommandContext) -> Written:
-        complaint, position = await self._run(partial(self.app.accept, intake, ctx))
+    async def accept(
+        self,
+        intake: dict[str, Any],
+        ctx: CommandContext,
+        then: Callable[[Complaint], None] | None = None,
+    ) -> Written:
+        """Accept a complaint; `then` may add commands saved atomically with the acceptance."""
+        complaint, position = await self._run(partial(self.app.accept, intake, ctx, then))
         return Written(complaint, position)
 
     async def execute(

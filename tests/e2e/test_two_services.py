@@ -194,3 +194,43 @@ def test_one_projector_runs_and_another_takes_over_when_it_dies(
                 ).json()
                 assert _listed(escalation, auth, second["acceptance_no"], within=10)
                 assert _leader({"escalation": escalation, "intake": new_intake}) == "escalation"
+
+
+def test_a_deadline_passes_and_the_complaint_escalates_with_no_request(
+    store_env: dict[str, str], tmp_path: Path
+) -> None:
+    policy = tmp_path / "policy.toml"
+    policy.write_text(
+        'version = "e2e-fast"\n'
+        "[[limit]]\n"
+        'name = "investigation"\n'
+        "amount = 0.001  # hours: 3.6 seconds\n"
+        'unit = "hours"\n'
+        'met_by = ["FindingsRecorded"]\n',
+        encoding="utf-8",
+    )
+    env = {
+        **store_env,
+        "COMPLAINTS_POLICY_PATH": str(policy),
+        "COMPLAINTS_DEADLINE_WATCH_SECONDS": "0.5",
+    }
+    agent = subprocess.run(
+        [sys.executable, "-m", "shared.cli.token", "--roles", "agent"],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    auth = {"Authorization": f"Bearer {agent}"}
+    with service("intake", env) as intake, service("escalation", env):
+        created = httpx.post(f"{intake}/complaints", json=intake_body(), headers=auth).json()
+        assert created["deadlines"][0]["policy_version"] == "e2e-fast"
+        deadline = time.monotonic() + 20
+        complaint = created
+        while time.monotonic() < deadline and complaint["status"] != "escalated":
+            time.sleep(0.25)  # only reading: no request asks for the escalation
+            complaint = httpx.get(f"{intake}/complaints/{created['id']}", headers=auth).json()
+        assert complaint["status"] == "escalated"
+        assert complaint["escalations"][0]["trigger"] == "deadline_missed"
+        assert complaint["escalations"][0]["by"] == {"id": "deadline-watch", "role": "system"}

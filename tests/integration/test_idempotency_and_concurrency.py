@@ -199,11 +199,11 @@ async def test_failure_after_the_save_is_not_applied_again_on_retry(
     api: Api, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The event is durable but the answer never left: the retry returns it, not a 409."""
-    import services.intake.router as router
+    import shared.http.commands as commands
 
     created = (await api.accept(intake_body())).json()
     path = f"/complaints/{created['id']}/refusal"
-    real_answer = router.answer
+    real_answer = commands.answer
     calls = {"n": 0}
 
     def answer_once_broken(*args: Any, **kwargs: Any) -> Any:
@@ -212,7 +212,7 @@ async def test_failure_after_the_save_is_not_applied_again_on_retry(
             raise RuntimeError("lost after the save")
         return real_answer(*args, **kwargs)
 
-    monkeypatch.setattr(router, "answer", answer_once_broken)
+    monkeypatch.setattr(commands, "answer", answer_once_broken)
     headers = api.headers(**{"Idempotency-Key": "after-save"})
     with pytest.raises(RuntimeError):
         await api.client.post(path, json=REFUSAL, headers=headers)

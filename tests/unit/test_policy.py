@@ -155,6 +155,7 @@ def test_a_policy_file_changes_limits_without_code() -> None:
         "applies={colour=['red']}",
         "version = 'v'",
         "not toml at all [",
+        "version = 'v'\n[[limit]]\nname='x'\namount=1.5\nunit='calendar_days'\nmet_by=['Replied']",
     ],
 )
 def test_invalid_policy_files_are_refused(text: str) -> None:
@@ -174,3 +175,12 @@ def test_invalid_policy_files_are_refused(text: str) -> None:
 def test_limitation_periods(category: str, occurred: str, barred: bool) -> None:
     now = beijing("2026-11-23T10:00:00")
     assert POLICY.is_time_barred(category, beijing(occurred), now) is barred
+
+
+def test_hours_may_be_fractional() -> None:
+    policy = Policy.from_toml(
+        "version = 'v'\n[[limit]]\nname='x'\namount=0.5\nunit='hours'\nmet_by=['Replied']"
+    )
+    start = beijing("2026-11-23T10:00:00")
+    (deadline,) = policy.deadlines(facts(), accepted_at=start)
+    assert datetime.fromisoformat(deadline["due_at"]) == start + timedelta(minutes=30)

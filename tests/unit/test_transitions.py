@@ -86,6 +86,7 @@ COMMANDS: dict[str, Step] = {
     "pause_clock": lambda c: c.pause_clock("waiting for customer", ctx()),
     "resume_clock": lambda c: c.resume_clock(ctx(minutes=30)),
     "record_callback": lambda c: c.record_callback(Satisfaction.SATISFIED, True, "ok", ctx()),
+    "escalate_missed": lambda c: c.escalate_missed("reply", ctx(minutes=60 * 24 * 30)),
     "record_notification": lambda c: c.record_notification(
         next(iter(c.notifications), "none"), sent=True, detail="gw-1", ctx=ctx()
     ),
@@ -127,6 +128,8 @@ EXTRA_RULES = {
     (Status.ESCALATED, "resume_clock"),
     (Status.INVESTIGATING, "propose_resolution"),  # findings first
     (Status.INVESTIGATING, "reply"),  # findings first
+    (Status.REPLIED, "escalate_missed"),  # the reply limit is met
+    (Status.CALLBACK_DONE, "escalate_missed"),
 }
 #: Legal in every status, but only for a message that was requested (a reply or a notice).
 NEEDS_A_MESSAGE = {"record_notification"}
@@ -332,3 +335,22 @@ def test_replies_and_progress_notices_request_messages() -> None:
         complaint.record_notification("reply-1", sent=True, detail="gw-9", ctx=ctx())
     with pytest.raises(InvalidCommand):
         complaint.record_notification("reply-7", sent=True, detail="x", ctx=ctx())
+
+
+def test_a_missed_deadline_escalates_once_then_alerts_at_the_top() -> None:
+    complaint = in_status(Status.INVESTIGATING)
+    late = ctx(minutes=60 * 24 * 30)
+    with pytest.raises(InvalidTransition):
+        complaint.escalate_missed("reply", ctx())  # not due yet
+    complaint.escalate_missed("reply", late)
+    assert complaint.status == Status.ESCALATED and complaint.level == Level.PROVINCIAL
+    assert complaint.escalations[-1]["trigger"] == "deadline_missed"
+    assert complaint.deadlines["reply"]["escalated_at"]
+    with pytest.raises(InvalidTransition):
+        complaint.escalate_missed("reply", late)  # each missed deadline once
+    complaint.escalate_missed("investigation", late)
+    assert complaint.level == Level.HEADQUARTERS
+    complaint.escalate_missed("operator_answer", late)
+    assert complaint.level == Level.HEADQUARTERS  # no higher level: supervisors alerted
+    assert [a["deadline"] for a in complaint.alerts] == ["operator_answer"]
+    assert type(complaint.collect_events()[-1]).__name__ == "SupervisorsAlerted"

@@ -1,0 +1,99 @@
+"""Escalation (投诉升级): to a higher level, its review, and regulator appeals (申诉)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Annotated
+from uuid import UUID
+
+from fastapi import APIRouter, Depends, Response, status
+
+from services.escalation.schemas import AppealRequest, EscalationRequest, ReviewRequest
+from shared.domain.codes import Channel, EscalationTrigger, Level, Role
+from shared.domain.complaint import Complaint
+from shared.domain.context import CommandContext
+from shared.http.commands import answer, execute
+from shared.http.deps import IfMatchDep, StoreDep, command_context
+from shared.http.errors import COMMAND_RESPONSES
+from shared.http.views import ComplaintView
+
+router = APIRouter(tags=["escalation"], responses=COMMAND_RESPONSES)
+
+EscalateCtx = Annotated[
+    CommandContext,
+    Depends(command_context(Role.AGENT, Role.INVESTIGATOR, Role.CALLBACK, Role.SUPERVISOR)),
+]
+SupervisorCtx = Annotated[CommandContext, Depends(command_context(Role.SUPERVISOR))]
+AppealCtx = Annotated[CommandContext, Depends(command_context(Role.AGENT, Role.SUPERVISOR))]
+
+
+@router.post("/complaints/{complaint_id}/escalation", response_model=ComplaintView)
+async def escalate(
+    complaint_id: UUID,
+    body: EscalationRequest,
+    ctx: EscalateCtx,
+    store: StoreDep,
+    if_match: IfMatchDep,
+    response: Response,
+) -> ComplaintView:
+    """Escalate to a higher level with everything recorded so far; the level takes ownership."""
+    return await execute(
+        store,
+        complaint_id,
+        lambda c: c.escalate(
+            EscalationTrigger(body.trigger), body.reason, Level(body.to_level), ctx
+        ),
+        ctx,
+        if_match,
+        response,
+    )
+
+
+@router.post("/complaints/{complaint_id}/review", response_model=ComplaintView)
+async def review(
+    complaint_id: UUID,
+    body: ReviewRequest,
+    ctx: SupervisorCtx,
+    store: StoreDep,
+    if_match: IfMatchDep,
+    response: Response,
+) -> ComplaintView:
+    """Review at the higher level: upheld keeps the handling, revised reopens it here."""
+    return await execute(
+        store,
+        complaint_id,
+        lambda c: c.review(body.outcome, body.notes, ctx),
+        ctx,
+        if_match,
+        response,
+    )
+
+
+@router.post("/appeals", status_code=status.HTTP_201_CREATED, response_model=ComplaintView)
+async def appeal(
+    body: AppealRequest, ctx: AppealCtx, store: StoreDep, response: Response
+) -> ComplaintView:
+    """Take a regulator-forwarded appeal (申诉): it enters at headquarters with the regulator's
+    reference and deadline, on the complaint with that acceptance number or on a new one."""
+    ctx = replace(ctx, channel=Channel.REGULATOR.value)
+
+    def escalate(c: Complaint) -> None:
+        c.escalate(
+            EscalationTrigger.REGULATOR_APPEAL,
+            body.reason,
+            Level.HEADQUARTERS,
+            ctx,
+            regulator_ref=body.regulator_ref,
+            regulator_due_at=body.due_at,
+        )
+
+    if body.complaint is not None:
+        intake = {**body.complaint.intake(), "channel": Channel.REGULATOR.value}
+        written = await store.accept(intake, ctx, then=escalate)
+        response.headers["Location"] = f"/complaints/{written.complaint.id}"
+        return answer(written, ctx, response)
+    assert body.acceptance_no is not None
+    existing = await store.find_by_acceptance_no(body.acceptance_no)
+    response.headers["Location"] = f"/complaints/{existing.id}"
+    written = await store.execute(existing.id, escalate, ctx=ctx)
+    return answer(written, ctx, response)

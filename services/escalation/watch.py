@@ -1,0 +1,93 @@
+"""The deadline watch: a limit that passes escalates its complaint by itself, within seconds,
+whether or not any request is being served.
+
+It reads due deadlines from the deadline table (never replaying complaints to find them) and
+asks each complaint to escalate for that deadline. The complaint refuses a second escalation
+for the same deadline, and optimistic concurrency settles races, so any number of watchers
+may run (in every escalation process) and each missed deadline escalates exactly once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from uuid import UUID
+
+from sqlalchemy import select
+
+from shared.domain.clock import Clock
+from shared.domain.context import Actor, CommandContext
+from shared.domain.errors import DomainError
+from shared.readmodel.tables import deadlines
+from shared.readmodel.times import to_utc
+from shared.store.facade import ComplaintStore
+
+log = logging.getLogger("complaints.watch")
+
+ACTOR = Actor(id="deadline-watch", role="system")
+
+
+class DeadlineWatch:
+    def __init__(
+        self,
+        store: ComplaintStore,
+        *,
+        clock: Clock,
+        interval_seconds: float = 1.0,
+        batch: int = 500,
+        concurrency: int = 8,
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self.interval_seconds = interval_seconds
+        self.batch = batch
+        self._gate = asyncio.Semaphore(concurrency)
+        #: Handled lately: the table may not show it yet (the projection follows).
+        self._recent: dict[tuple[str, str], float] = {}
+
+    async def run(self) -> None:
+        while True:
+            try:
+                handled = await self.watch_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("deadline watch failed; retrying")
+                handled = 0
+            if handled < self.batch:
+                await asyncio.sleep(self.interval_seconds)
+
+    async def watch_once(self) -> int:
+        """Escalate for every deadline that has passed unmet; returns how many were tried."""
+        now = self.clock()
+        async with self.store.engine.connect() as conn:
+            due = (
+                await conn.execute(
+                    select(deadlines.c.complaint_id, deadlines.c.name)
+                    .where(
+                        deadlines.c.met_at.is_(None),
+                        deadlines.c.escalated_at.is_(None),
+                        deadlines.c.due_at < to_utc(now),
+                    )
+                    .order_by(deadlines.c.due_at)
+                    .limit(self.batch)
+                )
+            ).all()
+        fresh = time.monotonic() - 30
+        self._recent = {k: t for k, t in self._recent.items() if t > fresh}
+        todo = [(c, n) for c, n in due if (c, n) not in self._recent]
+        await asyncio.gather(*(self._escalate(UUID(c), n) for c, n in todo))
+        return len(todo)
+
+    async def _escalate(self, complaint_id: UUID, deadline: str) -> None:
+        async with self._gate:
+            ctx = CommandContext(actor=ACTOR, service="escalation", at=self.clock())
+            try:
+                await self.store.execute(
+                    complaint_id, lambda c: c.escalate_missed(deadline, ctx), ctx=ctx
+                )
+                log.info("complaint %s escalated: %s limit missed", complaint_id, deadline)
+            except DomainError as exc:  # met meanwhile, or another watcher was first
+                log.debug("complaint %s, %s: %s", complaint_id, deadline, exc)
+            self._recent[(str(complaint_id), deadline)] = time.monotonic()

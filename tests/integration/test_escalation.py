@@ -1,0 +1,173 @@
+"""Escalation over HTTP, regulator appeals, and the deadline watch."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from datetime import timedelta
+from typing import Any
+from uuid import UUID
+
+import httpx
+import pytest
+
+from services.escalation.main import create_app
+from services.escalation.watch import DeadlineWatch
+from shared.domain.clock import FixedClock
+from shared.domain.context import Actor, CommandContext
+from shared.readmodel.projector import catch_up_once, position_of
+from shared.readmodel.summaries import SummaryProjection
+from shared.settings import Settings
+from shared.store.facade import ComplaintStore
+from tests.conftest import TokenFactory, intake_body
+from tests.integration.conftest import Api
+from tests.integration.test_investigation import BODIES, command
+
+
+@pytest.fixture
+async def esc(settings: Settings, clock: FixedClock, token: TokenFactory) -> AsyncIterator[Api]:
+    app = create_app(settings.model_copy(update={"deadline_watch_enabled": False}), clock=clock)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://esc") as client:
+            yield Api(client, token)
+
+
+async def post(api: Api, path: str, body: dict[str, Any], role: str) -> httpx.Response:
+    return await api.client.post(path, json=body, headers=api.headers(role, f"{role}-7"))
+
+
+async def test_escalate_and_review(api: Api, inv: Api, esc: Api) -> None:
+    cid = (await api.accept(intake_body())).json()["id"]
+    for step in ("assignment", "findings", "resolution", "reply"):
+        assert (await command(inv, cid, step, BODIES[step])).status_code == 200
+    body = {"trigger": "customer_dissatisfied", "reason": "不满意", "to_level": "provincial"}
+    assert (await post(esc, f"/complaints/{cid}/escalation", body, "analyst")).status_code == 403
+    escalated = await post(esc, f"/complaints/{cid}/escalation", body, "callback")
+    assert escalated.status_code == 200, escalated.text
+    assert escalated.json()["status"] == "escalated"
+    assert escalated.json()["level"] == "provincial"
+    assert escalated.json()["owner"] == "provincial-supervisors"
+    history = (await esc.get(f"/complaints/{cid}/history")).json()["events"]
+    handover = history[-1]["data"]["handover"]
+    assert handover["findings"]["conclusion"] and handover["reply"]["conclusion"]
+    again = await post(esc, f"/complaints/{cid}/escalation", body, "supervisor")
+    assert again.status_code == 409  # only upwards
+
+    reviewed = await post(
+        esc, f"/complaints/{cid}/review", {"outcome": "upheld", "notes": "维持"}, "supervisor"
+    )
+    assert reviewed.status_code == 200
+    assert reviewed.json()["status"] == "replied"  # the reply stands
+    appeal_trigger = {**body, "trigger": "regulator_appeal"}
+    refused = await post(esc, f"/complaints/{cid}/escalation", appeal_trigger, "supervisor")
+    assert refused.status_code == 422  # appeals come through POST /appeals
+
+
+async def test_appeal_on_an_existing_complaint(api: Api, esc: Api) -> None:
+    created = (await api.accept(intake_body())).json()
+    appeal = {
+        "regulator_ref": "MIIT-SS-2026-004211",
+        "due_at": "2026-12-01T18:00:00+08:00",
+        "acceptance_no": created["acceptance_no"],
+    }
+    answered = await post(esc, "/appeals", appeal, "agent")
+    assert answered.status_code == 201, answered.text
+    body = answered.json()
+    assert body["id"] == created["id"]
+    assert body["level"] == "headquarters" and body["status"] == "escalated"
+    assert body["escalations"][-1]["regulator_ref"] == "MIIT-SS-2026-004211"
+    due = {d["name"]: d for d in body["deadlines"]}
+    assert due["regulator_appeal"]["due_at"] == "2026-12-01T10:00:00Z"
+
+
+async def test_appeal_about_a_complaint_we_never_had(esc: Api) -> None:
+    appeal = {
+        "regulator_ref": "MIIT-SS-2026-000001",
+        "due_at": "2026-12-01T18:00:00+08:00",
+        "complaint": intake_body(channel="hotline"),
+    }
+    answered = await post(esc, "/appeals", appeal, "supervisor")
+    assert answered.status_code == 201, answered.text
+    body = answered.json()
+    assert body["channel"] == "regulator"
+    assert body["level"] == "headquarters"
+    history = (await esc.get(f"/complaints/{body['id']}/history")).json()["events"]
+    assert [e["type"] for e in history] == ["Accepted", "Escalated"]
+
+
+@pytest.mark.parametrize(
+    ("extra", "status"),
+    [
+        ({"acceptance_no": "261123-000000-0"}, 404),
+        ({}, 422),
+        ({"acceptance_no": "261123-000000-0", "complaint": intake_body()}, 422),
+        ({"acceptance_no": "not-a-number"}, 422),
+    ],
+)
+async def test_bad_appeals(esc: Api, extra: dict[str, Any], status: int) -> None:
+    appeal = {"regulator_ref": "MIIT-1", "due_at": "2026-12-01T18:00:00+08:00", **extra}
+    assert (await post(esc, "/appeals", appeal, "agent")).status_code == status
+    assert (await post(esc, "/appeals", appeal, "regulator")).status_code == 403
+
+
+async def _project(store: ComplaintStore) -> None:
+    head = await store.ping()
+    projection = SummaryProjection(store)
+    while await position_of(store.engine, projection.name) < head:
+        await catch_up_once(store, store.engine, projection, batch_size=2000)
+
+
+async def _many(store: ComplaintStore, clock: FixedClock, n: int) -> list[UUID]:
+    ctx = CommandContext(Actor("agent-1", "agent"), "intake", clock(), "hotline")
+    ids = []
+    for i in range(n):
+        body = intake_body(customer={"id": f"c{i}", "name": "n", "phone": "13800000000"})
+        body.update(received_at=None, area=None, evidence=[])
+        ids.append((await store.accept(body, replace(ctx, request_id=f"r{i}"))).complaint.id)
+    return ids
+
+
+async def _watch_until_done(watchers: list[DeadlineWatch], store: ComplaintStore) -> None:
+    while True:
+        tried = await asyncio.gather(*(w.watch_once() for w in watchers))
+        await _project(store)
+        if not any(tried):
+            return
+
+
+@pytest.mark.parametrize("kill_one", [False, True])
+async def test_thousands_of_deadlines_pass_at_once_and_escalate_exactly_once(
+    settings: Settings, clock: FixedClock, kill_one: bool
+) -> None:
+    stores = [ComplaintStore(settings, clock=clock) for _ in range(2)]
+    for s in stores:
+        await s.open()
+    try:
+        ids = await _many(stores[0], clock, 500)
+        await _project(stores[0])
+        clock.advance(timedelta(days=4))  # the reply and investigation limits have passed
+        watchers = [DeadlineWatch(s, clock=clock, batch=300) for s in stores]
+        if kill_one:
+            doomed = asyncio.create_task(watchers[0].watch_once())
+            await asyncio.sleep(0.3)
+            doomed.cancel()  # killed mid-run
+            await asyncio.gather(doomed, return_exceptions=True)
+            watchers = watchers[1:]
+        await _watch_until_done(watchers, stores[0])
+
+        missed = Counter()
+        for complaint_id in ids:
+            complaint = await stores[0].get(complaint_id)
+            for name in ("reply", "investigation"):
+                assert complaint.deadlines[name]["escalated_at"], (complaint_id, name)
+            history = await stores[0].history(complaint_id)
+            escalations = [e for e in history if e.type in ("Escalated", "SupervisorsAlerted")]
+            missed[len(escalations)] += 1
+            assert complaint.level == "headquarters"
+        assert missed == {2: len(ids)}  # two limits passed: two escalations each, never three
+    finally:
+        for s in stores:
+            await s.close()
