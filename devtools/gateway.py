@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field
 class Message(BaseModel):
     channel: str = Field(pattern="^(sms|email)$")
     to: str = Field(min_length=1, max_length=254)
-    text: str = Field(min_length=1, max_length=10_000)
+    text: str = Field(min_length=1, max_length=20_000)
     reference: str = Field(default="", max_length=64)
 
 
@@ -28,6 +28,7 @@ def create_app() -> FastAPI:
     received: dict[str, dict[str, Any]] = {}
     app.state.received = received
     app.state.down = False  # tests switch it off and on
+    app.state.reject = False  # …or make it refuse every message
     lock = asyncio.Lock()
 
     @app.post("/messages", status_code=202)
@@ -37,6 +38,8 @@ def create_app() -> FastAPI:
         """Take one message; the same key again returns the first answer."""
         if app.state.down:
             raise HTTPException(503, "gateway down")
+        if app.state.reject:
+            raise HTTPException(422, "message refused")
         async with lock:
             if idempotency_key in received:
                 first: dict[str, Any] = received[idempotency_key]["answer"]

@@ -18,11 +18,10 @@ RegulatorRef = Annotated[
 class EscalationRequest(RequestModel):
     """Hand the complaint to a higher level (投诉升级)."""
 
-    trigger: Literal[
-        EscalationTrigger.CUSTOMER_DISSATISFIED,
-        EscalationTrigger.DEADLINE_MISSED,
-        EscalationTrigger.MAJOR_INCIDENT,
-    ] = Field(description="a regulator appeal comes in through POST /appeals")
+    trigger: EscalationTrigger = Field(
+        description="a regulator appeal with its reference and deadline comes in through "
+        "POST /appeals"
+    )
     reason: Text2000 = Field(examples=["客户对处理结果不满意,要求上级复核"])
     to_level: Literal[Level.PROVINCIAL, Level.HEADQUARTERS]
 

@@ -17,15 +17,18 @@ from uuid import UUID
 from sqlalchemy import select
 
 from shared.domain.clock import Clock
+from shared.domain.codes import Status
 from shared.domain.context import Actor, CommandContext
 from shared.domain.errors import DomainError
-from shared.readmodel.tables import deadlines
+from shared.readmodel.tables import complaint_summaries, deadlines
 from shared.readmodel.times import to_utc
 from shared.store.facade import ComplaintStore
 
 log = logging.getLogger("complaints.watch")
 
 ACTOR = Actor(id="deadline-watch", role="system")
+#: No limit escalates a refused or archived complaint.
+FINAL = (Status.REFUSED.value, Status.ARCHIVED.value)
 
 
 class DeadlineWatch:
@@ -65,10 +68,15 @@ class DeadlineWatch:
             due = (
                 await conn.execute(
                     select(deadlines.c.complaint_id, deadlines.c.name)
+                    .join(
+                        complaint_summaries,
+                        complaint_summaries.c.complaint_id == deadlines.c.complaint_id,
+                    )
                     .where(
                         deadlines.c.met_at.is_(None),
                         deadlines.c.escalated_at.is_(None),
                         deadlines.c.due_at < to_utc(now),
+                        complaint_summaries.c.status.not_in(FINAL),
                     )
                     .order_by(deadlines.c.due_at)
                     .limit(self.batch)

@@ -14,6 +14,7 @@ import contextlib
 import logging
 import os
 import socket
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -60,7 +61,7 @@ class Dispatcher:
             while True:
                 try:
                     if await self.lease.acquire():
-                        await self.dispatch_once()
+                        await self.dispatch_once(still_leading=self.lease.acquire)
                 except asyncio.CancelledError:
                     raise
                 except Exception:
@@ -70,19 +71,29 @@ class Dispatcher:
             with contextlib.suppress(Exception):
                 await self.lease.release()
 
-    async def dispatch_once(self, limit: int = 50) -> int:
-        """Try every message that is due; returns how many were handed to the gateway."""
+    async def dispatch_once(
+        self,
+        limit: int = 200,
+        still_leading: Callable[[], Awaitable[bool]] | None = None,
+    ) -> int:
+        """Try every message that is due; returns how many were handed to the gateway.
+
+        `still_leading` is asked before each message (gateway calls can be slow, and the
+        lease must not run out while this dispatcher keeps sending)."""
         async with self.store.engine.connect() as conn:
             rows = (
                 await conn.execute(
                     select(notifications.c.complaint_id, notifications.c.notification_id)
                     .where(notifications.c.status == "pending")
-                    .order_by(notifications.c.requested_at)
+                    # Fresh messages first: ones that keep failing cannot hold them up.
+                    .order_by(notifications.c.attempts, notifications.c.requested_at)
                     .limit(limit)
                 )
             ).all()
         sent = 0
         for complaint_id, notification_id in rows:
+            if still_leading is not None and not await still_leading():
+                break
             sent += await self._attempt(UUID(complaint_id), notification_id)
         return sent
 
@@ -103,18 +114,19 @@ class Dispatcher:
         if now < self.next_attempt_at(notification):
             return 0
         message = await self._message(complaint, notification)
+        final = False
         try:
             ref = await self.gateway.send(message, key=f"{complaint.id}:{notification_id}")
             outcome, detail = True, ref
         except GatewayError as exc:
-            outcome, detail = False, str(exc)
+            outcome, detail, final = False, str(exc), exc.permanent
             log.warning("message %s of %s not sent: %s", notification_id, complaint.id, exc)
         ctx = CommandContext(actor=ACTOR, service="investigation", at=self.clock())
         try:
             await self.store.execute(
                 complaint.id,
                 lambda c: c.record_notification(
-                    notification_id, sent=outcome, detail=detail, ctx=ctx
+                    notification_id, sent=outcome, detail=detail, ctx=ctx, final=final
                 ),
                 ctx=ctx,
             )

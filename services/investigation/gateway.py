@@ -16,7 +16,12 @@ class Message:
 
 
 class GatewayError(Exception):
-    """The gateway did not take the message; it will be retried."""
+    """The gateway did not take the message. `permanent`: it refused the message itself
+    (a 4xx other than 408/429), so sending it again cannot help."""
+
+    def __init__(self, message: str, *, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.permanent = permanent
 
 
 class GatewayClient:
@@ -41,7 +46,9 @@ class GatewayClient:
         except httpx.HTTPError as exc:
             raise GatewayError(f"{type(exc).__name__}: {exc}"[:300]) from exc
         if response.status_code >= 300:
-            raise GatewayError(f"gateway answered {response.status_code}")
+            status = response.status_code
+            permanent = 400 <= status < 500 and status not in (408, 409, 425, 429)
+            raise GatewayError(f"gateway answered {status}", permanent=permanent)
         try:
             return str(response.json().get("id", ""))
         except ValueError:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import re
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Annotated, Any, Self
 
-from pydantic import BeforeValidator, ConfigDict, Field, PlainSerializer
+from pydantic import BeforeValidator, ConfigDict, Field, PlainSerializer, model_validator
 
 from shared.domain.codes import Complexity, EvidenceKind, RemedyType, ReplyChannel
 from shared.http.fields import (
@@ -19,7 +19,7 @@ from shared.http.fields import (
     Timestamp,
 )
 
-_MONEY = re.compile(r"^[0-9]{1,12}(\.[0-9]{1,2})?$")
+_MONEY = re.compile(r"^(0|[1-9][0-9]{0,11})(\.[0-9]{1,2})?$")
 
 
 def _decimal_string(value: Any) -> Any:
@@ -75,7 +75,13 @@ class FindingsRequest(RequestModel):
 
 class Remedy(RequestModel):
     type: RemedyType
-    amount: Money | None = None
+    amount: Money | None = Field(default=None, description="required for refund, compensation")
+
+    @model_validator(mode="after")
+    def _amount_where_money_moves(self) -> Self:
+        if self.type in (RemedyType.REFUND, RemedyType.COMPENSATION) and self.amount is None:
+            raise ValueError(f"a {self.type.value} needs an amount")
+        return self
 
 
 class ResolutionRequest(RequestModel):

@@ -240,7 +240,23 @@ class Complaint(Aggregate):
         }
         self.owner = investigator
         self.status = Status.INVESTIGATING.value
-        self._set_deadlines(d for d in deadlines if self._is_running(d["name"]))
+        for deadline in deadlines:
+            if self._is_running(deadline["name"]):
+                self._replace_deadline(deadline, timestamp)
+
+    def _replace_deadline(self, deadline: dict[str, Any], at: datetime) -> None:
+        """A new limit replaces a running one; if the old one had already passed and escalated
+        and the new one has passed too, that escalation still stands (no second one)."""
+        old = self.deadlines.get(deadline["name"]) or {}
+        escalated = old.get("escalated_at")
+        if escalated and datetime.fromisoformat(deadline["due_at"]) < at:
+            self.deadlines[deadline["name"]] = {
+                **deadline,
+                "met_at": None,
+                "escalated_at": escalated,
+            }
+        else:
+            self._set_deadlines([deadline])
 
     def facts(self) -> dict[str, str | None]:
         """What the time-limit policy selects on."""
@@ -286,6 +302,12 @@ class Complaint(Aggregate):
         current = self.deadlines.get("investigation")
         if current is None or current.get("met_at"):
             raise InvalidTransition("extend", self.status, "No investigation limit is running.")
+        if ctx.at > datetime.fromisoformat(current["due_at"]):
+            raise InvalidTransition(
+                "extend",
+                self.status,
+                "The investigation limit has passed: it is escalated, not extended.",
+            )
         if new_due_at <= datetime.fromisoformat(current["due_at"]):
             raise InvalidCommand("new_due_at must be later than the current investigation limit.")
         self._extended(
@@ -309,7 +331,11 @@ class Complaint(Aggregate):
         timestamp: datetime,
     ) -> None:
         previous = self.deadlines[deadline]["due_at"]
-        self.deadlines[deadline] = {**self.deadlines[deadline], "due_at": new_due_at}
+        self.deadlines[deadline] = {
+            **self.deadlines[deadline],
+            "due_at": new_due_at,
+            "escalated_at": None,
+        }
         self.extensions.append(
             {
                 "deadline": deadline,
@@ -489,7 +515,7 @@ class Complaint(Aggregate):
                     "due_at": _iso(regulator_due_at),
                     "amount": None,
                     "unit": "regulator",
-                    "met_by": ["Replied"],
+                    "met_by": ["Replied", "Reviewed"],
                     "target": 1.0,
                     "pausable": False,
                     "source": f"regulator appeal {regulator_ref}",
@@ -526,6 +552,10 @@ class Complaint(Aggregate):
     ) -> None:
         if missed_deadline is not None:
             self._mark_escalated(missed_deadline, timestamp)
+        elif trigger == EscalationTrigger.DEADLINE_MISSED:
+            # Escalated by hand for a missed limit: the watch must not escalate it again.
+            for name in self._passed(timestamp):
+                self._mark_escalated(name, timestamp)
         self.escalations.append(
             {
                 "trigger": trigger,
@@ -556,6 +586,10 @@ class Complaint(Aggregate):
             )
         if datetime.fromisoformat(current["due_at"]) >= ctx.at:
             raise InvalidTransition("escalate_missed", self.status, f"{deadline} is not due.")
+        if current["pausable"] and self.paused_at is not None:
+            raise InvalidTransition(
+                "escalate_missed", self.status, f"The clock of {deadline} is paused."
+            )
         level = Level(self.level)
         reason = f"The {deadline} limit passed at {current['due_at']} without being met."
         if level == Level.HEADQUARTERS:
@@ -583,6 +617,15 @@ class Complaint(Aggregate):
         """At the top there is no higher level: the headquarters supervisors are alerted."""
         self._mark_escalated(deadline, timestamp)
         self.alerts.append({"deadline": deadline, "reason": reason, "at": _iso(timestamp)})
+
+    def _passed(self, at: datetime) -> list[str]:
+        return [
+            name
+            for name, d in self.deadlines.items()
+            if not d.get("met_at")
+            and not d.get("escalated_at")
+            and datetime.fromisoformat(d["due_at"]) < at
+        ]
 
     def _mark_escalated(self, deadline: str, at: datetime) -> None:
         self.deadlines[deadline] = {**self.deadlines[deadline], "escalated_at": _iso(at)}
@@ -619,6 +662,7 @@ class Complaint(Aggregate):
             }
         )
         self.owner = ctx["actor"]["id"]
+        self._meet("Reviewed", timestamp)
         if outcome == ReviewOutcome.REVISED:
             # Handling starts again at this level; the earlier results stay in the history.
             self.findings = None
@@ -717,6 +761,7 @@ class Complaint(Aggregate):
     def _archived(self, *, summary: str, ctx: dict[str, Any], timestamp: datetime) -> None:
         self.archive_summary = summary
         self.status = Status.ARCHIVED.value
+        self._meet_all(timestamp)  # nothing runs on in the archive (late ones stay missed)
 
     # ------------------------------------------------------- messages to the customer
     def record_notification(
@@ -726,15 +771,19 @@ class Complaint(Aggregate):
         sent: bool,
         detail: str,
         ctx: CommandContext,
+        final: bool = False,
     ) -> None:
-        """Record what the gateway answered for a message: sent, or failed (retried later)."""
+        """Record what the gateway answered for a message: sent, or failed — retried later, or
+        for good (`final`) when the gateway refused the message itself."""
         self._check("record_notification")
         notification = self.notifications.get(notification_id)
         if notification is None:
             raise InvalidCommand(f"No message {notification_id!r} was requested.")
-        if notification["status"] == "sent":
+        if notification["status"] != "pending":
             raise InvalidTransition(
-                "record_notification", self.status, f"Message {notification_id} was sent."
+                "record_notification",
+                self.status,
+                f"Message {notification_id} is {notification['status']} already.",
             )
         if sent:
             self._notification_sent(
@@ -747,6 +796,7 @@ class Complaint(Aggregate):
             self._notification_failed(
                 notification_id=notification_id,
                 error=detail,
+                final=final,
                 ctx=ctx.record(),
                 timestamp=ctx.at,
             )
@@ -764,11 +814,18 @@ class Complaint(Aggregate):
 
     @event("NotificationFailed")
     def _notification_failed(
-        self, *, notification_id: str, error: str, ctx: dict[str, Any], timestamp: datetime
+        self,
+        *,
+        notification_id: str,
+        error: str,
+        final: bool,
+        ctx: dict[str, Any],
+        timestamp: datetime,
     ) -> None:
         notification = self.notifications[notification_id]
         self.notifications[notification_id] = {
             **notification,
+            "status": "failed" if final else "pending",
             "attempts": notification["attempts"] + 1,
             "last_error": error,
             "last_failed_at": _iso(timestamp),

@@ -154,3 +154,23 @@ async def test_dispatcher_killed_mid_send_loses_nothing_and_sends_once(
     assert len(gateway.state.received) == 1  # …but the gateway delivered it once
     complaint = await store.get(UUID(cid))
     assert complaint.notifications["reply-1"]["status"] == "sent"
+
+
+async def test_a_refused_message_fails_for_good_and_holds_nothing_up(
+    api: Api, inv: Api, store: ComplaintStore, gateway: Any, clock: FixedClock
+) -> None:
+    refused_id = await _replied(api, inv)
+    await _project(store)
+    sender = dispatcher(store, gateway, clock)
+    gateway.state.reject = True
+    assert await sender.dispatch_once() == 0
+    gateway.state.reject = False
+    other_id = await _replied(api, inv)
+    await _project(store)
+    clock.advance(timedelta(hours=1))
+    assert await sender.dispatch_once() == 1  # only the other one: the refused is not retried
+    refused = await store.get(UUID(refused_id))
+    assert refused.notifications["reply-1"]["status"] == "failed"
+    assert [v["message"]["reference"] for v in gateway.state.received.values()] == [
+        (await store.get(UUID(other_id))).acceptance_no
+    ]

@@ -354,3 +354,68 @@ def test_a_missed_deadline_escalates_once_then_alerts_at_the_top() -> None:
     assert complaint.level == Level.HEADQUARTERS  # no higher level: supervisors alerted
     assert [a["deadline"] for a in complaint.alerts] == ["operator_answer"]
     assert type(complaint.collect_events()[-1]).__name__ == "SupervisorsAlerted"
+
+
+LATE = 60 * 24 * 30  # minutes: a month on, every limit has passed
+
+
+def test_reassigning_after_a_missed_limit_does_not_escalate_it_again() -> None:
+    complaint = new_complaint()
+    complaint.escalate_missed("investigation", ctx(minutes=LATE))
+    complaint.review(ReviewOutcome.UPHELD, "stands", ctx(minutes=LATE))
+    assert complaint.status == Status.ACCEPTED
+    complaint.assign("network", "inv-7", Complexity.SIMPLE, POLICY, ctx(minutes=LATE))
+    with pytest.raises(InvalidTransition):
+        complaint.escalate_missed("investigation", ctx(minutes=LATE + 1))
+
+
+def test_an_extension_comes_before_the_limit_passes_and_rearms_it() -> None:
+    late = new_complaint()
+    late.assign("network", "inv-7", Complexity.COMPLEX, POLICY, ctx())
+    with pytest.raises(InvalidTransition):
+        late.extend("r", NOW + timedelta(days=60), "notice", ctx(minutes=LATE))
+    on_time = new_complaint()
+    on_time.assign("network", "inv-7", Complexity.COMPLEX, POLICY, ctx())
+    on_time.extend("r", NOW + timedelta(days=10), "notice", ctx(minutes=60))
+    on_time.escalate_missed("investigation", ctx(minutes=60 * 24 * 11))
+    assert on_time.deadlines["investigation"]["escalated_at"]
+
+
+def test_archive_closes_the_limits_and_a_review_answers_an_appeal() -> None:
+    complaint = in_status(Status.CALLBACK_DONE)
+    complaint.escalate(
+        EscalationTrigger.REGULATOR_APPEAL,
+        "appeal",
+        Level.HEADQUARTERS,
+        ctx(),
+        regulator_ref="MIIT-1",
+        regulator_due_at=NOW + timedelta(days=5),
+    )
+    complaint.review(ReviewOutcome.UPHELD, "answer stands", ctx(minutes=10))
+    assert complaint.deadlines["regulator_appeal"]["met_at"]
+    complaint.archive("done", ctx(minutes=20))
+    assert all(d["met_at"] for d in complaint.deadlines.values())
+
+
+def test_escalating_by_hand_for_a_missed_limit_marks_it() -> None:
+    complaint = new_complaint()
+    complaint.escalate(
+        EscalationTrigger.DEADLINE_MISSED, "late", Level.PROVINCIAL, ctx(minutes=LATE)
+    )
+    with pytest.raises(InvalidTransition):
+        complaint.escalate_missed("reply", ctx(minutes=LATE + 1))
+
+
+def test_a_paused_limit_is_not_escalated() -> None:
+    complaint = in_status(Status.INVESTIGATING)
+    complaint.pause_clock("waiting for the customer", ctx())
+    with pytest.raises(InvalidTransition):
+        complaint.escalate_missed("investigation", ctx(minutes=LATE))
+
+
+def test_a_message_the_gateway_refuses_fails_for_good() -> None:
+    complaint = in_status(Status.REPLIED)
+    complaint.record_notification("reply-1", sent=False, detail="422", ctx=ctx(), final=True)
+    assert complaint.notifications["reply-1"]["status"] == "failed"
+    with pytest.raises(InvalidTransition):
+        complaint.record_notification("reply-1", sent=True, detail="gw", ctx=ctx())
