@@ -1,10 +1,11 @@
-"""Escalation: escalations, reviews, regulator appeals, and the deadline watch that escalates
-a complaint by itself when one of its limits passes."""
+"""Escalation: escalations, reviews, regulator appeals; the deadline watch that escalates a
+complaint by itself when one of its limits passes, and major-incident detection."""
 
 from __future__ import annotations
 
 from fastapi import FastAPI
 
+from services.escalation.incidents import IncidentWatch
 from services.escalation.router import router
 from services.escalation.watch import DeadlineWatch
 from shared.domain.clock import Clock, system_clock
@@ -21,10 +22,13 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
             app.state.store, clock=clock, interval_seconds=settings.deadline_watch_seconds
         ).run()
 
+    async def incidents(app: FastAPI) -> None:
+        await IncidentWatch(app.state.store, clock=clock).run()
+
     return create_service_app(
         settings,
         service=Service.ESCALATION,
         routers=[router],
         clock=clock,
-        background=[watch] if settings.deadline_watch_enabled else [],
+        background=[watch, incidents] if settings.deadline_watch_enabled else [],
     )

@@ -67,3 +67,53 @@ class ComplaintThread(Aggregate):
     @property
     def latest(self) -> UUID:
         return self.complaint_ids[-1]
+
+
+class MajorIncident(Aggregate):
+    """Complaints of one category from one area in one window, declared a major incident once.
+
+    Its id is derived from (category, area, window), so two watchers declaring the same
+    incident collide in the store and only one declaration (and escalation) is saved.
+    """
+
+    id: UUID
+
+    @staticmethod
+    def id_for(category: str, area: str, window_start: datetime) -> UUID:
+        return uuid5(NAMESPACE, f"incident:{category}:{area}:{window_start.isoformat()}")
+
+    @event("Declared")
+    def __init__(
+        self,
+        *,
+        category: str,
+        area: str,
+        window_start: datetime,
+        complaint_ids: list[str],
+        escalated: str,
+        timestamp: datetime,
+    ) -> None:
+        self.category = category
+        self.area = area
+        self.complaint_ids = complaint_ids
+        self.escalated = escalated
+
+    @classmethod
+    def declare(
+        cls,
+        category: str,
+        area: str,
+        window_start: datetime,
+        complaint_ids: list[str],
+        escalated: UUID,
+        at: datetime,
+    ) -> MajorIncident:
+        return cls(  # type: ignore[call-arg]
+            id=cls.id_for(category, area, window_start),
+            category=category,
+            area=area,
+            window_start=window_start,
+            complaint_ids=complaint_ids,
+            escalated=str(escalated),
+            timestamp=at,
+        )

@@ -101,11 +101,20 @@ class LimitationConfig(_Strict):
     other_months: int = Field(default=24, gt=0)
 
 
+class MajorIncidentConfig(_Strict):
+    """Many complaints of one category from one area in a short window are one major incident
+    (群体性投诉), escalated once."""
+
+    threshold: int = Field(default=20, ge=2)
+    window_minutes: int = Field(default=60, gt=0, le=7 * 24 * 60)
+
+
 class PolicyDocument(_Strict):
     version: str = Field(min_length=1)
     timezone: str = "Asia/Shanghai"
     calendar: CalendarConfig = CalendarConfig()
     limitation: LimitationConfig = LimitationConfig()
+    major_incident: MajorIncidentConfig = MajorIncidentConfig()
     limit: tuple[LimitRule, ...] = Field(min_length=1)
 
 

@@ -24,10 +24,16 @@ from tenacity import (
     wait_random_exponential,
 )
 
-from shared.domain.complaint import Complaint
+from shared.domain.codes import EscalationTrigger, Level, Status
+from shared.domain.complaint import ALLOWED, Complaint
 from shared.domain.context import CommandContext
-from shared.domain.errors import ComplaintNotFound, ConcurrentModification, VersionMismatch
-from shared.domain.indexes import NAMESPACE, AcceptanceNumber, ComplaintThread
+from shared.domain.errors import (
+    ComplaintNotFound,
+    ConcurrentModification,
+    InvalidTransition,
+    VersionMismatch,
+)
+from shared.domain.indexes import NAMESPACE, AcceptanceNumber, ComplaintThread, MajorIncident
 from shared.domain.policy import Policy, facts_of
 from shared.settings import Settings
 
@@ -221,6 +227,56 @@ class ComplaintsApplication(Application[UUID]):
                 command(complaint)
                 recordings = self.save(complaint)
                 return complaint, self._position(recordings, complaint.id)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def declare_incident(
+        self,
+        category: str,
+        area: str,
+        window_start: datetime,
+        complaint_ids: list[UUID],
+        ctx: CommandContext,
+    ) -> MajorIncident | None:
+        """Declare a major incident once per (category, area, window): the first complaint
+        that can still go up is escalated with trigger major_incident, linking the others, in
+        the same save as the declaration. None if it was declared already or none can go up."""
+        incident_id = MajorIncident.id_for(category, area, window_start)
+        for attempt in self._attempts():
+            with attempt:
+                try:
+                    self.repository.get(incident_id)
+                    return None
+                except AggregateNotFoundError:
+                    pass
+                for complaint_id in complaint_ids:
+                    complaint = self.load(complaint_id)
+                    level = Level(complaint.level)
+                    if level is Level.HEADQUARTERS or complaint.status not in ALLOWED["escalate"]:
+                        continue
+                    if complaint.status == Status.REFUSED:
+                        continue
+                    try:
+                        complaint.escalate(
+                            EscalationTrigger.MAJOR_INCIDENT,
+                            f"Major incident: {len(complaint_ids)} {category} complaints from "
+                            f"{area} since {window_start.isoformat()}: "
+                            + ", ".join(str(i) for i in complaint_ids),
+                            list(Level)[level.rank + 1],
+                            ctx,
+                        )
+                    except InvalidTransition:
+                        continue
+                    incident = MajorIncident.declare(
+                        category,
+                        area,
+                        window_start,
+                        [str(i) for i in complaint_ids],
+                        complaint.id,
+                        ctx.at,
+                    )
+                    self.save(complaint, incident)
+                    return incident
+                return None
         raise AssertionError("unreachable")  # pragma: no cover
 
     # -------------------------------------------------------------------- reads

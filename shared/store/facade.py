@@ -111,6 +111,20 @@ class ComplaintStore:
             )
         return Written(complaint, position)
 
+    async def declare_incident(
+        self,
+        category: str,
+        area: str,
+        window_start: datetime,
+        complaint_ids: list[UUID],
+        ctx: CommandContext,
+    ) -> bool:
+        """Declare a major incident (once per category, area and window); True if this did."""
+        incident = await self._run(
+            partial(self.app.declare_incident, category, area, window_start, complaint_ids, ctx)
+        )
+        return incident is not None
+
     # ---------------------------------------------------------------------- reads
     async def get(self, complaint_id: UUID, *, as_of: datetime | None = None) -> Complaint:
         if as_of is None:

@@ -184,3 +184,13 @@ def test_hours_may_be_fractional() -> None:
     start = beijing("2026-11-23T10:00:00")
     (deadline,) = policy.deadlines(facts(), accepted_at=start)
     assert datetime.fromisoformat(deadline["due_at"]) == start + timedelta(minutes=30)
+
+
+def test_major_incident_settings_come_from_the_policy() -> None:
+    assert POLICY.document.major_incident.threshold == 20
+    assert POLICY.document.major_incident.window_minutes == 60
+    with pytest.raises(PolicyError):
+        Policy.from_toml(
+            "version = 'v'\n[major_incident]\nthreshold = 1\n[[limit]]\nname='x'\namount=1\n"
+            "unit='hours'\nmet_by=['Replied']"
+        )
