@@ -13,12 +13,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import delete, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.audit.verify import GENESIS, record_hash
 from shared.domain.chain import json_default
-from shared.readmodel.projector import PositionMoved
 from shared.readmodel.tables import audit_chain, personal_salts
 from shared.readmodel.times import to_utc
 from shared.store.application import StoredEvent
@@ -58,14 +56,6 @@ class ChainProjection:
         return ChainBatch(events)
 
     async def write(self, conn: AsyncConnection, prepared: ChainBatch) -> None:
-        try:
-            await self._write(conn, prepared)
-        except IntegrityError as exc:
-            # Only a concurrent projector (a rebuild, an overlapping lease) can collide on the
-            # chain's or the salts' keys: it chained these events first.
-            raise PositionMoved(self.name) from exc
-
-    async def _write(self, conn: AsyncConnection, prepared: ChainBatch) -> None:
         head = await conn.scalar(
             select(audit_chain.c.hash).order_by(audit_chain.c.position.desc()).limit(1)
         )

@@ -59,6 +59,7 @@ ALLOWED: dict[str, frozenset[Status]] = {
     "pause_clock": OPEN,
     "resume_clock": OPEN,
     "record_callback": frozenset({Status.REPLIED}),
+    "record_unreached_callback": frozenset({Status.REPLIED}),
     # The outcome of a message already requested is a fact whatever the status is now.
     "record_notification": frozenset(Status),
     "archive": frozenset({Status.CALLBACK_DONE, Status.REFUSED}),
@@ -122,6 +123,8 @@ class Complaint(Aggregate):
         self.archive_summary: str | None = None
         self.paused_at: datetime | None = None
         self.pauses: list[dict[str, Any]] = []
+        #: Callback attempts that did not reach the customer.
+        self.callback_attempts: list[dict[str, Any]] = []
         #: Missed limits at headquarters, where there is no higher level to escalate to.
         self.alerts: list[dict[str, Any]] = []
         #: Messages to the customer (progress notices, replies), by id, with their outcome.
@@ -710,6 +713,19 @@ class Complaint(Aggregate):
         self.paused_at = None
 
     # ------------------------------------------------------------------ callback (回访)
+    def record_unreached_callback(self, comments: str, ctx: CommandContext) -> None:
+        """A callback attempt that did not reach the customer: recorded, nothing closes."""
+        self._check("record_unreached_callback")
+        self._callback_unreached(comments=comments, ctx=ctx.record(), timestamp=ctx.at)
+
+    @event("CallbackUnreached")
+    def _callback_unreached(
+        self, *, comments: str, ctx: dict[str, Any], timestamp: datetime
+    ) -> None:
+        self.callback_attempts.append(
+            {"comments": comments, "at": _iso(timestamp), "by": ctx["actor"]}
+        )
+
     def record_callback(
         self, satisfaction: Satisfaction, resolved: bool, comments: str, ctx: CommandContext
     ) -> None:

@@ -107,6 +107,9 @@ class ComplaintView(BaseModel):
     escalations: list[dict[str, Any]] = []
     reviews: list[dict[str, Any]] = []
     callbacks: list[dict[str, Any]] = []
+    callback_attempts: list[dict[str, Any]] = Field(
+        default=[], description="callback attempts that did not reach the customer"
+    )
     archive_summary: str | None = None
     alerts: list[dict[str, Any]] = Field(
         default=[], description="missed limits at headquarters, reported to its supervisors"
@@ -167,6 +170,7 @@ class ComplaintView(BaseModel):
             escalations=complaint.escalations,
             reviews=complaint.reviews,
             callbacks=complaint.callbacks,
+            callback_attempts=complaint.callback_attempts,
             archive_summary=complaint.archive_summary,
             alerts=complaint.alerts,
             notifications=list(complaint.notifications.values()),

@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
 from sqlalchemy import insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from shared.readmodel.lease import Lease
@@ -123,6 +123,19 @@ async def catch_up_once(
                 raise PositionMoved(projection.name)
     except PositionMoved:
         log.info("projection %s moved on elsewhere; batch dropped", projection.name)
+        return 0
+    except IntegrityError:
+        # A key clash is another projector's batch committed first (it made us wait, so its
+        # position is visible now) — or a real bug, which must not be swallowed.
+        if await position_of(engine, projection.name) != position:
+            log.info("projection %s written concurrently; batch dropped", projection.name)
+            return 0
+        raise
+    except OperationalError as exc:
+        if "database is locked" not in str(exc):
+            raise
+        # SQLite: another writer held the file too long. Nothing was written; try again.
+        log.warning("projection %s: %s; batch retried", projection.name, exc)
         return 0
     return len(events)
 

@@ -86,6 +86,7 @@ COMMANDS: dict[str, Step] = {
     "pause_clock": lambda c: c.pause_clock("waiting for customer", ctx()),
     "resume_clock": lambda c: c.resume_clock(ctx(minutes=30)),
     "record_callback": lambda c: c.record_callback(Satisfaction.SATISFIED, True, "ok", ctx()),
+    "record_unreached_callback": lambda c: c.record_unreached_callback("no answer", ctx()),
     "escalate_missed": lambda c: c.escalate_missed("reply", ctx(minutes=60 * 24 * 30)),
     "record_notification": lambda c: c.record_notification(
         next(iter(c.notifications), "none"), sent=True, detail="gw-1", ctx=ctx()
