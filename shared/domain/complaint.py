@@ -27,7 +27,7 @@ from shared.domain.codes import (
 )
 from shared.domain.context import CommandContext
 from shared.domain.errors import InvalidCommand, InvalidTransition
-from shared.domain.policy import Policy, facts_of
+from shared.domain.policy import Policy, facts_of_intake
 
 OPEN = frozenset(
     {Status.ACCEPTED, Status.INVESTIGATING, Status.RESOLUTION_PROPOSED, Status.ESCALATED}
@@ -263,15 +263,7 @@ class Complaint(Aggregate):
 
     def facts(self) -> dict[str, str | None]:
         """What the time-limit policy selects on."""
-        intake = self.intake
-        return facts_of(
-            channel=intake["channel"],
-            business_type=intake["business_type"],
-            category=intake["category"],
-            vip_tier=intake["customer"].get("vip_tier"),
-            area=intake.get("area"),
-            complexity=(self.assignment or {}).get("complexity"),
-        )
+        return facts_of_intake(self.intake, (self.assignment or {}).get("complexity"))
 
     def add_evidence(self, kind: str, ref: str, summary: str, ctx: CommandContext) -> None:
         self._check("add_evidence")

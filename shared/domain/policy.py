@@ -266,3 +266,17 @@ def facts_of(
         "area": area,
         "complexity": complexity,
     }
+
+
+def facts_of_intake(
+    intake: Mapping[str, Any], complexity: str | None = None
+) -> dict[str, str | None]:
+    """The selection facts of a complaint as intake recorded it."""
+    return facts_of(
+        channel=intake["channel"],
+        business_type=intake["business_type"],
+        category=intake["category"],
+        vip_tier=intake["customer"].get("vip_tier"),
+        area=intake.get("area"),
+        complexity=complexity,
+    )

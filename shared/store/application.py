@@ -34,7 +34,7 @@ from shared.domain.errors import (
     VersionMismatch,
 )
 from shared.domain.indexes import NAMESPACE, AcceptanceNumber, ComplaintThread, MajorIncident
-from shared.domain.policy import Policy, facts_of
+from shared.domain.policy import Policy, facts_of_intake
 from shared.settings import Settings
 
 #: Fields of the stored domain event that are not the event's own data.
@@ -149,13 +149,7 @@ class ComplaintsApplication(Application[UUID]):
         )
         Complaint.check_intake_times(intake, ctx.at)
         policy = self.policy
-        facts = facts_of(
-            channel=intake["channel"],
-            business_type=intake["business_type"],
-            category=intake["category"],
-            vip_tier=intake["customer"].get("vip_tier"),
-            area=intake.get("area"),
-        )
+        facts = facts_of_intake(intake)
         received = intake.get("received_at")
         deadlines = policy.deadlines(
             facts,

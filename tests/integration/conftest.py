@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import httpx
 import pytest
+from fastapi import FastAPI
 
 from services.intake.main import create_app
 from services.investigation.main import create_app as create_investigation_app
 from shared.domain.clock import FixedClock
+from shared.readmodel.projector import Projection, catch_up_once, position_of
 from shared.settings import Settings
+from shared.store.facade import ComplaintStore
 from tests.conftest import TokenFactory
 
 
@@ -35,13 +39,27 @@ class Api:
         return await self.client.get(path, headers=self.headers(role), params=params)
 
 
-@pytest.fixture
-async def api(settings: Settings, clock: FixedClock, token: TokenFactory) -> AsyncIterator[Api]:
-    app = create_app(settings, clock=clock)
+@asynccontextmanager
+async def serving(app: FastAPI, token: TokenFactory) -> AsyncIterator[Api]:
+    """A signed client on an app whose lifespan (store, projector, jobs) is running."""
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://intake") as client:
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
             yield Api(client, token)
+
+
+async def catch_up(store: ComplaintStore, *projections: Projection, batch_size: int = 500) -> None:
+    """Bring projections up to the last event (the apps' own projectors may run too)."""
+    head = await store.ping()
+    for projection in projections:
+        while await position_of(store.engine, projection.name) < head:
+            await catch_up_once(store, store.engine, projection, batch_size)
+
+
+@pytest.fixture
+async def api(settings: Settings, clock: FixedClock, token: TokenFactory) -> AsyncIterator[Api]:
+    async with serving(create_app(settings, clock=clock), token) as client:
+        yield client
 
 
 @pytest.fixture
@@ -50,7 +68,5 @@ async def inv(settings: Settings, clock: FixedClock, token: TokenFactory) -> Asy
     app = create_investigation_app(
         settings.model_copy(update={"dispatcher_enabled": False}), clock=clock
     )
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://inv") as client:
-            yield Api(client, token)
+    async with serving(app, token) as client:
+        yield client

@@ -12,17 +12,15 @@ from services.callback.main import create_app
 from shared.domain.clock import FixedClock
 from shared.settings import Settings
 from tests.conftest import TokenFactory, intake_body
-from tests.integration.conftest import Api
+from tests.integration.conftest import Api, serving
 from tests.integration.test_investigation import BODIES, command
 
 
 @pytest.fixture
 async def cb(settings: Settings, clock: FixedClock, token: TokenFactory) -> AsyncIterator[Api]:
     app = create_app(settings, clock=clock)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://cb") as client:
-            yield Api(client, token)
+    async with serving(app, token) as client:
+        yield client
 
 
 async def _replied(api: Api, inv: Api) -> str:

@@ -19,12 +19,11 @@ from services.escalation.watch import DeadlineWatch
 from shared.domain.clock import FixedClock
 from shared.domain.context import Actor, CommandContext
 from shared.domain.policy import DEFAULT_POLICY_PATH, Policy
-from shared.readmodel.projector import catch_up_once, position_of
 from shared.readmodel.summaries import SummaryProjection
 from shared.settings import Settings
 from shared.store.facade import ComplaintStore
 from tests.conftest import TokenFactory, intake_body
-from tests.integration.conftest import Api
+from tests.integration.conftest import Api, catch_up, serving
 from tests.integration.test_investigation import BODIES, command
 
 #: The default policy, but three complaints from one area in an hour are a major incident.
@@ -36,10 +35,8 @@ BURSTY = Policy.from_toml(
 @pytest.fixture
 async def esc(settings: Settings, clock: FixedClock, token: TokenFactory) -> AsyncIterator[Api]:
     app = create_app(settings.model_copy(update={"deadline_watch_enabled": False}), clock=clock)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://esc") as client:
-            yield Api(client, token)
+    async with serving(app, token) as client:
+        yield client
 
 
 async def post(api: Api, path: str, body: dict[str, Any], role: str) -> httpx.Response:
@@ -121,10 +118,7 @@ async def test_bad_appeals(esc: Api, extra: dict[str, Any], status: int) -> None
 
 
 async def _project(store: ComplaintStore) -> None:
-    head = await store.ping()
-    projection = SummaryProjection(store)
-    while await position_of(store.engine, projection.name) < head:
-        await catch_up_once(store, store.engine, projection, batch_size=2000)
+    await catch_up(store, SummaryProjection(store), batch_size=2000)
 
 
 async def _many(store: ComplaintStore, clock: FixedClock, n: int) -> list[UUID]:

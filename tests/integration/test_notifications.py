@@ -16,11 +16,10 @@ from services.investigation.dispatcher import Dispatcher
 from services.investigation.gateway import GatewayClient
 from shared.audit.chain import ChainProjection
 from shared.domain.clock import FixedClock
-from shared.readmodel.projector import catch_up_once, position_of
 from shared.readmodel.summaries import SummaryProjection
 from shared.store.facade import ComplaintStore
 from tests.conftest import intake_body
-from tests.integration.conftest import Api
+from tests.integration.conftest import Api, catch_up
 from tests.integration.test_investigation import BODIES, command
 
 
@@ -44,11 +43,7 @@ def dispatcher(store: ComplaintStore, gateway_app: Any, clock: FixedClock) -> Di
 
 
 async def _project(store: ComplaintStore) -> None:
-    """Bring the read models up to the last event (the apps' own projectors run too)."""
-    head = await store.ping()
-    for projection in (SummaryProjection(store), ChainProjection()):
-        while await position_of(store.engine, projection.name) < head:
-            await catch_up_once(store, store.engine, projection)
+    await catch_up(store, SummaryProjection(store), ChainProjection())
 
 
 async def _replied(api: Api, inv: Api, *, extend: bool = False) -> str:
