@@ -30,6 +30,11 @@ class Settings(BaseSettings):
     #: Keys the ids that link a customer's repeat complaints (HMAC); keep it stable and secret.
     index_key: SecretStr = SecretStr(DEV_INDEX_KEY)
     policy_path: Path = DEFAULT_POLICY_PATH
+    #: Policy versions an improvement report may re-analyse under (`?policy=<version>`): every
+    #: `*.toml` in this directory, besides the one in force.
+    policy_dir: Path = DEFAULT_POLICY_PATH.parent
+    #: Longest period one improvement report may cover (422 beyond).
+    report_max_days: int = Field(default=400, ge=1, le=3660)
 
     #: Take a snapshot every N events of a complaint, so reads stay fast on long histories.
     snapshot_interval: int = Field(default=50, ge=2)

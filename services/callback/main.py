@@ -1,4 +1,4 @@
-"""Callback: the follow-up call (回访) and the archive (归档); improvement reports to come."""
+"""Callback: the follow-up call (回访), the archive (归档) and the improvement reports."""
 
 from __future__ import annotations
 
@@ -7,11 +7,14 @@ from fastapi import FastAPI
 from services.callback.router import router
 from shared.domain.clock import Clock, system_clock
 from shared.domain.codes import Service
+from shared.domain.policy import load_policies
 from shared.http.app import create_service_app
 from shared.settings import Settings
 
 
 def create_app(settings: Settings | None = None, *, clock: Clock = system_clock) -> FastAPI:
-    return create_service_app(
-        settings or Settings(), service=Service.CALLBACK, routers=[router], clock=clock
-    )
+    settings = settings or Settings()
+    app = create_service_app(settings, service=Service.CALLBACK, routers=[router], clock=clock)
+    # Loaded now, so a bad policy file stops the service at start rather than in a report.
+    app.state.policies = load_policies(settings.policy_dir, app.state.store.policy)
+    return app

@@ -8,13 +8,13 @@ rules and never read a clock.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
+from shared.domain import deadlines as book
 from shared.domain.codes import (
     Complexity,
     DeadlineState,
@@ -27,7 +27,7 @@ from shared.domain.codes import (
 )
 from shared.domain.context import CommandContext
 from shared.domain.errors import InvalidCommand, InvalidTransition
-from shared.domain.policy import Policy, facts_of_intake
+from shared.domain.policy import MILESTONES, Policy, facts_of_intake
 
 OPEN = frozenset(
     {Status.ACCEPTED, Status.INVESTIGATING, Status.RESOLUTION_PROPOSED, Status.ESCALATED}
@@ -77,9 +77,7 @@ def deadline_state(due_at: datetime, met_at: datetime | None, now: datetime) -> 
     return DeadlineState.MISSED if now > due_at else DeadlineState.RUNNING
 
 
-def _iso(value: datetime) -> str:
-    """Times are stored in UTC, whatever offset a frontend sent."""
-    return value.astimezone(UTC).isoformat()
+_iso = book.iso
 
 
 class Complaint(Aggregate):
@@ -129,8 +127,11 @@ class Complaint(Aggregate):
         self.alerts: list[dict[str, Any]] = []
         #: Messages to the customer (progress notices, replies), by id, with their outcome.
         self.notifications: dict[str, dict[str, Any]] = {}
-        self._set_deadlines(deadlines)
-        self._meet("Accepted", timestamp)
+        #: What decides its time limits, in order: how a report re-assesses them under another
+        #: policy version (see shared.domain.deadlines).
+        self.timeline: list[dict[str, Any]] = []
+        book.start(self.deadlines, deadlines)
+        self._step("Accepted", timestamp, received_at=intake.get("received_at"))
 
     @classmethod
     def accept(
@@ -195,8 +196,7 @@ class Complaint(Aggregate):
             "by": ctx["actor"],
         }
         self.status = Status.REFUSED.value
-        # A refusal is an answer: no limit runs on after it.
-        self._meet_all(timestamp)
+        self._step("Refused", timestamp)  # a refusal is an answer: no limit runs on after it
 
     # ---------------------------------------------------------- investigation (调查核实)
     def assign(
@@ -244,22 +244,8 @@ class Complaint(Aggregate):
         self.owner = investigator
         self.status = Status.INVESTIGATING.value
         for deadline in deadlines:
-            if self._is_running(deadline["name"]):
-                self._replace_deadline(deadline, timestamp)
-
-    def _replace_deadline(self, deadline: dict[str, Any], at: datetime) -> None:
-        """A new limit replaces a running one; if the old one had already passed and escalated
-        and the new one has passed too, that escalation still stands (no second one)."""
-        old = self.deadlines.get(deadline["name"]) or {}
-        escalated = old.get("escalated_at")
-        if escalated and datetime.fromisoformat(deadline["due_at"]) < at:
-            self.deadlines[deadline["name"]] = {
-                **deadline,
-                "met_at": None,
-                "escalated_at": escalated,
-            }
-        else:
-            self._set_deadlines([deadline])
+            book.replace(self.deadlines, deadline, timestamp)
+        self._step("Assigned", timestamp, complexity=complexity)
 
     def facts(self) -> dict[str, str | None]:
         """What the time-limit policy selects on."""
@@ -326,11 +312,9 @@ class Complaint(Aggregate):
         timestamp: datetime,
     ) -> None:
         previous = self.deadlines[deadline]["due_at"]
-        self.deadlines[deadline] = {
-            **self.deadlines[deadline],
-            "due_at": new_due_at,
-            "escalated_at": None,
-        }
+        book.extend(self.deadlines, deadline, new_due_at)
+        added = datetime.fromisoformat(new_due_at) - datetime.fromisoformat(previous)
+        self._step("Extended", timestamp, deadline=deadline, seconds=added.total_seconds())
         self.extensions.append(
             {
                 "deadline": deadline,
@@ -375,7 +359,7 @@ class Complaint(Aggregate):
             "at": _iso(timestamp),
             "by": ctx["actor"],
         }
-        self._meet("FindingsRecorded", timestamp)
+        self._step("FindingsRecorded", timestamp)
 
     # ------------------------------------------------------- handling and reply (处理与答复)
     def propose_resolution(
@@ -417,7 +401,7 @@ class Complaint(Aggregate):
             "at": _iso(timestamp),
         }
         self.status = Status.RESOLUTION_PROPOSED.value
-        self._meet("ResolutionProposed", timestamp)
+        self._step("ResolutionProposed", timestamp)
 
     def reply(
         self,
@@ -471,7 +455,7 @@ class Complaint(Aggregate):
             "by": ctx["actor"],
         }
         self.status = Status.REPLIED.value
-        self._meet("Replied", timestamp)
+        self._step("Replied", timestamp)
         replies = sum(1 for n in self.notifications.values() if n["kind"] == "reply")
         self._request_notification(f"reply-{replies + 1}", "reply", timestamp)
 
@@ -566,7 +550,9 @@ class Complaint(Aggregate):
         self.level = to_level
         self.owner = f"{to_level}-supervisors"
         self.status = Status.ESCALATED.value
-        self._set_deadlines(deadlines)
+        if deadlines:
+            book.start(self.deadlines, deadlines)
+            self._step("Escalated", timestamp, deadlines=deadlines)
 
     def escalate_missed(self, deadline: str, ctx: CommandContext) -> None:
         """A running limit has passed: escalate one level up, or at headquarters alert the
@@ -657,7 +643,7 @@ class Complaint(Aggregate):
             }
         )
         self.owner = ctx["actor"]["id"]
-        self._meet("Reviewed", timestamp)
+        self._step("Reviewed", timestamp)
         if outcome == ReviewOutcome.REVISED:
             # Handling starts again at this level; the earlier results stay in the history.
             self.findings = None
@@ -697,10 +683,8 @@ class Complaint(Aggregate):
     def _clock_resumed(self, *, ctx: dict[str, Any], timestamp: datetime) -> None:
         assert self.paused_at is not None
         paused_for = timestamp - self.paused_at
-        for name, deadline in self.deadlines.items():
-            if deadline["pausable"] and not deadline.get("met_at"):
-                due = datetime.fromisoformat(deadline["due_at"]) + paused_for
-                self.deadlines[name] = {**deadline, "due_at": _iso(due)}
+        book.shift_paused(self.deadlines, paused_for)
+        self._step("ClockResumed", timestamp, seconds=paused_for.total_seconds())
         self.pauses[-1]["to"] = _iso(timestamp)
         self.paused_at = None
 
@@ -759,6 +743,7 @@ class Complaint(Aggregate):
             }
         )
         self.status = Status.CALLBACK_DONE.value
+        self._step("CallbackRecorded", timestamp)
 
     # ------------------------------------------------------------------- archive (归档)
     def archive(self, summary: str, ctx: CommandContext) -> None:
@@ -769,7 +754,7 @@ class Complaint(Aggregate):
     def _archived(self, *, summary: str, ctx: dict[str, Any], timestamp: datetime) -> None:
         self.archive_summary = summary
         self.status = Status.ARCHIVED.value
-        self._meet_all(timestamp)  # nothing runs on in the archive (late ones stay missed)
+        self._step("Archived", timestamp)  # nothing runs on in the archive
 
     # ------------------------------------------------------- messages to the customer
     def record_notification(
@@ -860,36 +845,20 @@ class Complaint(Aggregate):
         """Every deadline with its state as of `now`: running, met or missed."""
         result = []
         for deadline in self.deadlines.values():
-            due = datetime.fromisoformat(deadline["due_at"])
             met_at = deadline.get("met_at")
-            if met_at is not None:
-                state = (
-                    DeadlineState.MET
-                    if datetime.fromisoformat(met_at) <= due
-                    else (DeadlineState.MISSED)
-                )
-            else:
-                state = DeadlineState.MISSED if now > due else DeadlineState.RUNNING
+            state = deadline_state(
+                datetime.fromisoformat(deadline["due_at"]),
+                datetime.fromisoformat(met_at) if met_at else None,
+                now,
+            )
             result.append({**deadline, "state": state.value})
         return result
 
-    def _set_deadlines(self, deadlines: Iterable[dict[str, Any]]) -> None:
-        for deadline in deadlines:
-            self.deadlines[deadline["name"]] = {**deadline, "met_at": None}
-
-    def _is_running(self, name: str) -> bool:
-        deadline = self.deadlines.get(name)
-        return deadline is None or deadline.get("met_at") is None
-
-    def _meet(self, event_name: str, at: datetime) -> None:
-        for name, deadline in self.deadlines.items():
-            if event_name in deadline["met_by"] and deadline.get("met_at") is None:
-                self.deadlines[name] = {**deadline, "met_at": _iso(at)}
-
-    def _meet_all(self, at: datetime) -> None:
-        for name, deadline in self.deadlines.items():
-            if deadline.get("met_at") is None:
-                self.deadlines[name] = {**deadline, "met_at": _iso(at)}
+    def _step(self, event_name: str, at: datetime, **details: Any) -> None:
+        """Note a step of the timeline; a milestone meets the limits it is named for."""
+        self.timeline.append({"event": event_name, "at": _iso(at), **details})
+        if event_name in MILESTONES:
+            book.meet(self.deadlines, event_name, at)
 
     def _check(self, command: str) -> None:
         if self.status not in ALLOWED[command]:

@@ -37,6 +37,21 @@ DEFAULT_POLICY_PATH = Path(__file__).resolve().parent.parent / "policy" / "defau
 #: The facts of a complaint a rule may select on.
 FACT_KEYS = ("channel", "business_type", "category", "vip_tier", "area", "complexity")
 
+#: The complaint's events that can meet a limit (`met_by`).
+MILESTONES = frozenset(
+    {
+        "Accepted",
+        "Assigned",
+        "FindingsRecorded",
+        "ResolutionProposed",
+        "Replied",
+        "Reviewed",
+        "CallbackRecorded",
+        "Refused",
+        "Archived",
+    }
+)
+
 
 class Unit(StrEnum):
     HOURS = "hours"
@@ -74,6 +89,14 @@ class LimitRule(_Strict):
         if self.unit is not Unit.HOURS and self.amount != int(self.amount):
             raise ValueError(f"{self.unit.value} must be a whole number")
         return self
+
+    @field_validator("met_by")
+    @classmethod
+    def _known_events(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = set(value) - MILESTONES
+        if unknown:
+            raise ValueError(f"unknown events {sorted(unknown)}; use {sorted(MILESTONES)}")
+        return value
 
     @field_validator("applies")
     @classmethod
@@ -280,3 +303,15 @@ def facts_of_intake(
         area=intake.get("area"),
         complexity=complexity,
     )
+
+
+def load_policies(directory: Path, current: Policy) -> dict[str, Policy]:
+    """The policy versions a report may re-analyse under: every `*.toml` in `directory` and the
+    one in force, by version. Two files may not give one version different rules."""
+    found = {current.version: current}
+    for path in sorted(directory.glob("*.toml")) if directory.is_dir() else []:
+        policy = Policy.load(path)
+        known = found.setdefault(policy.version, policy)
+        if known.document != policy.document:
+            raise PolicyError(f"{path} gives policy version {policy.version!r} other rules")
+    return found

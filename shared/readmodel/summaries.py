@@ -19,7 +19,12 @@ from sqlalchemy import and_, delete, exists, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from shared.domain.complaint import Complaint
-from shared.readmodel.tables import complaint_summaries, deadlines, notifications
+from shared.readmodel.tables import (
+    complaint_analysis,
+    complaint_summaries,
+    deadlines,
+    notifications,
+)
 from shared.readmodel.times import from_db, to_utc
 from shared.readmodel.upsert import upsert
 from shared.store.application import StoredEvent
@@ -31,6 +36,7 @@ class Rows:
     summaries: list[dict[str, Any]]
     deadlines: list[dict[str, Any]]
     notifications: list[dict[str, Any]]
+    analysis: list[dict[str, Any]]
 
 
 class SummaryProjection:
@@ -46,12 +52,13 @@ class SummaryProjection:
                 assert event.position is not None
                 latest[event.aggregate_id] = (event.version, event.position)
         complaints = await self.store.load_versions({i: v for i, (v, _) in latest.items()})
-        summaries, due, messages = [], [], []
+        summaries, due, messages, analysis = [], [], [], []
         for complaint in complaints:
             summaries.append(summary_row(complaint, latest[complaint.id][1]))
             due.extend(deadline_rows(complaint))
             messages.extend(notification_rows(complaint))
-        return Rows(summaries, due, messages)
+            analysis.append(analysis_row(complaint))
+        return Rows(summaries, due, messages, analysis)
 
     async def write(self, conn: AsyncConnection, prepared: Rows) -> None:
         await upsert(conn, complaint_summaries, prepared.summaries, ["complaint_id"])
@@ -63,9 +70,11 @@ class SummaryProjection:
         await upsert(
             conn, notifications, prepared.notifications, ["complaint_id", "notification_id"]
         )
+        await upsert(conn, complaint_analysis, prepared.analysis, ["complaint_id"])
 
     async def reset(self, conn: AsyncConnection) -> None:
         await conn.execute(delete(notifications))
+        await conn.execute(delete(complaint_analysis))
         await conn.execute(delete(deadlines))
         await conn.execute(delete(complaint_summaries))
 
@@ -91,6 +100,35 @@ def summary_row(complaint: Complaint, position: int) -> dict[str, Any]:
         "updated_at": to_utc(complaint.modified_on),
         "version": complaint.version,
         "position": position,
+    }
+
+
+def analysis_row(complaint: Complaint) -> dict[str, Any]:
+    intake = complaint.intake
+    assignment = complaint.assignment or {}
+    findings = complaint.findings or {}
+    last_callback = complaint.callbacks[-1] if complaint.callbacks else {}
+    return {
+        "complaint_id": str(complaint.id),
+        "accepted_at": to_utc(complaint.accepted_at),
+        "channel": intake["channel"],
+        "business_type": intake["business_type"],
+        "category": intake["category"],
+        "vip_tier": intake["customer"].get("vip_tier"),
+        "area": intake.get("area"),
+        "department": assignment.get("department"),
+        "complexity": assignment.get("complexity"),
+        "root_cause": findings.get("root_cause"),
+        "upheld": findings.get("upheld"),
+        "status": str(complaint.status),
+        "level": str(complaint.level),
+        "repeat": complaint.repeat_of is not None,
+        "escalations": len(complaint.escalations),
+        "satisfaction": last_callback.get("satisfaction"),
+        "resolved": last_callback.get("resolved"),
+        "unreached_callbacks": len(complaint.callback_attempts),
+        "deadlines": list(complaint.deadlines.values()),
+        "timeline": complaint.timeline,
     }
 
 

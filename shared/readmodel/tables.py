@@ -82,6 +82,34 @@ complaint_summaries = Table(
     Index("ix_summaries_owner", "owner", "accepted_at"),
 )
 
+#: One row per complaint: what the improvement reports count, with the complaint's deadlines as
+#: recorded and the timeline that re-assesses them under another policy version.
+complaint_analysis = Table(
+    "complaint_analysis",
+    metadata,
+    Column("complaint_id", String(36), primary_key=True),
+    Column("accepted_at", DateTime(timezone=True), nullable=False),
+    Column("channel", String(32), nullable=False),
+    Column("business_type", String(32), nullable=False),
+    Column("category", String(32), nullable=False),
+    Column("vip_tier", String(16)),
+    Column("area", String(32)),
+    Column("department", String(128)),
+    Column("complexity", String(16)),
+    Column("root_cause", String(500)),
+    Column("upheld", Boolean),
+    Column("status", String(32), nullable=False),
+    Column("level", String(32), nullable=False),
+    Column("repeat", Boolean, nullable=False),
+    Column("escalations", Integer, nullable=False),
+    Column("satisfaction", String(32)),  # of the last callback that reached the customer
+    Column("resolved", Boolean),
+    Column("unreached_callbacks", Integer, nullable=False),
+    Column("deadlines", JSON, nullable=False),
+    Column("timeline", JSON, nullable=False),
+    Index("ix_analysis_accepted", "accepted_at"),
+)
+
 #: Every deadline of every complaint, indexed by due time for the deadline watch.
 deadlines = Table(
     "deadlines",

@@ -9,6 +9,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from services.callback.main import create_app as create_callback_app
 from services.intake.main import create_app
 from services.investigation.main import create_app as create_investigation_app
 from shared.domain.clock import FixedClock
@@ -69,4 +70,11 @@ async def inv(settings: Settings, clock: FixedClock, token: TokenFactory) -> Asy
         settings.model_copy(update={"dispatcher_enabled": False}), clock=clock
     )
     async with serving(app, token) as client:
+        yield client
+
+
+@pytest.fixture
+async def cb(settings: Settings, clock: FixedClock, token: TokenFactory) -> AsyncIterator[Api]:
+    """The callback app: callback, archive and the improvement reports."""
+    async with serving(create_callback_app(settings, clock=clock), token) as client:
         yield client

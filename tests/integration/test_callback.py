@@ -3,24 +3,12 @@ branch to escalation."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import httpx
 import pytest
 
-from services.callback.main import create_app
-from shared.domain.clock import FixedClock
-from shared.settings import Settings
-from tests.conftest import TokenFactory, intake_body
-from tests.integration.conftest import Api, serving
+from tests.conftest import intake_body
+from tests.integration.conftest import Api
 from tests.integration.test_investigation import BODIES, command
-
-
-@pytest.fixture
-async def cb(settings: Settings, clock: FixedClock, token: TokenFactory) -> AsyncIterator[Api]:
-    app = create_app(settings, clock=clock)
-    async with serving(app, token) as client:
-        yield client
 
 
 async def _replied(api: Api, inv: Api) -> str:

@@ -22,7 +22,12 @@ from shared.domain.codes import Complexity, RefusalReason
 from shared.domain.context import Actor, CommandContext
 from shared.readmodel.projector import Projection, catch_up_once, position_of, reset
 from shared.readmodel.summaries import SummaryProjection
-from shared.readmodel.tables import audit_chain, complaint_summaries, deadlines
+from shared.readmodel.tables import (
+    audit_chain,
+    complaint_analysis,
+    complaint_summaries,
+    deadlines,
+)
 from shared.settings import Settings
 from shared.store.facade import ComplaintStore
 from tests.conftest import POLICY, intake_body
@@ -43,6 +48,11 @@ async def _contents(engine: AsyncEngine) -> dict[str, list[Any]]:
             "deadlines": (
                 await conn.execute(
                     select(deadlines).order_by(deadlines.c.complaint_id, deadlines.c.name)
+                )
+            ).all(),
+            "analysis": (
+                await conn.execute(
+                    select(complaint_analysis).order_by(complaint_analysis.c.complaint_id)
                 )
             ).all(),
             "chain": (

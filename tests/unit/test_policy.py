@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
 from shared.domain.errors import PolicyError
-from shared.domain.policy import Policy, facts_of
+from shared.domain.policy import DEFAULT_POLICY_PATH, Policy, facts_of, load_policies
 
 POLICY = Policy.load()
 
@@ -156,6 +157,8 @@ def test_a_policy_file_changes_limits_without_code() -> None:
         "version = 'v'",
         "not toml at all [",
         "version = 'v'\n[[limit]]\nname='x'\namount=1.5\nunit='calendar_days'\nmet_by=['Replied']",
+        # An event that can never meet a limit (a typo would leave it running for ever).
+        "version = 'v'\n[[limit]]\nname='x'\namount=1\nunit='hours'\nmet_by=['Repiled']",
     ],
 )
 def test_invalid_policy_files_are_refused(text: str) -> None:
@@ -194,3 +197,19 @@ def test_major_incident_settings_come_from_the_policy() -> None:
             "version = 'v'\n[major_incident]\nthreshold = 1\n[[limit]]\nname='x'\namount=1\n"
             "unit='hours'\nmet_by=['Replied']"
         )
+
+
+def test_reports_may_name_every_policy_version_in_the_directory(tmp_path: Path) -> None:
+    current = Policy.load()
+    (tmp_path / "draft.toml").write_text(
+        "version = 'draft'\n[[limit]]\nname='x'\namount=1\nunit='hours'\nmet_by=['Replied']"
+    )
+    (tmp_path / "same.toml").write_text(DEFAULT_POLICY_PATH.read_text(encoding="utf-8"))
+    assert sorted(load_policies(tmp_path, current)) == ["2026.1", "draft"]
+    assert list(load_policies(tmp_path / "missing", current)) == ["2026.1"]
+    # One version with other rules is a mistake, not a choice.
+    (tmp_path / "clash.toml").write_text(
+        "version = '2026.1'\n[[limit]]\nname='x'\namount=2\nunit='hours'\nmet_by=['Replied']"
+    )
+    with pytest.raises(PolicyError, match=r"clash\.toml"):
+        load_policies(tmp_path, current)

@@ -1,0 +1,389 @@
+"""Improvement reports (分析改进): what a period's complaints were about, how well each time
+limit was kept against its target, how many came back and how satisfied the customers were.
+
+Built from the `complaint_analysis` read model for any past period (complaints accepted in
+[from, to)). A limit counts as met or missed once decided; one still running is counted apart
+and left out of the on-time rate. With another policy version, the same complaints' timelines
+are re-assessed under its rules (shared.domain.deadlines.reassess) and shown beside the rules
+that applied at the time.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from shared.domain.codes import DeadlineState, Satisfaction
+from shared.domain.complaint import deadline_state
+from shared.domain.deadlines import Book, reassess
+from shared.domain.policy import Policy, facts_of
+from shared.readmodel.tables import complaint_analysis
+from shared.readmodel.times import to_utc
+
+#: The dimensions complaints are counted by, and the name of a missing value in each.
+DIMENSIONS = {
+    "category": "other",
+    "root_cause": "not_recorded",
+    "department": "unassigned",
+    "channel": "unknown",
+    "business_type": "unknown",
+    "vip_tier": "none",
+    "status": "unknown",
+}
+
+
+def _rate(part: int, whole: int) -> float | None:
+    return round(part / whole, 4) if whole else None
+
+
+# ------------------------------------------------------------------ response models
+class Period(BaseModel):
+    start: datetime = Field(serialization_alias="from")
+    end: datetime = Field(serialization_alias="to")
+
+
+class RepeatRate(BaseModel):
+    complaints: int
+    repeats: int = Field(description="complaints linked to an earlier one of the same thread")
+    rate: float | None
+
+
+class Satisfactions(BaseModel):
+    callbacks: int = Field(description="complaints whose last callback reached the customer")
+    satisfied: int
+    basically_satisfied: int
+    dissatisfied: int
+    satisfaction_rate: float | None = Field(description="satisfied or basically satisfied")
+    resolved_rate: float | None = Field(description="customer says the problem is solved")
+    unreached_attempts: int = Field(description="callback attempts that reached nobody")
+
+
+class OnTime(BaseModel):
+    """Deadlines of one group: decided ones count towards the rate, running ones do not."""
+
+    met: int
+    missed: int
+    running: int
+    on_time_rate: float | None = Field(description="met / (met + missed)")
+    target: float | None = Field(description="the share to be met on time (mean if mixed)")
+    gap: float | None = Field(description="on_time_rate - target; negative is below target")
+
+
+class RuleOnTime(OnTime):
+    limit: str
+    rule: str = Field(examples=["2 working_days"])
+    source: str
+
+
+class LimitOnTime(OnTime):
+    limit: str
+
+
+class GroupOnTime(OnTime):
+    group: str
+
+
+class WeakestLinks(BaseModel):
+    """Departments and categories below target, the furthest below first."""
+
+    departments: list[GroupOnTime]
+    categories: list[GroupOnTime]
+
+
+class TimeLimits(BaseModel):
+    policy_versions: list[str] = Field(description="the policy versions that set these limits")
+    rules: list[RuleOnTime]
+    limits: list[LimitOnTime]
+    weakest_links: WeakestLinks
+
+
+class Comparison(BaseModel):
+    limit: str
+    applied: float | None = Field(description="on-time rate under the rules that applied")
+    reanalysed: float | None = Field(description="on-time rate under the other policy")
+    change: float | None
+
+
+class Reanalysis(BaseModel):
+    policy: str = Field(description="the policy version the period is re-assessed under")
+    time_limits: TimeLimits
+    comparison: list[Comparison]
+
+
+class ImprovementReport(BaseModel):
+    period: Period
+    generated_at: datetime
+    complaints: int
+    counts: dict[str, dict[str, int]] = Field(description="complaints by " + ", ".join(DIMENSIONS))
+    repeat_rate: RepeatRate
+    escalated: int = Field(description="complaints escalated at least once")
+    satisfaction: Satisfactions
+    time_limits: TimeLimits
+    reanalysis: Reanalysis | None = None
+
+
+# ------------------------------------------------------------------ tallies
+@dataclass
+class Tally:
+    met: int = 0
+    missed: int = 0
+    running: int = 0
+    targets: float = 0.0  # summed over decided deadlines
+
+    def add(self, state: DeadlineState, target: float) -> None:
+        if state is DeadlineState.RUNNING:
+            self.running += 1
+            return
+        self.targets += target
+        if state is DeadlineState.MET:
+            self.met += 1
+        else:
+            self.missed += 1
+
+    def figures(self) -> dict[str, Any]:
+        decided = self.met + self.missed
+        rate = _rate(self.met, decided)
+        target = round(self.targets / decided, 4) if decided else None
+        gap = round(rate - target, 4) if rate is not None and target is not None else None
+        return {
+            "met": self.met,
+            "missed": self.missed,
+            "running": self.running,
+            "on_time_rate": rate,
+            "target": target,
+            "gap": gap,
+        }
+
+
+def _rule(deadline: Mapping[str, Any]) -> tuple[str, str, str, float]:
+    if deadline.get("policy_version") is None:  # not from the policy: a regulator's deadline
+        return deadline["name"], "regulator's deadline", "set by the regulator", 1.0
+    amount = deadline["amount"]
+    shown = int(amount) if float(amount).is_integer() else amount
+    return (
+        deadline["name"],
+        f"{shown} {deadline['unit']}",
+        deadline.get("source") or "",
+        float(deadline["target"]),
+    )
+
+
+def _weakest(tallies: Mapping[str, Tally]) -> list[GroupOnTime]:
+    below = [
+        GroupOnTime(group=group, **figures)
+        for group, tally in tallies.items()
+        if (figures := tally.figures())["gap"] is not None and figures["gap"] < 0
+    ]
+    return sorted(below, key=lambda g: (g.gap, -g.missed, g.group))
+
+
+def time_limits(assessed: Iterable[tuple[Mapping[str, Any], Book]], now: datetime) -> TimeLimits:
+    """On-time figures of the deadlines in `assessed` (a complaint's row and its deadlines)."""
+    rules: dict[tuple[str, str, str, float], Tally] = defaultdict(Tally)
+    limits: dict[str, Tally] = defaultdict(Tally)
+    departments: dict[str, Tally] = defaultdict(Tally)
+    categories: dict[str, Tally] = defaultdict(Tally)
+    versions: set[str] = set()
+    for row, book in assessed:
+        for deadline in book.values():
+            met_at = deadline.get("met_at")
+            state = deadline_state(
+                datetime.fromisoformat(deadline["due_at"]),
+                datetime.fromisoformat(met_at) if met_at else None,
+                now,
+            )
+            target = float(deadline["target"])
+            for tally in (
+                rules[_rule(deadline)],
+                limits[deadline["name"]],
+                departments[row["department"] or DIMENSIONS["department"]],
+                categories[row["category"]],
+            ):
+                tally.add(state, target)
+            if deadline.get("policy_version"):
+                versions.add(deadline["policy_version"])
+    return TimeLimits(
+        policy_versions=sorted(versions),
+        rules=[
+            RuleOnTime(limit=limit, rule=rule, source=source, **tally.figures())
+            for (limit, rule, source, _), tally in sorted(rules.items())
+        ],
+        limits=[
+            LimitOnTime(limit=name, **tally.figures()) for name, tally in sorted(limits.items())
+        ],
+        weakest_links=WeakestLinks(
+            departments=_weakest(departments), categories=_weakest(categories)
+        ),
+    )
+
+
+def _reassessed(
+    rows: Iterable[Mapping[str, Any]], policy: Policy
+) -> Iterator[tuple[Mapping[str, Any], Book]]:
+    for row in rows:
+        facts = facts_of(
+            channel=row["channel"],
+            business_type=row["business_type"],
+            category=row["category"],
+            vip_tier=row["vip_tier"],
+            area=row["area"],
+        )
+        yield row, reassess(policy, facts, row["timeline"])
+
+
+def _change(before: float | None, after: float | None) -> float | None:
+    return round(after - before, 4) if before is not None and after is not None else None
+
+
+def build_report(
+    rows: list[Mapping[str, Any]],
+    *,
+    start: datetime,
+    end: datetime,
+    now: datetime,
+    under: Policy | None = None,
+) -> ImprovementReport:
+    counts = {
+        dimension: dict(sorted(Counter(row[dimension] or missing for row in rows).items()))
+        for dimension, missing in DIMENSIONS.items()
+    }
+    answered = [row for row in rows if row["satisfaction"] is not None]
+    said = Counter(row["satisfaction"] for row in answered)
+    content = said[Satisfaction.SATISFIED] + said[Satisfaction.BASICALLY_SATISFIED]
+    repeats = sum(1 for row in rows if row["repeat"])
+    applied = time_limits(((row, {d["name"]: d for d in row["deadlines"]}) for row in rows), now)
+    report = ImprovementReport(
+        period=Period(start=start, end=end),
+        generated_at=now,
+        complaints=len(rows),
+        counts=counts,
+        repeat_rate=RepeatRate(
+            complaints=len(rows), repeats=repeats, rate=_rate(repeats, len(rows))
+        ),
+        escalated=sum(1 for row in rows if row["escalations"]),
+        satisfaction=Satisfactions(
+            callbacks=len(answered),
+            satisfied=said[Satisfaction.SATISFIED],
+            basically_satisfied=said[Satisfaction.BASICALLY_SATISFIED],
+            dissatisfied=said[Satisfaction.DISSATISFIED],
+            satisfaction_rate=_rate(content, len(answered)),
+            resolved_rate=_rate(sum(1 for row in answered if row["resolved"]), len(answered)),
+            unreached_attempts=sum(row["unreached_callbacks"] for row in rows),
+        ),
+        time_limits=applied,
+    )
+    if under is not None:
+        other = time_limits(_reassessed(rows, under), now)
+        before = {limit.limit: limit.on_time_rate for limit in applied.limits}
+        after = {limit.limit: limit.on_time_rate for limit in other.limits}
+        report.reanalysis = Reanalysis(
+            policy=under.version,
+            time_limits=other,
+            comparison=[
+                Comparison(
+                    limit=name,
+                    applied=before.get(name),
+                    reanalysed=after.get(name),
+                    change=_change(before.get(name), after.get(name)),
+                )
+                for name in sorted(before.keys() | after.keys())
+            ],
+        )
+    return report
+
+
+async def load_rows(engine: AsyncEngine, start: datetime, end: datetime) -> list[Mapping[str, Any]]:
+    """The analysis rows of the complaints accepted in [start, end)."""
+    a = complaint_analysis
+    query = (
+        select(a)
+        .where(a.c.accepted_at >= to_utc(start), a.c.accepted_at < to_utc(end))
+        .order_by(a.c.accepted_at, a.c.complaint_id)
+    )
+    async with engine.connect() as conn:
+        return [dict(row) for row in (await conn.execute(query)).mappings()]
+
+
+# ------------------------------------------------------------------ CSV
+CSV_COLUMNS = ("policy", "section", "group", "key", "metric", "value")
+
+
+def _time_limit_lines(policy: str, limits: TimeLimits) -> Iterator[tuple[Any, ...]]:
+    figures = ("met", "missed", "running", "on_time_rate", "target", "gap")
+    for rule in limits.rules:
+        for metric in figures:
+            yield (
+                policy,
+                "rule",
+                rule.limit,
+                f"{rule.rule} ({rule.source})",
+                metric,
+                getattr(rule, metric),
+            )
+    for limit in limits.limits:
+        for metric in figures:
+            yield policy, "limit", limit.limit, "", metric, getattr(limit, metric)
+    for section, groups in (
+        ("weakest_department", limits.weakest_links.departments),
+        ("weakest_category", limits.weakest_links.categories),
+    ):
+        for group in groups:
+            for metric in figures:
+                yield policy, section, group.group, "", metric, getattr(group, metric)
+
+
+class _SafeWriter:
+    """A CSV writer that keeps staff-typed text (department, root cause) from being read as a
+    formula by a spreadsheet (CSV injection)."""
+
+    def __init__(self, out: io.StringIO) -> None:
+        self._writer = csv.writer(out, lineterminator="\r\n")
+
+    @staticmethod
+    def _cell(value: Any) -> Any:
+        if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+            return "'" + value
+        return value
+
+    def writerow(self, row: Iterable[Any]) -> None:
+        self._writer.writerow([self._cell(value) for value in row])
+
+    def writerows(self, rows: Iterable[Iterable[Any]]) -> None:
+        for row in rows:
+            self.writerow(row)
+
+
+def to_csv(report: ImprovementReport) -> str:
+    """The report as one long table: one figure per line, for a spreadsheet's pivot table."""
+    out = io.StringIO()
+    writer = _SafeWriter(out)
+    writer.writerow(CSV_COLUMNS)
+    period = f"{report.period.start.isoformat()}/{report.period.end.isoformat()}"
+    writer.writerow(("applied", "period", "", period, "complaints", report.complaints))
+    for dimension, values in report.counts.items():
+        for key, count in values.items():
+            writer.writerow(("applied", "count", dimension, key, "complaints", count))
+    for metric, value in report.repeat_rate.model_dump().items():
+        writer.writerow(("applied", "repeat_rate", "", "", metric, value))
+    writer.writerow(("applied", "escalated", "", "", "complaints", report.escalated))
+    for metric, value in report.satisfaction.model_dump().items():
+        writer.writerow(("applied", "satisfaction", "", "", metric, value))
+    writer.writerows(_time_limit_lines("applied", report.time_limits))
+    if report.reanalysis is not None:
+        version = report.reanalysis.policy
+        writer.writerows(_time_limit_lines(version, report.reanalysis.time_limits))
+        for row in report.reanalysis.comparison:
+            for metric in ("applied", "reanalysed", "change"):
+                writer.writerow(
+                    (version, "comparison", row.limit, "", metric, getattr(row, metric))
+                )
+    return out.getvalue()

@@ -1,0 +1,468 @@
+"""The improvement report against a fixture counted by hand.
+
+Seven complaints accepted between Mon 28 Sep and Sun 4 Oct 2026 (Beijing time), around the
+National Day holiday: 1–7 Oct are off, Sat 10 Oct is an adjusted working day. So "3 working days"
+from Mon 28 Sep ends on Thu 8 Oct, and from Fri 2 Oct on Sat 10 Oct. One complaint accepted
+later lies outside the period. The report is read on Fri 16 Oct at noon.
+
+Every expected figure below was worked out by hand from the default policy
+(shared/policy/default.toml) and, for the re-analysis, from STRICT below; the comments say how.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from services.callback.main import create_app as create_callback_app
+from shared.domain.clock import FixedClock
+from shared.readmodel.summaries import SummaryProjection
+from shared.settings import Settings
+from shared.store.facade import ComplaintStore
+from tests.conftest import TokenFactory, intake_body
+from tests.integration.conftest import Api, catch_up, serving
+from tests.integration.test_investigation import ASSIGN, FINDINGS, REPLY, RESOLUTION
+
+PERIOD = {"from": "2026-09-28T00:00:00+08:00", "to": "2026-10-05T00:00:00+08:00"}
+REPORTED_AT = "2026-10-16T12:00"
+
+
+def beijing(text: str) -> datetime:
+    return datetime.fromisoformat(f"{text}:00+08:00")
+
+
+def intake(name: str, **overrides: Any) -> dict[str, Any]:
+    number = f"1390000{ord(name):04d}"
+    return intake_body(
+        customer={
+            "id": f"cust-{name}",
+            "name": "王芳",
+            "phone": number,
+            **overrides.pop("vip", {}),
+        },
+        service_number=number,
+        occurred_at="2026-09-20T08:00:00+08:00",
+        **overrides,
+    )
+
+
+def assign(department: str, complexity: str = "simple") -> dict[str, Any]:
+    return {**ASSIGN, "department": department, "complexity": complexity}
+
+
+def findings(root_cause: str) -> dict[str, Any]:
+    return {**FINDINGS, "root_cause": root_cause}
+
+
+SATISFIED = {"satisfaction": "satisfied", "resolved": True, "comments": "好"}
+
+#: name -> (accepted at, intake, [(time, path, body)]). Outcomes under the default policy:
+FIXTURE: dict[str, tuple[str, dict[str, Any], list[tuple[str, str, dict[str, Any]]]]] = {
+    # Mobile network, Tue 29 Sep 10:00. investigation 72 h -> 2 Oct 10:00: met 30 Sep.
+    # reply 2 working days -> 30 Sep, 8 Oct: due 8 Oct 23:59:59, met 8 Oct 15:00 (a calendar
+    # count would say missed). operator_answer 15 days: met. Satisfied, archived.
+    "A": (
+        "2026-09-29T10:00",
+        intake("A"),
+        [
+            ("2026-09-29T11:00", "assignment", assign("network-ops")),
+            ("2026-09-30T09:00", "findings", findings("base_station_fault")),
+            ("2026-09-30T10:00", "resolution", RESOLUTION),
+            ("2026-10-08T15:00", "reply", REPLY),
+            ("2026-10-09T10:00", "callback", SATISFIED),
+            ("2026-10-09T11:00", "archive", {"summary": "已修复"}),
+        ],
+    ),
+    # Mobile network, Wed 30 Sep 16:00. investigation -> 3 Oct 16:00: missed (8 Oct).
+    # reply -> 8 Oct, 9 Oct: due 9 Oct 23:59:59, missed (Sat 10 Oct). operator_answer met.
+    # Dissatisfied (still resolved) -> escalated.
+    "B": (
+        "2026-09-30T16:00",
+        intake("B"),
+        [
+            ("2026-09-30T17:00", "assignment", assign("network-ops")),
+            ("2026-10-08T10:00", "findings", findings("base_station_fault")),
+            ("2026-10-08T11:00", "resolution", RESOLUTION),
+            ("2026-10-10T10:00", "reply", REPLY),
+            (
+                "2026-10-12T10:00",
+                "callback",
+                {"satisfaction": "dissatisfied", "resolved": True, "comments": "慢"},
+            ),
+        ],
+    ),
+    # Broadband billing by web, received Sun 27 Sep 20:00, accepted Mon 28 Sep 09:00.
+    # acceptance 24 h from receipt: met. investigation -> 1 Oct 09:00: met 29 Sep.
+    # reply 3 working days -> 29, 30 Sep, 8 Oct: missed (10 Oct). resolution 5 working days
+    # -> ..., 9, 10 Oct: due 10 Oct 23:59:59, met 10 Oct 09:00. operator_answer met.
+    # Basically satisfied, archived.
+    "C": (
+        "2026-09-28T09:00",
+        intake(
+            "C",
+            channel="web",
+            business_type="broadband",
+            category="billing",
+            received_at="2026-09-27T20:00:00+08:00",
+        ),
+        [
+            ("2026-09-28T10:00", "assignment", assign("billing-center")),
+            ("2026-09-29T10:00", "findings", findings("billing_error")),
+            ("2026-09-29T11:00", "resolution", RESOLUTION),
+            ("2026-10-10T09:00", "reply", REPLY),
+            (
+                "2026-10-12T10:00",
+                "callback",
+                {"satisfaction": "basically_satisfied", "resolved": True, "comments": "可以"},
+            ),
+            ("2026-10-12T11:00", "archive", {"summary": "已退费"}),
+        ],
+    ),
+    # Urban broadband fault, Fri 2 Oct 20:00 (a holiday). repair 36 h -> 4 Oct 08:00: missed
+    # (plan 9 Oct). Complex: investigation 5 working days -> 8, 9, 10, 12, 13 Oct: met 9 Oct.
+    # reply 3 working days -> 10 Oct: missed (12 Oct). resolution 5 working days -> 13 Oct:
+    # met. operator_answer met. One callback attempt reached nobody.
+    "D": (
+        "2026-10-02T20:00",
+        intake("D", business_type="broadband", category="fault_repair", area="urban"),
+        [
+            ("2026-10-03T09:00", "assignment", assign("broadband-repair", "complex")),
+            ("2026-10-09T10:00", "findings", findings("line_fault")),
+            ("2026-10-09T11:00", "resolution", RESOLUTION),
+            ("2026-10-12T10:00", "reply", REPLY),
+            ("2026-10-13T10:00", "callback", {"reached": False, "comments": "无人接听"}),
+        ],
+    ),
+    # Mobile billing, diamond customer, Thu 1 Oct 09:00 (a holiday). investigation 72 h ->
+    # 4 Oct 09:00: met 3 Oct 20:00. reply capped at 1 working day -> 8 Oct 23:59:59: met
+    # 8 Oct 16:00. resolution -> 13 Oct: met. Satisfied but unresolved -> escalated.
+    "E": (
+        "2026-10-01T09:00",
+        intake("E", category="billing", vip={"vip_tier": "diamond"}),
+        [
+            ("2026-10-01T10:00", "assignment", assign("billing-center")),
+            ("2026-10-03T20:00", "findings", findings("billing_error")),
+            ("2026-10-03T21:00", "resolution", RESOLUTION),
+            ("2026-10-08T16:00", "reply", REPLY),
+            (
+                "2026-10-12T10:00",
+                "callback",
+                {"satisfaction": "satisfied", "resolved": False, "comments": "还没退"},
+            ),
+        ],
+    ),
+    # Mobile "other", Tue 29 Sep 09:00, refused an hour later: a refusal answers, so every
+    # limit (investigation, reply, resolution, operator_answer) is met.
+    "F": (
+        "2026-09-29T09:00",
+        intake("F", category="other"),
+        [
+            (
+                "2026-09-29T10:00",
+                "refusal",
+                {"reason": "out_of_scope", "explanation": "第三方业务", "redirect": "请联系商家"},
+            ),
+        ],
+    ),
+    # A's customer again, Sat 3 Oct 10:00: a repeat, left untouched. investigation -> 6 Oct:
+    # missed; reply 2 working days -> 9 Oct: missed; operator_answer -> 18 Oct: running.
+    "H": ("2026-10-03T10:00", intake("A"), []),
+    # Outside the period.
+    "G": ("2026-10-12T09:00", intake("G"), []),
+}
+
+ROLES = {
+    "refusal": "agent",
+    "callback": "callback",
+    "archive": "callback",
+    "assignment": "supervisor",
+}
+
+
+async def drive(clock: FixedClock, api: Api, inv: Api, cb: Api) -> None:
+    apps = {"refusal": api, "callback": cb, "archive": cb}
+    for name, (accepted, body, steps) in FIXTURE.items():
+        clock.now = beijing(accepted)
+        created = await api.accept(body)
+        assert created.status_code == 201, (name, created.text)
+        cid = created.json()["id"]
+        for when, path, step in steps:
+            clock.now = beijing(when)
+            app = apps.get(path, inv)
+            role = ROLES.get(path, "investigator")
+            done = await app.client.post(
+                f"/complaints/{cid}/{path}", json=step, headers=app.headers(role, f"{role}-9")
+            )
+            assert done.status_code == 200, (name, path, done.text)
+    clock.now = beijing(REPORTED_AT)
+
+
+async def report(
+    cb: Api, store: ComplaintStore, role: str = "analyst", **params: str
+) -> dict[str, Any]:
+    await catch_up(store, SummaryProjection(store))
+    answer = await cb.get("/reports/improvement", role, **{**PERIOD, **params})
+    assert answer.status_code == 200, answer.text
+    return dict(answer.json())
+
+
+def by(rows: list[dict[str, Any]], key: str) -> dict[str, dict[str, Any]]:
+    return {row[key]: row for row in rows}
+
+
+def figures(row: dict[str, Any]) -> tuple[Any, ...]:
+    return row["met"], row["missed"], row["running"], row["on_time_rate"]
+
+
+async def test_report_matches_the_hand_count(
+    api: Api, inv: Api, cb: Api, clock: FixedClock, store: ComplaintStore
+) -> None:
+    await drive(clock, api, inv, cb)
+    got = await report(cb, store)
+
+    assert got["complaints"] == 7  # G lies outside the period
+    assert got["counts"]["category"] == {
+        "billing": 2,
+        "fault_repair": 1,
+        "network_coverage": 3,
+        "other": 1,
+    }
+    assert got["counts"]["business_type"] == {"broadband": 2, "mobile": 5}
+    assert got["counts"]["channel"] == {"hotline": 6, "web": 1}
+    assert got["counts"]["vip_tier"] == {"diamond": 1, "none": 6}
+    assert got["counts"]["department"] == {
+        "billing-center": 2,
+        "broadband-repair": 1,
+        "network-ops": 2,
+        "unassigned": 2,
+    }
+    assert got["counts"]["root_cause"] == {
+        "base_station_fault": 2,
+        "billing_error": 2,
+        "line_fault": 1,
+        "not_recorded": 2,
+    }
+    assert got["counts"]["status"] == {
+        "accepted": 1,
+        "archived": 2,
+        "escalated": 2,
+        "refused": 1,
+        "replied": 1,
+    }
+    assert got["repeat_rate"] == {"complaints": 7, "repeats": 1, "rate": 0.1429}
+    assert got["escalated"] == 2  # B dissatisfied, E unresolved
+    assert got["satisfaction"] == {
+        "callbacks": 4,  # A, B, C, E; D's attempt reached nobody
+        "satisfied": 2,
+        "basically_satisfied": 1,
+        "dissatisfied": 1,
+        "satisfaction_rate": 0.75,
+        "resolved_rate": 0.75,  # E said unresolved
+        "unreached_attempts": 1,
+    }
+
+    limits = by(got["time_limits"]["limits"], "limit")
+    assert figures(limits["acceptance"]) == (1, 0, 0, 1.0)  # C
+    assert figures(limits["investigation"]) == (5, 2, 0, 0.7143)  # B and H missed
+    assert figures(limits["reply"]) == (3, 4, 0, 0.4286)  # A, E, F met
+    assert figures(limits["resolution"]) == (4, 0, 0, 1.0)  # C, D, E, F
+    assert limits["resolution"]["target"] == 0.98 and limits["resolution"]["gap"] == 0.02
+    assert figures(limits["repair"]) == (0, 1, 0, 0.0)  # D
+    assert figures(limits["operator_answer"]) == (6, 0, 1, 1.0)  # H still running
+    assert got["time_limits"]["policy_versions"] == ["2026.1"]
+
+    rules = {(r["limit"], r["rule"]): r for r in got["time_limits"]["rules"]}
+    assert figures(rules["reply", "2 working_days"]) == (1, 2, 0, 0.3333)  # A / B, H
+    assert figures(rules["reply", "3 working_days"]) == (1, 2, 0, 0.3333)  # F / C, D
+    assert figures(rules["reply", "1 working_days"]) == (1, 0, 0, 1.0)  # E, the VIP cap
+    assert figures(rules["investigation", "72 hours"]) == (4, 2, 0, 0.6667)
+    assert figures(rules["investigation", "5 working_days"]) == (1, 0, 0, 1.0)  # D, complex
+    assert "seed 004" in rules["reply", "2 working_days"]["source"]
+
+    # Weakest links: every deadline of a group against its mean target, furthest below first.
+    # broadband-repair 3/5 = 0.6 vs 0.996; network-ops 4/6 vs 1.0; unassigned (F, H) 4/6 vs
+    # 5.98/6; billing-center 8/9 vs 8.96/9.
+    weakest = got["time_limits"]["weakest_links"]
+    assert [(g["group"], g["gap"]) for g in weakest["departments"]] == [
+        ("broadband-repair", -0.396),
+        ("network-ops", -0.3333),
+        ("unassigned", -0.33),
+        ("billing-center", -0.1067),
+    ]
+    # network_coverage 4/8; fault_repair as D; billing as billing-center; other (F) 4/4 is
+    # above its target and is not a weak link.
+    assert [(g["group"], g["gap"]) for g in weakest["categories"]] == [
+        ("network_coverage", -0.5),
+        ("fault_repair", -0.396),
+        ("billing", -0.1067),
+    ]
+
+    # Any past period: the first three days hold A, B, C and F only.
+    early = await report(cb, store, **{"to": "2026-10-01T00:00:00+08:00"})
+    assert early["complaints"] == 4
+    assert early["counts"]["category"] == {"billing": 1, "network_coverage": 2, "other": 1}
+
+
+#: A stricter draft: shorter investigation, reply within one working day for everyone,
+#: resolution within four, acceptance within 12 hours; no repair or operator_answer limit.
+STRICT = """
+version = "strict-draft"
+timezone = "Asia/Shanghai"
+
+[[limit]]
+name = "acceptance"
+applies = { channel = ["web", "app", "email", "social_media", "letter"] }
+start = "received"
+amount = 12
+unit = "hours"
+met_by = ["Accepted"]
+
+[[limit]]
+name = "investigation"
+amount = 48
+unit = "hours"
+met_by = ["FindingsRecorded"]
+pausable = true
+
+[[limit]]
+name = "investigation"
+applies = { complexity = ["complex"] }
+amount = 4
+unit = "working_days"
+met_by = ["FindingsRecorded"]
+
+[[limit]]
+name = "reply"
+amount = 1
+unit = "working_days"
+met_by = ["Replied"]
+
+[[limit]]
+name = "resolution"
+applies = { category = ["billing", "service_attitude", "business_handling", "fault_repair",
+    "other"] }
+amount = 4
+unit = "working_days"
+met_by = ["Replied"]
+target = 0.98
+"""
+
+
+@pytest.fixture
+async def strict_cb(
+    settings: Settings, clock: FixedClock, token: TokenFactory, tmp_path: Path
+) -> Any:
+    (tmp_path / "policies").mkdir()
+    (tmp_path / "policies" / "strict.toml").write_text(STRICT, encoding="utf-8")
+    strict = settings.model_copy(update={"policy_dir": tmp_path / "policies"})
+    async with serving(create_callback_app(strict, clock=clock), token) as client:
+        yield client
+
+
+async def test_reanalysis_under_a_stricter_policy(
+    api: Api, inv: Api, strict_cb: Api, clock: FixedClock, store: ComplaintStore
+) -> None:
+    await drive(clock, api, inv, strict_cb)
+    got = await report(strict_cb, store, role="regulator", policy="strict-draft")
+
+    # The rules that applied are unchanged by asking for another policy.
+    applied = by(got["time_limits"]["limits"], "limit")
+    assert figures(applied["reply"]) == (3, 4, 0, 0.4286)
+
+    again = got["reanalysis"]
+    assert again["policy"] == "strict-draft"
+    assert again["time_limits"]["policy_versions"] == ["strict-draft"]
+    limits = by(again["time_limits"]["limits"], "limit")
+    # C accepted 13 h after receipt.
+    assert figures(limits["acceptance"]) == (0, 1, 0, 0.0)
+    # 48 h: A (30 Sep < 1 Oct 10:00), C, F met; B, E (3 Oct 20:00 > 3 Oct 09:00), H missed;
+    # D complex, 4 working days -> 12 Oct: met 9 Oct.
+    assert figures(limits["investigation"]) == (4, 3, 0, 0.5714)
+    # 1 working day: only E (due 8 Oct, replied 8 Oct 16:00) and F (refused) are in time.
+    assert figures(limits["reply"]) == (2, 5, 0, 0.2857)
+    # 4 working days: C due 9 Oct, replied 10 Oct: missed; D due 12 Oct: met; E, F met.
+    assert figures(limits["resolution"]) == (3, 1, 0, 0.75)
+    assert "repair" not in limits and "operator_answer" not in limits
+
+    change = {
+        row["limit"]: (row["applied"], row["reanalysed"], row["change"])
+        for row in again["comparison"]
+    }
+    assert change == {
+        "acceptance": (1.0, 0.0, -1.0),
+        "investigation": (0.7143, 0.5714, -0.1429),
+        "operator_answer": (1.0, None, None),
+        "repair": (0.0, None, None),
+        "reply": (0.4286, 0.2857, -0.1429),
+        "resolution": (1.0, 0.75, -0.25),
+    }
+
+
+async def test_the_same_policy_reproduces_the_figures_that_applied(
+    api: Api, inv: Api, cb: Api, clock: FixedClock, store: ComplaintStore
+) -> None:
+    await drive(clock, api, inv, cb)
+    got = await report(cb, store, policy="2026.1")
+    assert got["reanalysis"]["time_limits"] == got["time_limits"]
+    assert all(row["change"] == 0 for row in got["reanalysis"]["comparison"])
+
+
+async def test_csv_carries_the_same_figures(
+    api: Api, inv: Api, cb: Api, clock: FixedClock, store: ComplaintStore
+) -> None:
+    await drive(clock, api, inv, cb)
+    await report(cb, store)
+    answer = await cb.client.get(
+        "/reports/improvement",
+        params={**PERIOD, "policy": "2026.1"},
+        headers=cb.headers("supervisor", Accept="text/csv"),
+    )
+    assert answer.status_code == 200
+    assert answer.headers["content-type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(answer.text)))
+    value = {
+        (r["policy"], r["section"], r["group"], r["key"], r["metric"]): r["value"] for r in rows
+    }
+    assert value["applied", "count", "category", "network_coverage", "complaints"] == "3"
+    assert value["applied", "limit", "reply", "", "on_time_rate"] == "0.4286"
+    assert value["applied", "satisfaction", "", "", "satisfaction_rate"] == "0.75"
+    assert value["2026.1", "comparison", "reply", "", "change"] == "0.0"
+    assert value["applied", "weakest_department", "broadband-repair", "", "gap"] == "-0.396"
+
+
+@pytest.mark.parametrize(
+    ("params", "status"),
+    [
+        ({"from": "2026-10-05T00:00:00+08:00", "to": "2026-10-01T00:00:00+08:00"}, 422),
+        ({"from": "2020-01-01T00:00:00Z", "to": "2026-01-01T00:00:00Z"}, 422),  # too long
+        ({"from": "2026-10-01"}, 422),  # no offset
+        ({"policy": "no-such-version"}, 422),
+    ],
+)
+async def test_bad_report_requests_are_refused(
+    cb: Api, params: dict[str, str], status: int
+) -> None:
+    answer = await cb.get("/reports/improvement", "analyst", **params)
+    assert answer.status_code == status, answer.text
+    assert answer.headers["content-type"] == "application/problem+json"
+
+
+@pytest.mark.parametrize(
+    ("role", "status"),
+    [
+        ("analyst", 200),
+        ("supervisor", 200),
+        ("regulator", 200),
+        ("admin", 200),
+        ("agent", 403),
+        ("callback", 403),
+        ("investigator", 403),
+    ],
+)
+async def test_who_may_read_reports(cb: Api, role: str, status: int) -> None:
+    assert (await cb.get("/reports/improvement", role)).status_code == status
