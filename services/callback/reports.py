@@ -137,30 +137,41 @@ class Tally:
     met: int = 0
     missed: int = 0
     running: int = 0
-    targets: float = 0.0  # summed over decided deadlines
+    decided_targets: float = 0.0
+    running_targets: float = 0.0
 
     def add(self, state: DeadlineState, target: float) -> None:
         if state is DeadlineState.RUNNING:
             self.running += 1
+            self.running_targets += target
             return
-        self.targets += target
+        self.decided_targets += target
         if state is DeadlineState.MET:
             self.met += 1
         else:
             self.missed += 1
 
-    def figures(self) -> dict[str, Any]:
+    @property
+    def gap(self) -> float | None:
+        """On-time rate minus target over the decided deadlines, before any rounding."""
         decided = self.met + self.missed
-        rate = _rate(self.met, decided)
-        target = round(self.targets / decided, 4) if decided else None
-        gap = round(rate - target, 4) if rate is not None and target is not None else None
+        return (self.met - self.decided_targets) / decided if decided else None
+
+    def figures(self) -> dict[str, Any]:
+        """The rate is over the decided deadlines, and so is the target they are held to (the
+        running ones' target while none is decided)."""
+        decided = self.met + self.missed
+        if decided:
+            target: float | None = self.decided_targets / decided
+        else:
+            target = self.running_targets / self.running if self.running else None
         return {
             "met": self.met,
             "missed": self.missed,
             "running": self.running,
-            "on_time_rate": rate,
-            "target": target,
-            "gap": gap,
+            "on_time_rate": _rate(self.met, decided),
+            "target": round(target, 4) if target is not None else None,
+            "gap": round(self.gap, 4) if self.gap is not None else None,
         }
 
 
@@ -179,11 +190,12 @@ def _rule(deadline: Mapping[str, Any]) -> tuple[str, str, str, float]:
 
 def _weakest(tallies: Mapping[str, Tally]) -> list[GroupOnTime]:
     below = [
-        GroupOnTime(group=group, **figures)
+        (gap, group, tally)
         for group, tally in tallies.items()
-        if (figures := tally.figures())["gap"] is not None and figures["gap"] < 0
+        if (gap := tally.gap) is not None and gap < 0
     ]
-    return sorted(below, key=lambda g: (g.gap, -g.missed, g.group))
+    below.sort(key=lambda item: (item[0], -item[2].missed, item[1]))
+    return [GroupOnTime(group=group, **tally.figures()) for _, group, tally in below]
 
 
 def time_limits(assessed: Iterable[tuple[Mapping[str, Any], Book]], now: datetime) -> TimeLimits:
@@ -196,11 +208,14 @@ def time_limits(assessed: Iterable[tuple[Mapping[str, Any], Book]], now: datetim
     for row, book in assessed:
         for deadline in book.values():
             met_at = deadline.get("met_at")
-            state = deadline_state(
-                datetime.fromisoformat(deadline["due_at"]),
-                datetime.fromisoformat(met_at) if met_at else None,
-                now,
-            )
+            if row["paused"] and deadline["pausable"] and not met_at:
+                state = DeadlineState.RUNNING  # its clock stands still: not due while paused
+            else:
+                state = deadline_state(
+                    datetime.fromisoformat(deadline["due_at"]),
+                    datetime.fromisoformat(met_at) if met_at else None,
+                    now,
+                )
             target = float(deadline["target"])
             for tally in (
                 rules[_rule(deadline)],
@@ -320,12 +335,13 @@ CSV_COLUMNS = ("policy", "section", "group", "key", "metric", "value")
 def _time_limit_lines(policy: str, limits: TimeLimits) -> Iterator[tuple[Any, ...]]:
     figures = ("met", "missed", "running", "on_time_rate", "target", "gap")
     for rule in limits.rules:
+        key = "; ".join(part for part in (rule.rule, f"target {rule.target}", rule.source) if part)
         for metric in figures:
             yield (
                 policy,
                 "rule",
                 rule.limit,
-                f"{rule.rule} ({rule.source})",
+                key,
                 metric,
                 getattr(rule, metric),
             )

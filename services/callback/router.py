@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from functools import partial
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response
+import anyio
+from fastapi import APIRouter, Depends, Query, Request, Response
 
 from services.callback.reports import ImprovementReport, build_report, load_rows, to_csv
 from services.callback.schemas import ArchiveRequest, CallbackRequest
@@ -17,7 +19,7 @@ from shared.domain.policy import Policy
 from shared.http.auth import require_roles
 from shared.http.commands import execute
 from shared.http.deps import ClockDep, IfMatchDep, SettingsDep, StoreDep, command_context
-from shared.http.errors import COMMAND_RESPONSES
+from shared.http.errors import COMMAND_RESPONSES, READ_RESPONSES, invalid_field
 from shared.http.fields import Timestamp
 from shared.http.views import ComplaintView
 
@@ -62,6 +64,8 @@ async def archive(
     )
 
 
+reports = APIRouter(tags=["reports"], responses=READ_RESPONSES)
+
 Analyst = Annotated[Actor, Depends(require_roles(Role.ANALYST, Role.SUPERVISOR, Role.REGULATOR))]
 
 
@@ -73,13 +77,36 @@ def _policies(request: Request) -> dict[str, Policy]:
 PoliciesDep = Annotated[dict[str, Policy], Depends(_policies)]
 
 
-@router.get(
+def _wants_csv(accept: str) -> bool:
+    """CSV if the client ranks `text/csv` at least as high as JSON (RFC 9110 `q` values)."""
+    quality: dict[str, float] = {}
+    for part in accept.split(","):
+        media, *params = (p.strip() for p in part.split(";"))
+        q = 1.0
+        for param in params:
+            name, _, value = param.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+        quality[media.lower()] = q
+    csv = quality.get("text/csv", 0.0)
+    return csv > 0 and csv >= quality.get("application/json", 0.0)
+
+
+@reports.get(
     "/reports/improvement",
-    tags=["reports"],
     response_model=ImprovementReport,
-    responses={200: {"content": {"text/csv": {}}, "description": "as JSON, or CSV if asked"}},
+    responses={
+        200: {
+            "content": {"text/csv": {"schema": {"type": "string"}}},
+            "description": "JSON, or CSV (one figure per line) with `Accept: text/csv`",
+        }
+    },
 )
 async def improvement_report(
+    request: Request,
     _: Analyst,
     store: StoreDep,
     clock: ClockDep,
@@ -93,7 +120,6 @@ async def improvement_report(
         str | None,
         Query(max_length=64, description="re-analyse under this policy version as well"),
     ] = None,
-    accept: Annotated[str, Header(description="`text/csv` for CSV")] = "application/json",
 ) -> ImprovementReport | Response:
     """Complaints accepted in [from, to): counts, on-time rates per limit against target,
     repeat rate, satisfaction, weakest links; `?policy=` re-assesses them under another
@@ -102,16 +128,26 @@ async def improvement_report(
     end = end or now
     start = start or end - timedelta(days=30)
     if end <= start:
-        raise HTTPException(422, "`to` must be after `from`.")
+        raise invalid_field("query", "to", "must be after `from`")
     if end - start > timedelta(days=settings.report_max_days):
-        raise HTTPException(422, f"A report covers at most {settings.report_max_days} days.")
+        raise invalid_field(
+            "query", "from", f"a report covers {settings.report_max_days} days at most"
+        )
     if policy is not None and policy not in policies:
-        known = ", ".join(sorted(policies))
-        raise HTTPException(422, f"Unknown policy version {policy!r}; known: {known}.")
+        raise invalid_field(
+            "query", "policy", f"unknown version; known: {', '.join(sorted(policies))}"
+        )
     rows = await load_rows(store.engine, start, end)
-    report = build_report(
-        rows, start=start, end=end, now=now, under=policies[policy] if policy else None
+    under = policies[policy] if policy else None
+    # Thousands of complaints take a while to re-assess: off the event loop.
+    report = await anyio.to_thread.run_sync(
+        partial(build_report, rows, start=start, end=end, now=now, under=under)
     )
-    if "text/csv" in accept:
-        return Response(to_csv(report), media_type="text/csv; charset=utf-8")
+    if _wants_csv(request.headers.get("accept", "")):
+        name = f"improvement-{start.date().isoformat()}-{end.date().isoformat()}.csv"
+        return Response(
+            to_csv(report),
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": f'attachment; filename="{name}"'},
+        )
     return report

@@ -12,8 +12,10 @@ from services.investigation.schemas import (
     EvidenceRequest,
     ExtensionRequest,
     FindingsRequest,
+    PauseRequest,
     ReplyRequest,
     ResolutionRequest,
+    ResumeRequest,
 )
 from shared.domain.codes import Role
 from shared.domain.context import CommandContext
@@ -151,4 +153,34 @@ async def reply(
         ctx,
         if_match,
         response,
+    )
+
+
+@router.post("/complaints/{complaint_id}/pause", response_model=ComplaintView)
+async def pause_clock(
+    complaint_id: UUID,
+    body: PauseRequest,
+    ctx: InvestigatorCtx,
+    store: StoreDep,
+    if_match: IfMatchDep,
+    response: Response,
+) -> ComplaintView:
+    """Pause the pausable time limits (the policy says which), e.g. waiting for the customer."""
+    return await execute(
+        store, complaint_id, lambda c: c.pause_clock(body.reason, ctx), ctx, if_match, response
+    )
+
+
+@router.post("/complaints/{complaint_id}/resume", response_model=ComplaintView)
+async def resume_clock(
+    complaint_id: UUID,
+    body: ResumeRequest,
+    ctx: InvestigatorCtx,
+    store: StoreDep,
+    if_match: IfMatchDep,
+    response: Response,
+) -> ComplaintView:
+    """Resume the paused limits: each due time moves on by the length of the pause."""
+    return await execute(
+        store, complaint_id, lambda c: c.resume_clock(ctx), ctx, if_match, response
     )

@@ -108,3 +108,13 @@ class ReplyRequest(RequestModel):
     basis: Text2000
     plan: Text2000
     execution: Text2000 = Field(description="how far the plan has been carried out")
+
+
+class PauseRequest(RequestModel):
+    """Stop the pausable limits while waiting on the customer (every pause is an event)."""
+
+    reason: Text500 = Field(examples=["等待客户提供缴费凭证"])
+
+
+class ResumeRequest(RequestModel):
+    """Start the paused limits again; each moves on by the time it stood still."""

@@ -13,7 +13,7 @@ from shared.domain.codes import Role
 from shared.domain.context import Actor
 from shared.http.auth import require_roles
 from shared.http.deps import ClockDep, StoreDep
-from shared.http.errors import READ_RESPONSES
+from shared.http.errors import READ_RESPONSES, invalid_field
 from shared.http.fields import Timestamp
 
 router = APIRouter(tags=["audit"], responses=READ_RESPONSES)
@@ -51,7 +51,7 @@ async def audit_export(
     """Every event of [from, to) in global order, with the hash chain; check it with
     `shared/audit/verify.py` and the checkpoints."""
     if start is not None and end is not None and end <= start:
-        raise HTTPException(422, "`to` must be after `from`.")
+        raise invalid_field("query", "to", "must be after `from`")
     return StreamingResponse(
         export_lines(store, store.engine, checkpoints.key, start=start, end=end, now=clock()),
         media_type="application/x-ndjson",

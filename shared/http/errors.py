@@ -110,6 +110,13 @@ def _field_errors(exc: RequestValidationError) -> list[dict[str, str]]:
     return errors
 
 
+def invalid_field(location: str, field: str, message: str) -> RequestValidationError:
+    """A 422 naming one field, for what a schema cannot say (e.g. `to` must follow `from`)."""
+    return RequestValidationError(
+        [{"loc": (location, field), "msg": message, "type": "value_error"}]
+    )
+
+
 async def _validation_handler(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors = _field_errors(exc)

@@ -67,6 +67,7 @@ class Deadline(BaseModel):
     amount: int | float | None = Field(default=None, examples=[3])
     unit: str = Field(examples=["working_days"])
     target: float = Field(examples=[1.0], description="share to be met on time")
+    pausable: bool = Field(default=False, description="stands still while the clock is paused")
     policy_version: str | None = Field(default=None, examples=["2026.1"])
     source: str = ""
 

@@ -127,6 +127,7 @@ def analysis_row(complaint: Complaint) -> dict[str, Any]:
         "satisfaction": last_callback.get("satisfaction"),
         "resolved": last_callback.get("resolved"),
         "unreached_callbacks": len(complaint.callback_attempts),
+        "paused": complaint.paused_at is not None,
         "deadlines": list(complaint.deadlines.values()),
         "timeline": complaint.timeline,
     }

@@ -105,6 +105,7 @@ complaint_analysis = Table(
     Column("satisfaction", String(32)),  # of the last callback that reached the customer
     Column("resolved", Boolean),
     Column("unreached_callbacks", Integer, nullable=False),
+    Column("paused", Boolean, nullable=False),  # pausable limits stand still meanwhile
     Column("deadlines", JSON, nullable=False),
     Column("timeline", JSON, nullable=False),
     Index("ix_analysis_accepted", "accepted_at"),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
@@ -208,3 +208,28 @@ async def test_bad_money_is_422(api: Api, inv: Api, amount: object) -> None:
     body = {**RESOLUTION, "remedies": [{"type": "refund", "amount": amount}]}
     response = await command(inv, cid, "resolution", body)
     assert response.status_code == 422, response.text
+
+
+async def test_a_pause_moves_the_pausable_limits_by_its_length(
+    api: Api, inv: Api, clock: FixedClock
+) -> None:
+    cid = (await api.accept(intake_body())).json()["id"]
+    before = {
+        d["name"]: d["due_at"] for d in (await api.get(f"/complaints/{cid}")).json()["deadlines"]
+    }
+    paused = await command(inv, cid, "pause", {"reason": "等待客户回复"})
+    assert paused.status_code == 200, paused.text
+    assert paused.json()["clock_paused"] is True
+    again = await command(inv, cid, "pause", {"reason": "again"})
+    assert again.status_code == 409
+    clock.advance(timedelta(hours=5))
+    resumed = await command(inv, cid, "resume", {})
+    assert resumed.status_code == 200, resumed.text
+    after = {d["name"]: d for d in resumed.json()["deadlines"]}
+    assert after["investigation"]["pausable"] is True
+    moved = datetime.fromisoformat(after["investigation"]["due_at"]) - datetime.fromisoformat(
+        before["investigation"]
+    )
+    assert moved == timedelta(hours=5)
+    assert after["operator_answer"]["due_at"] == before["operator_answer"]  # not pausable
+    assert (await command(inv, cid, "resume", {})).status_code == 409

@@ -37,6 +37,7 @@ def upgrade() -> None:
         sa.Column("satisfaction", sa.String(32)),
         sa.Column("resolved", sa.Boolean()),
         sa.Column("unreached_callbacks", sa.Integer(), nullable=False),
+        sa.Column("paused", sa.Boolean(), nullable=False),
         sa.Column("deadlines", sa.JSON(), nullable=False),
         sa.Column("timeline", sa.JSON(), nullable=False),
     )
