@@ -33,7 +33,9 @@ def create_app() -> FastAPI:
 
     @app.post("/messages", status_code=202)
     async def take(
-        message: Message, idempotency_key: Annotated[str, Header(min_length=1, max_length=255)]
+        message: Message,
+        idempotency_key: Annotated[str, Header(min_length=1, max_length=255)],
+        x_request_id: Annotated[str | None, Header(max_length=255)] = None,
     ) -> dict[str, Any]:
         """Take one message; the same key again returns the first answer."""
         if app.state.down:
@@ -48,7 +50,11 @@ def create_app() -> FastAPI:
                 "id": f"gw-{uuid.uuid4().hex[:12]}",
                 "received_at": datetime.now(UTC).isoformat(),
             }
-            received[idempotency_key] = {"message": message.model_dump(), "answer": answer}
+            received[idempotency_key] = {
+                "message": message.model_dump(),
+                "answer": answer,
+                "request_id": x_request_id,
+            }
         print(f"[{message.channel.upper()} to {message.to}] {message.text}", flush=True)
         return answer
 

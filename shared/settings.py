@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 
@@ -46,6 +46,10 @@ class Settings(BaseSettings):
     idempotency_lease_seconds: float = Field(default=30.0, gt=0)
     #: Largest request body accepted (413 beyond).
     max_body_bytes: int = Field(default=256 * 1024, ge=1024)
+    #: Requests per second each client (token `sub`, else address) may make on average, and
+    #: the burst it may send at once; beyond that 429 with Retry-After. 0 turns limits off.
+    rate_limit_per_second: float = Field(default=100.0, ge=0)
+    rate_limit_burst: int = Field(default=200, ge=1)
     log_level: str = "info"
 
     #: Ed25519 private key (PEM) that signs audit checkpoints; created by setup in development.
@@ -72,6 +76,18 @@ class Settings(BaseSettings):
     notification_backoff_max_seconds: float = Field(default=300.0, gt=0)
     #: How long a list with `min_position` waits for the projection to get there.
     read_your_writes_seconds: float = Field(default=5.0, ge=0, le=30)
+
+    @model_validator(mode="after")
+    def _whole_rate_window(self) -> Settings:
+        """The limiter allows `burst` requests per burst/rate seconds: a whole number of them."""
+        if self.rate_limit_per_second > 0:
+            window = self.rate_limit_burst / self.rate_limit_per_second
+            if window < 1 or window != int(window):
+                raise ValueError(
+                    "COMPLAINTS_RATE_LIMIT_BURST divided by COMPLAINTS_RATE_LIMIT_PER_SECOND "
+                    "must be a whole number of seconds, at least 1 (e.g. 200 and 100)"
+                )
+        return self
 
     @property
     def url(self) -> URL:

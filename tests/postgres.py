@@ -49,6 +49,67 @@ class NoPostgres(RuntimeError):
     pass
 
 
+class Cluster:
+    """A throwaway PostgreSQL cluster from the local binaries (`initdb`, `pg_ctl`), on a free
+    port. It can be crashed (`stop -m immediate`: no shutdown checkpoint, like a power cut for
+    the server process) and started again on the same data."""
+
+    def __init__(self) -> None:
+        initdb, pg_ctl = _binary("initdb"), _binary("pg_ctl")
+        if not initdb or not pg_ctl:
+            raise NoPostgres(
+                "No initdb/pg_ctl were found to start a PostgreSQL cluster. Install "
+                "PostgreSQL 15 (e.g. `apt-get install postgresql`)."
+            )
+        self.pg_ctl = pg_ctl
+        self.workdir = tempfile.mkdtemp(prefix="complaints-pg-")
+        self.prefix: list[str] = []
+        if os.geteuid() == 0:  # initdb refuses to run as root
+            shutil.chown(self.workdir, "postgres")
+            self.prefix = ["runuser", "-u", "postgres", "--"]
+        self.port = _free_port()
+        self.data = os.path.join(self.workdir, "data")
+        self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+        subprocess.run(
+            [*self.prefix, initdb, "-D", self.data, "-U", "postgres", "-A", "trust"],
+            check=True,
+            capture_output=True,
+        )
+
+    def start(self) -> None:
+        subprocess.run(
+            [
+                *self.prefix,
+                self.pg_ctl,
+                "-D",
+                self.data,
+                "-l",
+                os.path.join(self.workdir, "log"),
+                "-w",
+                "-o",
+                f"-p {self.port} -k {self.workdir} -c listen_addresses=127.0.0.1",
+                "start",
+            ],
+            check=True,
+            capture_output=True,
+        )
+        deadline = time.monotonic() + 30
+        while not _answers(self.url):
+            if time.monotonic() > deadline:
+                raise NoPostgres("the throwaway PostgreSQL cluster did not start")
+            time.sleep(0.2)
+
+    def crash(self) -> None:
+        subprocess.run(
+            [*self.prefix, self.pg_ctl, "-D", self.data, "-m", "immediate", "stop"],
+            capture_output=True,
+        )
+
+    def remove(self) -> None:
+        self.crash()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
 @contextmanager
 def postgres_server() -> Iterator[str]:
     """Yields an admin URL of a PostgreSQL server to create test databases in."""
@@ -56,54 +117,18 @@ def postgres_server() -> Iterator[str]:
     if _answers(url):
         yield url
         return
-    initdb, pg_ctl = _binary("initdb"), _binary("pg_ctl")
-    if not initdb or not pg_ctl:
-        raise NoPostgres(
-            f"No PostgreSQL answers at {url} and no initdb/pg_ctl were found to start one. "
-            "Install PostgreSQL 15 (e.g. `apt-get install postgresql`) or set "
-            "COMPLAINTS_TEST_POSTGRES_URL to a server you can create databases on."
-        )
-    workdir = tempfile.mkdtemp(prefix="complaints-pg-")
-    prefix: list[str] = []
-    if os.geteuid() == 0:  # initdb refuses to run as root
-        shutil.chown(workdir, "postgres")
-        prefix = ["runuser", "-u", "postgres", "--"]
-    port = _free_port()
-    data = os.path.join(workdir, "data")
-    subprocess.run(
-        [*prefix, initdb, "-D", data, "-U", "postgres", "-A", "trust"],
-        check=True,
-        capture_output=True,
-    )
-    subprocess.run(
-        [
-            *prefix,
-            pg_ctl,
-            "-D",
-            data,
-            "-l",
-            os.path.join(workdir, "log"),
-            "-w",
-            "-o",
-            f"-p {port} -k {workdir} -c listen_addresses=127.0.0.1",
-            "start",
-        ],
-        check=True,
-        capture_output=True,
-    )
     try:
-        local = f"postgresql://postgres@127.0.0.1:{port}/postgres"
-        deadline = time.monotonic() + 30
-        while not _answers(local):
-            if time.monotonic() > deadline:
-                raise NoPostgres("the throwaway PostgreSQL cluster did not start")
-            time.sleep(0.2)
-        yield local
+        cluster = Cluster()
+    except NoPostgres as exc:
+        raise NoPostgres(
+            f"No PostgreSQL answers at {url} and {exc} Or set COMPLAINTS_TEST_POSTGRES_URL "
+            "to a server you can create databases on."
+        ) from None
+    try:
+        cluster.start()
+        yield cluster.url
     finally:
-        subprocess.run(
-            [*prefix, pg_ctl, "-D", data, "-m", "immediate", "stop"], capture_output=True
-        )
-        shutil.rmtree(workdir, ignore_errors=True)
+        cluster.remove()
 
 
 def create_database(admin_url: str, *, template: str | None = None) -> str:

@@ -18,6 +18,7 @@ from sqlalchemy import func, select
 from shared.domain.clock import Clock
 from shared.domain.codes import Status
 from shared.domain.context import Actor, CommandContext
+from shared.logs import correlation_id, new_correlation_id
 from shared.readmodel.tables import complaint_summaries
 from shared.readmodel.times import to_utc
 from shared.store.facade import ComplaintStore
@@ -89,6 +90,7 @@ class IncidentWatch:
                 ]
         declared = 0
         for (category, area), ids in members.items():
+            correlation_id.set(new_correlation_id())
             ctx = CommandContext(actor=ACTOR, service="escalation", at=now)
             if await self.store.declare_incident(category, area, start, ids, ctx):
                 declared += 1

@@ -20,6 +20,7 @@ from shared.domain.clock import Clock
 from shared.domain.codes import Status
 from shared.domain.context import Actor, CommandContext
 from shared.domain.errors import DomainError
+from shared.logs import correlation_id, new_correlation_id
 from shared.readmodel.tables import complaint_summaries, deadlines
 from shared.readmodel.times import to_utc
 from shared.store.facade import ComplaintStore
@@ -90,6 +91,7 @@ class DeadlineWatch:
 
     async def _escalate(self, complaint_id: UUID, deadline: str) -> None:
         async with self._gate:
+            correlation_id.set(new_correlation_id())  # one per escalation, in its logs and event
             ctx = CommandContext(actor=ACTOR, service="escalation", at=self.clock())
             try:
                 await self.store.execute(

@@ -26,6 +26,7 @@ from shared.domain.clock import Clock
 from shared.domain.complaint import Complaint
 from shared.domain.context import Actor, CommandContext
 from shared.domain.errors import DomainError
+from shared.logs import correlation_id, new_correlation_id
 from shared.readmodel.lease import Lease
 from shared.readmodel.tables import notifications
 from shared.store.facade import ComplaintStore
@@ -113,7 +114,23 @@ class Dispatcher:
         now = self.clock()
         if now < self.next_attempt_at(notification):
             return 0
-        message = await self._message(complaint, notification)
+        requested = await self.store.event_at(complaint.id, notification["requested_version"])
+        # The message carries on the correlation id of the request that asked for it.
+        asked_by = requested.ctx.get("correlation_id")
+        token = correlation_id.set(new_correlation_id(asked_by))
+        try:
+            return await self._send(complaint, notification_id, notification, requested.data)
+        finally:
+            correlation_id.reset(token)
+
+    async def _send(
+        self,
+        complaint: Complaint,
+        notification_id: str,
+        notification: dict[str, Any],
+        data: dict[str, Any],
+    ) -> int:
+        message = self._message(complaint, notification, data)
         final = False
         try:
             ref = await self.gateway.send(message, key=f"{complaint.id}:{notification_id}")
@@ -134,9 +151,9 @@ class Dispatcher:
             log.info("message %s of %s: %s", notification_id, complaint.id, exc)
         return 1 if outcome else 0
 
-    async def _message(self, complaint: Complaint, notification: dict[str, Any]) -> Message:
-        event = await self.store.event_at(complaint.id, notification["requested_version"])
-        data = event.data
+    def _message(
+        self, complaint: Complaint, notification: dict[str, Any], data: dict[str, Any]
+    ) -> Message:
         if notification["kind"] == "progress_notice":
             text = f"【投诉进展 {complaint.acceptance_no}】{data['progress_notice']}"
         else:

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import httpx
 
+from shared.logs import correlation_id
+
 
 @dataclass(frozen=True)
 class Message:
@@ -41,7 +43,7 @@ class GatewayClient:
                     "text": message.text,
                     "reference": message.reference,
                 },
-                headers={"Idempotency-Key": key},
+                headers={"Idempotency-Key": key, "X-Request-ID": correlation_id.get() or key},
             )
         except httpx.HTTPError as exc:
             raise GatewayError(f"{type(exc).__name__}: {exc}"[:300]) from exc

@@ -8,10 +8,12 @@ import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 
 from shared.cli.setup_store import main as setup_main
 from shared.settings import Settings
 
+LOG_CONFIG = Path(__file__).resolve().parents[1] / "logging.json"
 SERVICES = {"intake": 8001, "investigation": 8002, "escalation": 8003, "callback": 8004}
 GATEWAY_PORT = 8025
 
@@ -26,6 +28,28 @@ def _wait_ready(port: int, process: subprocess.Popen[bytes], timeout: float = 30
         except OSError:
             time.sleep(0.2)
     return False
+
+
+def service_command(
+    name: str, port: int, *, host: str = "127.0.0.1", log_level: str = "info"
+) -> list[str]:
+    """How a service process is started: uvicorn on its app factory, JSON logs."""
+    return [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        f"services.{name}.main:create_app",
+        "--factory",
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--log-level",
+        log_level,
+        "--log-config",
+        str(LOG_CONFIG),
+        "--no-access-log",  # our own access log carries the correlation id, never a query
+    ]
 
 
 def main() -> None:
@@ -48,21 +72,7 @@ def main() -> None:
         ],
     )
     processes = {
-        name: subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                f"services.{name}.main:create_app",
-                "--factory",
-                "--host",
-                host,
-                "--port",
-                str(port),
-                "--log-level",
-                settings.log_level,
-            ],
-        )
+        name: subprocess.Popen(service_command(name, port, host=host, log_level=settings.log_level))
         for name, port in SERVICES.items()
     }
 

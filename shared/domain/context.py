@@ -7,6 +7,8 @@ from datetime import datetime
 from typing import Any
 from uuid import uuid4
 
+from shared.logs import correlation_id as current_correlation_id
+
 
 @dataclass(frozen=True)
 class Actor:
@@ -25,6 +27,8 @@ class CommandContext:
     recovering: bool = False
     #: Unique per request; lets a retried save recognise its own event that did commit.
     request_id: str = field(default_factory=lambda: uuid4().hex)
+    #: Ties the event to the request's (or task's) logs and to the calls it caused.
+    correlation_id: str | None = field(default_factory=current_correlation_id.get)
 
     def record(self) -> dict[str, Any]:
         """The context as stored in the event (the time is the event's own timestamp)."""
@@ -34,6 +38,7 @@ class CommandContext:
             "channel": self.channel,
             "idempotency_key": self.idempotency_key,
             "request_id": self.request_id,
+            "correlation_id": self.correlation_id,
         }
 
     def at_time(self, at: datetime) -> CommandContext:

@@ -18,7 +18,7 @@ from shared.domain.clock import Clock, system_clock
 from shared.domain.codes import Service
 from shared.http import audit, ops, reads
 from shared.http.errors import install_error_handlers
-from shared.http.middleware import CommandGuard, Metrics
+from shared.http.middleware import CommandGuard, Observe, RateLimit
 from shared.readmodel.projector import ProjectionRunner
 from shared.readmodel.summaries import SummaryProjection
 from shared.settings import Settings
@@ -101,6 +101,9 @@ def create_service_app(
         finally:
             for task in tasks:
                 task.cancel()
+            # Every task must have ended before the store closes under it. (A re-cancel or a
+            # time limit here was tried: SQLAlchemy finishes closing a connection even when
+            # cancelled, and cutting that short left connections that never closed.)
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
@@ -121,7 +124,11 @@ def create_service_app(
 
     install_error_handlers(app)
     app.add_middleware(CommandGuard, max_body_bytes=settings.max_body_bytes)
-    app.add_middleware(Metrics, registry=registry, service=service.value)
+    if settings.rate_limit_per_second > 0:  # outside the guard: a throttled retry claims no key
+        app.add_middleware(
+            RateLimit, rate=settings.rate_limit_per_second, burst=settings.rate_limit_burst
+        )
+    app.add_middleware(Observe, registry=registry, service=service.value)
     for router in routers:
         app.include_router(router)
     app.include_router(reads.router)

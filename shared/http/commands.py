@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from uuid import UUID
 
-from fastapi import Response
+from fastapi import HTTPException, Response
 
 from shared.domain.complaint import Complaint
 from shared.domain.context import CommandContext
@@ -21,10 +21,12 @@ async def execute(
     complaint_id: UUID,
     command: Callable[[Complaint], None],
     ctx: CommandContext,
-    if_match: int | None,
+    if_match: int | str | None,
     response: Response,
 ) -> ComplaintView:
     """Run `command` on the complaint (412 if `If-Match` is stale) and answer its new state."""
+    if isinstance(if_match, str):
+        raise HTTPException(412, f"If-Match {if_match!r} is not a version this API issued.")
     written = await store.execute(complaint_id, command, ctx=ctx, expected_version=if_match)
     return answer(written, ctx, response)
 

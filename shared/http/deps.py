@@ -5,7 +5,7 @@ from collections.abc import Callable, Coroutine
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import Depends, Header, HTTPException, Request
+from fastapi import Depends, Header, Request
 
 from shared.domain.clock import Clock
 from shared.domain.codes import Channel, Role
@@ -40,20 +40,20 @@ def _if_match(
             "has moved on since."
         ),
     ] = None,
-) -> int | None:
+) -> int | str | None:
+    """The version If-Match names; a value that names none is passed on as it is and answered
+    412 by the command, once the body has been validated (a bad body is 422 first)."""
     if if_match is None or if_match.strip() == "*":
         return None
     found = _ETAG.match(if_match)
-    if not found:
-        raise HTTPException(412, f"If-Match {if_match!r} is not a version this API issued.")
-    return int(found.group(1))
+    return int(found.group(1)) if found else if_match
 
 
 StoreDep = Annotated[ComplaintStore, Depends(_store)]
 ClockDep = Annotated[Clock, Depends(_clock)]
 SettingsDep = Annotated[Settings, Depends(_settings)]
 PrincipalDep = Annotated[Principal, Depends(authenticate)]
-IfMatchDep = Annotated[int | None, Depends(_if_match)]
+IfMatchDep = Annotated[int | str | None, Depends(_if_match)]
 
 
 def etag(version: int) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -10,6 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import compile_path
 
 from shared.domain.errors import (
     ComplaintNotFound,
@@ -32,6 +34,8 @@ DOMAIN_STATUS: dict[type[DomainError], tuple[int, str, str]] = {
     VersionMismatch: (412, "version-mismatch", "The complaint has moved on"),
     InvalidCommand: (422, "invalid-command", "The command contradicts the complaint"),
 }
+
+_HTTP_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
 
 _TITLES = {
     400: "Bad request",
@@ -140,12 +144,30 @@ async def _validation_handler(request: Request, exc: Exception) -> JSONResponse:
 
 async def _http_handler(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        headers["Allow"] = _allowed_methods(request)
     return problem_response(
         exc.status_code,
         str(exc.detail) if exc.detail else _TITLES.get(exc.status_code, "Error"),
         instance=request.url.path,
-        headers=dict(exc.headers or {}),
+        headers=headers,
     )
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method the API documents on this path (Starlette names only the first route's)."""
+    table: list[tuple[re.Pattern[str], set[str]]] | None = getattr(
+        request.app.state, "allowed_methods", None
+    )
+    if table is None:
+        table = [
+            (compile_path(path)[0], {m.upper() for m in item if m.upper() in _HTTP_METHODS})
+            for path, item in request.app.openapi()["paths"].items()
+        ]
+        request.app.state.allowed_methods = table
+    path = request.scope["path"]
+    return ", ".join(sorted({m for regex, ms in table if regex.match(path) for m in ms}))
 
 
 async def _domain_handler(request: Request, exc: Exception) -> JSONResponse:
@@ -190,6 +212,7 @@ READ_RESPONSES: dict[int | str, dict[str, Any]] = {
     403: _problem_doc("The token's roles may not do this"),
     404: _problem_doc("No such complaint"),
     422: _problem_doc("Invalid parameters"),
+    429: _problem_doc("Too many requests from this client: retry after `Retry-After` seconds"),
 }
 COMMAND_RESPONSES: dict[int | str, dict[str, Any]] = {
     **READ_RESPONSES,

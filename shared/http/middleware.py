@@ -1,31 +1,54 @@
-"""Pure ASGI middleware: body limits, media type, Idempotency-Key, and Prometheus metrics."""
+"""Pure ASGI middleware: rate limits, body limits, media type, Idempotency-Key, and metrics."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
+import math
 import re
 import time
 from typing import Any
 
+from limits import RateLimitItemPerSecond
+from limits.aio.storage import MemoryStorage
+from limits.aio.strategies import MovingWindowRateLimiter
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.http.auth import InvalidToken, decode_token
 from shared.http.errors import problem_response
+from shared.logs import correlation_id, new_correlation_id
 from shared.store.facade import ComplaintStore
 from shared.store.idempotency import Claimed, InProgress, Mismatch, Replay
 
 log = logging.getLogger("complaints.http")
+access = logging.getLogger("complaints.access")
 
-_WRITES = frozenset({"POST", "PUT", "PATCH"})
+_WRITES = frozenset({"POST"})  # the API has no other writes; others get 405 from routing
 _KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 _REPLAYED_HEADERS = ("content-type", "etag", "location", "event-position")
 #: Answers that wrote nothing and may differ on a retry: the key is released, not stored.
 _NOT_STORED = frozenset({401, 403, 408, 409, 429})
+_SUB = "complaints.sub"
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def client_of(scope: Scope, headers: Headers) -> str | None:
+    """The `sub` of the request's valid bearer token, if it has one (decoded once a request)."""
+    if _SUB in scope:
+        cached: str | None = scope[_SUB]
+        return cached
+    authorization = headers.get("authorization", "")
+    scheme, _, token = authorization.partition(" ")
+    sub = None
+    if scheme.lower() == "bearer" and token:
+        with contextlib.suppress(InvalidToken):
+            sub = decode_token(token.strip(), scope["app"].state.settings).sub
+    scope[_SUB] = sub
+    return sub
 
 
 class BodyTooLarge(Exception):
@@ -53,6 +76,43 @@ def _canonical(body: bytes) -> bytes:
         return json.dumps(json.loads(body), sort_keys=True, separators=(",", ":")).encode()
     except (ValueError, RecursionError):
         return body
+
+
+#: Paths ops probes call, without a token, and that must answer while clients are throttled.
+_UNLIMITED = frozenset({"/health", "/ready", "/metrics"})
+
+
+class RateLimit:
+    """Per-client request limits: `rate` per second on average with bursts of `burst` (a moving
+    window of `burst` requests over burst/rate seconds). Clients are told apart by their
+    token's `sub`; requests without a valid token by address. Beyond the limit: 429 with
+    `Retry-After`. Limits are per process (each replica counts its own share)."""
+
+    def __init__(self, app: ASGIApp, *, rate: float, burst: int) -> None:
+        self.app = app
+        self.item = RateLimitItemPerSecond(burst, max(1, round(burst / rate)))  # see Settings
+        self.limiter = MovingWindowRateLimiter(MemoryStorage())
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in _UNLIMITED:
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        sub = client_of(scope, headers)
+        who = f"sub:{sub}" if sub else f"addr:{(scope.get('client') or ('?', 0))[0]}"
+        if await self.limiter.hit(self.item, who):
+            await self.app(scope, receive, send)
+            return
+        stats = await self.limiter.get_window_stats(self.item, who)
+        wait = max(1, math.ceil(stats.reset_time - time.time()))
+        response = problem_response(
+            429,
+            f"Too many requests; retry in {wait} s.",
+            slug="rate-limited",
+            instance=scope["path"],
+            headers={"Retry-After": str(wait)},
+        )
+        await response(scope, receive, send)
 
 
 class CommandGuard:
@@ -106,7 +166,7 @@ class CommandGuard:
                 "Idempotency-Key must be 1 to 255 visible ASCII characters.",
             )
             return
-        client = self._client(scope, headers)
+        client = client_of(scope, headers)
         if client is None:  # no valid token: the route answers 401, nothing to remember
             await self.app(scope, replay, send)
             return
@@ -180,17 +240,6 @@ class CommandGuard:
             client, key, claim, captured["status"], kept, b"".join(captured["body"])
         )
 
-    @staticmethod
-    def _client(scope: Scope, headers: Headers) -> str | None:
-        authorization = headers.get("authorization", "")
-        scheme, _, token = authorization.partition(" ")
-        if scheme.lower() != "bearer" or not token:
-            return None
-        try:
-            return decode_token(token.strip(), scope["app"].state.settings).sub
-        except InvalidToken:
-            return None
-
     def _too_large(self) -> str:
         return f"The body is larger than {self.max_body_bytes} bytes."
 
@@ -234,8 +283,11 @@ def _replayer(body: bytes) -> Receive:
     return receive
 
 
-class Metrics:
-    """Request counts and latencies per route template, on a registry of the app's own."""
+class Observe:
+    """Per request: a correlation id (the client's `X-Request-ID` if usable, else a new one)
+    set for the logs and events of the request and echoed on the answer; one access-log line
+    (method, route template, status, duration: never a query string, body or personal
+    data); request counts and latencies per route template, on a registry of the app's own."""
 
     def __init__(self, app: ASGIApp, *, registry: CollectorRegistry, service: str) -> None:
         self.app = app
@@ -260,19 +312,54 @@ class Metrics:
             return
         started = time.perf_counter()
         status = {"code": 500}
+        request_id = new_correlation_id(Headers(scope=scope).get("x-request-id"))
+        token = correlation_id.set(request_id)
 
         async def observe(message: Message) -> None:
             if message["type"] == "http.response.start":
+                started_response["yes"] = True
                 status["code"] = message["status"]
+                message = {
+                    **message,
+                    "headers": [
+                        *message.get("headers", []),
+                        (b"x-request-id", request_id.encode()),
+                    ],
+                }
             await send(message)
 
+        started_response = {"yes": False}
         try:
             await self.app(scope, receive, observe)
+        except Exception:
+            # Answered here, not by the outermost error handler, so the 500 and its log line
+            # carry the request's correlation id.
+            log.exception("unhandled error on %s %s", scope["method"], scope["path"])
+            if started_response["yes"]:
+                raise
+            answer = problem_response(
+                500, "An unexpected error occurred; it has been logged.", instance=scope["path"]
+            )
+            await answer(scope, receive, observe)
         finally:
+            elapsed = time.perf_counter() - started
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
             method = scope["method"] if scope["method"] in _METHODS else "other"
             self.requests.labels(self.service, method, template, str(status["code"])).inc()
-            self.latency.labels(self.service, method, template).observe(
-                time.perf_counter() - started
+            self.latency.labels(self.service, method, template).observe(elapsed)
+            access.info(
+                "%s %s %s",
+                method,
+                template,
+                status["code"],
+                extra={
+                    "service": self.service,
+                    "method": method,
+                    "route": template,
+                    "status": status["code"],
+                    "duration_ms": round(elapsed * 1000, 2),
+                    "client": client_of(scope, Headers(scope=scope)),
+                },
             )
+            correlation_id.reset(token)

@@ -15,6 +15,9 @@ log = logging.getLogger("complaints.ops")
 
 router = APIRouter(tags=["operations"])
 
+#: How long /ready waits for the event store before answering 503.
+READY_SECONDS = 2.0
+
 
 @router.get("/health")
 async def health(request: Request) -> dict[str, Any]:
@@ -26,9 +29,9 @@ async def health(request: Request) -> dict[str, Any]:
 async def ready(request: Request, store: StoreDep) -> Any:
     """Readiness: the event store answers (and reports its last global position)."""
     try:
-        position = await store.ping()
+        position = await store.ping(within=READY_SECONDS)
     except Exception as exc:
-        log.warning("not ready: %s", exc)
+        log.warning("not ready: %s", type(exc).__name__ if isinstance(exc, TimeoutError) else exc)
         return problem_response(
             503, "The event store cannot be reached.", instance=request.url.path
         )

@@ -193,6 +193,9 @@ class HistoryEntry(BaseModel):
     actor: EventActor
     service: str | None = Field(default=None, examples=["intake"])
     channel: str | None = None
+    correlation_id: str | None = Field(
+        default=None, description="the request's X-Request-ID: find its logs and messages"
+    )
     data: dict[str, Any]
     hash: str = Field(description="SHA-256 over prev_hash and this event's canonical JSON")
     prev_hash: str
@@ -232,6 +235,7 @@ def history_of(complaint_id: UUID, events: list[StoredEvent], *, unmasked: bool)
                 actor=EventActor(**actor),
                 service=event.ctx.get("service"),
                 channel=event.ctx.get("channel"),
+                correlation_id=event.ctx.get("correlation_id"),
                 data=data,
                 hash=current,
                 prev_hash=prev_hash,

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from shared.settings import Settings
+from shared.store.sqlite import DURABLE_PRAGMAS
 
 
 def create_engine(settings: Settings) -> AsyncEngine:
@@ -21,4 +24,15 @@ def create_engine(settings: Settings) -> AsyncEngine:
         )
     if url.database and url.database != ":memory:":
         Path(url.database).parent.mkdir(parents=True, exist_ok=True)
-    return create_async_engine(url.set(drivername="sqlite+aiosqlite"), connect_args={"timeout": 10})
+    engine = create_async_engine(
+        url.set(drivername="sqlite+aiosqlite"), connect_args={"timeout": 10}
+    )
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _durable(dbapi_connection: Any, _: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        for pragma in DURABLE_PRAGMAS:
+            cursor.execute(pragma)
+        cursor.close()
+
+    return engine

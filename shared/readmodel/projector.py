@@ -214,8 +214,11 @@ class ProjectionRunner:
             # Woken at once by NOTIFY on PostgreSQL; otherwise poll. Never longer than a
             # third of the lease, so it is renewed in time.
             timeout = min(self.poll_seconds, self.lease.seconds / 3)
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a
+            # cancellation that lands as its timeout fires, and shutdown then waits for ever.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout)
+                async with asyncio.timeout(timeout):
+                    await self._wake.wait()
 
     async def _listen(self) -> Any:
         if not self.listen_url:

@@ -65,7 +65,7 @@ def store_env(settings: Settings, *, create_table: bool) -> dict[str, str]:
         }
     else:
         env |= {
-            "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+            "PERSISTENCE_MODULE": "shared.store.sqlite:DurableSQLiteFactory",
             "SQLITE_DBNAME": url.database or ":memory:",
             "SQLITE_LOCK_TIMEOUT": "10",
         }

@@ -41,6 +41,12 @@ class Written:
     position: int | None
 
 
+def _consume(future: asyncio.Future[Any]) -> None:
+    """A probe nobody waits for any more still has its outcome read (no "never retrieved")."""
+    if not future.cancelled():
+        future.exception()
+
+
 class ComplaintStore:
     def __init__(
         self,
@@ -53,6 +59,7 @@ class ComplaintStore:
         self.clock = clock
         self.policy = policy or Policy.load(settings.policy_path)
         self._limiter = anyio.CapacityLimiter(store_threads(settings))
+        self._probe: asyncio.Future[int] | None = None
         self._locks: weakref.WeakValueDictionary[UUID, asyncio.Lock] = weakref.WeakValueDictionary()
         self._app: ComplaintsApplication | None = None
         self._engine = create_engine(settings)
@@ -149,9 +156,21 @@ class ComplaintStore:
         """One event of a complaint."""
         return await self._run(partial(self.app.event_at, complaint_id, version))
 
-    async def ping(self) -> int:
-        """The last global position; raises if the store cannot be reached."""
-        return await self._run(self.app.ping)
+    async def ping(self, within: float | None = None) -> int:
+        """The last global position; raises if the store cannot be reached (TimeoutError if
+        it does not answer `within` that many seconds).
+
+        With a time limit there is one probe at a time, beside the command threads: while the
+        database is down the library keeps retrying for about a minute, so callers that give up
+        share the probe still running rather than each leaving a thread behind.
+        """
+        if within is None:
+            return await self._run(self.app.ping)
+        if self._probe is None or self._probe.done():
+            self._probe = asyncio.ensure_future(to_thread.run_sync(self.app.ping))
+            self._probe.add_done_callback(_consume)
+        async with asyncio.timeout(within):
+            return await asyncio.shield(self._probe)
 
     # -------------------------------------------------------------------- helpers
     @property

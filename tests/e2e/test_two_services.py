@@ -2,117 +2,24 @@
 
 from __future__ import annotations
 
-import os
+import json
 import signal
-import socket
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
-from contextlib import closing, contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
 
-from shared.audit.checkpoints import load_key
-from tests.conftest import AUDIT_KEY, TEST_SECRET, intake_body
-from tests.postgres import create_database, drop_database
+from tests.conftest import intake_body
+from tests.e2e.processes import LOGS, PROCESSES, service, token
 
-ROOT = Path(__file__).resolve().parents[2]
-#: The uvicorn process behind each running service's URL.
-PROCESSES: dict[str, subprocess.Popen[bytes]] = {}
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
-
-
-def _free_port() -> int:
-    with closing(socket.socket()) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextmanager
-def service(name: str, env: dict[str, str]) -> Iterator[str]:
-    port = _free_port()
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            f"services.{name}.main:create_app",
-            "--factory",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    PROCESSES[url] = process
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            if process.poll() is not None:
-                output = process.stdout.read().decode() if process.stdout else ""
-                pytest.fail(f"{name} exited: {output}")
-            try:
-                if httpx.get(f"{url}/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"{name} did not become ready")
-            time.sleep(0.1)
-        yield url
-    finally:
-        PROCESSES.pop(url, None)
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-
-
-@pytest.fixture
-def store_env(postgres_admin_url: str) -> Iterator[dict[str, str]]:
-    url = create_database(postgres_admin_url)
-    load_key(AUDIT_KEY, create=True)
-    env = {
-        **os.environ,
-        "COMPLAINTS_DATABASE_URL": url,
-        "COMPLAINTS_JWT_SECRET": TEST_SECRET,
-        "COMPLAINTS_INDEX_KEY": "test-index-key-0123456789",
-        "COMPLAINTS_AUDIT_KEY_PATH": str(AUDIT_KEY),
-        "COMPLAINTS_PROJECTOR_LEASE_SECONDS": "2",
-    }
-    subprocess.run(
-        [sys.executable, "-m", "shared.cli.setup_store"],
-        cwd=ROOT,
-        env=env,
-        check=True,
-        capture_output=True,
-    )
-    yield env
-    drop_database(postgres_admin_url, url)
 
 
 def test_accepted_through_intake_is_read_through_investigation(
     store_env: dict[str, str],
 ) -> None:
-    agent = subprocess.run(
-        [sys.executable, "-m", "shared.cli.token", "--roles", "agent", "--sub", "agent-e2e"],
-        cwd=ROOT,
-        env=store_env,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
+    agent = token(store_env, "agent", "agent-e2e")
     auth = {"Authorization": f"Bearer {agent}"}
     with service("intake", store_env) as intake, service("investigation", store_env) as other:
         created = httpx.post(
@@ -165,14 +72,7 @@ def test_one_projector_runs_and_another_takes_over_when_it_dies(
 ) -> None:
     # Polling is slowed to 30 s: only LISTEN/NOTIFY can make new events show up quickly.
     env = {**store_env, "COMPLAINTS_PROJECTOR_POLL_SECONDS": "30"}
-    agent = subprocess.run(
-        [sys.executable, "-m", "shared.cli.token", "--roles", "agent"],
-        cwd=ROOT,
-        env=env,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
+    agent = token(env, "agent", "agent-local")
     auth = {"Authorization": f"Bearer {agent}"}
     with service("intake", env) as intake:
         deadline = time.monotonic() + 10
@@ -214,14 +114,7 @@ def test_a_deadline_passes_and_the_complaint_escalates_with_no_request(
         "COMPLAINTS_POLICY_PATH": str(policy),
         "COMPLAINTS_DEADLINE_WATCH_SECONDS": "0.5",
     }
-    agent = subprocess.run(
-        [sys.executable, "-m", "shared.cli.token", "--roles", "agent"],
-        cwd=ROOT,
-        env=env,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
+    agent = token(env, "agent", "agent-local")
     auth = {"Authorization": f"Bearer {agent}"}
     with service("intake", env) as intake, service("escalation", env):
         created = httpx.post(f"{intake}/complaints", json=intake_body(), headers=auth).json()
@@ -234,3 +127,47 @@ def test_a_deadline_passes_and_the_complaint_escalates_with_no_request(
         assert complaint["status"] == "escalated"
         assert complaint["escalations"][0]["trigger"] == "deadline_missed"
         assert complaint["escalations"][0]["by"] == {"id": "deadline-watch", "role": "system"}
+
+
+#: What intake_body() says about the customer: none of it may reach a log.
+PERSONAL = ("张伟", "13812341234", "zhang.wei@example.cn", "家里没有4G信号")
+
+
+def test_logs_are_json_lines_with_correlation_ids_and_no_personal_data(
+    store_env: dict[str, str],
+) -> None:
+    agent = token(store_env, "agent", "agent-logs")
+    auth = {"Authorization": f"Bearer {agent}"}
+    with service("intake", store_env, log_level="info") as intake:
+        created = httpx.post(
+            f"{intake}/complaints",
+            json=intake_body(),
+            headers={**auth, "X-Request-ID": "req-e2e-1"},
+        )
+        assert created.status_code == 201
+        assert created.headers["X-Request-ID"] == "req-e2e-1"
+        cid = created.json()["id"]
+        history = httpx.get(f"{intake}/complaints/{cid}/history", headers=auth).json()
+        assert history["events"][0]["correlation_id"] == "req-e2e-1"
+        # A header that is not a short safe token is replaced, not logged.
+        odd = httpx.get(f"{intake}/complaints/{cid}", headers={**auth, "X-Request-ID": "a b\\c"})
+        generated = odd.headers["X-Request-ID"]
+        assert generated != "a b\\c" and len(generated) == 32
+        # Bad input full of personal data: refused, and still nothing of it in the logs.
+        bad = httpx.post(
+            f"{intake}/complaints",
+            json={**intake_body(), "occurred_at": "yesterday"},
+            headers=auth,
+            params={"phone": "13812341234"},
+        )
+        assert bad.status_code == 422
+        log_path = LOGS[intake]
+    text = log_path.read_text(encoding="utf-8")
+    records = [json.loads(line) for line in text.splitlines() if line.strip()]
+    assert records, "the service wrote no logs"
+    access = [r for r in records if r["logger"] == "complaints.access"]
+    assert {r["correlation_id"] for r in access} >= {"req-e2e-1", generated}
+    assert all({"time", "level", "message", "route", "status"} <= r.keys() for r in access)
+    assert {r["route"] for r in access} >= {"/complaints", "/complaints/{complaint_id}"}
+    for value in PERSONAL:
+        assert value not in text and json.dumps(value)[1:-1] not in text, value

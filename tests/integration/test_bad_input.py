@@ -190,8 +190,31 @@ async def test_an_unexpected_failure_is_a_500_problem_without_internals(
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
             response = await client.get(
                 "/complaints/00000000-0000-4000-8000-000000000000",
-                headers={"Authorization": f"Bearer {token('agent')}"},
+                headers={"Authorization": f"Bearer {token('agent')}", "X-Request-ID": "req-500"},
             )
     assert response.status_code == 500
     assert response.headers["content-type"] == "application/problem+json"
     assert "hunter2" not in response.text and "Traceback" not in response.text
+    # The one answer support most needs to trace carries its correlation id.
+    assert response.headers["X-Request-ID"] == "req-500"
+
+
+async def test_methods_the_api_does_not_have_are_405_with_every_allowed_method(api: Api) -> None:
+    """Found by contract fuzzing: a PUT with an Idempotency-Key was taken for a write (422)."""
+    headers = api.headers(**{"Idempotency-Key": "put-1"})
+    for method in ("PUT", "PATCH", "DELETE"):
+        answer = await api.client.request(method, "/complaints", json={}, headers=headers)
+        assert answer.status_code == 405, (method, answer.text)
+        assert answer.headers["content-type"] == "application/problem+json"
+        assert answer.headers["Allow"] == "GET, POST"  # both routes on the path, not the first
+
+
+async def test_a_bad_body_is_422_even_with_a_bad_if_match(api: Api) -> None:
+    """Found by contract fuzzing: the If-Match check ran before the body was validated."""
+    cid = (await api.accept(intake_body())).json()["id"]
+    headers = api.headers(**{"If-Match": "not-a-version"})
+    bad = await api.client.post(f"/complaints/{cid}/refusal", json={"reason": 3}, headers=headers)
+    assert bad.status_code == 422
+    body = {"reason": "out_of_scope", "explanation": "x", "redirect": "y"}
+    stale = await api.client.post(f"/complaints/{cid}/refusal", json=body, headers=headers)
+    assert stale.status_code == 412

@@ -75,6 +75,10 @@ async def test_reply_and_progress_notice_arrive_once(
     assert len(texts) == 2
     assert "预计 12 月 10 日前答复" in texts[0] and "故障已修复" in texts[1]
     assert {v["message"]["to"] for v in received.values()} == {"13812341234"}
+    # Each message carries the correlation id of the request that asked for it.
+    events = (await inv.get(f"/complaints/{cid}/history")).json()["events"]
+    asked = {e["correlation_id"] for e in events if e["type"] in ("Extended", "Replied")}
+    assert {v["request_id"] for v in received.values()} == asked and None not in asked
     complaint = (await inv.get(f"/complaints/{cid}")).json()
     assert [n["status"] for n in complaint["notifications"]] == ["sent", "sent"]
     types = [e["type"] for e in (await inv.get(f"/complaints/{cid}/history")).json()["events"]]

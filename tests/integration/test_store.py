@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import timedelta
+from typing import Any
 from uuid import UUID
+
+import pytest
 
 from shared.domain.clock import FixedClock
 from shared.domain.codes import Complexity, Status
@@ -64,3 +68,37 @@ async def test_find_by_acceptance_number(store: ComplaintStore, clock: FixedCloc
     found = await store.find_by_acceptance_no(written.complaint.acceptance_no)
     assert found.id == written.complaint.id
     assert isinstance(found.id, UUID)
+
+
+async def test_every_connection_commits_durably(
+    settings: Settings, clock: FixedClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A commit acknowledged is on disk: SQLite with synchronous=FULL (WAL mode), PostgreSQL
+    with synchronous_commit on, for the event store's connections and the read models' —
+    even where SQLite was built to default to NORMAL (simulated here)."""
+    connect = sqlite3.connect
+
+    def lax_build(*args: Any, **kwargs: Any) -> sqlite3.Connection:
+        connection = connect(*args, **kwargs)
+        connection.execute("PRAGMA synchronous=NORMAL")
+        return connection
+
+    monkeypatch.setattr(sqlite3, "connect", lax_build)
+    sqlite = not settings.is_postgres
+    question, durable = ("PRAGMA synchronous", 2) if sqlite else ("SHOW synchronous_commit", "on")
+    store = ComplaintStore(settings, clock=clock)
+    await store.open()
+    try:
+
+        def event_store_answer() -> object:
+            datastore = store._app.recorder.datastore  # type: ignore[union-attr]
+            with datastore.transaction(commit=False) as cursor:
+                cursor.execute(question)
+                row = cursor.fetchone()
+            return row[0] if not isinstance(row, dict) else next(iter(row.values()))
+
+        assert await store._run(event_store_answer) == durable
+        async with store.engine.connect() as conn:
+            assert (await conn.exec_driver_sql(question)).scalar() == durable
+    finally:
+        await store.close()
