@@ -44,6 +44,8 @@ class Settings(BaseSettings):
     write_attempts: int = Field(default=12, ge=1, le=100)
     #: A claimed Idempotency-Key whose request died is taken over after this many seconds.
     idempotency_lease_seconds: float = Field(default=30.0, gt=0)
+    #: How long the answer to an Idempotency-Key is kept (it holds personal data).
+    idempotency_retention_hours: float = Field(default=24.0, ge=1, le=24 * 90)
     #: Largest request body accepted (413 beyond).
     max_body_bytes: int = Field(default=256 * 1024, ge=1024)
     #: Requests per second each client (token `sub`, else address) may make on average, and

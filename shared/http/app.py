@@ -26,6 +26,9 @@ from shared.store.facade import ComplaintStore
 
 log = logging.getLogger("complaints")
 
+#: How often old Idempotency-Key answers are forgotten.
+PURGE_SECONDS = 300.0
+
 API_DESCRIPTION = """
 Part of the event-sourced complaint platform. Every complaint is rebuilt from its events.
 
@@ -42,14 +45,18 @@ Part of the event-sourced complaint platform. Every complaint is rebuilt from it
 def projection_runner(
     settings: Settings, store: ComplaintStore, checkpoints: Checkpoints, clock: Clock
 ) -> ProjectionRunner:
-    """The read models and the audit chain, with the chain head signed now and then."""
-    last_signed = {"at": 0.0}
+    """The read models and the audit chain; the process that runs them also signs the chain
+    head now and then and forgets old Idempotency-Key answers."""
+    last = {"signed": 0.0, "purged": 0.0}
 
-    async def sign_periodically() -> None:
-        now = clock()
-        if now.timestamp() - last_signed["at"] >= settings.checkpoint_seconds:
-            await checkpoints.sign_head(now)
-            last_signed["at"] = now.timestamp()
+    async def housekeeping() -> None:
+        now = clock().timestamp()
+        if now - last["signed"] >= settings.checkpoint_seconds:
+            await checkpoints.sign_head(clock())
+            last["signed"] = now
+        if now - last["purged"] >= PURGE_SECONDS:
+            await store.idempotency.forget_older_than(settings.idempotency_retention_hours * 3600)
+            last["purged"] = now
 
     listen_url = (
         settings.url.set(drivername="postgresql").render_as_string(hide_password=False)
@@ -63,7 +70,7 @@ def projection_runner(
         lease_seconds=settings.projector_lease_seconds,
         poll_seconds=settings.projector_poll_seconds,
         listen_url=listen_url,
-        after_batch=sign_periodically,
+        after_batch=housekeeping,
     )
 
 

@@ -33,6 +33,7 @@ idempotency_keys = Table(
     Column("status_code", Integer),
     Column("headers", JSON),
     Column("body", LargeBinary),
+    Index("ix_idempotency_state_claimed", "state", "claimed_at"),  # forgetting old answers
 )
 
 #: How far each projection has read the event store. Written in the same transaction as the

@@ -126,3 +126,22 @@ class IdempotencyStore:
             await conn.execute(
                 update(idempotency_keys).where(self._held(client, key, claim)).values(claimed_at=0)
             )
+
+    async def forget_older_than(self, seconds: float) -> int:
+        """Drop stored answers claimed more than `seconds` ago; returns how many.
+
+        They hold the complaint as it was answered, personal data included, so they are not
+        kept for ever. A retry after that is a new request (an acceptance still finds its
+        complaint: its id comes from the key). Abandoned claims stay: a retry must still find
+        out what their request wrote.
+        """
+        cutoff = self._now() - seconds
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                delete(idempotency_keys).where(
+                    idempotency_keys.c.state == "done",
+                    idempotency_keys.c.claimed_at > 0,
+                    idempotency_keys.c.claimed_at < cutoff,
+                )
+            )
+        return int(result.rowcount or 0)

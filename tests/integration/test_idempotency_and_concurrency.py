@@ -31,6 +31,28 @@ async def test_same_key_same_body_returns_the_first_answer(api: Api, store: Comp
     assert await store.ping() == before + 3  # one complaint + its two index events, once
 
 
+async def test_answers_are_forgotten_after_the_retention_but_nothing_is_duplicated(
+    api: Api, store: ComplaintStore, clock: FixedClock
+) -> None:
+    """Stored answers hold personal data: they go after a day. A retry after that is a new
+    request, and an acceptance still finds its complaint, whose id comes from the key."""
+    first = await api.accept(intake_body(), **{"Idempotency-Key": "old-1"})
+    clock.advance(timedelta(hours=23))
+    await api.accept(intake_body(), **{"Idempotency-Key": "young-1"})
+    day = 24 * 3600
+    assert await store.idempotency.forget_older_than(day) == 0  # both younger than a day
+    clock.advance(timedelta(hours=2))
+    assert await store.idempotency.forget_older_than(day) == 1  # old-1 only
+    position = await store.ping()
+    again = await api.accept(intake_body(), **{"Idempotency-Key": "old-1"})
+    assert again.status_code == 201
+    assert "Idempotent-Replayed" not in again.headers  # answered anew…
+    assert again.json()["id"] == first.json()["id"]  # …with the same complaint
+    assert await store.ping() == position  # and nothing written twice
+    replayed = await api.accept(intake_body(), **{"Idempotency-Key": "young-1"})
+    assert replayed.headers["Idempotent-Replayed"] == "true"
+
+
 async def test_same_key_other_body_is_422(api: Api, store: ComplaintStore) -> None:
     await api.accept(intake_body(), **{"Idempotency-Key": "retry-2"})
     position = await store.ping()
