@@ -27,7 +27,13 @@ class DurableConnectionPool(SQLiteConnectionPool):
 class DurableSQLiteFactory(SQLiteFactory):
     def __init__(self, env: Environment | EnvType | None) -> None:
         super().__init__(env)
-        pool = self.datastore.pool
+        pool = self.datastore.pool  # not used yet: it opens connections on demand
         self.datastore.pool = DurableConnectionPool(
-            db_name=pool.db_name, lock_timeout=pool.lock_timeout
+            db_name=pool.db_name,
+            lock_timeout=pool.lock_timeout,
+            pool_size=pool.pool_size,
+            max_overflow=pool.max_overflow,
+            pool_timeout=pool.pool_timeout,
+            max_age=pool.max_age,
+            pre_ping=pool.pre_ping,
         )
