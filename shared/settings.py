@@ -79,11 +79,16 @@ class Settings(BaseSettings):
     #: How long a list with `min_position` waits for the projection to get there.
     read_your_writes_seconds: float = Field(default=5.0, ge=0, le=30)
 
+    @property
+    def rate_limit_window_seconds(self) -> float:
+        """The limiter allows `burst` requests per this many seconds."""
+        return self.rate_limit_burst / self.rate_limit_per_second
+
     @model_validator(mode="after")
     def _whole_rate_window(self) -> Settings:
-        """The limiter allows `burst` requests per burst/rate seconds: a whole number of them."""
+        """The window must be a whole number of seconds, or the limiter would not keep it."""
         if self.rate_limit_per_second > 0:
-            window = self.rate_limit_burst / self.rate_limit_per_second
+            window = self.rate_limit_window_seconds
             if window < 1 or window != int(window):
                 raise ValueError(
                     "COMPLAINTS_RATE_LIMIT_BURST divided by COMPLAINTS_RATE_LIMIT_PER_SECOND "

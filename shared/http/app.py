@@ -50,9 +50,10 @@ def projection_runner(
     last = {"signed": 0.0, "purged": 0.0}
 
     async def housekeeping() -> None:
-        now = clock().timestamp()
+        at = clock()
+        now = at.timestamp()
         if now - last["signed"] >= settings.checkpoint_seconds:
-            await checkpoints.sign_head(clock())
+            await checkpoints.sign_head(at)
             last["signed"] = now
         if now - last["purged"] >= PURGE_SECONDS:
             await store.idempotency.forget_older_than(settings.idempotency_retention_hours * 3600)
@@ -133,7 +134,9 @@ def create_service_app(
     app.add_middleware(CommandGuard, max_body_bytes=settings.max_body_bytes)
     if settings.rate_limit_per_second > 0:  # outside the guard: a throttled retry claims no key
         app.add_middleware(
-            RateLimit, rate=settings.rate_limit_per_second, burst=settings.rate_limit_burst
+            RateLimit,
+            burst=settings.rate_limit_burst,
+            window_seconds=int(settings.rate_limit_window_seconds),
         )
     app.add_middleware(Observe, registry=registry, service=service.value)
     for router in routers:

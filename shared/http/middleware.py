@@ -83,14 +83,14 @@ _UNLIMITED = frozenset({"/health", "/ready", "/metrics"})
 
 
 class RateLimit:
-    """Per-client request limits: `rate` per second on average with bursts of `burst` (a moving
-    window of `burst` requests over burst/rate seconds). Clients are told apart by their
-    token's `sub`; requests without a valid token by address. Beyond the limit: 429 with
-    `Retry-After`. Limits are per process (each replica counts its own share)."""
+    """Per-client request limits: at most `burst` requests in any `window_seconds` (burst/rate,
+    see Settings), which is `rate` per second on average with bursts of `burst`. Clients are
+    told apart by their token's `sub`; requests without a valid token by address. Beyond the
+    limit: 429 with `Retry-After`. Limits are per process (each replica counts its own share)."""
 
-    def __init__(self, app: ASGIApp, *, rate: float, burst: int) -> None:
+    def __init__(self, app: ASGIApp, *, burst: int, window_seconds: int) -> None:
         self.app = app
-        self.item = RateLimitItemPerSecond(burst, max(1, round(burst / rate)))  # see Settings
+        self.item = RateLimitItemPerSecond(burst, window_seconds)
         self.limiter = MovingWindowRateLimiter(MemoryStorage())
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -312,7 +312,8 @@ class Observe:
             return
         started = time.perf_counter()
         status = {"code": 500}
-        request_id = new_correlation_id(Headers(scope=scope).get("x-request-id"))
+        headers = Headers(scope=scope)
+        request_id = new_correlation_id(headers.get("x-request-id"))
         token = correlation_id.set(request_id)
 
         async def observe(message: Message) -> None:
@@ -359,7 +360,7 @@ class Observe:
                     "route": template,
                     "status": status["code"],
                     "duration_ms": round(elapsed * 1000, 2),
-                    "client": client_of(scope, Headers(scope=scope)),
+                    "client": client_of(scope, headers),
                 },
             )
             correlation_id.reset(token)
