@@ -46,6 +46,13 @@ class Settings(BaseSettings):
     idempotency_lease_seconds: float = Field(default=30.0, gt=0)
     #: How long the answer to an Idempotency-Key is kept (it holds personal data).
     idempotency_retention_hours: float = Field(default=24.0, ge=1, le=24 * 90)
+    #: Days an archived complaint keeps its customer's personal data: once every complaint of a
+    #: customer has been archived this long, their data is erased by itself (as by
+    #: `POST /customers/{id}/erasure`). 0 turns it off.
+    personal_data_retention_days: int = Field(default=730, ge=0, le=36500)
+    #: Longest period one audit export may cover (422 beyond); a longer one is exported period
+    #: by period, each export's first `prev_hash` being the last `hash` of the one before.
+    audit_export_max_days: int = Field(default=366, ge=1, le=36500)
     #: Largest request body accepted (413 beyond).
     max_body_bytes: int = Field(default=256 * 1024, ge=1024)
     #: Requests per second each client (token `sub`, else address) may make on average, and

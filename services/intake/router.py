@@ -6,7 +6,7 @@ from dataclasses import replace
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Response, status
+from fastapi import APIRouter, Depends, Path, Response, status
 
 from services.intake.schemas import AcceptRequest, RefusalRequest
 from shared.domain.codes import Role
@@ -14,11 +14,14 @@ from shared.domain.context import CommandContext
 from shared.http.commands import answer, execute
 from shared.http.deps import IfMatchDep, StoreDep, command_context
 from shared.http.errors import COMMAND_RESPONSES
-from shared.http.views import ComplaintView
+from shared.http.fields import IDENTIFIER_PATTERN
+from shared.http.views import ComplaintView, ErasureView
 
 router = APIRouter(tags=["intake"], responses=COMMAND_RESPONSES)
 
 IntakeCtx = Annotated[CommandContext, Depends(command_context(Role.AGENT, Role.SUPERVISOR))]
+AdminCtx = Annotated[CommandContext, Depends(command_context(Role.ADMIN))]
+CustomerId = Annotated[str, Path(pattern=IDENTIFIER_PATTERN, examples=["cust-000123"])]
 
 
 @router.post("/complaints", status_code=status.HTTP_201_CREATED, response_model=ComplaintView)
@@ -48,4 +51,20 @@ async def refuse_complaint(
         ctx,
         if_match,
         response,
+    )
+
+
+@router.post("/customers/{customer_id}/erasure", response_model=ErasureView)
+async def erase_customer(customer_id: CustomerId, ctx: AdminCtx, store: StoreDep) -> ErasureView:
+    """Erase the customer's personal data everywhere (admin only): their key is destroyed, so
+    name, phone, e-mail, service number and their free text read as "[erased]" in every
+    complaint, at every point of its history, in exports and in snapshots. Codes, times and
+    staff's handling stay; the audit chain and its checkpoints still verify. Each of the
+    customer's complaints records a `PersonalDataErased` event. Repeating it is harmless."""
+    erasure = await store.erase_customer(customer_id, ctx)
+    return ErasureView(
+        customer_id=erasure.customer_id,
+        erased_at=ctx.at,
+        keys_destroyed=erasure.keys_destroyed,
+        complaints=erasure.complaints,
     )

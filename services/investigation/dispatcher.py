@@ -26,6 +26,7 @@ from shared.domain.clock import Clock
 from shared.domain.complaint import Complaint
 from shared.domain.context import Actor, CommandContext
 from shared.domain.errors import DomainError
+from shared.domain.personal import is_erased
 from shared.logs import correlation_id, new_correlation_id
 from shared.readmodel.lease import Lease
 from shared.readmodel.tables import notifications
@@ -132,12 +133,15 @@ class Dispatcher:
     ) -> int:
         message = self._message(complaint, notification, data)
         final = False
-        try:
-            ref = await self.gateway.send(message, key=f"{complaint.id}:{notification_id}")
-            outcome, detail = True, ref
-        except GatewayError as exc:
-            outcome, detail, final = False, str(exc), exc.permanent
-            log.warning("message %s of %s not sent: %s", notification_id, complaint.id, exc)
+        if is_erased(message.to):  # nobody to send it to any more: failed for good
+            outcome, detail, final = False, "the customer's contact details were erased", True
+        else:
+            try:
+                ref = await self.gateway.send(message, key=f"{complaint.id}:{notification_id}")
+                outcome, detail = True, ref
+            except GatewayError as exc:
+                outcome, detail, final = False, str(exc), exc.permanent
+                log.warning("message %s of %s not sent: %s", notification_id, complaint.id, exc)
         ctx = CommandContext(actor=ACTOR, service="investigation", at=self.clock())
         try:
             await self.store.execute(

@@ -7,7 +7,6 @@ is by construction what a regulator's copy checks.
 from __future__ import annotations
 
 import json
-import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -17,13 +16,18 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.audit.verify import GENESIS, record_hash
 from shared.domain.chain import json_default
-from shared.readmodel.tables import audit_chain, personal_salts
+from shared.domain.personal import as_record
+from shared.readmodel.tables import audit_chain
 from shared.readmodel.times import to_utc
 from shared.store.application import StoredEvent
 
 
-def record_of(event: StoredEvent, salt: str | None) -> dict[str, Any]:
-    """An event as one export line (without its hashes): JSON types only."""
+def record_of(event: StoredEvent) -> dict[str, Any]:
+    """An event as one export line (without its hashes): JSON types only.
+
+    Personal data appears in plaintext with the salt of the customer's key, or, once erased,
+    as the salted digest the chain committed to; either way the line hashes the same.
+    """
     record = {
         "position": event.position,
         "aggregate": event.aggregate,
@@ -33,15 +37,11 @@ def record_of(event: StoredEvent, salt: str | None) -> dict[str, Any]:
         "type": event.type,
         "at": event.at.isoformat(),
         "ctx": event.ctx or None,
-        "data": event.data,
-        "salt": salt,
+        "data": as_record(event.data),
+        "salt": event.salt,
     }
     result: dict[str, Any] = json.loads(json.dumps(record, default=json_default))
     return result
-
-
-def has_personal_data(event: StoredEvent) -> bool:
-    return "intake" in event.data
 
 
 @dataclass(frozen=True)
@@ -60,19 +60,9 @@ class ChainProjection:
             select(audit_chain.c.hash).order_by(audit_chain.c.position.desc()).limit(1)
         )
         prev = head or GENESIS
-        salts = await salts_for(conn, {str(e.complaint_id) for e in prepared.events})
         rows = []
         for event in prepared.events:
-            complaint_id = str(event.complaint_id)
-            salt = salts.get(complaint_id)
-            if salt is None and has_personal_data(event):
-                salt = secrets.token_hex(16)
-                salts[complaint_id] = salt
-                await conn.execute(
-                    personal_salts.insert().values(complaint_id=complaint_id, salt=salt)
-                )
-            line = record_of(event, salt if has_personal_data(event) else None)
-            current = record_hash(prev, line)
+            current = record_hash(prev, record_of(event))
             rows.append(
                 {
                     "position": event.position,
@@ -86,14 +76,6 @@ class ChainProjection:
             await conn.execute(audit_chain.insert(), rows)
 
     async def reset(self, conn: AsyncConnection) -> None:
-        # Salts are kept: a rebuilt chain must hash to the same heads the checkpoints signed.
+        # A rebuilt chain hashes to the same heads the checkpoints signed: erased fields keep
+        # the digests they were committed by.
         await conn.execute(delete(audit_chain))
-
-
-async def salts_for(conn: AsyncConnection, complaint_ids: set[str]) -> dict[str, str]:
-    if not complaint_ids:
-        return {}
-    rows = await conn.execute(
-        select(personal_salts).where(personal_salts.c.complaint_id.in_(complaint_ids))
-    )
-    return {r.complaint_id: r.salt for r in rows}

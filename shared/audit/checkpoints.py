@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shared.audit.verify import checkpoint_message
+from shared.audit.verify import SCHEME, checkpoint_message
 from shared.readmodel.tables import audit_chain, audit_checkpoints
 
 
@@ -102,7 +102,7 @@ class Checkpoints:
             checkpoints = [dict(r) for r in rows]
         return {
             "algorithm": "Ed25519",
-            "scheme": "complaints-audit-chain/1",
+            "scheme": SCHEME,
             "public_key": public_pem(self.key),
             "checkpoints": checkpoints,
         }

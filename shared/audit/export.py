@@ -19,10 +19,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shared.audit.chain import has_personal_data, record_of, salts_for
+from shared.audit.chain import record_of
 from shared.audit.verify import trailer_message
 from shared.readmodel.tables import audit_chain
-from shared.readmodel.times import to_utc
+from shared.readmodel.times import from_db, to_utc
 from shared.store.facade import ComplaintStore
 
 PAGE = 1000
@@ -46,6 +46,13 @@ async def _bounds(
         first = await conn.scalar(first_query)
         last = await conn.scalar(last_query)
     return int(first or 0), int(last or 0)
+
+
+async def first_chained_at(engine: AsyncEngine) -> datetime | None:
+    """The earliest event time in the chain (None while it is empty)."""
+    async with engine.connect() as conn:
+        first = await conn.scalar(select(func.min(audit_chain.c.at)))
+    return from_db(first)
 
 
 async def export_lines(
@@ -80,13 +87,10 @@ async def export_lines(
                 break
             events.extend(chunk)
             cursor = chunk[-1].position or cursor
-        async with engine.connect() as conn:
-            salts = await salts_for(conn, {str(e.complaint_id) for e in events})
         by_position = {e.position: e for e in events}
         for row in rows:
             event = by_position[row.position]
-            salt = salts.get(str(event.complaint_id)) if has_personal_data(event) else None
-            line = record_of(event, salt)
+            line = record_of(event)
             line["hash"], line["prev_hash"] = row.hash, row.prev_hash
             yield _line(line)
             first_prev = row.prev_hash if first_prev is None else first_prev

@@ -32,9 +32,11 @@ from dataclasses import dataclass
 from typing import Any
 
 GENESIS = "0" * 64
-SCHEME = "complaints-audit-chain/1"
+#: /2: callback comments, evidence and archive summaries joined the personal fields.
+SCHEME = "complaints-audit-chain/2"
 
 #: Paths of personal data inside event data: committed by salted digest, never by plaintext.
+#: `*` stands for every item of a list.
 PERSONAL_FIELDS: tuple[tuple[str, ...], ...] = (
     ("intake", "customer", "name"),
     ("intake", "customer", "phone"),
@@ -42,6 +44,10 @@ PERSONAL_FIELDS: tuple[tuple[str, ...], ...] = (
     ("intake", "service_number"),
     ("intake", "description"),
     ("intake", "demand"),
+    ("intake", "evidence", "*", "summary"),
+    ("summary",),
+    ("comments",),
+    ("handover", "last_callback", "comments"),
 )
 
 RECORD_KEYS = (
@@ -77,26 +83,35 @@ def digest(salt: str, value: str) -> str:
     return hashlib.sha256(bytes.fromhex(salt) + value.encode("utf-8")).hexdigest()
 
 
+def _places(data: Any, path: tuple[str, ...]) -> Iterator[tuple[dict[str, Any], str]]:
+    """(parent, key) of every value present at `path`."""
+    head, rest = path[0], path[1:]
+    if head == "*":
+        for item in data if isinstance(data, list) else ():
+            yield from _places(item, rest)
+    elif isinstance(data, dict) and head in data:
+        if rest:
+            yield from _places(data[head], rest)
+        else:
+            yield data, head
+
+
 def committed_data(data: Any, salt: str | None) -> Any:
     """The event data as the chain commits to it: personal fields as salted digests."""
     if not isinstance(data, dict):
         return data
     result = json.loads(json.dumps(data))
     for path in PERSONAL_FIELDS:
-        parent = result
-        for key in path[:-1]:
-            parent = parent.get(key) if isinstance(parent, dict) else None
-        if not isinstance(parent, dict) or path[-1] not in parent:
-            continue
-        value = parent[path[-1]]
-        if isinstance(value, str):
-            if salt is None:
-                raise ValueError(f"{'.'.join(path)} is plaintext but the line has no salt")
-            parent[path[-1]] = {"sha256": digest(salt, value)}
-        elif value is None or (isinstance(value, dict) and set(value) == {"sha256"}):
-            continue  # absent, or erased: the digest stands for it
-        else:
-            raise ValueError(f"{'.'.join(path)} is neither text nor a digest")
+        for parent, key in _places(result, path):
+            value = parent[key]
+            if isinstance(value, str):
+                if salt is None:
+                    raise ValueError(f"{'.'.join(path)} is plaintext but the line has no salt")
+                parent[key] = {"sha256": digest(salt, value)}
+            elif value is None or (isinstance(value, dict) and set(value) == {"sha256"}):
+                continue  # absent, or erased: the digest stands for it
+            else:
+                raise ValueError(f"{'.'.join(path)} is neither text nor a digest")
     return result
 
 

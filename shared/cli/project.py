@@ -22,7 +22,7 @@ async def project(settings: Settings) -> None:
     await store.open()
     try:
         checkpoints = Checkpoints(store.engine, load_key(settings.audit_key_path, create=False))
-        await projection_runner(settings, store, checkpoints, system_clock).run()
+        await projection_runner(settings, store, checkpoints, system_clock, "projector").run()
     finally:
         await store.close()
 

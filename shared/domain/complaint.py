@@ -84,6 +84,8 @@ class Complaint(Aggregate):
     """A customer complaint, rebuilt from its events."""
 
     id: UUID  # given by the application (derived from the Idempotency-Key when there is one)
+    #: When the customer's personal data was erased (see shared.domain.personal).
+    personal_data_erased_at: datetime | None = None
 
     # ------------------------------------------------------------------ acceptance (投诉受理)
     @event("Accepted")
@@ -839,6 +841,18 @@ class Complaint(Aggregate):
             "sent_at": None,
             "gateway_ref": None,
         }
+
+    # ------------------------------------------------------------- erasure (个人信息删除)
+    def erase_personal_data(self, ctx: CommandContext) -> None:
+        """Record that the customer's personal data is erased (their key destroyed): every
+        personal field of the complaint reads as erased, at any point of its history.
+        Recorded once: a complaint erased already records nothing more."""
+        if self.personal_data_erased_at is None:
+            self._personal_data_erased(ctx=ctx.record(), timestamp=ctx.at)
+
+    @event("PersonalDataErased")
+    def _personal_data_erased(self, *, ctx: dict[str, Any], timestamp: datetime) -> None:
+        self.personal_data_erased_at = timestamp
 
     # ------------------------------------------------------------------ deadlines
     def deadline_states(self, now: datetime) -> list[dict[str, Any]]:

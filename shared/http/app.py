@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
+from datetime import datetime, timedelta
 from typing import Any
 
 from fastapi import APIRouter, FastAPI
@@ -16,17 +18,19 @@ from shared.audit.chain import ChainProjection
 from shared.audit.checkpoints import Checkpoints, load_key
 from shared.domain.clock import Clock, system_clock
 from shared.domain.codes import Service
+from shared.domain.context import Actor, CommandContext
 from shared.http import audit, ops, reads
 from shared.http.errors import install_error_handlers
 from shared.http.middleware import CommandGuard, Observe, RateLimit
 from shared.readmodel.projector import ProjectionRunner
+from shared.readmodel.retention import customers_due_for_erasure
 from shared.readmodel.summaries import SummaryProjection
 from shared.settings import Settings
 from shared.store.facade import ComplaintStore
 
 log = logging.getLogger("complaints")
 
-#: How often old Idempotency-Key answers are forgotten.
+#: How often old Idempotency-Key answers are forgotten and retention is applied.
 PURGE_SECONDS = 300.0
 
 API_DESCRIPTION = """
@@ -42,11 +46,50 @@ Part of the event-sourced complaint platform. Every complaint is rebuilt from it
 """
 
 
+#: Who erases personal data whose retention ran out, how many customers it looks up at once,
+#: and how long one housekeeping run may spend on it (the projections wait meanwhile).
+RETENTION = Actor(id="retention", role="system")
+RETENTION_BATCH = 20
+RETENTION_BUDGET_SECONDS = 2.0
+
+
+async def erase_expired(
+    store: ComplaintStore, settings: Settings, at: datetime, service: str
+) -> int:
+    """Erase the customers whose complaints have all been archived longer than the retention
+    setting allows, for at most RETENTION_BUDGET_SECONDS; returns how many."""
+    if not settings.personal_data_retention_days:
+        return 0
+    cutoff = at - timedelta(days=settings.personal_data_retention_days)
+    budget_ends, erased = time.monotonic() + RETENTION_BUDGET_SECONDS, 0
+    while time.monotonic() < budget_ends:
+        due = await customers_due_for_erasure(store.engine, cutoff, RETENTION_BATCH)
+        for customer_id in due:
+            ctx = CommandContext(actor=RETENTION, service=service, at=at)
+            try:
+                erasure = await store.erase_customer(customer_id, ctx)
+            except Exception:  # its key is still there: the next run tries again
+                log.exception("retention: erasing a customer's personal data failed")
+                continue
+            erased += 1
+            log.info(
+                "retention: erased the personal data of %d complaint(s)", len(erasure.complaints)
+            )
+        if len(due) < RETENTION_BATCH:
+            break
+    return erased
+
+
 def projection_runner(
-    settings: Settings, store: ComplaintStore, checkpoints: Checkpoints, clock: Clock
+    settings: Settings,
+    store: ComplaintStore,
+    checkpoints: Checkpoints,
+    clock: Clock,
+    service: str,
 ) -> ProjectionRunner:
     """The read models and the audit chain; the process that runs them also signs the chain
-    head now and then and forgets old Idempotency-Key answers."""
+    head now and then, forgets old Idempotency-Key answers and erases personal data kept
+    past its retention."""
     last = {"signed": 0.0, "purged": 0.0}
 
     async def housekeeping() -> None:
@@ -57,6 +100,7 @@ def projection_runner(
             last["signed"] = now
         if now - last["purged"] >= PURGE_SECONDS:
             await store.idempotency.forget_older_than(settings.idempotency_retention_hours * 3600)
+            await erase_expired(store, settings, at, service)
             last["purged"] = now
 
     listen_url = (
@@ -100,7 +144,7 @@ def create_service_app(
         await the_store.open()
         checkpoints = Checkpoints(the_store.engine, key)
         app.state.checkpoints = checkpoints
-        runner = projection_runner(settings, the_store, checkpoints, clock)
+        runner = projection_runner(settings, the_store, checkpoints, clock, service.value)
         app.state.projector = runner
         tasks = [asyncio.create_task(runner.run())] if settings.projector_enabled else []
         tasks += [asyncio.create_task(job(app)) for job in background]

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import StreamingResponse
 
 from shared.audit.checkpoints import Checkpoints
-from shared.audit.export import export_lines
+from shared.audit.export import export_lines, first_chained_at
 from shared.domain.codes import Role
 from shared.domain.context import Actor
 from shared.http.auth import require_roles
-from shared.http.deps import ClockDep, StoreDep
+from shared.http.deps import ClockDep, SettingsDep, StoreDep
 from shared.http.errors import READ_RESPONSES, invalid_field
 from shared.http.fields import Timestamp
 
@@ -45,15 +46,27 @@ async def audit_export(
     store: StoreDep,
     checkpoints: CheckpointsDep,
     clock: ClockDep,
+    settings: SettingsDep,
     start: Annotated[Timestamp | None, Query(alias="from")] = None,
     end: Annotated[Timestamp | None, Query(alias="to")] = None,
 ) -> StreamingResponse:
     """Every event of [from, to) in global order, with the hash chain; check it with
-    `shared/audit/verify.py` and the checkpoints."""
+    `shared/audit/verify.py` and the checkpoints. `from` defaults to the first event, `to` to
+    now; one export covers at most `COMPLAINTS_AUDIT_EXPORT_MAX_DAYS` (366) days."""
     if start is not None and end is not None and end <= start:
         raise invalid_field("query", "to", "must be after `from`")
+    now = clock()
+    max_days = settings.audit_export_max_days
+    first = start or await first_chained_at(store.engine)
+    if first is not None and (end or now) - first > timedelta(days=max_days):
+        raise invalid_field(
+            "query",
+            "from",
+            f"one export covers at most {max_days} days: export period by period (each "
+            "export's first prev_hash is the last hash of the one before)",
+        )
     return StreamingResponse(
-        export_lines(store, store.engine, checkpoints.key, start=start, end=end, now=clock()),
+        export_lines(store, store.engine, checkpoints.key, start=start, end=end, now=now),
         media_type="application/x-ndjson",
     )
 

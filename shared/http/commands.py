@@ -34,6 +34,8 @@ async def execute(
 def answer(written: Written, ctx: CommandContext, response: Response) -> ComplaintView:
     complaint = written.complaint
     response.headers["ETag"] = etag(complaint.version)
+    # The answer is this complaint's state; stored answers are found by it on erasure.
+    response.headers["Content-Location"] = f"/complaints/{complaint.id}"
     if written.position is not None:
         response.headers["Event-Position"] = str(written.position)
     return ComplaintView.of(

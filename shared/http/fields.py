@@ -34,9 +34,9 @@ Text5000 = Annotated[
 ]
 OptionalText2000 = Annotated[str, StringConstraints(strip_whitespace=True, max_length=2000), _Clean]
 
-Identifier = Annotated[
-    str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z0-9._:@-]{1,64}$")
-]
+#: Ids of customers and staff as frontends send them.
+IDENTIFIER_PATTERN = r"^[A-Za-z0-9._:@-]{1,64}$"
+Identifier = Annotated[str, StringConstraints(strip_whitespace=True, pattern=IDENTIFIER_PATTERN)]
 
 
 _EARLIEST = datetime(1990, 1, 1, tzinfo=UTC)

@@ -29,7 +29,7 @@ access = logging.getLogger("complaints.access")
 
 _WRITES = frozenset({"POST"})  # the API has no other writes; others get 405 from routing
 _KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
-_REPLAYED_HEADERS = ("content-type", "etag", "location", "event-position")
+_REPLAYED_HEADERS = ("content-type", "etag", "location", "content-location", "event-position")
 #: Answers that wrote nothing and may differ on a retry: the key is released, not stored.
 _NOT_STORED = frozenset({401, 403, 408, 409, 429})
 _SUB = "complaints.sub"

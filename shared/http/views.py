@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 from pydantic import BaseModel, Field
 
-from shared.domain.chain import chain
+from shared.audit.verify import committed_data
+from shared.domain.chain import chain, json_default
 from shared.domain.codes import Status
 from shared.domain.complaint import Complaint, deadline_state
+from shared.domain.personal import ERASED_TEXT, as_record, is_erased
 from shared.store.application import StoredEvent
 
 NEXT_STEPS = {
@@ -28,7 +31,7 @@ NEXT_STEPS = {
 
 def mask_phone(phone: str | None) -> str | None:
     """138****1234: the first three and last four digits stay."""
-    if not phone:
+    if not phone or is_erased(phone):
         return phone
     if len(phone) <= 7:
         return "*" * len(phone)
@@ -36,7 +39,7 @@ def mask_phone(phone: str | None) -> str | None:
 
 
 def mask_email(email: str | None) -> str | None:
-    if not email or "@" not in email:
+    if not email or is_erased(email) or "@" not in email:
         return email
     local, domain = email.split("@", 1)
     return f"{local[:1]}***@{domain}"
@@ -119,6 +122,10 @@ class ComplaintView(BaseModel):
         default=[], description="messages to the customer and whether they were sent"
     )
     clock_paused: bool = False
+    personal_data_erased_at: datetime | None = Field(
+        default=None,
+        description=f"when the customer's personal data was erased; it reads {ERASED_TEXT!r}",
+    )
     as_of: datetime | None = Field(default=None, description="set on a point-in-time read")
     position: int | None = Field(
         default=None,
@@ -176,9 +183,21 @@ class ComplaintView(BaseModel):
             alerts=complaint.alerts,
             notifications=list(complaint.notifications.values()),
             clock_paused=complaint.paused_at is not None,
+            personal_data_erased_at=complaint.personal_data_erased_at,
             as_of=as_of,
             position=position,
         )
+
+
+class ErasureView(BaseModel):
+    """What an erasure did."""
+
+    customer_id: str = Field(examples=["cust-000123"])
+    erased_at: datetime
+    keys_destroyed: int = Field(
+        examples=[1], description="0 when an earlier erasure had destroyed the key already"
+    )
+    complaints: list[UUID] = Field(description="the customer's complaints, each now erased")
 
 
 class EventActor(BaseModel):
@@ -207,19 +226,23 @@ class History(BaseModel):
 
 
 def _hashed_record(complaint_id: UUID, event: StoredEvent) -> dict[str, Any]:
+    """Personal fields enter by their salted digests, so the links stay the same after the
+    customer's data is erased."""
     return {
         "complaint_id": str(complaint_id),
         "version": event.version,
         "type": event.type,
         "at": event.at.isoformat(),
         "ctx": event.ctx,
-        "data": event.data,
+        "data": committed_data(
+            json.loads(json.dumps(as_record(event.data), default=json_default)), event.salt
+        ),
     }
 
 
 def history_of(complaint_id: UUID, events: list[StoredEvent], *, unmasked: bool) -> History:
     """The events with their hash links. Links are computed over the stored (unmasked) data, so
-    they verify whoever reads; masking only changes what is shown."""
+    they are the same whoever reads; masking only changes what is shown."""
     links = chain([_hashed_record(complaint_id, e) for e in events])
     entries = []
     for event, (prev_hash, current) in zip(events, links, strict=True):

@@ -33,7 +33,10 @@ idempotency_keys = Table(
     Column("status_code", Integer),
     Column("headers", JSON),
     Column("body", LargeBinary),
+    #: The complaint the answer is about: erasing its customer's data forgets the answer.
+    Column("complaint_id", String(36)),
     Index("ix_idempotency_state_claimed", "state", "claimed_at"),  # forgetting old answers
+    Index("ix_idempotency_complaint", "complaint_id"),
 )
 
 #: How far each projection has read the event store. Written in the same transaction as the
@@ -151,13 +154,28 @@ audit_chain = Table(
     Index("ix_audit_chain_at", "at"),
 )
 
-#: Per-complaint salts: personal fields enter the chain as salted digests, so destroying a
-#: salt (erasure) leaves the chain verifiable without the plaintext.
-personal_salts = Table(
-    "personal_salts",
+#: Each customer's key for their personal data in the events (see shared.store.sealing): at
+#: most one live key per customer; erasure deletes it. Read and written by the store's threads.
+customer_keys = Table(
+    "customer_keys",
+    metadata,
+    Column("key_id", String(32), primary_key=True),
+    Column("customer_id", String(64), nullable=False, unique=True),
+    Column("secret", LargeBinary, nullable=False),
+    Column("salt", String(32), nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
+#: Which customer each complaint belongs to (how erasure finds a customer's complaints), and
+#: the key it was accepted under: what it records stays sealed with that key.
+customer_complaints = Table(
+    "customer_complaints",
     metadata,
     Column("complaint_id", String(36), primary_key=True),
-    Column("salt", String(64), nullable=False),
+    Column("customer_id", String(64), nullable=False),
+    Column("key_id", String(32), nullable=False),
+    Column("bound_at", Float, nullable=False),  # seconds since the epoch
+    Index("ix_customer_complaints_customer", "customer_id"),
 )
 
 #: Signed chain heads.

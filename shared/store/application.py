@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 from uuid import UUID, uuid4, uuid5
 
 from eventsourcing.application import AggregateNotFoundError, Application
-from eventsourcing.persistence import IntegrityError
+from eventsourcing.persistence import IntegrityError, Mapper
 from eventsourcing.utils import Environment, EnvType
 from stdnum import luhn
 from tenacity import (
@@ -24,6 +24,7 @@ from tenacity import (
     wait_random_exponential,
 )
 
+from shared.audit.verify import digest
 from shared.domain.codes import EscalationTrigger, Level, Status
 from shared.domain.complaint import ALLOWED, Complaint
 from shared.domain.context import CommandContext
@@ -34,8 +35,10 @@ from shared.domain.errors import (
     VersionMismatch,
 )
 from shared.domain.indexes import NAMESPACE, AcceptanceNumber, ComplaintThread, MajorIncident
+from shared.domain.personal import EVENT_FIELDS, Erased, leaves
 from shared.domain.policy import Policy, facts_of_intake
 from shared.settings import Settings
+from shared.store.sealing import KeyRing, SealingMapper
 
 #: Fields of the stored domain event that are not the event's own data.
 ENVELOPE = frozenset({"originator_id", "originator_version", "timestamp", "originator_topic"})
@@ -103,6 +106,9 @@ class StoredEvent:
     aggregate: str = "Complaint"
     #: Place in the store's global order (None where the read did not ask for it).
     position: int | None = None
+    #: The salt of the customer's key, when the event holds personal data in plaintext (the
+    #: audit chain commits to salted digests of it); None once erased.
+    salt: str | None = None
 
     @property
     def complaint_id(self) -> UUID:
@@ -112,11 +118,25 @@ class StoredEvent:
         return UUID(str(self.data["complaint_id"]))
 
 
+@dataclass(frozen=True)
+class Erasure:
+    customer_id: str
+    #: Keys destroyed by this erasure (0 when an earlier one had destroyed them already).
+    keys_destroyed: int
+    #: The customer's complaints, each of which records the erasure.
+    complaints: list[UUID]
+
+
 class ComplaintsApplication(Application[UUID]):
     name = "complaints"
     snapshotting_intervals: ClassVar[dict[type[Any], int]] = {Complaint: 50}
 
     def __init__(self, settings: Settings, policy: Policy, *, create_table: bool = False):
+        #: Customers' keys, in the same database, through the store's own connection pool.
+        self.keys = KeyRing(
+            lambda: getattr(self.recorder, "datastore"),  # noqa: B009  # both recorders have one
+            postgres=settings.is_postgres,
+        )
         super().__init__(env=store_env(settings, create_table=create_table))
         # Per instance, so each store honours its own settings.
         self.snapshotting_intervals = {Complaint: settings.snapshot_interval}  # type: ignore[misc]
@@ -128,6 +148,11 @@ class ComplaintsApplication(Application[UUID]):
         """Only what `store_env` passes. The library would also read os.environ, where
         COMPLAINTS_* names are our settings, not its (e.g. COMPLAINTS_CREATE_TABLE)."""
         return Environment(name, {"IS_SNAPSHOTTING_ENABLED": "y", **(env or {})})
+
+    def construct_mapper(self) -> Mapper[UUID]:
+        """The library's mapper, sealing personal data with each customer's key."""
+        mapper = super().construct_mapper()
+        return SealingMapper(mapper.transcoder, mapper.compressor, mapper.cipher, keys=self.keys)
 
     # ------------------------------------------------------------------ commands
     def accept(
@@ -159,14 +184,18 @@ class ComplaintsApplication(Application[UUID]):
         time_barred = policy.is_time_barred(
             intake["category"], datetime.fromisoformat(intake["occurred_at"]), ctx.at
         )
+        customer_id = intake["customer"]["id"]
+        # The service number enters the thread's id by its digest under the customer's salt:
+        # once the customer is erased, no one can tell from the id which number it was.
         thread_id = ComplaintThread.id_for(
-            intake["customer"]["id"],
-            intake["service_number"],
+            customer_id,
+            digest(self.keys.customer_key(customer_id).salt, intake["service_number"]),
             intake["category"],
             self.index_secret,
         )
         for attempt in self._attempts():
             with attempt:
+                self.keys.start_command()
                 existing = self._find(complaint_id)
                 if existing is not None:
                     return existing, None
@@ -189,7 +218,9 @@ class ComplaintsApplication(Application[UUID]):
                 else:
                     thread.join(complaint_id=complaint.id, timestamp=ctx.at)
                 recordings = self.save(complaint, number, thread)
-                return complaint, self._position(recordings, complaint.id)
+                return self._unless_erased_meanwhile(complaint, ctx), self._position(
+                    recordings, complaint.id
+                )
         raise AssertionError("unreachable")  # pragma: no cover
 
     def execute(
@@ -209,6 +240,7 @@ class ComplaintsApplication(Application[UUID]):
         first_version: int | None = 0 if ctx.recovering and ctx.idempotency_key else None
         for attempt in self._attempts():
             with attempt:
+                self.keys.start_command()
                 if first_version is not None:
                     own = self._own_event_since(complaint_id, first_version, ctx)
                     if own is not None:
@@ -220,7 +252,9 @@ class ComplaintsApplication(Application[UUID]):
                     raise VersionMismatch(expected_version, complaint.version)
                 command(complaint)
                 recordings = self.save(complaint)
-                return complaint, self._position(recordings, complaint.id)
+                return self._unless_erased_meanwhile(complaint, ctx), self._position(
+                    recordings, complaint.id
+                )
         raise AssertionError("unreachable")  # pragma: no cover
 
     def declare_incident(
@@ -272,6 +306,46 @@ class ComplaintsApplication(Application[UUID]):
                     return incident
                 return None
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def erase_customer(self, customer_id: str, ctx: CommandContext) -> Erasure:
+        """Record the erasure on each of the customer's complaints, then destroy their key,
+        then record it on any complaint accepted meanwhile.
+
+        The key goes last, so a crash in between leaves a key that a retry (or the next
+        retention run) destroys; complaints already recorded are not recorded twice.
+        """
+        for complaint_id in self.keys.complaints_of(customer_id):
+            self._record_erasure(complaint_id, ctx)
+        destroyed = self.keys.destroy(customer_id)
+        erased = [
+            complaint_id
+            for complaint_id in self.keys.complaints_of(customer_id)
+            if self._record_erasure(complaint_id, ctx)
+        ]
+        return Erasure(customer_id, destroyed, erased)
+
+    def _record_erasure(self, complaint_id: UUID, ctx: CommandContext) -> bool:
+        """Record the erasure on the complaint unless it has been; False if it does not
+        exist (bound while its acceptance was being saved, and that save failed)."""
+        try:
+            self.execute(
+                complaint_id,
+                lambda c: c.erase_personal_data(ctx),
+                expected_version=None,
+                ctx=ctx,
+            )
+        except ComplaintNotFound:
+            return False
+        return True
+
+    def _unless_erased_meanwhile(self, complaint: Complaint, ctx: CommandContext) -> Complaint:
+        """A command whose personal data is erased already (the customer was erased while it
+        ran, or before) records the erasure unless it is, and answers the erased state: no
+        complaint goes unrecorded, and no answer holds the plaintext."""
+        if not self.keys.erased_meanwhile():
+            return complaint
+        self._record_erasure(complaint.id, ctx)
+        return self.load(complaint.id)
 
     # -------------------------------------------------------------------- reads
     def load(self, complaint_id: UUID, version: int | None = None) -> Complaint:
@@ -386,10 +460,14 @@ class ComplaintsApplication(Application[UUID]):
         ]
         return max(ids) if ids else 0
 
-    @staticmethod
-    def _stored(event: Any, position: int | None = None) -> StoredEvent:
+    def _stored(self, event: Any, position: int | None = None) -> StoredEvent:
         data = {k: v for k, v in event.__dict__.items() if k not in ENVELOPE and k != "ctx"}
         qualname = type(event).__qualname__
+        plaintext = any(
+            isinstance(parent[name], str) and not isinstance(parent[name], Erased)
+            for path in EVENT_FIELDS
+            for parent, name in leaves(data, path)
+        )
         return StoredEvent(
             version=event.originator_version,
             type=type(event).__name__,
@@ -399,4 +477,5 @@ class ComplaintsApplication(Application[UUID]):
             aggregate_id=event.originator_id,
             aggregate=qualname.split(".")[0],
             position=position,
+            salt=self.keys.salt_opened(event.originator_id) if plaintext else None,
         )

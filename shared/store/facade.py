@@ -28,7 +28,12 @@ from shared.domain.policy import Policy
 from shared.readmodel.engine import create_engine
 from shared.readmodel.migrate import upgrade
 from shared.settings import Settings
-from shared.store.application import ComplaintsApplication, StoredEvent, store_threads
+from shared.store.application import (
+    ComplaintsApplication,
+    Erasure,
+    StoredEvent,
+    store_threads,
+)
 from shared.store.idempotency import IdempotencyStore
 
 T = TypeVar("T")
@@ -132,6 +137,13 @@ class ComplaintStore:
         )
         return incident is not None
 
+    async def erase_customer(self, customer_id: str, ctx: CommandContext) -> Erasure:
+        """Erase the customer's personal data everywhere: destroy their key, record the erasure
+        on each of their complaints, and forget the stored answers that held it."""
+        erasure = await self._run(partial(self.app.erase_customer, customer_id, ctx))
+        await self.idempotency.forget_complaints(erasure.complaints)
+        return erasure
+
     # ---------------------------------------------------------------------- reads
     async def get(self, complaint_id: UUID, *, as_of: datetime | None = None) -> Complaint:
         if as_of is None:
@@ -185,4 +197,6 @@ class ComplaintStore:
         return self._app
 
     async def _run(self, func: Callable[[], T]) -> T:
+        if self._app is not None:  # keys read during one call are remembered for that call
+            func = partial(self._app.keys.run, func)
         return await to_thread.run_sync(func, limiter=self._limiter)

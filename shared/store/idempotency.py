@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
+from uuid import UUID
 
 from sqlalchemy import and_, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -106,12 +108,22 @@ class IdempotencyStore:
         headers: dict[str, str],
         body: bytes,
     ) -> None:
-        """Store the answer, unless another request took the claim over meanwhile."""
+        """Store the answer, unless another request took the claim over meanwhile. An answer
+        about a complaint (its `Content-Location`) is noted with it, so erasing the customer's
+        data forgets it too."""
+        location = next((v for k, v in headers.items() if k.lower() == "content-location"), "")
+        complaint_id = location.removeprefix("/complaints/") if location else None
         async with self.engine.begin() as conn:
             await conn.execute(
                 update(idempotency_keys)
                 .where(self._held(client, key, claim))
-                .values(state="done", status_code=status_code, headers=headers, body=body)
+                .values(
+                    state="done",
+                    status_code=status_code,
+                    headers=headers,
+                    body=body,
+                    complaint_id=complaint_id,
+                )
             )
 
     async def release(self, client: str, key: str, claim: Claimed) -> None:
@@ -126,6 +138,17 @@ class IdempotencyStore:
             await conn.execute(
                 update(idempotency_keys).where(self._held(client, key, claim)).values(claimed_at=0)
             )
+
+    async def forget_complaints(self, complaint_ids: Iterable[UUID]) -> int:
+        """Drop the stored answers about these complaints (their customer's data is erased)."""
+        ids = [str(i) for i in complaint_ids]
+        if not ids:
+            return 0
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                delete(idempotency_keys).where(idempotency_keys.c.complaint_id.in_(ids))
+            )
+        return int(result.rowcount or 0)
 
     async def forget_older_than(self, seconds: float) -> int:
         """Drop stored answers claimed more than `seconds` ago; returns how many.

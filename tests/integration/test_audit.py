@@ -47,6 +47,16 @@ async def _record_some(api: Api, clock: FixedClock, count: int = 6) -> int:
 async def _chained(api: Api, clock: FixedClock) -> tuple[list[bytes], dict[str, Any]]:
     """An export of everything, and the checkpoints, once the chain has caught up."""
     await _record_some(api, clock)
+    await _signed_head(api)
+    export = await api.client.get("/audit/export", headers=api.headers("regulator"))
+    assert export.status_code == 200
+    assert export.headers["content-type"].startswith("application/x-ndjson")
+    checkpoints = (await api.get("/audit/checkpoints", role="regulator")).json()
+    return export.content.splitlines(keepends=True), checkpoints
+
+
+async def _signed_head(api: Api) -> None:
+    """Wait for the chain to catch up with the store, and sign its head."""
     head = (await api.client.get("/ready")).json()["position"]
     for _ in range(200):
         signed = await api.client.post("/audit/checkpoints", headers=api.headers("analyst"))
@@ -57,11 +67,6 @@ async def _chained(api: Api, clock: FixedClock) -> tuple[list[bytes], dict[str, 
         await asyncio.sleep(0.05)
     else:
         pytest.fail("the audit chain did not catch up")
-    export = await api.client.get("/audit/export", headers=api.headers("regulator"))
-    assert export.status_code == 200
-    assert export.headers["content-type"].startswith("application/x-ndjson")
-    checkpoints = (await api.get("/audit/checkpoints", role="regulator")).json()
-    return export.content.splitlines(keepends=True), checkpoints
 
 
 async def test_an_untouched_export_is_valid(api: Api, clock: FixedClock) -> None:
@@ -150,8 +155,9 @@ async def test_a_rewritten_history_fails_against_the_checkpoint(
     assert "checkpoint" in verdict.message
 
 
-async def test_erased_personal_data_still_verifies(api: Api, clock: FixedClock) -> None:
-    """What erasure will leave: digests instead of plaintext, no salt. The chain holds."""
+async def test_a_redacted_copy_still_verifies(api: Api, clock: FixedClock) -> None:
+    """A holder of an export may redact its personal data to the digests (as erasure leaves
+    it) before passing it on: digests instead of plaintext, no salt. The chain holds."""
     lines, checkpoints = await _chained(api, clock)
     erased = []
     for line in lines[:-1]:
@@ -190,9 +196,37 @@ async def test_export_period_and_roles(api: Api, clock: FixedClock) -> None:
     assert backwards.status_code == 422
 
 
+async def test_long_periods_are_exported_in_linked_parts(api: Api, clock: FixedClock) -> None:
+    """One export covers at most 366 days; consecutive ones link into one chain."""
+    lines, checkpoints = await _chained(api, clock)
+    first_at = datetime.fromisoformat(json.loads(lines[0])["at"])
+    clock.advance(timedelta(days=400))
+    await _record_some(api, clock)  # more events, a year later
+    await _signed_head(api)
+    whole = await api.get("/audit/export", role="regulator")
+    assert whole.status_code == 422
+    assert whole.json()["errors"][0]["field"] == "query.from"
+    cut = (first_at + timedelta(days=366)).isoformat()
+    parts = []
+    for period in ({"from": first_at.isoformat(), "to": cut}, {"from": cut}):
+        part = await api.client.get(
+            "/audit/export", params=period, headers=api.headers("regulator")
+        )
+        assert part.status_code == 200, part.text
+        parts.append(part.content.splitlines(keepends=True))
+    checkpoints = (await api.get("/audit/checkpoints", role="regulator")).json()
+    for part in parts:
+        assert verify(part, checkpoints).valid
+    trailers = [json.loads(part[-1])["trailer"] for part in parts]
+    assert trailers[0]["first_prev_hash"] == "0" * 64
+    assert trailers[0]["last_hash"] == trailers[1]["first_prev_hash"]
+    assert trailers[0]["count"] == len(lines) - 1  # everything of the first year
+    assert trailers[1]["count"] > 0
+
+
 def test_checkpoint_message_is_stable() -> None:
     assert checkpoint_message(7, "a" * 64, "2026-11-23T02:00:00+00:00") == (
-        b'{"hash":"' + b"a" * 64 + b'","position":7,"scheme":"complaints-audit-chain/1",'
+        b'{"hash":"' + b"a" * 64 + b'","position":7,"scheme":"complaints-audit-chain/2",'
         b'"signed_at":"2026-11-23T02:00:00+00:00"}'
     )
 

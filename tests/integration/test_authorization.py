@@ -115,16 +115,21 @@ MATRIX: list[tuple[str, str, str, dict[str, Any] | None, frozenset[str]]] = [
         for service in ("intake", "investigation", "escalation", "callback")
         for path in ("/complaints/{id}", "/complaints/{id}/history", "/complaints")
     ],
-    ("intake", "GET", "/audit/export", None, frozenset({"regulator", "analyst"})),
-    ("intake", "GET", "/audit/checkpoints", None, frozenset({"regulator", "analyst"})),
-    (
-        "intake",
-        "POST",
-        "/audit/checkpoints",
-        None,
-        frozenset({"analyst"}),
-    ),  # the regulator never writes
+    *[
+        row
+        for service in ("intake", "investigation", "escalation", "callback")
+        for row in (
+            (service, "GET", "/audit/export", None, frozenset({"regulator", "analyst"})),
+            (service, "GET", "/audit/checkpoints", None, frozenset({"regulator", "analyst"})),
+            # the regulator never writes
+            (service, "POST", "/audit/checkpoints", None, frozenset({"analyst"})),
+        )
+    ],
+    ("intake", "POST", "/customers/matrix-1/erasure", None, frozenset()),  # admin only
 ]
+
+#: Open to anyone, by design: what probes and scrapers call.
+PUBLIC = {("GET", "/health"), ("GET", "/ready"), ("GET", "/metrics")}
 
 
 @pytest.fixture
@@ -179,6 +184,20 @@ async def test_every_role_against_every_endpoint(apps: dict[str, Api]) -> None:
             if answer.status_code == 403:
                 assert answer.headers["content-type"] == "application/problem+json"
     assert wrong == []
+
+
+def test_the_matrix_covers_every_endpoint(apps: dict[str, Api]) -> None:
+    """A new endpoint cannot slip in without saying who may call it."""
+    for service, api in apps.items():
+        paths = api.client._transport.app.openapi()["paths"]  # type: ignore[attr-defined]
+        served = {(m.upper(), p) for p, methods in paths.items() for m in methods} - PUBLIC
+        covered = {
+            (method, "/customers/{customer_id}/erasure" if "/customers/" in path else path)
+            for s, method, path, _, _ in MATRIX
+            if s == service
+        }
+        covered = {(m, p.replace("{id}", "{complaint_id}")) for m, p in covered}
+        assert served == covered, service
 
 
 UNMASKED = {"agent", "callback", "admin"}

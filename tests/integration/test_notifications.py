@@ -173,3 +173,18 @@ async def test_a_refused_message_fails_for_good_and_holds_nothing_up(
     assert [v["message"]["reference"] for v in gateway.state.received.values()] == [
         (await store.get(UUID(other_id))).acceptance_no
     ]
+
+
+async def test_no_message_goes_to_an_erased_customer(
+    api: Api, inv: Api, store: ComplaintStore, gateway: Any, clock: FixedClock
+) -> None:
+    cid = await _replied(api, inv)
+    customer = intake_body()["customer"]["id"]
+    erased = await api.client.post(f"/customers/{customer}/erasure", headers=api.headers("admin"))
+    assert erased.status_code == 200
+    await _project(store)
+    assert await dispatcher(store, gateway, clock).dispatch_once() == 0
+    assert gateway.state.received == {}
+    reply = (await inv.get(f"/complaints/{cid}")).json()["notifications"][0]
+    assert reply["status"] == "failed"
+    assert "erased" in reply["last_error"]

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import copy
 import itertools
+import pickle
 from typing import Any
 
+from shared.audit.verify import PERSONAL_FIELDS
 from shared.domain.chain import GENESIS, chain, link
+from shared.domain.personal import ERASED_TEXT, EVENT_FIELDS, Erased, as_record
 from shared.http.views import mask_email, mask_phone
 
 
@@ -41,3 +45,20 @@ def test_masking() -> None:
     assert mask_phone("12345") == "*****"
     assert mask_email("zhang.wei@example.cn") == "z***@example.cn"
     assert mask_phone(None) is None
+
+
+def test_the_verifier_commits_to_every_field_the_store_seals() -> None:
+    """The standalone verifier keeps its own list of personal fields; it must be ours."""
+    assert PERSONAL_FIELDS == EVENT_FIELDS
+
+
+def test_an_erased_value_reads_erased_and_keeps_its_digest() -> None:
+    value = Erased("ab" * 32)
+    assert value == ERASED_TEXT
+    for kept in (copy.deepcopy(value), pickle.loads(pickle.dumps(value))):
+        assert isinstance(kept, Erased) and kept.sha256 == value.sha256
+    data = {"intake": {"customer": {"name": value}}, "comments": [value, "plain"]}
+    assert as_record(data) == {
+        "intake": {"customer": {"name": {"sha256": "ab" * 32}}},
+        "comments": [{"sha256": "ab" * 32}, "plain"],
+    }

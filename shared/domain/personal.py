@@ -1,0 +1,93 @@
+"""Which recorded fields are the customer's personal data, and how erased data looks.
+
+Personal fields are stored sealed with the customer's own key (`shared.store.sealing`), so
+destroying that key erases them everywhere at once. What is sealed: the customer's name, phone
+and e-mail, the service number (for mobile complaints it is the phone number), and the free
+text that holds what the customer said or sent: the description, the demand, evidence
+summaries, callback comments and the archive summary. Staff's account of the handling
+(findings, replies, reasons) and every code, time and id stay readable, so an erased complaint
+still replays and still counts in the reports.
+
+Paths are tuples of keys; `*` stands for every item of a list.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+Path = tuple[str, ...]
+
+#: Personal fields in the data of a complaint's events. The audit verifier keeps its own copy
+#: (`shared.audit.verify.PERSONAL_FIELDS`, it must stand alone); a test keeps the two equal.
+EVENT_FIELDS: tuple[Path, ...] = (
+    ("intake", "customer", "name"),
+    ("intake", "customer", "phone"),
+    ("intake", "customer", "email"),
+    ("intake", "service_number"),
+    ("intake", "description"),
+    ("intake", "demand"),
+    ("intake", "evidence", "*", "summary"),
+    ("summary",),  # EvidenceAdded, Archived
+    ("comments",),  # CallbackRecorded, CallbackUnreached
+    ("handover", "last_callback", "comments"),  # Escalated
+)
+
+#: The same facts where a snapshot keeps them: the aggregate's state.
+STATE_FIELDS: tuple[Path, ...] = (
+    *(path for path in EVENT_FIELDS if path[0] == "intake"),
+    ("evidence", "*", "summary"),
+    ("callbacks", "*", "comments"),
+    ("callback_attempts", "*", "comments"),
+    ("archive_summary",),
+)
+
+#: How an erased value reads.
+ERASED_TEXT = "[erased]"
+
+
+class Erased(str):
+    """A personal value whose key was destroyed: reads as "[erased]" and keeps the salted
+    SHA-256 digest the audit chain committed to, so the chain still verifies."""
+
+    sha256: str
+
+    def __new__(cls, sha256: str) -> Erased:
+        value = super().__new__(cls, ERASED_TEXT)
+        value.sha256 = sha256
+        return value
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Erased, (self.sha256,))
+
+
+def leaves(data: Any, path: Path) -> Iterator[tuple[dict[str, Any], str]]:
+    """(parent, key) of every value at `path` in `data` that is present."""
+    if not path:
+        return
+    head, rest = path[0], path[1:]
+    if head == "*":
+        for item in data if isinstance(data, list) else ():
+            yield from leaves(item, rest)
+        return
+    if not isinstance(data, dict) or head not in data:
+        return
+    if not rest:
+        yield data, head
+    else:
+        yield from leaves(data[head], rest)
+
+
+def as_record(value: Any) -> Any:
+    """`value` with every erased field as the digest the chain committed to."""
+    if isinstance(value, Erased):
+        return {"sha256": value.sha256}
+    if isinstance(value, dict):
+        return {k: as_record(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [as_record(v) for v in value]
+    return value
+
+
+def is_erased(value: Any) -> bool:
+    return isinstance(value, Erased)

@@ -1,0 +1,343 @@
+"""Per-customer encryption of personal data in the event store (crypto-shredding).
+
+Each customer has one key (AES-256-GCM) and one salt, in the `customer_keys` table beside the
+events. The mapper seals every personal field (`shared.domain.personal`) of an event or a
+snapshot on its way into the store, and opens it on its way out, so the aggregate, the
+projections and the reads work with plaintext while the stored events and snapshots hold only
+ciphertext. A sealed field keeps the salted SHA-256 digest the audit chain commits to.
+
+Erasure deletes the customer's key: from then on every sealed field of that customer reads as
+`Erased` (carrying its digest), wherever it is stored, and nothing else of the complaint
+changes. A customer seen again after erasure gets a new key.
+
+The keys are read and written through the event store's own connection pool (the mapper runs
+in the store's worker threads, where nothing awaits).
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import secrets
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, TypeVar
+from uuid import UUID
+
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from eventsourcing.domain import DomainEventProtocol, Snapshot
+from eventsourcing.persistence import Cipher, Compressor, Mapper, StoredEvent, Transcoder
+
+from shared.audit.verify import digest
+from shared.domain.personal import EVENT_FIELDS, STATE_FIELDS, Erased, Path, leaves
+
+T = TypeVar("T")
+
+SEALED = "$sealed"
+#: How many complaints' key bindings a process remembers.
+BINDINGS_KEPT = 100_000
+SNAPSHOT_FIELDS: tuple[Path, ...] = tuple(("state", *path) for path in STATE_FIELDS)
+
+
+@dataclass(frozen=True)
+class CustomerKey:
+    key_id: str
+    customer_id: str
+    secret: bytes
+    salt: str  # 32 lowercase hex digits
+
+
+class KeyRing:
+    """The customers' keys, and the key each complaint was accepted under (synchronous).
+
+    A complaint stays bound to the key in force at its acceptance: once that key is destroyed,
+    whatever personal data the complaint records later is stored erased, never under a newer
+    key of the same customer. Keys read are remembered only within a `scope()` (one call into
+    the store), so a key destroyed by another process is not used after that call.
+    """
+
+    def __init__(self, datastore: Callable[[], Any], *, postgres: bool) -> None:
+        self._datastore = datastore
+        self._postgres = postgres
+        self._local = threading.local()
+        #: The key each complaint is bound to never changes: remembered for good (bounded).
+        self._bindings: OrderedDict[UUID, str] = OrderedDict()
+        self._bindings_lock = threading.Lock()
+
+    # ----------------------------------------------------------------------- scope
+    @contextmanager
+    def scope(self) -> Iterator[None]:
+        outermost = getattr(self._local, "memo", None) is None
+        if outermost:
+            self._local.memo = _Memo()
+        try:
+            yield
+        finally:
+            if outermost:
+                self._local.memo = None
+
+    def run(self, func: Callable[[], T]) -> T:
+        with self.scope():
+            return func()
+
+    @property
+    def _memo(self) -> _Memo:
+        memo: _Memo | None = getattr(self._local, "memo", None)
+        return memo if memo is not None else _Memo()
+
+    # ------------------------------------------------------------------- keys
+    def customer_key(self, customer_id: str) -> CustomerKey:
+        """The customer's live key, made if they have none (a first complaint, or the first
+        since their erasure)."""
+        memo = self._memo
+        key = memo.customers.get(customer_id) or self._select_key("customer_id", customer_id)
+        if key is None:
+            with self._transaction(commit=True) as cursor:
+                self._execute(
+                    cursor,
+                    "INSERT INTO customer_keys (key_id, customer_id, secret, salt, created_at) "
+                    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (customer_id) DO NOTHING",
+                    (
+                        secrets.token_hex(16),
+                        customer_id,
+                        AESGCM.generate_key(bit_length=256),
+                        secrets.token_hex(16),
+                        time.time(),
+                    ),
+                )
+            key = self._select_key("customer_id", customer_id)
+            assert key is not None, "a key made a moment ago is gone"
+        memo.customers[customer_id] = memo.keys[key.key_id] = key
+        return key
+
+    def bind(self, complaint_id: UUID, customer_id: str) -> CustomerKey | None:
+        """Bind an accepted complaint to its customer's live key (once: a complaint bound
+        before keeps its key); the key to seal it with, None if that key is destroyed."""
+        key = self.customer_key(customer_id)
+        with self._transaction(commit=True) as cursor:
+            self._execute(
+                cursor,
+                "INSERT INTO customer_complaints (complaint_id, customer_id, key_id, bound_at) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT (complaint_id) DO NOTHING",
+                (str(complaint_id), customer_id, key.key_id, time.time()),
+            )
+        return self.complaint_key(complaint_id)
+
+    def complaint_key(self, complaint_id: UUID) -> CustomerKey | None:
+        """The key the complaint is bound to, None once destroyed."""
+        key_id = self._binding(complaint_id)
+        return self.key(key_id) if key_id else None
+
+    def key(self, key_id: str) -> CustomerKey | None:
+        """A key by its id, or None once destroyed."""
+        memo = self._memo
+        if key_id not in memo.keys:
+            memo.keys[key_id] = self._select_key("key_id", key_id)
+        return memo.keys[key_id]
+
+    def opened(self, complaint_id: UUID, key: CustomerKey) -> None:
+        self._memo.opened[complaint_id] = key
+
+    def sealed(self, key: CustomerKey | None) -> None:
+        """Personal data was sealed with this key (None: its key was destroyed already)."""
+        self._memo.sealed.add(key.key_id if key else None)
+
+    def start_command(self) -> None:
+        """A command begins: nothing sealed by it yet."""
+        self._memo.sealed.clear()
+
+    def erased_meanwhile(self) -> bool:
+        """Whether personal data this command stored is erased already: its key was destroyed
+        before it was sealed, or since (checked now)."""
+        sealed = self._memo.sealed
+        if None in sealed:
+            return True
+        return not all(self._select_key("key_id", k) for k in sorted(k for k in sealed if k))
+
+    def salt_opened(self, complaint_id: UUID) -> str | None:
+        """The salt of the key that opened this complaint's fields in this scope."""
+        key = self._memo.opened.get(complaint_id)
+        return key.salt if key else None
+
+    def complaints_of(self, customer_id: str) -> list[UUID]:
+        with self._transaction(commit=False) as cursor:
+            self._execute(
+                cursor,
+                "SELECT complaint_id FROM customer_complaints WHERE customer_id = ? "
+                "ORDER BY complaint_id",
+                (customer_id,),
+            )
+            return [UUID(str(row["complaint_id"])) for row in cursor.fetchall()]
+
+    def destroy(self, customer_id: str) -> int:
+        """Delete the customer's key; how many were deleted (0 or 1)."""
+        with self._transaction(commit=True) as cursor:
+            self._execute(
+                cursor,
+                "DELETE FROM customer_keys WHERE customer_id = ? RETURNING key_id",
+                (customer_id,),
+            )
+            destroyed = len(cursor.fetchall())
+        memo = self._memo
+        memo.keys.clear()
+        memo.customers.clear()
+        memo.opened.clear()
+        return destroyed
+
+    # ---------------------------------------------------------------- helpers
+    def _binding(self, complaint_id: UUID) -> str | None:
+        with self._bindings_lock:
+            key_id = self._bindings.get(complaint_id)
+        if key_id is None:
+            with self._transaction(commit=False) as cursor:
+                self._execute(
+                    cursor,
+                    "SELECT key_id FROM customer_complaints WHERE complaint_id = ?",
+                    (str(complaint_id),),
+                )
+                row = cursor.fetchone()
+            if row is None:
+                return None
+            key_id = str(row["key_id"])
+            with self._bindings_lock:
+                self._bindings[complaint_id] = key_id
+                if len(self._bindings) > BINDINGS_KEPT:
+                    self._bindings.popitem(last=False)
+        return key_id
+
+    def _select_key(self, column: str, value: str) -> CustomerKey | None:
+        with self._transaction(commit=False) as cursor:
+            self._execute(
+                cursor,
+                f"SELECT key_id, customer_id, secret, salt FROM customer_keys WHERE {column} = ?",
+                (value,),
+            )
+            return _key(cursor.fetchone())
+
+    @contextmanager
+    def _transaction(self, *, commit: bool) -> Iterator[Any]:
+        with self._datastore().transaction(commit=commit) as cursor:
+            yield cursor
+
+    def _execute(self, cursor: Any, sql: str, params: tuple[Any, ...]) -> None:
+        cursor.execute(sql.replace("?", "%s") if self._postgres else sql, params)
+
+
+class _Memo:
+    """What one call into the store has read and sealed."""
+
+    def __init__(self) -> None:
+        self.keys: dict[str, CustomerKey | None] = {}
+        self.customers: dict[str, CustomerKey] = {}
+        self.opened: dict[UUID, CustomerKey] = {}
+        self.sealed: set[str | None] = set()
+
+
+def _key(row: Any) -> CustomerKey | None:
+    if row is None:
+        return None
+    return CustomerKey(
+        key_id=str(row["key_id"]),
+        customer_id=str(row["customer_id"]),
+        secret=bytes(row["secret"]),
+        salt=str(row["salt"]),
+    )
+
+
+def _aad(complaint_id: UUID, key_id: str) -> bytes:
+    """Binds a sealed value to its complaint and key: it cannot be moved elsewhere."""
+    return complaint_id.bytes + key_id.encode("ascii")
+
+
+def seal(key: CustomerKey, complaint_id: UUID, plaintext: str) -> dict[str, str]:
+    nonce = secrets.token_bytes(12)
+    sealed = AESGCM(key.secret).encrypt(
+        nonce, plaintext.encode("utf-8"), _aad(complaint_id, key.key_id)
+    )
+    return {
+        SEALED: base64.b64encode(nonce + sealed).decode("ascii"),
+        "key": key.key_id,
+        "sha256": digest(key.salt, plaintext),
+    }
+
+
+def unseal(key: CustomerKey, complaint_id: UUID, envelope: dict[str, Any]) -> str:
+    raw = base64.b64decode(envelope[SEALED])
+    plaintext = AESGCM(key.secret).decrypt(raw[:12], raw[12:], _aad(complaint_id, key.key_id))
+    return plaintext.decode("utf-8")
+
+
+class SealingMapper(Mapper[UUID]):
+    """The library's mapper, sealing personal fields with the customer's key."""
+
+    def __init__(
+        self,
+        transcoder: Transcoder,
+        compressor: Compressor | None = None,
+        cipher: Cipher | None = None,
+        *,
+        keys: KeyRing,
+    ) -> None:
+        super().__init__(transcoder, compressor, cipher)
+        self.keys = keys
+
+    def to_stored_event(self, domain_event: DomainEventProtocol[UUID]) -> StoredEvent:
+        state = vars(domain_event)
+        paths = _paths(domain_event)
+        values = [parent[name] for path in paths for parent, name in leaves(state, path)]
+        plain = any(type(value) is str for value in values)
+        if not plain and not any(isinstance(value, Erased) for value in values):
+            return super().to_stored_event(domain_event)
+        complaint_id = domain_event.originator_id
+        key = None
+        if plain:
+            intake = state.get("intake")
+            key = (
+                self.keys.bind(complaint_id, intake["customer"]["id"])
+                if isinstance(intake, dict)  # the acceptance
+                else self.keys.complaint_key(complaint_id)
+            )
+        sealed_state = copy.deepcopy(state)
+        for path in paths:
+            for parent, name in leaves(sealed_state, path):
+                value = parent[name]
+                if isinstance(value, Erased):
+                    parent[name] = {"sha256": value.sha256}
+                elif type(value) is str:
+                    parent[name] = seal(key, complaint_id, value) if key else _born_erased(value)
+        self.keys.sealed(key)
+        sealed_event = object.__new__(type(domain_event))
+        object.__setattr__(sealed_event, "__dict__", sealed_state)
+        return super().to_stored_event(sealed_event)
+
+    def to_domain_event(self, stored_event: StoredEvent) -> DomainEventProtocol[UUID]:
+        domain_event = super().to_domain_event(stored_event)
+        state = vars(domain_event)  # a fresh dict, decoded just now
+        complaint_id = domain_event.originator_id
+        for path in _paths(domain_event):
+            for parent, name in leaves(state, path):
+                value = parent[name]
+                if isinstance(value, dict) and "sha256" in value:
+                    parent[name] = self._open(complaint_id, value)
+        return domain_event
+
+    def _open(self, complaint_id: UUID, envelope: dict[str, Any]) -> str:
+        key = self.keys.key(envelope["key"]) if SEALED in envelope else None
+        if key is None:
+            return Erased(str(envelope["sha256"]))
+        self.keys.opened(complaint_id, key)
+        return unseal(key, complaint_id, envelope)
+
+
+def _born_erased(plaintext: str) -> dict[str, str]:
+    """Personal data of a complaint whose key is destroyed: stored erased, under a salt that
+    is thrown away at once."""
+    return {"sha256": digest(secrets.token_hex(16), plaintext)}
+
+
+def _paths(domain_event: object) -> tuple[Path, ...]:
+    return SNAPSHOT_FIELDS if isinstance(domain_event, Snapshot) else EVENT_FIELDS
