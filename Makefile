@@ -8,7 +8,8 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 # COMPLAINTS_JWT_SECRET (and leave COMPLAINTS_ENVIRONMENT unset, which means production).
 export COMPLAINTS_ENVIRONMENT ?= development
 
-.PHONY: run test unit integration e2e lint format setup rebuild token clean
+.PHONY: run test unit integration e2e lint format setup rebuild token clean bench bench-quick wrk
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -36,13 +37,27 @@ e2e: $(STAMP)
 	$(PY) -m pytest tests/e2e
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check shared services tests devtools
-	$(VENV)/bin/ruff format --check shared services tests devtools
+	$(VENV)/bin/ruff check shared services tests devtools bench
+	$(VENV)/bin/ruff format --check shared services tests devtools bench
 	$(VENV)/bin/mypy
 
 format: $(STAMP)
-	$(VENV)/bin/ruff format shared services tests devtools
-	$(VENV)/bin/ruff check --fix shared services tests devtools
+	$(VENV)/bin/ruff format shared services tests devtools bench
+	$(VENV)/bin/ruff check --fix shared services tests devtools bench
+
+# The load generator, from the distribution's packages.
+wrk:
+	@command -v wrk >/dev/null || $(SUDO) apt-get install -y -qq --no-install-recommends wrk \
+		|| ($(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends wrk)
+
+## Benchmarks against raw asyncpg and the library's own Application (under 10 minutes):
+## BENCHMARKS.md, bench/results/full.json and full.png, a profile of the intake path.
+bench: $(STAMP) wrk
+	$(PY) -m bench.run full
+
+## The same in under a minute, to keep it working (CI runs it; it asserts nothing about speed).
+bench-quick: $(STAMP) wrk
+	$(PY) -m bench.run quick
 
 ## Create the event store's tables (make run does this for you).
 setup: $(STAMP)

@@ -24,7 +24,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -49,6 +49,10 @@ class CustomerKey:
     customer_id: str
     secret: bytes
     salt: str  # 32 lowercase hex digits
+    aead: AESGCM = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "aead", AESGCM(self.secret))  # made once, used per field
 
 
 class KeyRing:
@@ -90,42 +94,49 @@ class KeyRing:
         return memo if memo is not None else _Memo()
 
     # ------------------------------------------------------------------- keys
-    def customer_key(self, customer_id: str) -> CustomerKey:
-        """The customer's live key, made if they have none (a first complaint, or the first
-        since their erasure)."""
-        memo = self._memo
-        key = memo.customers.get(customer_id) or self._select_key("customer_id", customer_id)
-        if key is None:
-            with self._transaction(commit=True) as cursor:
-                self._execute(
-                    cursor,
-                    "INSERT INTO customer_keys (key_id, customer_id, secret, salt, created_at) "
-                    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (customer_id) DO NOTHING",
-                    (
-                        secrets.token_hex(16),
-                        customer_id,
-                        AESGCM.generate_key(bit_length=256),
-                        secrets.token_hex(16),
-                        time.time(),
-                    ),
-                )
-            key = self._select_key("customer_id", customer_id)
-            assert key is not None, "a key made a moment ago is gone"
-        memo.customers[customer_id] = memo.keys[key.key_id] = key
-        return key
-
     def bind(self, complaint_id: UUID, customer_id: str) -> CustomerKey | None:
-        """Bind an accepted complaint to its customer's live key (once: a complaint bound
-        before keeps its key); the key to seal it with, None if that key is destroyed."""
-        key = self.customer_key(customer_id)
+        """Bind an accepted complaint to its customer's live key, made if they have none (a
+        first complaint, or the first since their erasure); a complaint bound before keeps
+        its key. The key to seal it with, None if that key is destroyed. One transaction."""
+        memo = self._memo
+        if complaint_id in memo.bound:
+            return memo.bound[complaint_id]
         with self._transaction(commit=True) as cursor:
+            if self._postgres:
+                # No wait for this commit's WAL flush: the acceptance's own commit, later in
+                # the WAL, flushes it too; if that never comes, losing the binding is harmless.
+                cursor.execute("SET LOCAL synchronous_commit = off")
+            self._execute(
+                cursor,
+                "INSERT INTO customer_keys (key_id, customer_id, secret, salt, created_at) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (customer_id) DO NOTHING",
+                (
+                    secrets.token_hex(16),
+                    customer_id,
+                    AESGCM.generate_key(bit_length=256),
+                    secrets.token_hex(16),
+                    time.time(),
+                ),
+            )
             self._execute(
                 cursor,
                 "INSERT INTO customer_complaints (complaint_id, customer_id, key_id, bound_at) "
-                "VALUES (?, ?, ?, ?) ON CONFLICT (complaint_id) DO NOTHING",
-                (str(complaint_id), customer_id, key.key_id, time.time()),
+                "SELECT ?, customer_id, key_id, ? FROM customer_keys WHERE customer_id = ? "
+                "ON CONFLICT (complaint_id) DO NOTHING",
+                (str(complaint_id), time.time(), customer_id),
             )
-        return self.complaint_key(complaint_id)
+            self._execute(
+                cursor,
+                "SELECT c.key_id AS bound, k.key_id, k.customer_id, k.secret, k.salt "
+                "FROM customer_complaints c LEFT JOIN customer_keys k ON k.key_id = c.key_id "
+                "WHERE c.complaint_id = ?",
+                (str(complaint_id),),
+            )
+            row = cursor.fetchone()
+        self._remember_binding(complaint_id, str(row["bound"]))
+        key = _key(row) if row["key_id"] is not None else None
+        memo.keys[str(row["bound"])] = memo.bound[complaint_id] = key
+        return key
 
     def complaint_key(self, complaint_id: UUID) -> CustomerKey | None:
         """The key the complaint is bound to, None once destroyed."""
@@ -184,7 +195,7 @@ class KeyRing:
             destroyed = len(cursor.fetchall())
         memo = self._memo
         memo.keys.clear()
-        memo.customers.clear()
+        memo.bound.clear()
         memo.opened.clear()
         return destroyed
 
@@ -203,11 +214,14 @@ class KeyRing:
             if row is None:
                 return None
             key_id = str(row["key_id"])
-            with self._bindings_lock:
-                self._bindings[complaint_id] = key_id
-                if len(self._bindings) > BINDINGS_KEPT:
-                    self._bindings.popitem(last=False)
+            self._remember_binding(complaint_id, key_id)
         return key_id
+
+    def _remember_binding(self, complaint_id: UUID, key_id: str) -> None:
+        with self._bindings_lock:
+            self._bindings[complaint_id] = key_id
+            if len(self._bindings) > BINDINGS_KEPT:
+                self._bindings.popitem(last=False)
 
     def _select_key(self, column: str, value: str) -> CustomerKey | None:
         with self._transaction(commit=False) as cursor:
@@ -232,7 +246,7 @@ class _Memo:
 
     def __init__(self) -> None:
         self.keys: dict[str, CustomerKey | None] = {}
-        self.customers: dict[str, CustomerKey] = {}
+        self.bound: dict[UUID, CustomerKey | None] = {}
         self.opened: dict[UUID, CustomerKey] = {}
         self.sealed: set[str | None] = set()
 
@@ -255,9 +269,7 @@ def _aad(complaint_id: UUID, key_id: str) -> bytes:
 
 def seal(key: CustomerKey, complaint_id: UUID, plaintext: str) -> dict[str, str]:
     nonce = secrets.token_bytes(12)
-    sealed = AESGCM(key.secret).encrypt(
-        nonce, plaintext.encode("utf-8"), _aad(complaint_id, key.key_id)
-    )
+    sealed = key.aead.encrypt(nonce, plaintext.encode("utf-8"), _aad(complaint_id, key.key_id))
     return {
         SEALED: base64.b64encode(nonce + sealed).decode("ascii"),
         "key": key.key_id,
@@ -267,7 +279,7 @@ def seal(key: CustomerKey, complaint_id: UUID, plaintext: str) -> dict[str, str]
 
 def unseal(key: CustomerKey, complaint_id: UUID, envelope: dict[str, Any]) -> str:
     raw = base64.b64decode(envelope[SEALED])
-    plaintext = AESGCM(key.secret).decrypt(raw[:12], raw[12:], _aad(complaint_id, key.key_id))
+    plaintext = key.aead.decrypt(raw[:12], raw[12:], _aad(complaint_id, key.key_id))
     return plaintext.decode("utf-8")
 
 

@@ -1,0 +1,260 @@
+"""The bench results as a markdown table in BENCHMARKS.md and a chart beside the JSON."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+#: Goals of issue 8.
+RATIO_GOAL = 0.40
+REBUILD_P99_MS = 5.0
+AS_OF_P99_MS = 20.0
+RSS_MB = 250.0
+LAG_P99_MS = 500.0
+WATCH_SECONDS = 60.0
+
+NOT_MEASURED = [
+    (
+        "audit export over 1 M events",
+        "≥ 50 % of raw `SELECT … ORDER BY position` rows/s; flat memory",
+    ),
+    (
+        "scale: 1 M events / 100 k complaints",
+        "list p99 ≤ 50 ms; rebuild and intake as on an empty store",
+    ),
+]
+
+
+def _spread(s: dict[str, float], fmt: str = "{:.0f}") -> str:
+    if math.isclose(s["low"], s["high"]):
+        return fmt.format(s["median"])
+    return f"{fmt.format(s['median'])} ({fmt.format(s['low'])}–{fmt.format(s['high'])})"
+
+
+def _verdict(ok: bool, miss: str) -> str:
+    return "met" if ok else f"**missed**: {miss}"
+
+
+def table(document: dict[str, Any]) -> str:
+    r = document["results"]
+    m = document["machine"]
+    lines = [
+        f"Mode `{document['mode']}`, {document['finished_at']}, {document['seconds']} s; "
+        f"{m['cpus']} cores, {m['memory_gb']} GB, Python {m['python']}, {m['wrk']}. "
+        f"Each comparison repeated {document['plan']['repeats']}×: median (lowest–highest).",
+        "",
+        "| what | clients | ours | the limit | ours / limit | p99 ours (allowed) | goal | result |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | --- | --- |",
+    ]
+    for kind, label in (("intake", "`POST /complaints` → 201"), ("evidence", "`POST …/evidence`")):
+        for row in r[kind]:
+            ratio, p99, allowed = row["ratio"], row["p99_ms"], row["p99_allowance_ms"]
+            ok_ratio = ratio["median"] >= RATIO_GOAL
+            ok_p99 = p99["median"] <= allowed["median"]
+            misses = []
+            if not ok_ratio:
+                misses.append(f"{RATIO_GOAL - ratio['median']:.0%} short of the ratio")
+            if not ok_p99:
+                misses.append(f"p99 {p99['median'] - allowed['median']:.1f} ms over")
+            lines.append(
+                f"| {label} | {row['concurrency']} | {_spread(row['rps'])}/s "
+                f"| {_spread(row['raw_rps'])}/s raw INSERT | {_spread(ratio, '{:.0%}')} "
+                f"| {_spread(p99, '{:.1f}')} ms ({allowed['median']:.1f}) "
+                f"| ≥ 40 %, p99 ≤ 2 × raw + 5 ms | {_verdict(not misses, '; '.join(misses))} |"
+            )
+    for row in r["rebuild"]:
+        ok = row["events"] < 1000 or row["ours_p99_ms"] <= REBUILD_P99_MS
+        over = f"{row['ours_p99_ms'] - REBUILD_P99_MS:.1f} ms over"
+        lines.append(
+            f"| `GET /complaints/{{id}}`, {row['events']} events | 1 "
+            f"| p99 {row['ours_p99_ms']:.1f} ms | p99 {row['raw_p99_ms']:.1f} ms raw fetch + "
+            f"JSON | {row['ours_p99_ms'] / row['raw_p99_ms']:.1f}× the time | "
+            f"{row['ours_p99_ms']:.1f} ms | p99 ≤ 5 ms at 1,000 | "
+            f"{_verdict(ok, over)} |"
+        )
+    for row in r["rebuild"]:
+        if row["events"] != max(x["events"] for x in r["rebuild"]):
+            continue
+        ok = row["as_of_p99_ms"] <= AS_OF_P99_MS
+        over = f"{row['as_of_p99_ms'] - AS_OF_P99_MS:.1f} ms over"
+        lines.append(
+            f"| `?as_of=` the middle of {row['events']} events | 1 "
+            f"| p99 {row['as_of_p99_ms']:.1f} ms | — | — | {row['as_of_p99_ms']:.1f} ms "
+            f"| p99 ≤ 20 ms | {_verdict(ok, over)} |"
+        )
+    peer = r["peer"]
+    for c, rate in peer["creations_per_s"].items():
+        ours = next((x for x in r["intake"] if str(x["concurrency"]) == c), None)
+        if ours is None:
+            continue
+        ok = ours["rps"]["median"] > rate
+        slower = f"{1 - ours['rps']['median'] / rate:.0%} slower"
+        lines.append(
+            f"| peer: the library's `Application` in-process, creations | {c} "
+            f"| {ours['rps']['median']:.0f}/s over HTTP | {rate:.0f}/s in-process "
+            f"| {ours['rps']['median'] / rate:.0%} | — | we beat it | "
+            f"{_verdict(ok, slower)} |"
+        )
+    for size, got in peer["get"].items():
+        ours_row = next((x for x in r["rebuild"] if str(x["events"]) == size), None)
+        if ours_row is None:
+            continue
+        ok = ours_row["ours_p99_ms"] < got["p99_ms"]
+        lines.append(
+            f"| peer: `repository.get`, {size} events | 1 | p99 {ours_row['ours_p99_ms']:.1f} ms "
+            f"over HTTP | p99 {got['p99_ms']:.1f} ms in-process | — | — | we beat it | "
+            f"{_verdict(ok, 'slower')} |"
+        )
+    lag = r.get("projection_lag")
+    if lag:
+        over = f"{lag['p99_ms'] - LAG_P99_MS:.0f} ms over"
+        lines.append(
+            f"| projection lag: 201 → in `GET /complaints`, at half the max intake "
+            f"({lag['rate']:.0f}/s) | — | p50 {lag['p50_ms']:.0f} ms, p99 {lag['p99_ms']:.0f} ms "
+            f"| — | — | — | p99 ≤ 500 ms | {_verdict(lag['p99_ms'] <= LAG_P99_MS, over)} |"
+        )
+    watch = r.get("deadline_watch")
+    if watch:
+        once = watch["escalated"] == watch["deadlines"] and not watch["still_waiting"]
+        ok = once and watch["seconds"] <= WATCH_SECONDS
+        misses = []
+        if watch["seconds"] > WATCH_SECONDS:
+            misses.append(f"{watch['seconds'] - WATCH_SECONDS:.0f} s over")
+        if not once:
+            misses.append(
+                f"{watch['escalated']} escalations for {watch['deadlines']} limits, "
+                f"{watch['still_waiting']} left"
+            )
+        lines.append(
+            f"| deadline watch: {watch['deadlines']:,} limits passed at once | — "
+            f"| all escalated in {watch['seconds']:.1f} s, {watch['escalated']:,} escalations "
+            f"| — | — | — | within 60 s, each once | {_verdict(ok, '; '.join(misses))} |"
+        )
+    memory = r["memory_mb"]
+    worst = max(memory.values())
+    over = f"{worst - RSS_MB:.0f} MB over"
+    lines.append(
+        "| peak RSS per service | — | "
+        + ", ".join(f"{name} {mb:.0f} MB" for name, mb in memory.items())
+        + f" | — | — | — | ≤ 250 MB | {_verdict(worst <= RSS_MB, over)} |"
+    )
+    for what, goal in NOT_MEASURED:
+        lines.append(f"| {what} | | not measured yet | | | | {goal} | — |")
+    backlogs = [b for b in r.get("projection_backlogs", []) if b["events"] > 0 and b["seconds"] > 0]
+    if backlogs:
+        rates = [b["events"] / b["seconds"] for b in backlogs]
+        lines += [
+            "",
+            "Each measurement starts once the projections have caught up with the one before. "
+            f"Catching up ran at {statistics.median(rates):.0f} events/s "
+            f"({min(rates):.0f}–{max(rates):.0f}), over {len(backlogs)} backlogs of up to "
+            f"{max(b['events'] for b in backlogs):.0f} events.",
+        ]
+    shares = [x["wrk_cpu_share"]["median"] for x in r["intake"] + r["evidence"]]
+    lines += [
+        "",
+        f"Load generator (wrk) CPU: {min(shares):.1%}–{max(shares):.1%} of the machine. "
+        "CPU of our processes during each load (share of the whole machine; "
+        "PostgreSQL and the kernel use the rest):",
+        "",
+        "| load | clients | " + " | ".join(r["intake"][0]["cpu_by_service"]) + " | all |",
+        "| --- | ---: |" + " ---: |" * (len(r["intake"][0]["cpu_by_service"]) + 1),
+    ]
+    for kind in ("intake", "evidence"):
+        for row in r[kind]:
+            cells = " | ".join(f"{v:.0%}" for v in row["cpu_by_service"].values())
+            lines.append(
+                f"| {kind} | {row['concurrency']} | {cells} "
+                f"| {row['service_cpu_share']['median']:.0%} |"
+            )
+    return "\n".join(lines)
+
+
+def profile_summary(document: dict[str, Any]) -> str:
+    found = document["results"].get("profile")
+    if not found or "own" not in found:
+        return "No profile in this run" + (f": {found['error']}" if found else ".")
+    load = found["load"]
+    lines = [
+        f"py-spy, {found['samples']} samples of the intake process while wrk posted complaints "
+        f"from 8 clients ({load['rps']:.0f}/s under the profiler).",
+        "",
+        "| where the intake process spends its time (own) | share |",
+        "| --- | ---: |",
+        *[f"| `{x['where']}` | {x['share']:.1%} |" for x in found["own"]],
+        "",
+        "| by package (own time) | share |",
+        "| --- | ---: |",
+        *[f"| `{x['where']}` | {x['share']:.1%} |" for x in found["packages"]],
+        "",
+        "| our code, including what it calls | share |",
+        "| --- | ---: |",
+        *[f"| `{x['where']}` | {x['share']:.1%} |" for x in found["inclusive"]],
+    ]
+    return "\n".join(lines)
+
+
+def chart(document: dict[str, Any], path: Path) -> None:
+    r = document["results"]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for kind, label in (("intake", "POST /complaints"), ("evidence", "POST …/evidence")):
+        xs = [row["concurrency"] for row in r[kind]]
+        left.plot(xs, [row["rps"]["median"] for row in r[kind]], "o-", label=label)
+        right.plot(xs, [row["p99_ms"]["median"] for row in r[kind]], "o-", label=label)
+    xs = [row["concurrency"] for row in r["intake"]]
+    left.plot(
+        xs, [row["raw_rps"]["median"] for row in r["intake"]], "s--", label="raw INSERT+COMMIT"
+    )
+    right.plot(
+        xs, [row["raw_p99_ms"]["median"] for row in r["intake"]], "s--", label="raw INSERT+COMMIT"
+    )
+    right.plot(
+        xs,
+        [row["p99_allowance_ms"]["median"] for row in r["intake"]],
+        ":",
+        color="grey",
+        label="allowed p99 (2 × raw + 5 ms)",
+    )
+    peer = r["peer"]["creations_per_s"]
+    left.plot([int(c) for c in peer], list(peer.values()), "^:", label="library Application")
+    for axis, title, unit in ((left, "throughput", "requests/s"), (right, "p99 latency", "ms")):
+        axis.set_xscale("log", base=2)
+        axis.set_xticks(xs, [str(x) for x in xs])
+        axis.set_xlabel("concurrent clients")
+        axis.set_ylabel(unit)
+        axis.set_title(title)
+        axis.grid(alpha=0.3)
+    left.set_yscale("log")
+    left.legend(fontsize=8)
+    right.legend(fontsize=8)
+    fig.suptitle(f"complaint services on PostgreSQL ({document['mode']} bench)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _replace(text: str, name: str, block: str) -> str:
+    begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+    if begin not in text:
+        return text.rstrip() + f"\n\n{begin}\n{block}\n{end}\n"
+    head, _, rest = text.partition(begin)
+    _, _, tail = rest.partition(end)
+    return f"{head}{begin}\n{block}\n{end}{tail}"
+
+
+def write(document: dict[str, Any], results: Path, markdown: Path) -> None:
+    mode = document["mode"]
+    chart(document, results / f"{mode}.png")
+    (results / "latest.png").write_bytes((results / f"{mode}.png").read_bytes())
+    text = markdown.read_text() if markdown.exists() else "# Benchmarks\n"
+    text = _replace(text, f"bench-{mode}", table(document))
+    if mode == "full":
+        text = _replace(text, "profile", profile_summary(document))
+    markdown.write_text(text)

@@ -1,0 +1,709 @@
+"""`make bench` and `make bench-quick`: how fast the services are, side by side with the raw
+limit (asyncpg on the same PostgreSQL, in the same run) and the obvious alternative (the
+`eventsourcing` library's own Application, in-process).
+
+Every figure that has a comparison is a ratio taken in one run, repeated; the report gives
+the median and the spread (lowest–highest). Load comes from `wrk` with a Lua script, whose
+CPU share is reported. Results: `bench/results/<mode>.json` (and `latest.json`), a table in
+`BENCHMARKS.md`, a chart `bench/results/<mode>.png`, and in full mode a py-spy profile of the
+intake path summarised in `BENCHMARKS.md`.
+
+Nothing here asserts a speed: a missed goal is reported, with by how much.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import asdict, dataclass, replace
+from datetime import UTC, datetime, timedelta
+from functools import partial
+from pathlib import Path
+from typing import Any
+from uuid import UUID, uuid4
+
+import asyncpg
+import httpx
+import psutil
+
+from bench import peer, profile, report
+from shared.cli.run import service_command
+from shared.domain.codes import Complexity, Role
+from shared.domain.complaint import Complaint
+from shared.domain.context import Actor, CommandContext
+from shared.http.auth import mint_token
+from shared.settings import Settings
+from shared.store.facade import ComplaintStore
+from tests.postgres import create_database, drop_database, postgres_server
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+WRK_DIR = ROOT / "bench" / "wrk"
+SECRET = "bench-secret-0123456789-0123456789-abcdef"
+SERVICES = ("intake", "investigation", "escalation", "callback")
+
+
+@dataclass(frozen=True)
+class Plan:
+    name: str
+    concurrencies: tuple[int, ...]
+    seconds: int  # per wrk point
+    repeats: int
+    rebuild_sizes: tuple[int, ...]
+    evidence_complaints: int
+    raw_seconds: float
+    peer_seconds: float
+    profile_seconds: int
+    overdue_complaints: int
+
+
+PLANS = {
+    "quick": Plan("quick", (1, 8, 32), 1, 1, (10, 100), 300, 1.0, 1.0, 4, 100),
+    # 2,500 complaints accepted 40 days ago: four limits each, 10,000 passed at once.
+    "full": Plan("full", (1, 8, 32), 6, 3, (10, 100, 1000), 2000, 4.0, 4.0, 12, 2_500),
+}
+
+
+# ---------------------------------------------------------------------------- processes
+@contextmanager
+def running_services(env: dict[str, str], logs: Path) -> Iterator[dict[str, Any]]:
+    """The four services as uvicorn processes, logging at info, and the projections in a
+    process of their own (`shared.cli.project`), as a deployment under load would run them:
+    a projector inside a service shares that service's interpreter lock with its requests."""
+    started: dict[str, Any] = {}
+    # The deadline watch is measured on its own (deadline_watch).
+    env = {
+        **env,
+        "COMPLAINTS_PROJECTOR_ENABLED": "false",
+        "COMPLAINTS_DEADLINE_WATCH_ENABLED": "false",
+    }
+    with ExitStack() as stack:
+        log = stack.enter_context((logs / "projector.log").open("wb"))
+        projector = subprocess.Popen(
+            [sys.executable, "-m", "shared.cli.project"],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        stack.callback(_stop, projector)
+        started["projector"] = {"url": None, "process": projector}
+        for name in SERVICES:
+            port = _free_port()
+            log = stack.enter_context((logs / f"{name}.log").open("wb"))
+            process = subprocess.Popen(
+                service_command(name, port, log_level="info"),
+                cwd=ROOT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+            stack.callback(_stop, process)
+            started[name] = {"url": f"http://127.0.0.1:{port}", "process": process}
+        for name, service in started.items():
+            if service["url"]:
+                _wait_ready(name, service["url"], service["process"], logs)
+        yield started
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_ready(name: str, url: str, process: subprocess.Popen[bytes], logs: Path) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            sys.exit(f"{name} exited; see {logs / (name + '.log')}")
+        try:
+            if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    sys.exit(f"{name} did not become ready; see {logs / (name + '.log')}")
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def peak_rss_mb(pid: int) -> float:
+    """The process's peak resident memory so far (VmHWM)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+# ---------------------------------------------------------------------------------- wrk
+def wrk(
+    url: str,
+    script: str,
+    concurrency: int,
+    seconds: float,
+    env: dict[str, str],
+    watch: dict[str, int] | None = None,
+) -> dict[str, Any]:
+    """One wrk run; its summary, its own CPU use and that of the watched processes."""
+    threads = min(concurrency, 2)
+    watched = {name: psutil.Process(pid) for name, pid in (watch or {}).items()}
+    before = {name: sum(p.cpu_times()[:2]) for name, p in watched.items()}
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.monotonic()
+    done = subprocess.run(
+        [
+            "wrk",
+            f"-t{threads}",
+            f"-c{concurrency}",
+            f"-d{max(1, round(seconds))}s",
+            "--timeout",
+            "10s",
+            "-s",
+            str(WRK_DIR / script),
+            url,
+        ],
+        env={**os.environ, "BENCH_THREADS": str(threads), **env},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    wall = time.monotonic() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    line = [x for x in done.stdout.splitlines() if x.startswith("{")][-1]
+    summary: dict[str, Any] = json.loads(line)
+    seconds_run = summary["duration_us"] / 1e6
+    summary["rps"] = (summary["requests"] - summary["non_2xx"]) / seconds_run
+    summary["wrk_cpu_share"] = (
+        (after.ru_utime + after.ru_stime - children.ru_utime - children.ru_stime)
+        / wall
+        / (os.cpu_count() or 1)
+    )
+    cores = os.cpu_count() or 1
+    summary["cpu_by_service"] = {
+        name: (sum(p.cpu_times()[:2]) - before[name]) / wall / cores for name, p in watched.items()
+    }
+    summary["service_cpu_share"] = sum(summary["cpu_by_service"].values())
+    if summary["non_2xx"] or summary["socket_errors"]:
+        print(f"  ! {script} c={concurrency}: {summary['non_2xx']} non-2xx", file=sys.stderr)
+    return summary
+
+
+# ------------------------------------------------------------------------------ raw SQL
+RAW_TABLE = """
+CREATE TABLE IF NOT EXISTS bench_raw (
+    notification_id BIGSERIAL PRIMARY KEY,
+    originator_id UUID NOT NULL,
+    originator_version INTEGER NOT NULL,
+    topic TEXT NOT NULL,
+    state BYTEA NOT NULL,
+    UNIQUE (originator_id, originator_version)
+)
+"""
+
+
+async def raw_inserts(dsn: str, concurrency: int, seconds: float, state: bytes) -> dict[str, Any]:
+    """Single-row INSERT + COMMIT from `concurrency` connections: the database's own limit
+    for what one acceptance must at least do."""
+    connections = [await asyncpg.connect(dsn) for _ in range(concurrency)]
+    await connections[0].execute(RAW_TABLE)
+    latencies: list[float] = []
+    stop = time.monotonic() + seconds
+
+    async def client(conn: asyncpg.Connection) -> None:
+        while time.monotonic() < stop:
+            began = time.perf_counter()
+            await conn.execute(
+                "INSERT INTO bench_raw (originator_id, originator_version, topic, state) "
+                "VALUES ($1, 1, 'bench.raw:Event', $2)",
+                uuid4(),
+                state,
+            )
+            latencies.append(time.perf_counter() - began)
+
+    began = time.monotonic()
+    await asyncio.gather(*(client(c) for c in connections))
+    elapsed = time.monotonic() - began
+    for conn in connections:
+        await conn.close()
+    return {"rps": len(latencies) / elapsed, **_percentiles(latencies)}
+
+
+async def raw_fetch(dsn: str, complaint_id: UUID, seconds: float) -> dict[str, Any]:
+    """Fetch a complaint's rows and decode each row's JSON: the least a rebuild must do."""
+    conn = await asyncpg.connect(dsn)
+    latencies: list[float] = []
+    stop = time.monotonic() + seconds
+    rows = 0
+    while time.monotonic() < stop:
+        began = time.perf_counter()
+        fetched = await conn.fetch(
+            "SELECT state FROM complaints_events WHERE originator_id = $1 "
+            "ORDER BY originator_version",
+            complaint_id,
+        )
+        for row in fetched:
+            json.loads(row["state"])
+        rows = len(fetched)
+        latencies.append(time.perf_counter() - began)
+    await conn.close()
+    return {"rows": rows, **_percentiles(latencies)}
+
+
+async def settle(dsn: str, limit_seconds: float = 300) -> dict[str, float]:
+    """Wait until the projections have caught up with the store, so one measurement does not
+    pay for the backlog of the one before; how long that took and how many events it was."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        head = await conn.fetchval(
+            "SELECT coalesce(max(notification_id), 0) FROM complaints_events"
+        )
+        query = (
+            "SELECT coalesce(min(position), 0) FROM projection_tracking "
+            "WHERE name IN ('complaint_summaries', 'audit_chain')"
+        )
+        behind = head - await conn.fetchval(query)
+        began = time.monotonic()
+        while await conn.fetchval(query) < head:
+            if time.monotonic() - began > limit_seconds:
+                break
+            await asyncio.sleep(0.1)
+        return {"events": float(behind), "seconds": time.monotonic() - began}
+    finally:
+        await conn.close()
+
+
+async def projection_lag(
+    url: str, token: str, dsn: str, rate: float, seconds: float
+) -> dict[str, Any]:
+    """Accept complaints at a steady `rate` and time each from its 201 to the moment the
+    complaint list has caught up with its position (what `GET /complaints` shows)."""
+    conn = await asyncpg.connect(dsn)
+    pending: dict[int, float] = {}
+    lags: list[float] = []
+    sending = True
+
+    async def watch() -> None:
+        while sending or pending:
+            seen = await conn.fetchval(
+                "SELECT position FROM projection_tracking WHERE name = 'complaint_summaries'"
+            )
+            now = time.monotonic()
+            for position in [p for p in pending if p <= (seen or 0)]:
+                lags.append(now - pending.pop(position))
+            await asyncio.sleep(0.01)
+
+    async def accept(client: httpx.AsyncClient, n: int) -> None:
+        body = _intake(f"lag-{n}")
+        answer = await client.post("/complaints", json=body)
+        if answer.status_code == 201:
+            pending[int(answer.headers["Event-Position"])] = time.monotonic()
+
+    headers = {"Authorization": f"Bearer {token}"}
+    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=30) as client:
+        watcher = asyncio.create_task(watch())
+        began = time.monotonic()
+        tasks = []
+        for n in range(int(rate * seconds)):
+            await asyncio.sleep(max(0.0, began + n / rate - time.monotonic()))
+            tasks.append(asyncio.create_task(accept(client, n)))
+        await asyncio.gather(*tasks)
+        sent_for = time.monotonic() - began
+        sending = False
+        try:
+            async with asyncio.timeout(120):
+                await watcher
+        except TimeoutError:
+            watcher.cancel()
+    await conn.close()
+    return {"rate": len(tasks) / sent_for, "accepted": len(lags), **_percentiles(lags)}
+
+
+async def _overdue(dsn: str) -> tuple[int, int]:
+    """Passed limits nobody has escalated yet, and escalations recorded for missed limits."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        waiting = await conn.fetchval(
+            "SELECT count(*) FROM deadlines WHERE met_at IS NULL AND escalated_at IS NULL "
+            "AND due_at < now()"
+        )
+        done = await conn.fetchval(
+            "SELECT count(*) FROM complaints_events WHERE topic LIKE '%.SupervisorsAlerted' "
+            "OR (topic LIKE '%.Escalated' AND state LIKE '%deadline_missed%')"
+        )
+        return int(waiting), int(done)
+    finally:
+        await conn.close()
+
+
+def deadline_watch(env: dict[str, str], dsn: str, logs: Path) -> dict[str, Any]:
+    """Start a deadline watch when thousands of limits have passed at once: how long until
+    each is escalated, and that each is escalated exactly once."""
+    expected, before = asyncio.run(_overdue(dsn))
+    port = _free_port()
+    watch_env = {**env, "COMPLAINTS_DEADLINE_WATCH_ENABLED": "true"}
+    with (logs / "watch.log").open("wb") as log:
+        process = subprocess.Popen(
+            service_command("escalation", port, log_level="warning"),
+            cwd=ROOT,
+            env=watch_env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        began = time.monotonic()
+        _wait_ready("watch", f"http://127.0.0.1:{port}", process, logs)
+        done = before
+        while time.monotonic() - began < 300:
+            _, done = asyncio.run(_overdue(dsn))
+            if done - before >= expected:
+                break
+            time.sleep(0.2)
+        seconds = time.monotonic() - began
+        time.sleep(3)  # a watch that escalated twice would show it now
+        asyncio.run(settle(dsn))
+        waiting, final = asyncio.run(_overdue(dsn))
+        return {
+            "deadlines": expected,
+            "seconds": seconds,
+            "escalated": final - before,
+            "still_waiting": waiting,
+            "rss_mb": peak_rss_mb(process.pid),
+        }
+    finally:
+        _stop(process)
+
+
+def _percentiles(seconds: list[float]) -> dict[str, float]:
+    ordered = sorted(seconds)
+    if not ordered:
+        return {"p50_ms": float("nan"), "p99_ms": float("nan")}
+
+    def at(q: float) -> float:
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+
+    return {"p50_ms": at(0.50), "p99_ms": at(0.99)}
+
+
+# ------------------------------------------------------------------------------ seeding
+async def seed(settings: Settings, plan: Plan) -> dict[str, Any]:
+    """Complaints to add evidence to, and complaints of 10/100/1,000 events to rebuild."""
+    store = ComplaintStore(settings)
+    await store.open()
+    try:
+        base = _intake("seed")
+
+        async def investigating(n: int) -> UUID:
+            ctx = _ctx(Role.AGENT)
+            written = await store.accept(
+                {**base, "customer": {**base["customer"], "id": f"seed-{n}"}}, ctx
+            )
+            complaint_id = written.complaint.id
+            await store.execute(
+                complaint_id,
+                lambda c: c.assign("network", "inv-1", Complexity.SIMPLE, store.policy, ctx),
+                ctx=ctx,
+            )
+            return complaint_id
+
+        targets: list[UUID] = []
+        for start in range(0, plan.evidence_complaints, 50):
+            batch = range(start, min(start + 50, plan.evidence_complaints))
+            targets += await asyncio.gather(*(investigating(n) for n in batch))
+        long: dict[int, dict[str, Any]] = {}
+        for size in plan.rebuild_sizes:
+            complaint_id = await investigating(10_000_000 + size)
+            middle = None
+            for n in range(size - 2):
+                ctx = _ctx(Role.INVESTIGATOR)
+                await store.execute(complaint_id, partial(_evidence, n=n, ctx=ctx), ctx=ctx)
+                if n == size // 2:
+                    middle = ctx.at
+            long[size] = {"id": complaint_id, "middle": middle or datetime.now(UTC)}
+        # Complaints accepted 40 days ago and left alone: their limits have all passed.
+        overdue = datetime.now(UTC) - timedelta(days=40)
+        for start in range(0, plan.overdue_complaints, 50):
+            batch = range(start, min(start + 50, plan.overdue_complaints))
+            await asyncio.gather(
+                *(
+                    store.accept(
+                        {
+                            **base,
+                            "customer": {**base["customer"], "id": f"late-{n}"},
+                            "occurred_at": (overdue - timedelta(days=1)).isoformat(),
+                        },
+                        replace(_ctx(Role.AGENT), at=overdue),
+                    )
+                    for n in batch
+                )
+            )
+        return {"targets": targets, "long": long}
+    finally:
+        await store.close()
+
+
+def _evidence(complaint: Complaint, *, n: int, ctx: CommandContext) -> None:
+    complaint.add_evidence("call_record", f"CDR-{n}", "checked", ctx)
+
+
+def _intake(customer: str) -> dict[str, Any]:
+    return {
+        "channel": "hotline",
+        "customer": {"id": customer, "name": "Bench Customer", "phone": "13800000000"},
+        "service_number": "13800000000",
+        "business_type": "mobile",
+        "category": "billing",
+        "area": None,
+        "occurred_at": "2026-11-20T08:30:00+08:00",
+        "received_at": None,
+        "description": "Billed twice for November.",
+        "demand": "Refund the second charge.",
+        "reply_channel": "sms",
+        "evidence": [],
+    }
+
+
+def _ctx(role: Role) -> CommandContext:
+    return CommandContext(
+        actor=Actor(id=f"bench-{role.value}", role=role.value),
+        service="bench",
+        at=datetime.now(UTC),
+    )
+
+
+# --------------------------------------------------------------------------------- runs
+def spread(values: list[float]) -> dict[str, float]:
+    return {"median": statistics.median(values), "low": min(values), "high": max(values)}
+
+
+def measure(plan: Plan, admin_url: str) -> dict[str, Any]:
+    dsn = create_database(admin_url)
+    workdir = Path(tempfile.mkdtemp(prefix="complaints-bench-"))
+    env = {
+        **os.environ,
+        "COMPLAINTS_ENVIRONMENT": "development",
+        "COMPLAINTS_DATABASE_URL": dsn,
+        "COMPLAINTS_JWT_SECRET": SECRET,
+        "COMPLAINTS_INDEX_KEY": "bench-index-key-0123456789",
+        "COMPLAINTS_AUDIT_KEY_PATH": str(workdir / "audit.pem"),
+        "COMPLAINTS_RATE_LIMIT_PER_SECOND": "0",  # one client drives it all
+        "COMPLAINTS_NOTIFICATION_GATEWAY_URL": "http://127.0.0.1:9/none",
+    }
+    os.environ.update(env)  # this process seeds the same store as the services use
+    settings = Settings()
+    try:
+        subprocess.run(
+            [sys.executable, "-m", "shared.cli.setup_store"], env=env, check=True, cwd=ROOT
+        )
+        now = datetime.now(UTC)
+        tokens = {
+            role: mint_token(settings, f"bench-{role}", [role], timedelta(hours=2), now)
+            for role in ("agent", "investigator")
+        }
+        print("seeding…", flush=True)
+        seeded = asyncio.run(seed(settings, plan))
+        ids_file = workdir / "evidence-ids.txt"
+        ids_file.write_text("\n".join(str(i) for i in seeded["targets"]) + "\n")
+        results: dict[str, Any] = {"intake": [], "evidence": [], "rebuild": [], "peer": {}}
+        with running_services(env, workdir) as services:
+            pids = {name: s["process"].pid for name, s in services.items()}
+            intake_url = services["intake"]["url"]
+            accept_state = asyncio.run(_stored_state(dsn))
+            backlogs: list[dict[str, float]] = [asyncio.run(settle(dsn))]
+            print(f"deadline watch: {plan.overdue_complaints} overdue complaints", flush=True)
+            results["deadline_watch"] = deadline_watch(
+                {**env, "COMPLAINTS_PROJECTOR_ENABLED": "false"}, dsn, workdir
+            )
+            for c in plan.concurrencies:
+                rows = []
+                for run in range(plan.repeats):
+                    print(f"intake c={c} run {run + 1}", flush=True)
+                    backlogs.append(asyncio.run(settle(dsn)))
+                    ours = wrk(
+                        intake_url,
+                        "post.lua",
+                        c,
+                        plan.seconds,
+                        {
+                            "BENCH_TOKEN": tokens["agent"],
+                            "BENCH_MODE": "intake",
+                            "BENCH_RUN": f"{c}-{run}",
+                        },
+                        watch=pids,
+                    )
+                    raw = asyncio.run(raw_inserts(dsn, c, plan.raw_seconds, accept_state))
+                    backlogs.append(asyncio.run(settle(dsn)))
+                    evidence = wrk(
+                        services["investigation"]["url"],
+                        "post.lua",
+                        c,
+                        plan.seconds,
+                        {
+                            "BENCH_TOKEN": tokens["investigator"],
+                            "BENCH_MODE": "evidence",
+                            "BENCH_IDS": str(ids_file),
+                        },
+                        watch=pids,
+                    )
+                    rows.append({"ours": ours, "raw": raw, "evidence": evidence})
+                results["intake"].append(_compare(c, rows, "ours"))
+                results["evidence"].append(_compare(c, rows, "evidence"))
+            best = max(row["rps"]["median"] for row in results["intake"])
+            print(f"projection lag at {best / 2:.0f}/s", flush=True)
+            backlogs.append(asyncio.run(settle(dsn)))
+            results["projection_lag"] = asyncio.run(
+                projection_lag(intake_url, tokens["agent"], dsn, best / 2, plan.seconds * 2)
+            )
+            for size, long in seeded["long"].items():
+                print(f"rebuild {size} events", flush=True)
+                backlogs.append(asyncio.run(settle(dsn)))
+                path = f"/complaints/{long['id']}"
+                ours = wrk(
+                    intake_url,
+                    "get.lua",
+                    1,
+                    plan.seconds,
+                    {"BENCH_TOKEN": tokens["agent"], "BENCH_PATH": path},
+                )
+                raw = asyncio.run(raw_fetch(dsn, long["id"], plan.raw_seconds))
+                as_of = urllib.parse.quote(long["middle"].isoformat())
+                travel = wrk(
+                    intake_url,
+                    "get.lua",
+                    1,
+                    plan.seconds,
+                    {"BENCH_TOKEN": tokens["agent"], "BENCH_PATH": f"{path}?as_of={as_of}"},
+                )
+                results["rebuild"].append(
+                    {
+                        "events": size,
+                        "ours_p50_ms": ours["p50_us"] / 1000,
+                        "ours_p99_ms": ours["p99_us"] / 1000,
+                        "raw_p50_ms": raw["p50_ms"],
+                        "raw_p99_ms": raw["p99_ms"],
+                        "as_of_p50_ms": travel["p50_us"] / 1000,
+                        "as_of_p99_ms": travel["p99_us"] / 1000,
+                        "errors": ours["non_2xx"] + travel["non_2xx"],
+                    }
+                )
+            if plan.profile_seconds:
+                print("profiling intake", flush=True)
+                results["profile"] = profile.record(
+                    services["intake"]["process"].pid,
+                    plan.profile_seconds,
+                    RESULTS / "intake-profile.txt",
+                    lambda: wrk(
+                        intake_url,
+                        "post.lua",
+                        8,
+                        plan.profile_seconds,
+                        {
+                            "BENCH_TOKEN": tokens["agent"],
+                            "BENCH_MODE": "intake",
+                            "BENCH_RUN": "profile",
+                        },
+                    ),
+                )
+            results["projection_backlogs"] = backlogs
+            results["memory_mb"] = {
+                name: peak_rss_mb(s["process"].pid) for name, s in services.items()
+            }
+        print("peer: the library's Application in-process", flush=True)
+        results["peer"] = peer.measure(dsn, plan.peer_seconds, (1, 8))
+        return results
+    finally:
+        drop_database(admin_url, dsn)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+async def _stored_state(dsn: str) -> bytes:
+    """A real acceptance as stored (sealed): what the raw inserts write, byte for byte."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        row = await conn.fetchrow(
+            "SELECT state FROM complaints_events WHERE topic LIKE '%Accepted' LIMIT 1"
+        )
+        return bytes(row["state"])
+    finally:
+        await conn.close()
+
+
+def _compare(c: int, rows: list[dict[str, Any]], key: str) -> dict[str, Any]:
+    """Ours against the raw inserts of the same repeat: ratios, median and spread."""
+    return {
+        "concurrency": c,
+        "rps": spread([r[key]["rps"] for r in rows]),
+        "p99_ms": spread([r[key]["p99_us"] / 1000 for r in rows]),
+        "raw_rps": spread([r["raw"]["rps"] for r in rows]),
+        "raw_p99_ms": spread([r["raw"]["p99_ms"] for r in rows]),
+        "ratio": spread([r[key]["rps"] / r["raw"]["rps"] for r in rows]),
+        "p99_allowance_ms": spread([2 * r["raw"]["p99_ms"] + 5 for r in rows]),
+        "wrk_cpu_share": spread([r[key]["wrk_cpu_share"] for r in rows]),
+        "service_cpu_share": spread([r[key]["service_cpu_share"] for r in rows]),
+        "cpu_by_service": {
+            name: statistics.median(r[key]["cpu_by_service"][name] for r in rows)
+            for name in rows[0][key]["cpu_by_service"]
+        },
+        "errors": sum(r[key]["non_2xx"] + r[key]["socket_errors"] for r in rows),
+    }
+
+
+def machine() -> dict[str, Any]:
+    return {
+        "cpus": os.cpu_count(),
+        "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "wrk": subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.split("\n")[0],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("mode", choices=sorted(PLANS))
+    args = parser.parse_args()
+    plan = PLANS[args.mode]
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is not installed: `make bench` installs it (apt-get install wrk)")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    began = time.monotonic()
+    with postgres_server() as admin_url:
+        results = measure(plan, admin_url)
+    document = {
+        "mode": plan.name,
+        "plan": asdict(plan),
+        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "seconds": round(time.monotonic() - began, 1),
+        "machine": machine(),
+        "results": results,
+    }
+    for name in (f"{plan.name}.json", "latest.json"):
+        (RESULTS / name).write_text(json.dumps(document, indent=2) + "\n")
+    report.write(document, RESULTS, ROOT / "BENCHMARKS.md")
+    print(f"done in {document['seconds']} s: BENCHMARKS.md, bench/results/{plan.name}.json")
+
+
+if __name__ == "__main__":
+    main()

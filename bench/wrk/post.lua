@@ -1,0 +1,54 @@
+-- POST load for wrk: one JSON body per request, each for another complaint or customer.
+-- BENCH_MODE=intake: a new complaint of a new customer each time (the worst case for intake:
+--   every customer needs a key of their own).
+-- BENCH_MODE=evidence: evidence on the complaints listed in BENCH_IDS, round robin from a
+--   different start in each thread, so concurrent requests hit distinct complaints.
+-- BENCH_TOKEN: the bearer token. done() prints one JSON line for the bench runner.
+local token = os.getenv("BENCH_TOKEN")
+local mode = os.getenv("BENCH_MODE") or "intake"
+local threads = {}
+local ids = {}
+local counter = 0
+local headers = nil
+
+function setup(thread)
+  thread:set("tid", #threads)
+  table.insert(threads, thread)
+end
+
+function init(args)
+  headers = {["Content-Type"] = "application/json", ["Authorization"] = "Bearer " .. token}
+  if mode == "evidence" then
+    for line in io.lines(os.getenv("BENCH_IDS")) do table.insert(ids, line) end
+    local n = tonumber(os.getenv("BENCH_THREADS") or "1")
+    counter = (tid or 0) * math.floor(#ids / n)
+  end
+end
+
+local intake = '{"channel":"hotline","customer":{"id":"%s","name":"Bench Customer",'
+  .. '"phone":"13800000000","email":"bench@example.cn"},"service_number":"13800000000",'
+  .. '"business_type":"mobile","category":"billing",'
+  .. '"occurred_at":"2026-11-20T08:30:00+08:00","description":"Billed twice for November.",'
+  .. '"demand":"Refund the second charge.","reply_channel":"sms"}'
+local evidence = '{"kind":"call_record","ref":"CDR-%d","summary":"Call log checked."}'
+
+function request()
+  counter = counter + 1
+  if mode == "evidence" then
+    local id = ids[(counter % #ids) + 1]
+    return wrk.format("POST", "/complaints/" .. id .. "/evidence", headers,
+      string.format(evidence, counter))
+  end
+  local customer = string.format("bench-%s-%d-%d", os.getenv("BENCH_RUN") or "0", tid or 0, counter)
+  return wrk.format("POST", "/complaints", headers, string.format(intake, customer))
+end
+
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    '{"requests":%d,"duration_us":%d,"non_2xx":%d,"socket_errors":%d,'
+    .. '"p50_us":%d,"p90_us":%d,"p99_us":%d,"max_us":%d,"mean_us":%.1f}\n',
+    summary.requests, summary.duration, e.status, e.connect + e.read + e.write + e.timeout,
+    latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max,
+    latency.mean))
+end
