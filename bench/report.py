@@ -48,7 +48,10 @@ def table(document: dict[str, Any]) -> str:
     lines = [
         f"Mode `{document['mode']}`, {document['finished_at']}, {document['seconds']} s; "
         f"{m['cpus']} cores, {m['memory_gb']} GB, Python {m['python']}, {m['wrk']}. "
-        f"Each comparison repeated {document['plan']['repeats']}×: median (lowest–highest).",
+        f"The intake and evidence comparisons are repeated {document['plan']['repeats']}×: "
+        "median (lowest–highest); the other rows are single runs. PostgreSQL "
+        f"{m['postgres']['server_version']}, fsync {m['postgres']['fsync']}, "
+        f"synchronous_commit {m['postgres']['synchronous_commit']}.",
         "",
         "| what | clients | ours | the limit | ours / limit | p99 ours (allowed) | goal | result |",
         "| --- | ---: | ---: | ---: | ---: | ---: | --- | --- |",
@@ -59,8 +62,10 @@ def table(document: dict[str, Any]) -> str:
             ok_ratio = ratio["median"] >= RATIO_GOAL
             ok_p99 = p99["median"] <= allowed["median"]
             misses = []
+            if row["errors"]:
+                misses.append(f"invalid: {row['errors']} failed requests")
             if not ok_ratio:
-                misses.append(f"{RATIO_GOAL - ratio['median']:.0%} short of the ratio")
+                misses.append(f"ratio {ratio['median']:.0%}, not {RATIO_GOAL:.0%}")
             if not ok_p99:
                 misses.append(f"p99 {p99['median'] - allowed['median']:.1f} ms over")
             lines.append(
@@ -70,24 +75,31 @@ def table(document: dict[str, Any]) -> str:
                 f"| ≥ 40 %, p99 ≤ 2 × raw + 5 ms | {_verdict(not misses, '; '.join(misses))} |"
             )
     for row in r["rebuild"]:
-        ok = row["events"] < 1000 or row["ours_p99_ms"] <= REBUILD_P99_MS
-        over = f"{row['ours_p99_ms'] - REBUILD_P99_MS:.1f} ms over"
+        goal, result = "—", "—"  # the goal is set for 1,000 events
+        if row["errors"]:
+            result = f"**invalid**: {row['errors']} failed requests"
+        elif row["events"] == 1000:
+            goal = "p99 ≤ 5 ms"
+            over = f"{row['ours_p99_ms'] - REBUILD_P99_MS:.1f} ms over"
+            result = _verdict(row["ours_p99_ms"] <= REBUILD_P99_MS, over)
         lines.append(
-            f"| `GET /complaints/{{id}}`, {row['events']} events | 1 "
+            f"| `GET /complaints/{{id}}`, {row['events']} events (a snapshot every 50) | 1 "
             f"| p99 {row['ours_p99_ms']:.1f} ms | p99 {row['raw_p99_ms']:.1f} ms raw fetch + "
-            f"JSON | {row['ours_p99_ms'] / row['raw_p99_ms']:.1f}× the time | "
-            f"{row['ours_p99_ms']:.1f} ms | p99 ≤ 5 ms at 1,000 | "
-            f"{_verdict(ok, over)} |"
+            f"JSON of all {row['events']} rows | {row['ours_p99_ms'] / row['raw_p99_ms']:.1f}× "
+            f"the time | {row['ours_p99_ms']:.1f} ms | {goal} | {result} |"
         )
     for row in r["rebuild"]:
         if row["events"] != max(x["events"] for x in r["rebuild"]):
             continue
-        ok = row["as_of_p99_ms"] <= AS_OF_P99_MS
-        over = f"{row['as_of_p99_ms'] - AS_OF_P99_MS:.1f} ms over"
+        goal, result = "—", "—"
+        if row["events"] == 1000 and not row["errors"]:
+            goal = "p99 ≤ 20 ms"
+            over = f"{row['as_of_p99_ms'] - AS_OF_P99_MS:.1f} ms over"
+            result = _verdict(row["as_of_p99_ms"] <= AS_OF_P99_MS, over)
         lines.append(
             f"| `?as_of=` the middle of {row['events']} events | 1 "
             f"| p99 {row['as_of_p99_ms']:.1f} ms | — | — | {row['as_of_p99_ms']:.1f} ms "
-            f"| p99 ≤ 20 ms | {_verdict(ok, over)} |"
+            f"| {goal} | {result} |"
         )
     peer = r["peer"]
     for c, rate in peer["creations_per_s"].items():
@@ -115,10 +127,12 @@ def table(document: dict[str, Any]) -> str:
     lag = r.get("projection_lag")
     if lag:
         over = f"{lag['p99_ms'] - LAG_P99_MS:.0f} ms over"
+        ok = lag["p99_ms"] <= LAG_P99_MS and not lag["failed"]
         lines.append(
-            f"| projection lag: 201 → in `GET /complaints`, at half the max intake "
-            f"({lag['rate']:.0f}/s) | — | p50 {lag['p50_ms']:.0f} ms, p99 {lag['p99_ms']:.0f} ms "
-            f"| — | — | — | p99 ≤ 500 ms | {_verdict(lag['p99_ms'] <= LAG_P99_MS, over)} |"
+            f"| projection lag: request sent → in `GET /complaints`, at half the max intake "
+            f"({lag['rate']:.0f}/s, {lag['sent']} sent, {lag['failed']} failed, "
+            f"{lag['unseen']} never seen) | — | p50 {lag['p50_ms']:.0f} ms, "
+            f"p99 {lag['p99_ms']:.0f} ms | — | — | — | p99 ≤ 500 ms | {_verdict(ok, over)} |"
         )
     watch = r.get("deadline_watch")
     if watch:
@@ -133,11 +147,13 @@ def table(document: dict[str, Any]) -> str:
                 f"{watch['still_waiting']} left"
             )
         lines.append(
-            f"| deadline watch: {watch['deadlines']:,} limits passed at once | — "
+            f"| deadline watch: {watch['deadlines']:,} limits passed before it starts | — "
             f"| all escalated in {watch['seconds']:.1f} s, {watch['escalated']:,} escalations "
             f"| — | — | — | within 60 s, each once | {_verdict(ok, '; '.join(misses))} |"
         )
-    memory = r["memory_mb"]
+    memory = dict(r["memory_mb"])
+    if watch:
+        memory["deadline watch"] = watch["rss_mb"]
     worst = max(memory.values())
     over = f"{worst - RSS_MB:.0f} MB over"
     lines.append(
@@ -147,15 +163,16 @@ def table(document: dict[str, Any]) -> str:
     )
     for what, goal in NOT_MEASURED:
         lines.append(f"| {what} | | not measured yet | | | | {goal} | — |")
-    backlogs = [b for b in r.get("projection_backlogs", []) if b["events"] > 0 and b["seconds"] > 0]
+    # Small backlogs are timed by the 0.1 s poll more than by the projector: left out.
+    backlogs = [b for b in r.get("projection_backlogs", []) if b["events"] >= 1000]
     if backlogs:
         rates = [b["events"] / b["seconds"] for b in backlogs]
         lines += [
             "",
             "Each measurement starts once the projections have caught up with the one before. "
-            f"Catching up ran at {statistics.median(rates):.0f} events/s "
-            f"({min(rates):.0f}–{max(rates):.0f}), over {len(backlogs)} backlogs of up to "
-            f"{max(b['events'] for b in backlogs):.0f} events.",
+            f"Catching up on backlogs of 1,000 events or more ran at "
+            f"{statistics.median(rates):.0f} events/s ({min(rates):.0f}–{max(rates):.0f}, "
+            f"{len(backlogs)} backlogs of up to {max(b['events'] for b in backlogs):.0f}).",
         ]
     shares = [x["wrk_cpu_share"]["median"] for x in r["intake"] + r["evidence"]]
     lines += [

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import platform
 import resource
@@ -243,12 +244,13 @@ async def raw_inserts(dsn: str, concurrency: int, seconds: float, state: bytes) 
             )
             latencies.append(time.perf_counter() - began)
 
-    began = time.monotonic()
+    began, cpu = time.monotonic(), time.process_time()
     await asyncio.gather(*(client(c) for c in connections))
     elapsed = time.monotonic() - began
+    client_cpu = (time.process_time() - cpu) / elapsed
     for conn in connections:
         await conn.close()
-    return {"rps": len(latencies) / elapsed, **_percentiles(latencies)}
+    return {"rps": len(latencies) / elapsed, "client_cpu": client_cpu, **_percentiles(latencies)}
 
 
 async def raw_fetch(dsn: str, complaint_id: UUID, seconds: float) -> dict[str, Any]:
@@ -315,11 +317,16 @@ async def projection_lag(
                 lags.append(now - pending.pop(position))
             await asyncio.sleep(0.01)
 
+    failed = 0
+
     async def accept(client: httpx.AsyncClient, n: int) -> None:
-        body = _intake(f"lag-{n}")
-        answer = await client.post("/complaints", json=body)
+        nonlocal failed
+        sent = time.monotonic()  # from the request: an upper bound of commit → visible
+        answer = await client.post("/complaints", json=_intake(f"lag-{n}"))
         if answer.status_code == 201:
-            pending[int(answer.headers["Event-Position"])] = time.monotonic()
+            pending[int(answer.headers["Event-Position"])] = sent
+        else:
+            failed += 1
 
     headers = {"Authorization": f"Bearer {token}"}
     async with httpx.AsyncClient(base_url=url, headers=headers, timeout=30) as client:
@@ -329,8 +336,8 @@ async def projection_lag(
         for n in range(int(rate * seconds)):
             await asyncio.sleep(max(0.0, began + n / rate - time.monotonic()))
             tasks.append(asyncio.create_task(accept(client, n)))
-        await asyncio.gather(*tasks)
         sent_for = time.monotonic() - began
+        await asyncio.gather(*tasks)
         sending = False
         try:
             async with asyncio.timeout(120):
@@ -338,7 +345,15 @@ async def projection_lag(
         except TimeoutError:
             watcher.cancel()
     await conn.close()
-    return {"rate": len(tasks) / sent_for, "accepted": len(lags), **_percentiles(lags)}
+    unseen = len(pending)  # not visible within 120 s: counted as 120 s
+    lags += [120.0] * unseen
+    return {
+        "rate": len(tasks) / sent_for,
+        "sent": len(tasks),
+        "failed": failed,
+        "unseen": unseen,
+        **_percentiles(lags),
+    }
 
 
 async def _overdue(dsn: str) -> tuple[int, int]:
@@ -380,7 +395,7 @@ def deadline_watch(env: dict[str, str], dsn: str, logs: Path) -> dict[str, Any]:
             _, done = asyncio.run(_overdue(dsn))
             if done - before >= expected:
                 break
-            time.sleep(0.2)
+            time.sleep(0.5)  # each look scans the events table: not too often
         seconds = time.monotonic() - began
         time.sleep(3)  # a watch that escalated twice would show it now
         asyncio.run(settle(dsn))
@@ -401,8 +416,8 @@ def _percentiles(seconds: list[float]) -> dict[str, float]:
     if not ordered:
         return {"p50_ms": float("nan"), "p99_ms": float("nan")}
 
-    def at(q: float) -> float:
-        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+    def at(q: float) -> float:  # nearest rank
+        return ordered[max(0, math.ceil(q * len(ordered)) - 1)] * 1000
 
     return {"p50_ms": at(0.50), "p99_ms": at(0.99)}
 
@@ -553,6 +568,7 @@ def measure(plan: Plan, admin_url: str) -> dict[str, Any]:
                         },
                         watch=pids,
                     )
+                    backlogs.append(asyncio.run(settle(dsn)))
                     raw = asyncio.run(raw_inserts(dsn, c, plan.raw_seconds, accept_state))
                     backlogs.append(asyncio.run(settle(dsn)))
                     evidence = wrk(
@@ -564,6 +580,7 @@ def measure(plan: Plan, admin_url: str) -> dict[str, Any]:
                             "BENCH_TOKEN": tokens["investigator"],
                             "BENCH_MODE": "evidence",
                             "BENCH_IDS": str(ids_file),
+                            "BENCH_RUN": f"{c}-{run}",
                         },
                         watch=pids,
                     )
@@ -605,7 +622,10 @@ def measure(plan: Plan, admin_url: str) -> dict[str, Any]:
                         "raw_p99_ms": raw["p99_ms"],
                         "as_of_p50_ms": travel["p50_us"] / 1000,
                         "as_of_p99_ms": travel["p99_us"] / 1000,
-                        "errors": ours["non_2xx"] + travel["non_2xx"],
+                        "errors": ours["non_2xx"]
+                        + ours["socket_errors"]
+                        + travel["non_2xx"]
+                        + travel["socket_errors"],
                     }
                 )
             if plan.profile_seconds:
@@ -613,7 +633,7 @@ def measure(plan: Plan, admin_url: str) -> dict[str, Any]:
                 results["profile"] = profile.record(
                     services["intake"]["process"].pid,
                     plan.profile_seconds,
-                    RESULTS / "intake-profile.txt",
+                    RESULTS / f"intake-profile-{plan.name}.txt",
                     lambda: wrk(
                         intake_url,
                         "post.lua",
@@ -643,7 +663,8 @@ async def _stored_state(dsn: str) -> bytes:
     conn = await asyncpg.connect(dsn)
     try:
         row = await conn.fetchrow(
-            "SELECT state FROM complaints_events WHERE topic LIKE '%Accepted' LIMIT 1"
+            "SELECT state FROM complaints_events WHERE topic LIKE '%Accepted' "
+            "ORDER BY notification_id LIMIT 1"
         )
         return bytes(row["state"])
     finally:
@@ -670,9 +691,20 @@ def _compare(c: int, rows: list[dict[str, Any]], key: str) -> dict[str, Any]:
     }
 
 
-def machine() -> dict[str, Any]:
+def machine(admin_url: str) -> dict[str, Any]:
+    async def postgres() -> dict[str, str]:
+        conn = await asyncpg.connect(admin_url)
+        try:
+            return {
+                name: str(await conn.fetchval(f"SHOW {name}"))
+                for name in ("server_version", "fsync", "synchronous_commit", "max_connections")
+            }
+        finally:
+            await conn.close()
+
     return {
-        "cpus": os.cpu_count(),
+        "postgres": asyncio.run(postgres()),
+        "cpus": len(os.sched_getaffinity(0)),
         "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
         "python": platform.python_version(),
         "platform": platform.platform(),
@@ -691,12 +723,13 @@ def main() -> None:
     began = time.monotonic()
     with postgres_server() as admin_url:
         results = measure(plan, admin_url)
+        system = machine(admin_url)
     document = {
         "mode": plan.name,
         "plan": asdict(plan),
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "seconds": round(time.monotonic() - began, 1),
-        "machine": machine(),
+        "machine": system,
         "results": results,
     }
     for name in (f"{plan.name}.json", "latest.json"):

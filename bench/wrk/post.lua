@@ -20,8 +20,11 @@ function init(args)
   headers = {["Content-Type"] = "application/json", ["Authorization"] = "Bearer " .. token}
   if mode == "evidence" then
     for line in io.lines(os.getenv("BENCH_IDS")) do table.insert(ids, line) end
+    -- Each thread starts in its own part of the list, each run somewhere else again.
     local n = tonumber(os.getenv("BENCH_THREADS") or "1")
-    counter = (tid or 0) * math.floor(#ids / n)
+    local run = 0
+    for c in (os.getenv("BENCH_RUN") or "0"):gmatch("%d") do run = run * 7 + tonumber(c) end
+    counter = (tid or 0) * math.floor(#ids / n) + run * 97
   end
 end
 
