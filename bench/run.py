@@ -21,10 +21,12 @@ import os
 import platform
 import resource
 import shutil
+import sqlite3
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.parse
 from collections.abc import Iterator
@@ -69,12 +71,13 @@ class Plan:
     peer_seconds: float
     profile_seconds: int
     overdue_complaints: int
+    sqlite_concurrencies: tuple[int, ...]
 
 
 PLANS = {
-    "quick": Plan("quick", (1, 8, 32), 1, 1, (10, 100), 300, 1.0, 1.0, 4, 100),
+    "quick": Plan("quick", (1, 8, 32), 1, 1, (10, 100), 200, 1.0, 1.0, 2, 100, (8,)),
     # 2,500 complaints accepted 40 days ago: four limits each, 10,000 passed at once.
-    "full": Plan("full", (1, 8, 32), 6, 3, (10, 100, 1000), 2000, 4.0, 4.0, 12, 2_500),
+    "full": Plan("full", (1, 8, 32), 6, 3, (10, 100, 1000), 2000, 4.0, 4.0, 12, 2_500, (1, 8, 32)),
 }
 
 
@@ -513,19 +516,116 @@ def spread(values: list[float]) -> dict[str, float]:
     return {"median": statistics.median(values), "low": min(values), "high": max(values)}
 
 
-def measure(plan: Plan, admin_url: str) -> dict[str, Any]:
-    dsn = create_database(admin_url)
-    workdir = Path(tempfile.mkdtemp(prefix="complaints-bench-"))
-    env = {
+def bench_env(database_url: str, workdir: Path) -> dict[str, str]:
+    return {
         **os.environ,
         "COMPLAINTS_ENVIRONMENT": "development",
-        "COMPLAINTS_DATABASE_URL": dsn,
+        "COMPLAINTS_DATABASE_URL": database_url,
         "COMPLAINTS_JWT_SECRET": SECRET,
         "COMPLAINTS_INDEX_KEY": "bench-index-key-0123456789",
         "COMPLAINTS_AUDIT_KEY_PATH": str(workdir / "audit.pem"),
         "COMPLAINTS_RATE_LIMIT_PER_SECOND": "0",  # one client drives it all
         "COMPLAINTS_NOTIFICATION_GATEWAY_URL": "http://127.0.0.1:9/none",
     }
+
+
+def raw_sqlite_inserts(
+    path: Path, concurrency: int, seconds: float, state: bytes
+) -> dict[str, Any]:
+    """Single-row INSERT + COMMIT into the same SQLite file, WAL and synchronous=FULL as the
+    store runs it, from `concurrency` threads with a connection each."""
+    setup = sqlite3.connect(path)
+    setup.execute(
+        "CREATE TABLE IF NOT EXISTS bench_raw (id INTEGER PRIMARY KEY, originator_id TEXT, "
+        "originator_version INTEGER, topic TEXT, state BLOB)"
+    )
+    setup.commit()
+    setup.close()
+    latencies: list[float] = []
+    stop = time.monotonic() + seconds
+
+    def client() -> None:
+        conn = sqlite3.connect(path, timeout=10, isolation_level=None)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        mine = []
+        while time.monotonic() < stop:
+            began = time.perf_counter()
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute(
+                "INSERT INTO bench_raw (originator_id, originator_version, topic, state) "
+                "VALUES (?, 1, 'bench.raw:Event', ?)",
+                (str(uuid4()), state),
+            )
+            conn.execute("COMMIT")
+            mine.append(time.perf_counter() - began)
+        conn.close()
+        latencies.extend(mine)
+
+    began = time.monotonic()
+    threads = [threading.Thread(target=client) for _ in range(concurrency)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return {"rps": len(latencies) / (time.monotonic() - began), **_percentiles(latencies)}
+
+
+def measure_sqlite(plan: Plan) -> list[dict[str, Any]]:
+    """Intake on the SQLite store `make run` uses, against raw inserts into the same file."""
+    workdir = Path(tempfile.mkdtemp(prefix="complaints-bench-sqlite-"))
+    path = workdir / "store.sqlite3"
+    env = bench_env(f"sqlite:///{path}", workdir)
+    try:
+        subprocess.run(
+            [sys.executable, "-m", "shared.cli.setup_store"], env=env, check=True, cwd=ROOT
+        )
+        settings = Settings(database_url=env["COMPLAINTS_DATABASE_URL"])
+        token = mint_token(
+            settings, "bench-agent", ["agent"], timedelta(hours=1), datetime.now(UTC)
+        )
+        rows_by_c = []
+        with running_services(env, workdir) as services:
+            pids = {name: s["process"].pid for name, s in services.items()}
+            url = services["intake"]["url"]
+            state = b""
+            for c in plan.sqlite_concurrencies:
+                rows = []
+                for run in range(plan.repeats):
+                    print(f"sqlite intake c={c} run {run + 1}", flush=True)
+                    ours = wrk(
+                        url,
+                        "post.lua",
+                        c,
+                        plan.seconds,
+                        {"BENCH_TOKEN": token, "BENCH_MODE": "intake", "BENCH_RUN": f"s{c}-{run}"},
+                        watch=pids,
+                    )
+                    if not state:
+                        state = _sqlite_state(path)
+                    raw = raw_sqlite_inserts(path, c, plan.raw_seconds, state)
+                    rows.append({"ours": ours, "raw": raw})
+                rows_by_c.append(_compare(c, rows, "ours"))
+        return rows_by_c
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _sqlite_state(path: Path) -> bytes:
+    conn = sqlite3.connect(path)
+    try:
+        row = conn.execute(
+            "SELECT state FROM stored_events WHERE topic LIKE '%Accepted' ORDER BY rowid LIMIT 1"
+        ).fetchone()
+        return bytes(row[0])
+    finally:
+        conn.close()
+
+
+def measure(plan: Plan, admin_url: str) -> dict[str, Any]:
+    dsn = create_database(admin_url)
+    workdir = Path(tempfile.mkdtemp(prefix="complaints-bench-"))
+    env = bench_env(dsn, workdir)
     os.environ.update(env)  # this process seeds the same store as the services use
     settings = Settings()
     try:
@@ -724,6 +824,7 @@ def main() -> None:
     with postgres_server() as admin_url:
         results = measure(plan, admin_url)
         system = machine(admin_url)
+    results["sqlite_intake"] = measure_sqlite(plan)
     document = {
         "mode": plan.name,
         "plan": asdict(plan),
