@@ -101,11 +101,10 @@ class KeyRing:
         memo = self._memo
         if complaint_id in memo.bound:
             return memo.bound[complaint_id]
+        # Committed durably before any event is sealed with the key: a key lost in a crash
+        # would leave events that no key opens (an asynchronous commit did exactly that when
+        # the database crashed between this commit and the events' save, which was retried).
         with self._transaction(commit=True) as cursor:
-            if self._postgres:
-                # No wait for this commit's WAL flush: the acceptance's own commit, later in
-                # the WAL, flushes it too; if that never comes, losing the binding is harmless.
-                cursor.execute("SET LOCAL synchronous_commit = off")
             self._execute(
                 cursor,
                 "INSERT INTO customer_keys (key_id, customer_id, secret, salt, created_at) "
