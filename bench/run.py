@@ -43,7 +43,7 @@ import httpx
 import psutil
 
 from bench import peer, profile, report
-from shared.cli.run import service_command
+from shared.cli.run import service_command, stop_process, wait_ready
 from shared.domain.codes import Complexity, Role
 from shared.domain.complaint import Complaint
 from shared.domain.context import Actor, CommandContext
@@ -103,7 +103,7 @@ def running_services(env: dict[str, str], logs: Path) -> Iterator[dict[str, Any]
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-        stack.callback(_stop, projector)
+        stack.callback(stop_process, projector)
         started["projector"] = {"url": None, "process": projector}
         for name in SERVICES:
             port = _free_port()
@@ -115,11 +115,11 @@ def running_services(env: dict[str, str], logs: Path) -> Iterator[dict[str, Any]
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-            stack.callback(_stop, process)
-            started[name] = {"url": f"http://127.0.0.1:{port}", "process": process}
+            stack.callback(stop_process, process)
+            started[name] = {"url": f"http://127.0.0.1:{port}", "process": process, "port": port}
         for name, service in started.items():
             if service["url"]:
-                _wait_ready(name, service["url"], service["process"], logs)
+                _ready(name, service["port"], service["process"], logs)
         yield started
 
 
@@ -131,27 +131,9 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _wait_ready(name: str, url: str, process: subprocess.Popen[bytes], logs: Path) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            sys.exit(f"{name} exited; see {logs / (name + '.log')}")
-        try:
-            if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    sys.exit(f"{name} did not become ready; see {logs / (name + '.log')}")
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+def _ready(name: str, port: int, process: subprocess.Popen[bytes], logs: Path) -> None:
+    if not wait_ready(port, process, timeout=60):
+        sys.exit(f"{name} did not become ready; see {logs / (name + '.log')}")
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -392,7 +374,7 @@ def deadline_watch(env: dict[str, str], dsn: str, logs: Path) -> dict[str, Any]:
         )
     try:
         began = time.monotonic()
-        _wait_ready("watch", f"http://127.0.0.1:{port}", process, logs)
+        _ready("watch", port, process, logs)
         done = before
         while time.monotonic() - began < 300:
             _, done = asyncio.run(_overdue(dsn))
@@ -411,7 +393,7 @@ def deadline_watch(env: dict[str, str], dsn: str, logs: Path) -> dict[str, Any]:
             "rss_mb": peak_rss_mb(process.pid),
         }
     finally:
-        _stop(process)
+        stop_process(process)
 
 
 def _percentiles(seconds: list[float]) -> dict[str, float]:
@@ -595,7 +577,7 @@ def measure_sqlite(plan: Plan) -> list[dict[str, Any]]:
                     print(f"sqlite intake c={c} run {run + 1}", flush=True)
                     ours = wrk(
                         url,
-                        "post.lua",
+                        "load.lua",
                         c,
                         plan.seconds,
                         {"BENCH_TOKEN": token, "BENCH_MODE": "intake", "BENCH_RUN": f"s{c}-{run}"},
@@ -658,7 +640,7 @@ def measure(plan: Plan, admin_url: str) -> dict[str, Any]:
                     backlogs.append(asyncio.run(settle(dsn)))
                     ours = wrk(
                         intake_url,
-                        "post.lua",
+                        "load.lua",
                         c,
                         plan.seconds,
                         {
@@ -673,7 +655,7 @@ def measure(plan: Plan, admin_url: str) -> dict[str, Any]:
                     backlogs.append(asyncio.run(settle(dsn)))
                     evidence = wrk(
                         services["investigation"]["url"],
-                        "post.lua",
+                        "load.lua",
                         c,
                         plan.seconds,
                         {
@@ -699,19 +681,23 @@ def measure(plan: Plan, admin_url: str) -> dict[str, Any]:
                 path = f"/complaints/{long['id']}"
                 ours = wrk(
                     intake_url,
-                    "get.lua",
+                    "load.lua",
                     1,
                     plan.seconds,
-                    {"BENCH_TOKEN": tokens["agent"], "BENCH_PATH": path},
+                    {"BENCH_TOKEN": tokens["agent"], "BENCH_MODE": "get", "BENCH_PATH": path},
                 )
                 raw = asyncio.run(raw_fetch(dsn, long["id"], plan.raw_seconds))
                 as_of = urllib.parse.quote(long["middle"].isoformat())
                 travel = wrk(
                     intake_url,
-                    "get.lua",
+                    "load.lua",
                     1,
                     plan.seconds,
-                    {"BENCH_TOKEN": tokens["agent"], "BENCH_PATH": f"{path}?as_of={as_of}"},
+                    {
+                        "BENCH_TOKEN": tokens["agent"],
+                        "BENCH_MODE": "get",
+                        "BENCH_PATH": f"{path}?as_of={as_of}",
+                    },
                 )
                 results["rebuild"].append(
                     {
@@ -736,7 +722,7 @@ def measure(plan: Plan, admin_url: str) -> dict[str, Any]:
                     RESULTS / f"intake-profile-{plan.name}.txt",
                     lambda: wrk(
                         intake_url,
-                        "post.lua",
+                        "load.lua",
                         8,
                         plan.profile_seconds,
                         {

@@ -1,9 +1,11 @@
--- POST load for wrk: one JSON body per request, each for another complaint or customer.
+-- Load for wrk: one request per call, for the bench runner (bench/run.py).
 -- BENCH_MODE=intake: a new complaint of a new customer each time (the worst case for intake:
 --   every customer needs a key of their own).
 -- BENCH_MODE=evidence: evidence on the complaints listed in BENCH_IDS, round robin from a
 --   different start in each thread, so concurrent requests hit distinct complaints.
--- BENCH_TOKEN: the bearer token. done() prints one JSON line for the bench runner.
+-- BENCH_MODE=get: GET BENCH_PATH.
+-- BENCH_TOKEN: the bearer token. done() prints one JSON line; wrk counts an answer with a
+-- status of 400 or more as an error ("non_2xx").
 local token = os.getenv("BENCH_TOKEN")
 local mode = os.getenv("BENCH_MODE") or "intake"
 local threads = {}
@@ -17,7 +19,8 @@ function setup(thread)
 end
 
 function init(args)
-  headers = {["Content-Type"] = "application/json", ["Authorization"] = "Bearer " .. token}
+  headers = {["Authorization"] = "Bearer " .. token}
+  if mode ~= "get" then headers["Content-Type"] = "application/json" end
   if mode == "evidence" then
     for line in io.lines(os.getenv("BENCH_IDS")) do table.insert(ids, line) end
     -- Each thread starts in its own part of the list, each run somewhere else again.
@@ -36,6 +39,9 @@ local intake = '{"channel":"hotline","customer":{"id":"%s","name":"Bench Custome
 local evidence = '{"kind":"call_record","ref":"CDR-%d","summary":"Call log checked."}'
 
 function request()
+  if mode == "get" then
+    return wrk.format("GET", os.getenv("BENCH_PATH"), headers)
+  end
   counter = counter + 1
   if mode == "evidence" then
     local id = ids[(counter % #ids) + 1]

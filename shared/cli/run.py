@@ -18,7 +18,9 @@ SERVICES = {"intake": 8001, "investigation": 8002, "escalation": 8003, "callback
 GATEWAY_PORT = 8025
 
 
-def _wait_ready(port: int, process: subprocess.Popen[bytes], timeout: float = 30) -> bool:
+def wait_ready(port: int, process: subprocess.Popen[bytes], timeout: float = 30) -> bool:
+    """Whether the service on `port` answers /ready with 200 before `timeout` (False at once
+    if its process exits)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and process.poll() is None:
         try:
@@ -28,6 +30,16 @@ def _wait_ready(port: int, process: subprocess.Popen[bytes], timeout: float = 30
         except OSError:
             time.sleep(0.2)
     return False
+
+
+def stop_process(process: subprocess.Popen[bytes], timeout: float = 10) -> None:
+    """Ask the process to stop (SIGTERM: a clean shutdown); kill it if it does not in time."""
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def service_command(
@@ -92,7 +104,7 @@ def main() -> None:
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
     for name, port in SERVICES.items():
-        if not _wait_ready(port, processes[name]):
+        if not wait_ready(port, processes[name]):
             print(f"{name} did not become ready on port {port}", file=sys.stderr)
             stop()
     print("\nAll four services are up:")

@@ -91,3 +91,8 @@ def as_record(value: Any) -> Any:
 
 def is_erased(value: Any) -> bool:
     return isinstance(value, Erased)
+
+
+def is_plaintext(value: Any) -> bool:
+    """A personal value still readable: text, not erased."""
+    return isinstance(value, str) and not isinstance(value, Erased)

@@ -236,8 +236,15 @@ class CommandGuard:
             for k, v in captured["headers"]
             if k.decode("latin-1").lower() in _REPLAYED_HEADERS
         }
+        location = kept.get("content-location", "")  # the complaint the answer shows
         await store.idempotency.complete(
-            client, key, claim, captured["status"], kept, b"".join(captured["body"])
+            client,
+            key,
+            claim,
+            captured["status"],
+            kept,
+            b"".join(captured["body"]),
+            complaint_id=location.removeprefix("/complaints/") or None,
         )
 
     def _too_large(self) -> str:

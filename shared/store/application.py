@@ -35,7 +35,7 @@ from shared.domain.errors import (
     VersionMismatch,
 )
 from shared.domain.indexes import NAMESPACE, AcceptanceNumber, ComplaintThread, MajorIncident
-from shared.domain.personal import EVENT_FIELDS, Erased, leaves
+from shared.domain.personal import EVENT_FIELDS, is_plaintext, leaves
 from shared.domain.policy import Policy, facts_of_intake
 from shared.settings import Settings
 from shared.store.sealing import KeyRing, SealingMapper
@@ -480,7 +480,7 @@ class ComplaintsApplication(Application[UUID]):
         data = {k: v for k, v in event.__dict__.items() if k not in ENVELOPE and k != "ctx"}
         qualname = type(event).__qualname__
         plaintext = any(
-            isinstance(parent[name], str) and not isinstance(parent[name], Erased)
+            is_plaintext(parent[name])
             for path in EVENT_FIELDS
             for parent, name in leaves(data, path)
         )

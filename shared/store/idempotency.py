@@ -107,12 +107,10 @@ class IdempotencyStore:
         status_code: int,
         headers: dict[str, str],
         body: bytes,
+        complaint_id: str | None = None,
     ) -> None:
         """Store the answer, unless another request took the claim over meanwhile. An answer
-        about a complaint (its `Content-Location`) is noted with it, so erasing the customer's
-        data forgets it too."""
-        location = next((v for k, v in headers.items() if k.lower() == "content-location"), "")
-        complaint_id = location.removeprefix("/complaints/") if location else None
+        about a complaint is noted with its id, so erasing the customer's data forgets it."""
         async with self.engine.begin() as conn:
             await conn.execute(
                 update(idempotency_keys)

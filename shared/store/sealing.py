@@ -33,7 +33,14 @@ from eventsourcing.domain import DomainEventProtocol, Snapshot
 from eventsourcing.persistence import Cipher, Compressor, Mapper, StoredEvent, Transcoder
 
 from shared.audit.verify import digest
-from shared.domain.personal import EVENT_FIELDS, STATE_FIELDS, Erased, Path, leaves
+from shared.domain.personal import (
+    EVENT_FIELDS,
+    STATE_FIELDS,
+    Erased,
+    Path,
+    is_plaintext,
+    leaves,
+)
 
 T = TypeVar("T")
 
@@ -300,7 +307,7 @@ class SealingMapper(Mapper[UUID]):
         state = vars(domain_event)
         paths = _paths(domain_event)
         values = [parent[name] for path in paths for parent, name in leaves(state, path)]
-        plain = any(type(value) is str for value in values)
+        plain = any(is_plaintext(value) for value in values)
         if not plain and not any(isinstance(value, Erased) for value in values):
             return super().to_stored_event(domain_event)
         complaint_id = domain_event.originator_id
@@ -318,7 +325,7 @@ class SealingMapper(Mapper[UUID]):
                 value = parent[name]
                 if isinstance(value, Erased):
                     parent[name] = {"sha256": value.sha256}
-                elif type(value) is str:
+                elif is_plaintext(value):
                     parent[name] = seal(key, complaint_id, value) if key else _born_erased(value)
         self.keys.sealed(key)
         sealed_event = object.__new__(type(domain_event))

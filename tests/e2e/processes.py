@@ -7,16 +7,14 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
 
-import httpx
 import pytest
 
 from shared.audit.checkpoints import load_key
-from shared.cli.run import service_command
+from shared.cli.run import service_command, stop_process, wait_ready
 from tests.conftest import AUDIT_KEY, TEST_SECRET
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -58,27 +56,14 @@ def service(name: str, env: dict[str, str], log_level: str = "warning") -> Itera
     PROCESSES[url] = process
     LOGS[url] = log_path
     try:
-        deadline = time.monotonic() + 30
-        while True:
+        if not wait_ready(port, process, timeout=30):
             if process.poll() is not None:
                 pytest.fail(f"{name} exited: {log_path.read_text(errors='replace')}")
-            try:
-                if httpx.get(f"{url}/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"{name} did not become ready")
-            time.sleep(0.1)
+            pytest.fail(f"{name} did not become ready")
         yield url
     finally:
         PROCESSES.pop(url, None)
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
 
 
 def service_env(database_url: str, **extra: str) -> dict[str, str]:
