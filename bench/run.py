@@ -20,6 +20,7 @@ import math
 import os
 import platform
 import resource
+import shlex
 import shutil
 import sqlite3
 import statistics
@@ -31,7 +32,7 @@ import time
 import urllib.parse
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
@@ -43,10 +44,13 @@ import httpx
 import psutil
 
 from bench import peer, profile, report
+from bench.scale import Seed, Stage, seed_bulk
+from bench.scale import ctx as bench_ctx
 from shared.cli.run import service_command, stop_process, wait_ready
-from shared.domain.codes import Complexity, Role
+from shared.domain.codes import Complexity
 from shared.domain.complaint import Complaint
-from shared.domain.context import Actor, CommandContext
+from shared.domain.context import CommandContext
+from shared.domain.policy import Policy
 from shared.http.auth import mint_token
 from shared.settings import Settings
 from shared.store.facade import ComplaintStore
@@ -72,39 +76,39 @@ class Plan:
     profile_seconds: int
     overdue_complaints: int
     sqlite_concurrencies: tuple[int, ...]
+    scale_complaints: int  # ten events each
 
 
 PLANS = {
-    "quick": Plan("quick", (1, 8, 32), 1, 1, (10, 100), 200, 1.0, 1.0, 2, 100, (8,)),
-    # 2,500 complaints accepted 40 days ago: four limits each, 10,000 passed at once.
-    "full": Plan("full", (1, 8, 32), 6, 3, (10, 100, 1000), 2000, 4.0, 4.0, 12, 2_500, (1, 8, 32)),
+    "quick": Plan("quick", (1, 8), 1, 1, (10, 100), 100, 0.5, 0.5, 2, 50, (8,), 500),
+    # 2,500 complaints accepted 40 days ago, all alike: four limits each, 10,000 passed at once.
+    "full": Plan(
+        "full", (1, 8, 32), 3, 3, (10, 100, 1000), 2000, 1.5, 2.0, 6, 2_500, (1, 8, 32), 100_000
+    ),
 }
 
 
 # ---------------------------------------------------------------------------- processes
+def services_env(env: dict[str, str]) -> dict[str, str]:
+    """The projector runs in a process of its own; the deadline watch is measured on its own
+    (deadline_watch)."""
+    return {
+        **env,
+        "COMPLAINTS_PROJECTOR_ENABLED": "false",
+        "COMPLAINTS_DEADLINE_WATCH_ENABLED": "false",
+    }
+
+
 @contextmanager
 def running_services(env: dict[str, str], logs: Path) -> Iterator[dict[str, Any]]:
     """The four services as uvicorn processes, logging at info, and the projections in a
     process of their own (`shared.cli.project`), as a deployment under load would run them:
     a projector inside a service shares that service's interpreter lock with its requests."""
     started: dict[str, Any] = {}
-    # The deadline watch is measured on its own (deadline_watch).
-    env = {
-        **env,
-        "COMPLAINTS_PROJECTOR_ENABLED": "false",
-        "COMPLAINTS_DEADLINE_WATCH_ENABLED": "false",
-    }
+    env = services_env(env)
     with ExitStack() as stack:
-        log = stack.enter_context((logs / "projector.log").open("wb"))
-        projector = subprocess.Popen(
-            [sys.executable, "-m", "shared.cli.project"],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        stack.callback(stop_process, projector)
-        started["projector"] = {"url": None, "process": projector}
+        started["projector"] = {"url": None, "process": start_projector(env, logs)}
+        stack.callback(lambda: stop_process(started["projector"]["process"]))
         for name in SERVICES:
             port = _free_port()
             log = stack.enter_context((logs / f"{name}.log").open("wb"))
@@ -121,6 +125,17 @@ def running_services(env: dict[str, str], logs: Path) -> Iterator[dict[str, Any]
             if service["url"]:
                 _ready(name, service["port"], service["process"], logs)
         yield started
+
+
+def start_projector(env: dict[str, str], logs: Path) -> subprocess.Popen[bytes]:
+    with (logs / "projector.log").open("ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "shared.cli.project"],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
 
 
 def _free_port() -> int:
@@ -358,7 +373,9 @@ async def _overdue(dsn: str) -> tuple[int, int]:
         await conn.close()
 
 
-def deadline_watch(env: dict[str, str], dsn: str, logs: Path) -> dict[str, Any]:
+def deadline_watch(
+    env: dict[str, str], dsn: str, logs: Path, settle_seconds: float
+) -> dict[str, Any]:
     """Start a deadline watch when thousands of limits have passed at once: how long until
     each is escalated, and that each is escalated exactly once."""
     expected, before = asyncio.run(_overdue(dsn))
@@ -382,7 +399,7 @@ def deadline_watch(env: dict[str, str], dsn: str, logs: Path) -> dict[str, Any]:
                 break
             time.sleep(0.5)  # each look scans the events table: not too often
         seconds = time.monotonic() - began
-        time.sleep(3)  # a watch that escalated twice would show it now
+        time.sleep(settle_seconds)  # a watch that escalated twice would show it now
         asyncio.run(settle(dsn))
         waiting, final = asyncio.run(_overdue(dsn))
         return {
@@ -408,60 +425,62 @@ def _percentiles(seconds: list[float]) -> dict[str, float]:
 
 
 # ------------------------------------------------------------------------------ seeding
-async def seed(settings: Settings, plan: Plan) -> dict[str, Any]:
-    """Complaints to add evidence to, and complaints of 10/100/1,000 events to rebuild."""
+async def seed(settings: Settings, plan: Plan, dsn: str) -> dict[str, Any]:
+    """Complaints to add evidence to (in bulk), complaints accepted 40 days ago and left alone
+    (in bulk: their limits have all passed), and complaints of 10/100/1,000 events to rebuild
+    (through the store, command by command)."""
+    now = datetime.now(UTC)
+    targets, _ = await seed_bulk(
+        dsn,
+        settings,
+        [
+            Seed(
+                "target",
+                plan.evidence_complaints,
+                plan.evidence_complaints,
+                now - timedelta(hours=1),
+                timedelta(minutes=30),
+                Stage.ASSIGNED,
+            ),
+            Seed(
+                "late",
+                plan.overdue_complaints,
+                plan.overdue_complaints,
+                now - timedelta(days=40),
+                timedelta(minutes=30),
+                Stage.ACCEPTED,
+                varied=False,
+            ),
+        ],
+    )
     store = ComplaintStore(settings)
     await store.open()
     try:
         base = _intake("seed")
-
-        async def investigating(n: int) -> UUID:
-            ctx = _ctx(Role.AGENT)
+        long: dict[int, dict[str, Any]] = {}
+        for size in plan.rebuild_sizes:
+            ctx = bench_ctx("agent", "intake", datetime.now(UTC))
             written = await store.accept(
-                {**base, "customer": {**base["customer"], "id": f"seed-{n}"}}, ctx
+                {**base, "customer": {**base["customer"], "id": f"long-{size}"}}, ctx
             )
             complaint_id = written.complaint.id
             await store.execute(
-                complaint_id,
-                lambda c: c.assign("network", "inv-1", Complexity.SIMPLE, store.policy, ctx),
-                ctx=ctx,
+                complaint_id, partial(_assign, ctx=ctx, policy=store.policy), ctx=ctx
             )
-            return complaint_id
-
-        targets: list[UUID] = []
-        for start in range(0, plan.evidence_complaints, 50):
-            batch = range(start, min(start + 50, plan.evidence_complaints))
-            targets += await asyncio.gather(*(investigating(n) for n in batch))
-        long: dict[int, dict[str, Any]] = {}
-        for size in plan.rebuild_sizes:
-            complaint_id = await investigating(10_000_000 + size)
             middle = None
             for n in range(size - 2):
-                ctx = _ctx(Role.INVESTIGATOR)
+                ctx = bench_ctx("investigator", "investigation", datetime.now(UTC))
                 await store.execute(complaint_id, partial(_evidence, n=n, ctx=ctx), ctx=ctx)
                 if n == size // 2:
                     middle = ctx.at
             long[size] = {"id": complaint_id, "middle": middle or datetime.now(UTC)}
-        # Complaints accepted 40 days ago and left alone: their limits have all passed.
-        overdue = datetime.now(UTC) - timedelta(days=40)
-        for start in range(0, plan.overdue_complaints, 50):
-            batch = range(start, min(start + 50, plan.overdue_complaints))
-            await asyncio.gather(
-                *(
-                    store.accept(
-                        {
-                            **base,
-                            "customer": {**base["customer"], "id": f"late-{n}"},
-                            "occurred_at": (overdue - timedelta(days=1)).isoformat(),
-                        },
-                        replace(_ctx(Role.AGENT), at=overdue),
-                    )
-                    for n in batch
-                )
-            )
-        return {"targets": targets, "long": long}
+        return {"targets": targets["ids"], "long": long}
     finally:
         await store.close()
+
+
+def _assign(complaint: Complaint, *, ctx: CommandContext, policy: Policy) -> None:
+    complaint.assign("network", "inv-1", Complexity.SIMPLE, policy, ctx)
 
 
 def _evidence(complaint: Complaint, *, n: int, ctx: CommandContext) -> None:
@@ -483,14 +502,6 @@ def _intake(customer: str) -> dict[str, Any]:
         "reply_channel": "sms",
         "evidence": [],
     }
-
-
-def _ctx(role: Role) -> CommandContext:
-    return CommandContext(
-        actor=Actor(id=f"bench-{role.value}", role=role.value),
-        service="bench",
-        at=datetime.now(UTC),
-    )
 
 
 # --------------------------------------------------------------------------------- runs
@@ -617,21 +628,23 @@ def measure(plan: Plan, admin_url: str) -> dict[str, Any]:
         now = datetime.now(UTC)
         tokens = {
             role: mint_token(settings, f"bench-{role}", [role], timedelta(hours=2), now)
-            for role in ("agent", "investigator")
+            for role in ("agent", "investigator", "regulator", "analyst")
         }
         print("seeding…", flush=True)
-        seeded = asyncio.run(seed(settings, plan))
+        seeded = asyncio.run(seed(settings, plan, dsn))
         ids_file = workdir / "evidence-ids.txt"
         ids_file.write_text("\n".join(str(i) for i in seeded["targets"]) + "\n")
         results: dict[str, Any] = {"intake": [], "evidence": [], "rebuild": [], "peer": {}}
         with running_services(env, workdir) as services:
             pids = {name: s["process"].pid for name, s in services.items()}
             intake_url = services["intake"]["url"]
-            accept_state = asyncio.run(_stored_state(dsn))
+            accept_state = asyncio.run(
+                _stored_state(dsn, seeded["long"][min(plan.rebuild_sizes)]["id"])
+            )
             backlogs: list[dict[str, float]] = [asyncio.run(settle(dsn))]
             print(f"deadline watch: {plan.overdue_complaints} overdue complaints", flush=True)
             results["deadline_watch"] = deadline_watch(
-                {**env, "COMPLAINTS_PROJECTOR_ENABLED": "false"}, dsn, workdir
+                {**env, "COMPLAINTS_PROJECTOR_ENABLED": "false"}, dsn, workdir, 3.0
             )
             for c in plan.concurrencies:
                 rows = []
@@ -733,24 +746,258 @@ def measure(plan: Plan, admin_url: str) -> dict[str, Any]:
                     ),
                 )
             results["projection_backlogs"] = backlogs
+            print("peer: the library's Application in-process", flush=True)
+            results["peer"] = peer.measure(dsn, plan.peer_seconds, (1, 8))
+            # The seed writes the projections' rows itself: no projector meanwhile.
+            print(f"scale: seeding {plan.scale_complaints:,} complaints", flush=True)
+            backlogs.append(asyncio.run(settle(dsn)))
+            projector_peak = peak_rss_mb(services["projector"]["process"].pid)
+            stop_process(services["projector"]["process"])
+            archived, still_open = asyncio.run(seed_bulk(dsn, settings, scale_seeds(plan)))
+            services["projector"]["process"] = start_projector(services_env(env), workdir)
+            results["scale"] = measure_scale(
+                plan, services, tokens, dsn, seeded, [archived, still_open], results, workdir
+            )
             results["memory_mb"] = {
                 name: peak_rss_mb(s["process"].pid) for name, s in services.items()
             }
-        print("peer: the library's Application in-process", flush=True)
-        results["peer"] = peer.measure(dsn, plan.peer_seconds, (1, 8))
+            results["memory_mb"]["projector"] = max(
+                projector_peak, results["memory_mb"]["projector"]
+            )
         return results
     finally:
         drop_database(admin_url, dsn)
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-async def _stored_state(dsn: str) -> bytes:
-    """A real acceptance as stored (sealed): what the raw inserts write, byte for byte."""
+# -------------------------------------------------------------------------------- scale
+def scale_seeds(plan: Plan) -> list[Seed]:
+    """Nine in ten complaints archived, accepted over 300 days to five days ago; the rest
+    under investigation, accepted over the last two days (none of their limits has passed:
+    a watch would have escalated them). Four complaints per customer."""
+    archived = plan.scale_complaints * 9 // 10
+    still_open = plan.scale_complaints - archived
+    now = datetime.now(UTC)
+    return [
+        Seed(
+            "scale",
+            archived,
+            max(1, archived // 4),
+            now - timedelta(days=305),
+            timedelta(days=300),
+            Stage.ARCHIVED,
+        ),
+        Seed(
+            "open",
+            still_open,
+            max(1, still_open // 4),
+            now - timedelta(days=2),
+            timedelta(hours=36),
+            Stage.INVESTIGATING,
+        ),
+    ]
+
+
+def measure_scale(
+    plan: Plan,
+    services: dict[str, Any],
+    tokens: dict[str, str],
+    dsn: str,
+    seeded: dict[str, Any],
+    scale: list[dict[str, Any]],
+    results: dict[str, Any],
+    workdir: Path,
+) -> dict[str, Any]:
+    """On the store seeded to scale: the audit export of it all against a raw ordered SELECT,
+    the complaint list, rebuilds and intake against the same on the small store before."""
+    url = services["intake"]["url"]
+    out: dict[str, Any] = {
+        "seed": {
+            "complaints": sum(s["complaints"] for s in scale),
+            "events": sum(s["events"] for s in scale),
+            "customers": sum(s["customers"] for s in scale),
+            "seed_seconds": scale[-1]["seed_seconds"],
+        },
+        "events_in_store": asyncio.run(_count_events(dsn)),
+    }
+    print(f"audit export of {out['events_in_store']:,} events", flush=True)
+    out["export"] = export_rate(
+        url, tokens, services["intake"]["process"].pid, workdir, verify=plan.name == "quick"
+    )
+    out["export"]["raw"] = asyncio.run(raw_select(dsn))
+    seconds = max(1, plan.seconds // 2)
+
+    def get(paths: list[str], run: str) -> dict[str, Any]:
+        listed = workdir / f"paths-{run}.txt"
+        listed.write_text("\n".join(paths) + "\n")
+        env = {"BENCH_TOKEN": tokens["agent"], "BENCH_MODE": "get", "BENCH_PATHS": str(listed)}
+        return wrk(url, "load.lua", 1, seconds, env)
+
+    print("scale: lists, rebuilds, intake", flush=True)
+    lists = {
+        "newest": "/complaints",
+        "status": "/complaints?status=investigating",
+        "customer": "/complaints?customer_id=scale-000123",
+        "overdue": "/complaints?overdue=true",
+        "next page": f"/complaints?cursor={_second_page_cursor(url, tokens['agent'])}",
+    }
+    if plan.repeats > 1:
+        out["list"] = {
+            name: _latency(get([path], f"list-{n}")) for n, (name, path) in enumerate(lists.items())
+        }
+    else:  # quick: one run through them all
+        out["list"] = {"all five, mixed": _latency(get(list(lists.values()), "lists"))}
+    out["rebuild"] = {
+        size: _latency(get([f"/complaints/{seeded['long'][size]['id']}"], f"rebuild-{size}"))
+        for size in (min(plan.rebuild_sizes), max(plan.rebuild_sizes))
+    }
+    ids = [i for part in scale for i in part["ids"]]
+    sample = ids[:: max(1, len(ids) // 50)]
+    out["rebuild_seeded"] = _latency(
+        get(
+            [f"/complaints/{i}" for i in sample],
+            "rebuild-seeded",
+        )
+    )
+    c = 8
+    intake = wrk(
+        url,
+        "load.lua",
+        c,
+        plan.seconds,
+        {"BENCH_TOKEN": tokens["agent"], "BENCH_MODE": "intake", "BENCH_RUN": "scale"},
+    )
+    empty = next(r for r in results["intake"] if r["concurrency"] == c)
+    out["intake"] = {
+        "concurrency": c,
+        "rps": intake["rps"],
+        "p99_ms": intake["p99_us"] / 1000,
+        "errors": intake["non_2xx"] + intake["socket_errors"],
+        "empty_rps": empty["rps"]["median"],
+        "empty_low_rps": empty["rps"]["low"],
+        "empty_p99_ms": empty["p99_ms"]["median"],
+    }
+    return out
+
+
+def _latency(summary: dict[str, Any]) -> dict[str, float]:
+    return {
+        "p50_ms": summary["p50_us"] / 1000,
+        "p99_ms": summary["p99_us"] / 1000,
+        "requests": summary["requests"],
+        "errors": summary["non_2xx"] + summary["socket_errors"],
+    }
+
+
+def _second_page_cursor(url: str, token: str) -> str:
+    answer = httpx.get(f"{url}/complaints", headers={"Authorization": f"Bearer {token}"})
+    answer.raise_for_status()
+    return urllib.parse.quote(answer.json()["next_cursor"])
+
+
+async def _count_events(dsn: str) -> int:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return int(await conn.fetchval("SELECT count(*) FROM complaints_events"))
+    finally:
+        await conn.close()
+
+
+def export_rate(
+    url: str, tokens: dict[str, str], pid: int, workdir: Path, *, verify: bool
+) -> dict[str, Any]:
+    """`GET /audit/export` of the whole store through curl (which costs little CPU): lines/s,
+    and the serving process's memory sampled as it streams. With `verify`, the export is kept
+    and checked by the standalone verifier against freshly signed checkpoints: the bulk seed
+    must chain exactly as the projector does."""
+    process = psutil.Process(pid)
+    rss: list[float] = []
+    streaming = threading.Event()
+
+    def sample() -> None:
+        while not streaming.is_set():
+            rss.append(process.memory_info().rss / 2**20)
+            time.sleep(0.2)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    kept = workdir / "export.ndjson"
+    sink = f"tee {shlex.quote(str(kept))} | tail -n 1" if verify else "tail -n 1"
+    began = time.monotonic()
+    try:
+        done = subprocess.run(
+            [
+                "bash",
+                "-c",
+                'set -o pipefail; curl -sS --fail -H "Authorization: Bearer $TOKEN" '
+                f"{url}/audit/export | {sink}",
+            ],
+            env={**os.environ, "TOKEN": tokens["regulator"]},
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    finally:
+        seconds = time.monotonic() - began
+        streaming.set()
+        sampler.join()
+    trailer = json.loads(done.stdout)["trailer"]
+    result: dict[str, Any] = {
+        "lines": trailer["count"],
+        "seconds": seconds,
+        "lines_per_s": trailer["count"] / seconds,
+        "rss_start_mb": rss[0],
+        "rss_peak_mb": max(rss),
+        "rss_end_mb": rss[-1],
+        "rss_samples": len(rss),
+    }
+    if verify:
+        headers = {"Authorization": f"Bearer {tokens['analyst']}"}
+        httpx.post(f"{url}/audit/checkpoints", headers=headers).raise_for_status()
+        checkpoints = workdir / "checkpoints.json"
+        checkpoints.write_text(
+            httpx.get(f"{url}/audit/checkpoints", headers=headers).raise_for_status().text
+        )
+        checked = subprocess.run(
+            [sys.executable, "-m", "shared.audit.verify", str(kept), str(checkpoints)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+        )
+        result["verified"] = checked.returncode == 0
+        result["verifier"] = checked.stdout.strip() or checked.stderr.strip()
+        kept.unlink()
+    return result
+
+
+async def raw_select(dsn: str) -> dict[str, Any]:
+    """Every event row in position order through one cursor: what an export must at least
+    read."""
+    conn = await asyncpg.connect(dsn)
+    rows = 0
+    try:
+        began = time.monotonic()
+        async with conn.transaction():
+            query = (
+                "SELECT notification_id, originator_id, originator_version, topic, state "
+                "FROM complaints_events ORDER BY notification_id"
+            )
+            async for _ in conn.cursor(query, prefetch=10_000):
+                rows += 1
+        seconds = time.monotonic() - began
+    finally:
+        await conn.close()
+    return {"rows": rows, "seconds": seconds, "rows_per_s": rows / seconds}
+
+
+async def _stored_state(dsn: str, complaint_id: UUID) -> bytes:
+    """An acceptance the store wrote (sealed): what the raw inserts write, byte for byte."""
     conn = await asyncpg.connect(dsn)
     try:
         row = await conn.fetchrow(
-            "SELECT state FROM complaints_events WHERE topic LIKE '%Accepted' "
-            "ORDER BY notification_id LIMIT 1"
+            "SELECT state FROM complaints_events WHERE originator_id = $1 "
+            "AND originator_version = 1",
+            complaint_id,
         )
         return bytes(row["state"])
     finally:

@@ -3,13 +3,14 @@
 --   every customer needs a key of their own).
 -- BENCH_MODE=evidence: evidence on the complaints listed in BENCH_IDS, round robin from a
 --   different start in each thread, so concurrent requests hit distinct complaints.
--- BENCH_MODE=get: GET BENCH_PATH.
+-- BENCH_MODE=get: GET BENCH_PATH, or each path listed in the file BENCH_PATHS in turn.
 -- BENCH_TOKEN: the bearer token. done() prints one JSON line; wrk counts an answer with a
 -- status of 400 or more as an error ("non_2xx").
 local token = os.getenv("BENCH_TOKEN")
 local mode = os.getenv("BENCH_MODE") or "intake"
 local threads = {}
 local ids = {}
+local paths = {}
 local counter = 0
 local headers = nil
 
@@ -21,6 +22,9 @@ end
 function init(args)
   headers = {["Authorization"] = "Bearer " .. token}
   if mode ~= "get" then headers["Content-Type"] = "application/json" end
+  if mode == "get" and os.getenv("BENCH_PATHS") then
+    for line in io.lines(os.getenv("BENCH_PATHS")) do table.insert(paths, line) end
+  end
   if mode == "evidence" then
     for line in io.lines(os.getenv("BENCH_IDS")) do table.insert(ids, line) end
     -- Each thread starts in its own part of the list, each run somewhere else again.
@@ -39,10 +43,11 @@ local intake = '{"channel":"hotline","customer":{"id":"%s","name":"Bench Custome
 local evidence = '{"kind":"call_record","ref":"CDR-%d","summary":"Call log checked."}'
 
 function request()
+  counter = counter + 1
   if mode == "get" then
+    if #paths > 0 then return wrk.format("GET", paths[(counter % #paths) + 1], headers) end
     return wrk.format("GET", os.getenv("BENCH_PATH"), headers)
   end
-  counter = counter + 1
   if mode == "evidence" then
     local id = ids[(counter % #ids) + 1]
     return wrk.format("POST", "/complaints/" .. id .. "/evidence", headers,

@@ -6,7 +6,6 @@ is by construction what a regulator's copy checks.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -15,7 +14,6 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.audit.verify import GENESIS, record_hash
-from shared.domain.chain import json_default
 from shared.domain.personal import as_record
 from shared.readmodel.tables import audit_chain
 from shared.readmodel.times import to_utc
@@ -28,7 +26,7 @@ def record_of(event: StoredEvent) -> dict[str, Any]:
     Personal data appears in plaintext with the salt of the customer's key, or, once erased,
     as the salted digest the chain committed to; either way the line hashes the same.
     """
-    record = {
+    return {
         "position": event.position,
         "aggregate": event.aggregate,
         "aggregate_id": str(event.aggregate_id),
@@ -36,12 +34,10 @@ def record_of(event: StoredEvent) -> dict[str, Any]:
         "version": event.version,
         "type": event.type,
         "at": event.at.isoformat(),
-        "ctx": event.ctx or None,
+        "ctx": as_record(event.ctx) or None,
         "data": as_record(event.data),
         "salt": event.salt,
     }
-    result: dict[str, Any] = json.loads(json.dumps(record, default=json_default))
-    return result
 
 
 @dataclass(frozen=True)

@@ -10,19 +10,22 @@ cannot be cut short or padded without the verifier noticing.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from sqlalchemy import func, select
+from sqlalchemy import Row, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.audit.chain import record_of
 from shared.audit.verify import trailer_message
 from shared.readmodel.tables import audit_chain
 from shared.readmodel.times import from_db, to_utc
+from shared.store.application import StoredEvent
 from shared.store.facade import ComplaintStore
 
 PAGE = 1000
@@ -55,6 +58,40 @@ async def first_chained_at(engine: AsyncEngine) -> datetime | None:
     return from_db(first)
 
 
+async def _page(
+    store: ComplaintStore, engine: AsyncEngine, after: int, last: int
+) -> tuple[Sequence[Row[Any]], dict[int | None, StoredEvent]]:
+    """The chain's next page after `after` (up to `last`) and its events by position."""
+    async with engine.connect() as conn:
+        rows = (
+            await conn.execute(
+                select(audit_chain)
+                .where(audit_chain.c.position > after, audit_chain.c.position <= last)
+                .order_by(audit_chain.c.position)
+                .limit(PAGE)
+            )
+        ).all()
+    events: list[StoredEvent] = []
+    if rows:
+        cursor = rows[0].position - 1
+        while cursor < rows[-1].position:
+            chunk = await store.read(cursor, PAGE, stop=rows[-1].position)
+            if not chunk:
+                break
+            events.extend(chunk)
+            cursor = chunk[-1].position or cursor
+    return rows, {e.position: e for e in events}
+
+
+def _prefetch(
+    store: ComplaintStore, engine: AsyncEngine, after: int, last: int
+) -> asyncio.Future[tuple[Sequence[Row[Any]], dict[int | None, StoredEvent]]]:
+    pending = asyncio.ensure_future(_page(store, engine, after, last))
+    # If the client leaves first, a failure of the page nobody reads is still collected.
+    pending.add_done_callback(lambda done: done.cancelled() or done.exception())
+    return pending
+
+
 async def export_lines(
     store: ComplaintStore,
     engine: AsyncEngine,
@@ -64,38 +101,29 @@ async def export_lines(
     end: datetime | None,
     now: datetime,
 ) -> AsyncIterator[bytes]:
-    """The lines of the period, then the signed trailer."""
+    """The lines of the period, a page at a time, then the signed trailer. The next page is
+    read while this one is written out."""
     first, last = await _bounds(engine, start, end)
-    after, count, first_prev, last_hash = first - 1, 0, None, None
-    while first and after < last:
-        async with engine.connect() as conn:
-            rows = (
-                await conn.execute(
-                    select(audit_chain)
-                    .where(audit_chain.c.position > after, audit_chain.c.position <= last)
-                    .order_by(audit_chain.c.position)
-                    .limit(PAGE)
-                )
-            ).all()
-        if not rows:
-            break
-        events = []
-        cursor = rows[0].position - 1
-        while cursor < rows[-1].position:
-            chunk = await store.read(cursor, PAGE, stop=rows[-1].position)
-            if not chunk:
+    count, first_prev, last_hash = 0, None, None
+    pending = _prefetch(store, engine, first - 1, last) if first else None
+    try:
+        while pending is not None:
+            rows, by_position = await pending
+            if not rows:
                 break
-            events.extend(chunk)
-            cursor = chunk[-1].position or cursor
-        by_position = {e.position: e for e in events}
-        for row in rows:
-            event = by_position[row.position]
-            line = record_of(event)
-            line["hash"], line["prev_hash"] = row.hash, row.prev_hash
-            yield _line(line)
-            first_prev = row.prev_hash if first_prev is None else first_prev
-            count, last_hash = count + 1, row.hash
-        after = rows[-1].position
+            after = rows[-1].position
+            pending = _prefetch(store, engine, after, last) if after < last else None
+            page = []
+            for row in rows:
+                line = record_of(by_position[row.position])
+                line["hash"], line["prev_hash"] = row.hash, row.prev_hash
+                page.append(_line(line))
+                first_prev = row.prev_hash if first_prev is None else first_prev
+                count, last_hash = count + 1, row.hash
+            yield b"".join(page)  # a write per line would cost more than the line
+    finally:
+        if pending is not None:  # the client went away
+            pending.cancel()
     trailer = {
         "from": start.isoformat() if start else None,
         "to": end.isoformat() if end else None,

@@ -116,12 +116,21 @@ def committed_data(data: Any, salt: str | None) -> Any:
 
 
 def record_hash(prev_hash: str, line: dict[str, Any]) -> str:
+    return link_hash(prev_hash, committed_record(line))
+
+
+def committed_record(line: dict[str, Any]) -> bytes:
+    """What the chain commits to of one line: its record, personal data as salted digests."""
     record = {key: line[key] for key in RECORD_KEYS}
     salt = line.get("salt")
     if salt is not None:
         digest(salt, "")  # refuses any salt not in canonical form
     record["data"] = committed_data(line["data"], salt)
-    return hashlib.sha256(prev_hash.encode("ascii") + canonical_json(record)).hexdigest()
+    return canonical_json(record)
+
+
+def link_hash(prev_hash: str, committed: bytes) -> str:
+    return hashlib.sha256(prev_hash.encode("ascii") + committed).hexdigest()
 
 
 def checkpoint_message(position: int, chain_hash: str, signed_at: str) -> bytes:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -10,7 +9,7 @@ from uuid import UUID
 from pydantic import BaseModel, Field
 
 from shared.audit.verify import committed_data
-from shared.domain.chain import chain, json_default
+from shared.domain.chain import chain
 from shared.domain.codes import Status
 from shared.domain.complaint import Complaint, deadline_state
 from shared.domain.personal import ERASED_TEXT, as_record, is_erased
@@ -234,9 +233,7 @@ def _hashed_record(complaint_id: UUID, event: StoredEvent) -> dict[str, Any]:
         "type": event.type,
         "at": event.at.isoformat(),
         "ctx": event.ctx,
-        "data": committed_data(
-            json.loads(json.dumps(as_record(event.data), default=json_default)), event.salt
-        ),
+        "data": committed_data(as_record(event.data), event.salt),
     }
 
 

@@ -162,7 +162,7 @@ class ComplaintStore:
 
     async def load_versions(self, wanted: dict[UUID, int]) -> list[Complaint]:
         """Each complaint as of the given version, in one trip to a worker thread."""
-        return await self._run(lambda: [self.app.load(i, v) for i, v in wanted.items()])
+        return await self._run(partial(self.app.load_many, wanted))
 
     async def event_at(self, complaint_id: UUID, version: int) -> StoredEvent:
         """One event of a complaint."""

@@ -17,12 +17,11 @@ in the store's worker threads, where nothing awaits).
 from __future__ import annotations
 
 import base64
-import copy
 import secrets
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -38,6 +37,7 @@ from shared.domain.personal import (
     STATE_FIELDS,
     Erased,
     Path,
+    copied_along,
     is_plaintext,
     leaves,
 )
@@ -60,6 +60,16 @@ class CustomerKey:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "aead", AESGCM(self.secret))  # made once, used per field
+
+    @classmethod
+    def new(cls, customer_id: str) -> CustomerKey:
+        """A fresh key and salt for the customer."""
+        return cls(
+            key_id=secrets.token_hex(16),
+            customer_id=customer_id,
+            secret=AESGCM.generate_key(bit_length=256),
+            salt=secrets.token_hex(16),
+        )
 
 
 class KeyRing:
@@ -111,18 +121,13 @@ class KeyRing:
         # Committed durably before any event is sealed with the key: a key lost in a crash
         # would leave events that no key opens (an asynchronous commit did exactly that when
         # the database crashed between this commit and the events' save, which was retried).
+        new = CustomerKey.new(customer_id)
         with self._transaction(commit=True) as cursor:
             self._execute(
                 cursor,
                 "INSERT INTO customer_keys (key_id, customer_id, secret, salt, created_at) "
                 "VALUES (?, ?, ?, ?, ?) ON CONFLICT (customer_id) DO NOTHING",
-                (
-                    secrets.token_hex(16),
-                    customer_id,
-                    AESGCM.generate_key(bit_length=256),
-                    secrets.token_hex(16),
-                    time.time(),
-                ),
+                (new.key_id, customer_id, new.secret, new.salt, time.time()),
             )
             self._execute(
                 cursor,
@@ -155,6 +160,30 @@ class KeyRing:
         if key_id not in memo.keys:
             memo.keys[key_id] = self._select_key("key_id", key_id)
         return memo.keys[key_id]
+
+    def preload(self, complaint_ids: Iterable[UUID | str]) -> None:
+        """Read the keys of many complaints in one query, for this scope: a page of events
+        from hundreds of customers then opens without a query per customer."""
+        wanted = sorted({str(i) for i in complaint_ids})
+        if not wanted:
+            return
+        memo = self._memo
+        with self._transaction(commit=False) as cursor:
+            self._execute(
+                cursor,
+                "SELECT c.complaint_id, c.key_id AS bound, k.key_id, k.customer_id, k.secret, "
+                "k.salt FROM customer_complaints c LEFT JOIN customer_keys k "
+                "ON k.key_id = c.key_id WHERE c.complaint_id IN "
+                f"({', '.join('?' * len(wanted))})",
+                tuple(wanted),
+            )
+            rows = cursor.fetchall()
+        # Only this scope's keys: bindings read here are not remembered for good (an export
+        # reads every complaint there is, and would crowd out the ones commands use).
+        for row in rows:
+            bound = str(row["bound"])
+            if bound not in memo.keys:
+                memo.keys[bound] = _key(row) if row["key_id"] is not None else None
 
     def opened(self, complaint_id: UUID, key: CustomerKey) -> None:
         self._memo.opened[complaint_id] = key
@@ -319,7 +348,7 @@ class SealingMapper(Mapper[UUID]):
                 if isinstance(intake, dict)  # the acceptance
                 else self.keys.complaint_key(complaint_id)
             )
-        sealed_state = copy.deepcopy(state)
+        sealed_state = copied_along(state, paths)
         for path in paths:
             for parent, name in leaves(sealed_state, path):
                 value = parent[name]
