@@ -18,6 +18,7 @@ from sqlalchemy import select
 
 from shared.domain.clock import Clock
 from shared.domain.codes import Status
+from shared.domain.complaint import Complaint
 from shared.domain.context import Actor, CommandContext
 from shared.domain.errors import DomainError
 from shared.logs import correlation_id, new_correlation_id
@@ -86,18 +87,37 @@ class DeadlineWatch:
         fresh = time.monotonic() - 30
         self._recent = {k: t for k, t in self._recent.items() if t > fresh}
         todo = [(c, n) for c, n in due if (c, n) not in self._recent]
-        await asyncio.gather(*(self._escalate(UUID(c), n) for c, n in todo))
+        by_complaint: dict[str, list[str]] = {}
+        for complaint_id, name in todo:  # in the order they fell due
+            by_complaint.setdefault(complaint_id, []).append(name)
+        await asyncio.gather(*(self._escalate(UUID(c), n) for c, n in by_complaint.items()))
         return len(todo)
 
-    async def _escalate(self, complaint_id: UUID, deadline: str) -> None:
+    async def _escalate(self, complaint_id: UUID, names: list[str]) -> None:
+        """Escalate for each of the complaint's missed limits, one after the other, in one
+        command: after an outage, when thousands fall due at once, a complaint is loaded and
+        saved once, not once per limit. Each limit still records its own escalation."""
         async with self._gate:
-            correlation_id.set(new_correlation_id())  # one per escalation, in its logs and event
+            correlation_id.set(new_correlation_id())  # one per command, in its logs and events
             ctx = CommandContext(actor=ACTOR, service="escalation", at=self.clock())
+            escalated: list[str] = []
+
+            def escalate(complaint: Complaint) -> None:
+                escalated.clear()  # a retried command starts again from a fresh load
+                for name in names:
+                    try:
+                        complaint.escalate_missed(name, ctx)
+                        escalated.append(name)
+                    except DomainError as exc:  # met meanwhile, or another watcher was first
+                        log.debug("complaint %s, %s: %s", complaint_id, name, exc)
+
             try:
-                await self.store.execute(
-                    complaint_id, lambda c: c.escalate_missed(deadline, ctx), ctx=ctx
-                )
-                log.info("complaint %s escalated: %s limit missed", complaint_id, deadline)
-            except DomainError as exc:  # met meanwhile, or another watcher was first
-                log.debug("complaint %s, %s: %s", complaint_id, deadline, exc)
-            self._recent[(str(complaint_id), deadline)] = time.monotonic()
+                await self.store.execute(complaint_id, escalate, ctx=ctx)
+            except DomainError as exc:  # e.g. archived meanwhile: nothing was saved
+                log.debug("complaint %s, %s: %s", complaint_id, names, exc)
+                escalated.clear()
+            for name in escalated:
+                log.info("complaint %s escalated: %s limit missed", complaint_id, name)
+            handled = time.monotonic()
+            for name in names:
+                self._recent[(str(complaint_id), name)] = handled
