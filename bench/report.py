@@ -159,19 +159,17 @@ def table(document: dict[str, Any]) -> str:
             f"JSON of all {row['events']} rows | {row['ours_p99_ms'] / row['raw_p99_ms']:.1f}× "
             f"the time | {row['ours_p99_ms']:.1f} ms | {goal} | {result} |"
         )
-    for row in r["rebuild"]:
-        if row["events"] != max(x["events"] for x in r["rebuild"]):
-            continue
-        goal, result = "—", "—"
-        if row["events"] == 1000 and not row["errors"]:
-            goal = "p99 ≤ 20 ms"
-            over = f"{row['as_of_p99_ms'] - AS_OF_P99_MS:.1f} ms over"
-            result = _verdict(row["as_of_p99_ms"] <= AS_OF_P99_MS, over)
-        lines.append(
-            f"| `?as_of=` the middle of {row['events']} events | 1 "
-            f"| p99 {row['as_of_p99_ms']:.1f} ms | — | — | {row['as_of_p99_ms']:.1f} ms "
-            f"| {goal} | {result} |"
-        )
+    longest = max(r["rebuild"], key=lambda x: x["events"])
+    goal, result = "—", "—"
+    if longest["events"] == 1000 and not longest["errors"]:
+        goal = "p99 ≤ 20 ms"
+        over = f"{longest['as_of_p99_ms'] - AS_OF_P99_MS:.1f} ms over"
+        result = _verdict(longest["as_of_p99_ms"] <= AS_OF_P99_MS, over)
+    lines.append(
+        f"| `?as_of=` the middle of {longest['events']} events | 1 "
+        f"| p99 {longest['as_of_p99_ms']:.1f} ms | — | — | {longest['as_of_p99_ms']:.1f} ms "
+        f"| {goal} | {result} |"
+    )
     peer = r["peer"]
     for c, rate in peer["creations_per_s"].items():
         ours = next((x for x in r["intake"] if str(x["concurrency"]) == c), None)

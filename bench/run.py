@@ -46,7 +46,7 @@ import psutil
 from bench import peer, profile, report
 from bench.scale import Seed, Stage, seed_bulk
 from bench.scale import ctx as bench_ctx
-from shared.cli.run import service_command, stop_process, wait_ready
+from shared.cli.run import free_port, service_command, stop_process, wait_ready
 from shared.domain.codes import Complexity
 from shared.domain.complaint import Complaint
 from shared.domain.context import CommandContext
@@ -110,7 +110,7 @@ def running_services(env: dict[str, str], logs: Path) -> Iterator[dict[str, Any]
         started["projector"] = {"url": None, "process": start_projector(env, logs)}
         stack.callback(lambda: stop_process(started["projector"]["process"]))
         for name in SERVICES:
-            port = _free_port()
+            port = free_port()
             log = stack.enter_context((logs / f"{name}.log").open("wb"))
             process = subprocess.Popen(
                 service_command(name, port, log_level="info"),
@@ -136,14 +136,6 @@ def start_projector(env: dict[str, str], logs: Path) -> subprocess.Popen[bytes]:
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _ready(name: str, port: int, process: subprocess.Popen[bytes], logs: Path) -> None:
@@ -244,13 +236,12 @@ async def raw_inserts(dsn: str, concurrency: int, seconds: float, state: bytes) 
             )
             latencies.append(time.perf_counter() - began)
 
-    began, cpu = time.monotonic(), time.process_time()
+    began = time.monotonic()
     await asyncio.gather(*(client(c) for c in connections))
     elapsed = time.monotonic() - began
-    client_cpu = (time.process_time() - cpu) / elapsed
     for conn in connections:
         await conn.close()
-    return {"rps": len(latencies) / elapsed, "client_cpu": client_cpu, **_percentiles(latencies)}
+    return {"rps": len(latencies) / elapsed, **_percentiles(latencies)}
 
 
 async def raw_fetch(dsn: str, complaint_id: UUID, seconds: float) -> dict[str, Any]:
@@ -258,7 +249,6 @@ async def raw_fetch(dsn: str, complaint_id: UUID, seconds: float) -> dict[str, A
     conn = await asyncpg.connect(dsn)
     latencies: list[float] = []
     stop = time.monotonic() + seconds
-    rows = 0
     while time.monotonic() < stop:
         began = time.perf_counter()
         fetched = await conn.fetch(
@@ -268,10 +258,9 @@ async def raw_fetch(dsn: str, complaint_id: UUID, seconds: float) -> dict[str, A
         )
         for row in fetched:
             json.loads(row["state"])
-        rows = len(fetched)
         latencies.append(time.perf_counter() - began)
     await conn.close()
-    return {"rows": rows, **_percentiles(latencies)}
+    return _percentiles(latencies)
 
 
 async def settle(dsn: str, limit_seconds: float = 300) -> dict[str, float]:
@@ -379,7 +368,7 @@ def deadline_watch(
     """Start a deadline watch when thousands of limits have passed at once: how long until
     each is escalated, and that each is escalated exactly once."""
     expected, before = asyncio.run(_overdue(dsn))
-    port = _free_port()
+    port = free_port()
     watch_env = {**env, "COMPLAINTS_DEADLINE_WATCH_ENABLED": "true"}
     with (logs / "watch.log").open("wb") as log:
         process = subprocess.Popen(
@@ -634,7 +623,7 @@ def measure(plan: Plan, admin_url: str) -> dict[str, Any]:
         seeded = asyncio.run(seed(settings, plan, dsn))
         ids_file = workdir / "evidence-ids.txt"
         ids_file.write_text("\n".join(str(i) for i in seeded["targets"]) + "\n")
-        results: dict[str, Any] = {"intake": [], "evidence": [], "rebuild": [], "peer": {}}
+        results: dict[str, Any] = {"intake": [], "evidence": [], "rebuild": []}
         with running_services(env, workdir) as services:
             pids = {name: s["process"].pid for name, s in services.items()}
             intake_url = services["intake"]["url"]
@@ -643,9 +632,7 @@ def measure(plan: Plan, admin_url: str) -> dict[str, Any]:
             )
             backlogs: list[dict[str, float]] = [asyncio.run(settle(dsn))]
             print(f"deadline watch: {plan.overdue_complaints} overdue complaints", flush=True)
-            results["deadline_watch"] = deadline_watch(
-                {**env, "COMPLAINTS_PROJECTOR_ENABLED": "false"}, dsn, workdir, 3.0
-            )
+            results["deadline_watch"] = deadline_watch(services_env(env), dsn, workdir, 3.0)
             for c in plan.concurrencies:
                 rows = []
                 for run in range(plan.repeats):
@@ -753,10 +740,10 @@ def measure(plan: Plan, admin_url: str) -> dict[str, Any]:
             backlogs.append(asyncio.run(settle(dsn)))
             projector_peak = peak_rss_mb(services["projector"]["process"].pid)
             stop_process(services["projector"]["process"])
-            archived, still_open = asyncio.run(seed_bulk(dsn, settings, scale_seeds(plan)))
+            scale = asyncio.run(seed_bulk(dsn, settings, scale_seeds(plan)))
             services["projector"]["process"] = start_projector(services_env(env), workdir)
             results["scale"] = measure_scale(
-                plan, services, tokens, dsn, seeded, [archived, still_open], results, workdir
+                plan, services, tokens, dsn, seeded, scale, results, workdir
             )
             results["memory_mb"] = {
                 name: peak_rss_mb(s["process"].pid) for name, s in services.items()

@@ -69,6 +69,9 @@ CHUNK = 1_000  # complaints per step; a step's events take the next positions, i
 WORKERS = 2
 
 CHANNELS = [c for c in Channel if c is not Channel.REGULATOR]
+BUSINESS_TYPES = list(BusinessType)
+CATEGORIES = list(Category)
+EVIDENCE_KINDS = list(EvidenceKind)
 
 
 class Stage(StrEnum):
@@ -154,13 +157,12 @@ class Lives:
         self, settings: Settings, plans: list[Seed], keys: dict[str, CustomerKey], dsn: str
     ) -> None:
         self.plans = plans
-        self.plan = plans[0]
         self.policy = Policy.load(settings.policy_path)
-        self.secret = settings.index_key.get_secret_value().encode()
         self.keys = SeedKeys(keys)
         app = ComplaintsApplication(settings, self.policy)
         try:
             self.mapper = SealingMapper(app.mapper.transcoder, keys=self.keys)
+            self.secret = app.index_secret
         finally:
             app.close()
         self.db = psycopg.connect(dsn, autocommit=True)
@@ -168,17 +170,17 @@ class Lives:
     def step(self, which: int, start: int, numbers: list[str]) -> Rows:
         """Live complaints start, start + 1, … of plan `which` (one chunk), with these
         acceptance numbers."""
-        self.plan = self.plans[which]
+        plan = self.plans[which]
         events: list[Any] = []
         lives: dict[UUID, list[Any]] = {}
         for n, number in enumerate(numbers, start):
-            complaint, more = self._live(n, number)
+            complaint, more = self._live(plan, n, number)
             own = complaint.collect_events()
             lives[complaint.id] = [complaint, len(own)]
             events += [*own, *more]
         events.sort(key=lambda e: e.timestamp)  # stable: a save's own order is kept
         rows = Rows(ids=list(lives))
-        position = self.plan.position_before(start)
+        position = plan.position_before(start)
         for event in events:
             position += 1
             stored = self.mapper.to_stored_event(event)
@@ -204,7 +206,7 @@ class Lives:
                     rows.analysis.append(analysis_row(complaint))
         # Each step fills its positions exactly: a domain change that adds or drops an event
         # must change EVENTS, or steps would overlap or leave holes.
-        assert position == self.plan.position_before(start + len(numbers)), "see EVENTS"
+        assert position == plan.position_before(start + len(numbers)), "see EVENTS"
         rows.bindings = [
             {
                 "complaint_id": str(c),
@@ -232,8 +234,7 @@ class Lives:
             _copy(cursor, notifications, rows.notifications)
             _copy(cursor, complaint_analysis, rows.analysis)
 
-    def _live(self, n: int, number: str) -> tuple[Complaint, list[Any]]:
-        plan = self.plan
+    def _live(self, plan: Seed, n: int, number: str) -> tuple[Complaint, list[Any]]:
         at = plan.at(n)
         customer = plan.customer(n)
         person = n % plan.customers
@@ -248,8 +249,8 @@ class Lives:
                 "vip_tier": None,
             },
             "service_number": f"138{n:08d}",
-            "business_type": str(list(BusinessType)[kind % len(BusinessType)]),
-            "category": str(list(Category)[(kind + 1) % len(Category)]),
+            "business_type": str(BUSINESS_TYPES[kind % len(BUSINESS_TYPES)]),
+            "category": str(CATEGORIES[(kind + 1) % len(CATEGORIES)]),
             "area": None,
             "occurred_at": (at - timedelta(days=1)).isoformat(),
             "received_at": None,
@@ -285,7 +286,7 @@ class Lives:
         if stage is Stage.INVESTIGATING:
             for k in range(6):
                 complaint.add_evidence(
-                    str(list(EvidenceKind)[k % len(EvidenceKind)]),
+                    str(EVIDENCE_KINDS[k % len(EVIDENCE_KINDS)]),
                     f"REF-{n}-{k}",
                     f"Checked record {k} of complaint {n}: two charges on the same day.",
                     ctx("investigator", "investigation", at, minutes=60 * (k + 1)),
@@ -472,7 +473,6 @@ async def seed_bulk(dsn: str, settings: Settings, seeds: list[Seed]) -> list[dic
                 "customers": plan.customers,
                 "ids": plan_ids,
                 "seed_seconds": seeded,
-                "seconds": time.monotonic() - began,
             }
             for plan, plan_ids in zip(plans, ids, strict=True)
         ]

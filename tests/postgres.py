@@ -9,7 +9,6 @@ from __future__ import annotations
 import glob
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -19,6 +18,8 @@ from contextlib import closing, contextmanager
 
 import psycopg
 from psycopg import sql
+
+from shared.cli.run import free_port
 
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
@@ -37,12 +38,6 @@ def _binary(name: str) -> str | None:
         return found
     candidates = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), reverse=True)
     return candidates[0] if candidates else None
-
-
-def _free_port() -> int:
-    with closing(socket.socket()) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class NoPostgres(RuntimeError):
@@ -67,7 +62,7 @@ class Cluster:
         if os.geteuid() == 0:  # initdb refuses to run as root
             shutil.chown(self.workdir, "postgres")
             self.prefix = ["runuser", "-u", "postgres", "--"]
-        self.port = _free_port()
+        self.port = free_port()
         self.data = os.path.join(self.workdir, "data")
         self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
         subprocess.run(

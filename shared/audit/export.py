@@ -26,7 +26,7 @@ from shared.audit.verify import trailer_message
 from shared.readmodel.tables import audit_chain
 from shared.readmodel.times import from_db, to_utc
 from shared.store.application import StoredEvent
-from shared.store.facade import ComplaintStore
+from shared.store.facade import ComplaintStore, consume
 
 PAGE = 1000
 
@@ -88,7 +88,7 @@ def _prefetch(
 ) -> asyncio.Future[tuple[Sequence[Row[Any]], dict[int | None, StoredEvent]]]:
     pending = asyncio.ensure_future(_page(store, engine, after, last))
     # If the client leaves first, a failure of the page nobody reads is still collected.
-    pending.add_done_callback(lambda done: done.cancelled() or done.exception())
+    pending.add_done_callback(consume)
     return pending
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -30,6 +31,13 @@ def wait_ready(port: int, process: subprocess.Popen[bytes], timeout: float = 30)
         except OSError:
             time.sleep(0.2)
     return False
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on just now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def stop_process(process: subprocess.Popen[bytes], timeout: float = 10) -> None:

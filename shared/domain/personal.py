@@ -113,12 +113,11 @@ def as_record(value: Any) -> Any:
 
     One walk gives what `json.loads(json.dumps(value, default=json_default))` would, at a
     fraction of the cost: every event of an export and of the chain goes through here."""
-    kind = type(value)
-    if kind is str or kind is int or kind is float or kind is bool or value is None:
+    if value is None or type(value) in _JSON_SCALARS:
         return value
-    if kind is dict:
+    if isinstance(value, dict):
         return {k if type(k) is str else _key(k): as_record(v) for k, v in value.items()}
-    if kind is list or kind is tuple:
+    if isinstance(value, list | tuple):
         return [as_record(v) for v in value]
     if isinstance(value, Erased):
         return {"sha256": value.sha256}
@@ -126,11 +125,10 @@ def as_record(value: Any) -> Any:
         return str.__str__(value)
     if isinstance(value, bool | int | float):
         return json.loads(json.dumps(value))
-    if isinstance(value, dict):
-        return {k if type(k) is str else _key(k): as_record(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [as_record(v) for v in value]
     return json_default(value)
+
+
+_JSON_SCALARS = (str, int, float, bool)
 
 
 def _key(key: Any) -> str:

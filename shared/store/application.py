@@ -367,13 +367,9 @@ class ComplaintsApplication(Application[UUID]):
         stored events' times alone (nothing is opened or rebuilt for it), then rebuilt."""
         version = None
         mapper = self.mapper
+        assert isinstance(mapper, SealingMapper)
         for stored in self.recorder.select_events(complaint_id):
-            state = stored.state
-            if mapper.cipher:
-                state = mapper.cipher.decrypt(state)
-            if mapper.compressor:
-                state = mapper.compressor.decompress(state)
-            if mapper.transcoder.decode(state)["timestamp"] > as_of:
+            if mapper.state_of(stored)["timestamp"] > as_of:
                 break
             version = stored.originator_version
         if version is None:

@@ -46,8 +46,9 @@ class Written:
     position: int | None
 
 
-def _consume(future: asyncio.Future[Any]) -> None:
-    """A probe nobody waits for any more still has its outcome read (no "never retrieved")."""
+def consume(future: asyncio.Future[Any]) -> None:
+    """A future nobody waits for any more still has its outcome read (no "never retrieved");
+    pass it to `add_done_callback`."""
     if not future.cancelled():
         future.exception()
 
@@ -180,7 +181,7 @@ class ComplaintStore:
             return await self._run(self.app.ping)
         if self._probe is None or self._probe.done():
             self._probe = asyncio.ensure_future(to_thread.run_sync(self.app.ping))
-            self._probe.add_done_callback(_consume)
+            self._probe.add_done_callback(consume)
         async with asyncio.timeout(within):
             return await asyncio.shield(self._probe)
 

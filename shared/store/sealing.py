@@ -136,14 +136,7 @@ class KeyRing:
                 "ON CONFLICT (complaint_id) DO NOTHING",
                 (str(complaint_id), time.time(), customer_id),
             )
-            self._execute(
-                cursor,
-                "SELECT c.key_id AS bound, k.key_id, k.customer_id, k.secret, k.salt "
-                "FROM customer_complaints c LEFT JOIN customer_keys k ON k.key_id = c.key_id "
-                "WHERE c.complaint_id = ?",
-                (str(complaint_id),),
-            )
-            row = cursor.fetchone()
+            (row,) = self._bound_keys(cursor, [str(complaint_id)])
         self._remember_binding(complaint_id, str(row["bound"]))
         key = _key(row) if row["key_id"] is not None else None
         memo.keys[str(row["bound"])] = memo.bound[complaint_id] = key
@@ -169,15 +162,7 @@ class KeyRing:
             return
         memo = self._memo
         with self._transaction(commit=False) as cursor:
-            self._execute(
-                cursor,
-                "SELECT c.complaint_id, c.key_id AS bound, k.key_id, k.customer_id, k.secret, "
-                "k.salt FROM customer_complaints c LEFT JOIN customer_keys k "
-                "ON k.key_id = c.key_id WHERE c.complaint_id IN "
-                f"({', '.join('?' * len(wanted))})",
-                tuple(wanted),
-            )
-            rows = cursor.fetchall()
+            rows = self._bound_keys(cursor, wanted)
         # Only this scope's keys: bindings read here are not remembered for good (an export
         # reads every complaint there is, and would crowd out the ones commands use).
         for row in rows:
@@ -251,6 +236,19 @@ class KeyRing:
             key_id = str(row["key_id"])
             self._remember_binding(complaint_id, key_id)
         return key_id
+
+    def _bound_keys(self, cursor: Any, complaint_ids: list[str]) -> list[Any]:
+        """For each complaint bound: the id of its key (`bound`) and the key, its columns
+        null once destroyed."""
+        self._execute(
+            cursor,
+            "SELECT c.complaint_id, c.key_id AS bound, k.key_id, k.customer_id, k.secret, "
+            "k.salt FROM customer_complaints c LEFT JOIN customer_keys k "
+            "ON k.key_id = c.key_id WHERE c.complaint_id IN "
+            f"({', '.join('?' * len(complaint_ids))})",
+            tuple(complaint_ids),
+        )
+        return list(cursor.fetchall())
 
     def _remember_binding(self, complaint_id: UUID, key_id: str) -> None:
         with self._bindings_lock:
@@ -360,6 +358,17 @@ class SealingMapper(Mapper[UUID]):
         sealed_event = object.__new__(type(domain_event))
         object.__setattr__(sealed_event, "__dict__", sealed_state)
         return super().to_stored_event(sealed_event)
+
+    def state_of(self, stored_event: StoredEvent) -> dict[str, Any]:
+        """A stored event's fields as stored (personal data still sealed), without building
+        the event or opening anything."""
+        state = stored_event.state
+        if self.cipher:
+            state = self.cipher.decrypt(state)
+        if self.compressor:
+            state = self.compressor.decompress(state)
+        decoded: dict[str, Any] = self.transcoder.decode(state)
+        return decoded
 
     def to_domain_event(self, stored_event: StoredEvent) -> DomainEventProtocol[UUID]:
         domain_event = super().to_domain_event(stored_event)

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
-from contextlib import closing, contextmanager
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 from shared.audit.checkpoints import load_key
-from shared.cli.run import service_command, stop_process, wait_ready
+from shared.cli.run import free_port, service_command, stop_process, wait_ready
 from tests.conftest import AUDIT_KEY, TEST_SECRET
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -27,12 +26,6 @@ def log_file(name: str) -> Path:
     descriptor, path = tempfile.mkstemp(prefix=f"{name}-", suffix=".log")
     os.close(descriptor)
     return Path(path)
-
-
-def free_port() -> int:
-    with closing(socket.socket()) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 #: Where each running service's logs go (a file: a pipe nobody reads would fill and block it).
