@@ -17,10 +17,10 @@ from uuid import UUID
 from sqlalchemy import select
 
 from shared.domain.clock import Clock
-from shared.domain.codes import Status
 from shared.domain.complaint import Complaint
 from shared.domain.context import Actor, CommandContext
 from shared.domain.errors import DomainError
+from shared.domain.lifecycle import FINAL
 from shared.logs import correlation_id, new_correlation_id
 from shared.readmodel.tables import complaint_summaries, deadlines
 from shared.readmodel.times import to_utc
@@ -29,8 +29,6 @@ from shared.store.facade import ComplaintStore
 log = logging.getLogger("complaints.watch")
 
 ACTOR = Actor(id="deadline-watch", role="system")
-#: No limit escalates a refused or archived complaint.
-FINAL = (Status.REFUSED.value, Status.ARCHIVED.value)
 
 
 class DeadlineWatch:
@@ -78,7 +76,7 @@ class DeadlineWatch:
                         deadlines.c.met_at.is_(None),
                         deadlines.c.escalated_at.is_(None),
                         deadlines.c.due_at < to_utc(now),
-                        complaint_summaries.c.status.not_in(FINAL),
+                        complaint_summaries.c.status.not_in([s.value for s in FINAL]),
                     )
                     .order_by(deadlines.c.due_at)
                     .limit(self.batch)

@@ -27,44 +27,8 @@ from shared.domain.codes import (
 )
 from shared.domain.context import CommandContext
 from shared.domain.errors import InvalidCommand, InvalidTransition
-from shared.domain.policy import MILESTONES, Policy, facts_of_intake
-
-OPEN = frozenset(
-    {Status.ACCEPTED, Status.INVESTIGATING, Status.RESOLUTION_PROPOSED, Status.ESCALATED}
-)
-
-#: In which statuses each command is legal. Extra rules (findings before a reply, levels only
-#: going up, …) are checked in the command itself.
-ALLOWED: dict[str, frozenset[Status]] = {
-    "refuse": frozenset({Status.ACCEPTED}),
-    "assign": frozenset({Status.ACCEPTED, Status.INVESTIGATING}),
-    "add_evidence": frozenset({Status.INVESTIGATING, Status.ESCALATED}),
-    "extend": frozenset({Status.INVESTIGATING}),
-    "record_findings": frozenset({Status.INVESTIGATING}),
-    "propose_resolution": frozenset({Status.INVESTIGATING}),
-    "reply": frozenset({Status.INVESTIGATING, Status.RESOLUTION_PROPOSED}),
-    "escalate": frozenset(
-        {
-            Status.ACCEPTED,
-            Status.INVESTIGATING,
-            Status.RESOLUTION_PROPOSED,
-            Status.REPLIED,
-            Status.CALLBACK_DONE,
-            Status.ESCALATED,
-            Status.REFUSED,  # only a regulator appeal reopens a refused complaint
-        }
-    ),
-    "review": frozenset({Status.ESCALATED}),
-    "escalate_missed": frozenset(Status) - {Status.REFUSED, Status.ARCHIVED},
-    "pause_clock": OPEN,
-    "resume_clock": OPEN,
-    "record_callback": frozenset({Status.REPLIED}),
-    "record_unreached_callback": frozenset({Status.REPLIED}),
-    # The outcome of a message already requested is a fact whatever the status is now.
-    "record_notification": frozenset(Status),
-    "archive": frozenset({Status.CALLBACK_DONE, Status.REFUSED}),
-}
-
+from shared.domain.lifecycle import Command, allows
+from shared.domain.policy import Policy, facts_of_intake
 
 #: How far ahead of our clock a frontend's clock may be before its times count as future.
 CLOCK_SKEW = timedelta(minutes=5)
@@ -171,7 +135,7 @@ class Complaint(Aggregate):
     def refuse(
         self, reason: RefusalReason, explanation: str, redirect: str, ctx: CommandContext
     ) -> None:
-        self._check("refuse")
+        self._check(Command.REFUSE)
         self._refused(
             reason=reason.value,
             explanation=explanation,
@@ -211,7 +175,7 @@ class Complaint(Aggregate):
     ) -> None:
         """Hand the complaint to one named investigator (专人负责). The complexity picks the
         investigation limit from the policy, counted from acceptance."""
-        self._check("assign")
+        self._check(Command.ASSIGN)
         deadlines = policy.deadlines(
             {**self.facts(), "complexity": complexity.value},
             accepted_at=self.accepted_at,
@@ -254,7 +218,7 @@ class Complaint(Aggregate):
         return facts_of_intake(self.intake, (self.assignment or {}).get("complexity"))
 
     def add_evidence(self, kind: str, ref: str, summary: str, ctx: CommandContext) -> None:
-        self._check("add_evidence")
+        self._check(Command.ADD_EVIDENCE)
         self._evidence_added(
             kind=kind, ref=ref, summary=summary, ctx=ctx.record(), timestamp=ctx.at
         )
@@ -277,7 +241,7 @@ class Complaint(Aggregate):
         self, reason: str, new_due_at: datetime, progress_notice: str, ctx: CommandContext
     ) -> None:
         """Extend the investigation limit: complex complaints only, with a notice (告知进展)."""
-        self._check("extend")
+        self._check(Command.EXTEND)
         if not self.assignment or self.assignment["complexity"] != Complexity.COMPLEX:
             raise InvalidTransition(
                 "extend", self.status, "Only complaints assessed as complex may be extended."
@@ -332,7 +296,7 @@ class Complaint(Aggregate):
     def record_findings(
         self, conclusion: str, basis: str, root_cause: str, upheld: bool, ctx: CommandContext
     ) -> None:
-        self._check("record_findings")
+        self._check(Command.RECORD_FINDINGS)
         self._findings_recorded(
             conclusion=conclusion,
             basis=basis,
@@ -372,7 +336,7 @@ class Complaint(Aggregate):
         due_at: datetime,
         ctx: CommandContext,
     ) -> None:
-        self._check("propose_resolution")
+        self._check(Command.PROPOSE_RESOLUTION)
         if self.findings is None:
             raise InvalidTransition("propose_resolution", self.status, "Record the findings first.")
         self._resolution_proposed(
@@ -414,7 +378,7 @@ class Complaint(Aggregate):
         execution: str,
         ctx: CommandContext,
     ) -> None:
-        self._check("reply")
+        self._check(Command.REPLY)
         if self.findings is None:
             raise InvalidTransition("reply", self.status, "Record the findings first.")
         if self.findings["upheld"] and self.resolution is None:
@@ -472,7 +436,7 @@ class Complaint(Aggregate):
         regulator_ref: str | None = None,
         regulator_due_at: datetime | None = None,
     ) -> None:
-        self._check("escalate")
+        self._check(Command.ESCALATE)
         if self.status == Status.REFUSED and trigger != EscalationTrigger.REGULATOR_APPEAL:
             raise InvalidTransition(
                 "escalate", self.status, "Only a regulator appeal reopens a refused complaint."
@@ -559,7 +523,7 @@ class Complaint(Aggregate):
     def escalate_missed(self, deadline: str, ctx: CommandContext) -> None:
         """A running limit has passed: escalate one level up, or at headquarters alert the
         supervisors there. Each missed deadline does this once."""
-        self._check("escalate_missed")
+        self._check(Command.ESCALATE_MISSED)
         current = self.deadlines.get(deadline)
         if current is None:
             raise InvalidCommand(f"The complaint has no {deadline!r} limit.")
@@ -628,7 +592,7 @@ class Complaint(Aggregate):
         }
 
     def review(self, outcome: ReviewOutcome, notes: str, ctx: CommandContext) -> None:
-        self._check("review")
+        self._check(Command.REVIEW)
         self._reviewed(outcome=outcome.value, notes=notes, ctx=ctx.record(), timestamp=ctx.at)
 
     @event("Reviewed")
@@ -665,7 +629,7 @@ class Complaint(Aggregate):
     # ------------------------------------------------------------- time-limit pauses
     def pause_clock(self, reason: str, ctx: CommandContext) -> None:
         """Stop the pausable limits (e.g. waiting for the customer); every pause is an event."""
-        self._check("pause_clock")
+        self._check(Command.PAUSE_CLOCK)
         if self.paused_at is not None:
             raise InvalidTransition("pause_clock", self.status, "The clock is already paused.")
         self._clock_paused(reason=reason, ctx=ctx.record(), timestamp=ctx.at)
@@ -676,7 +640,7 @@ class Complaint(Aggregate):
         self.pauses.append({"reason": reason, "from": _iso(timestamp), "to": None})
 
     def resume_clock(self, ctx: CommandContext) -> None:
-        self._check("resume_clock")
+        self._check(Command.RESUME_CLOCK)
         if self.paused_at is None:
             raise InvalidTransition("resume_clock", self.status, "The clock is not paused.")
         self._clock_resumed(ctx=ctx.record(), timestamp=ctx.at)
@@ -693,7 +657,7 @@ class Complaint(Aggregate):
     # ------------------------------------------------------------------ callback (回访)
     def record_unreached_callback(self, comments: str, ctx: CommandContext) -> None:
         """A callback attempt that did not reach the customer: recorded, nothing closes."""
-        self._check("record_unreached_callback")
+        self._check(Command.RECORD_UNREACHED_CALLBACK)
         self._callback_unreached(comments=comments, ctx=ctx.record(), timestamp=ctx.at)
 
     @event("CallbackUnreached")
@@ -708,7 +672,7 @@ class Complaint(Aggregate):
         self, satisfaction: Satisfaction, resolved: bool, comments: str, ctx: CommandContext
     ) -> None:
         """Record the callback; a dissatisfied or unresolved customer escalates at once."""
-        self._check("record_callback")
+        self._check(Command.RECORD_CALLBACK)
         self._callback_recorded(
             satisfaction=satisfaction.value,
             resolved=resolved,
@@ -749,7 +713,7 @@ class Complaint(Aggregate):
 
     # ------------------------------------------------------------------- archive (归档)
     def archive(self, summary: str, ctx: CommandContext) -> None:
-        self._check("archive")
+        self._check(Command.ARCHIVE)
         self._archived(summary=summary, ctx=ctx.record(), timestamp=ctx.at)
 
     @event("Archived")
@@ -770,7 +734,7 @@ class Complaint(Aggregate):
     ) -> None:
         """Record what the gateway answered for a message: sent, or failed — retried later, or
         for good (`final`) when the gateway refused the message itself."""
-        self._check("record_notification")
+        self._check(Command.RECORD_NOTIFICATION)
         notification = self.notifications.get(notification_id)
         if notification is None:
             raise InvalidCommand(f"No message {notification_id!r} was requested.")
@@ -871,9 +835,8 @@ class Complaint(Aggregate):
     def _step(self, event_name: str, at: datetime, **details: Any) -> None:
         """Note a step of the timeline; a milestone meets the limits it is named for."""
         self.timeline.append({"event": event_name, "at": _iso(at), **details})
-        if event_name in MILESTONES:
-            book.meet(self.deadlines, event_name, at)
+        book.meet(self.deadlines, event_name, at)
 
-    def _check(self, command: str) -> None:
-        if self.status not in ALLOWED[command]:
+    def _check(self, command: Command) -> None:
+        if not allows(self.status, command):
             raise InvalidTransition(command, self.status)

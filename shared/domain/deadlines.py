@@ -24,12 +24,10 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from shared.domain.policy import MILESTONES, Policy
+from shared.domain.lifecycle import CLOSING
+from shared.domain.policy import Policy
 
 Book = dict[str, dict[str, Any]]
-
-#: Events after which no limit runs on (late ones stay missed).
-CLOSING = frozenset({"Refused", "Archived"})
 
 
 def iso(value: datetime) -> str:
@@ -119,6 +117,5 @@ def reassess(
             shift_paused(book, timedelta(seconds=step["seconds"]))
         elif event == "Escalated":
             start(book, step["deadlines"])
-        if event in MILESTONES:
-            meet(book, event, at)
+        meet(book, event, at)
     return book

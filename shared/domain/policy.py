@@ -31,26 +31,12 @@ from pydantic import (
 
 from shared.domain.codes import BusinessType, Category
 from shared.domain.errors import PolicyError
+from shared.domain.lifecycle import MILESTONES
 
 DEFAULT_POLICY_PATH = Path(__file__).resolve().parent.parent / "policy" / "default.toml"
 
 #: The facts of a complaint a rule may select on.
 FACT_KEYS = ("channel", "business_type", "category", "vip_tier", "area", "complexity")
-
-#: The complaint's events that can meet a limit (`met_by`).
-MILESTONES = frozenset(
-    {
-        "Accepted",
-        "Assigned",
-        "FindingsRecorded",
-        "ResolutionProposed",
-        "Replied",
-        "Reviewed",
-        "CallbackRecorded",
-        "Refused",
-        "Archived",
-    }
-)
 
 
 class Unit(StrEnum):

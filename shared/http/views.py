@@ -9,23 +9,12 @@ from uuid import UUID
 from pydantic import BaseModel, Field
 
 from shared.audit.verify import committed_data
+from shared.domain import lifecycle
 from shared.domain.chain import chain
 from shared.domain.codes import Status
 from shared.domain.complaint import Complaint, deadline_state
 from shared.domain.personal import ERASED_TEXT, as_record, is_erased
 from shared.store.application import StoredEvent
-
-NEXT_STEPS = {
-    Status.ACCEPTED: "The complaint is routed to the responsible department, which names one "
-    "investigator. The customer is told the result through the chosen reply channel.",
-    Status.REFUSED: "Not accepted. The customer has been told why and where else to turn.",
-    Status.INVESTIGATING: "The investigator gathers evidence and records findings.",
-    Status.RESOLUTION_PROPOSED: "The resolution is carried out and the customer gets the reply.",
-    Status.REPLIED: "A callback agent asks the customer whether the problem is solved.",
-    Status.ESCALATED: "A higher level reviews the complaint with the materials handed over.",
-    Status.CALLBACK_DONE: "The complaint can be archived.",
-    Status.ARCHIVED: "Archived. A new complaint about the same matter is linked as a repeat.",
-}
 
 
 def mask_phone(phone: str | None) -> str | None:
@@ -167,7 +156,7 @@ class ComplaintView(BaseModel):
             repeat_of=complaint.repeat_of,
             time_barred=complaint.time_barred,
             deadlines=[Deadline.model_validate(d) for d in complaint.deadline_states(now)],
-            next_steps=NEXT_STEPS[Status(complaint.status)],
+            next_steps=lifecycle.next_steps(complaint.status),
             refusal=complaint.refusal,
             assignment=complaint.assignment,
             extensions=complaint.extensions,

@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import and_, exists, not_, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shared.domain.codes import Status
+from shared.domain.lifecycle import RETAINED_FROM
 from shared.readmodel.tables import complaint_summaries, customer_complaints, customer_keys
 from shared.readmodel.times import to_utc
 
@@ -36,7 +36,7 @@ async def customers_due_for_erasure(
             link.customer_id == customer_keys.c.customer_id,
             or_(
                 and_(summary.status.is_(None), link.bound_at > time.time() - LOST_AFTER_SECONDS),
-                summary.status != Status.ARCHIVED.value,
+                summary.status != RETAINED_FROM.value,
                 summary.updated_at >= to_utc(archived_before),
             ),
         )

@@ -26,7 +26,7 @@ from tenacity import (
 
 from shared.audit.verify import digest
 from shared.domain.codes import EscalationTrigger, Level, Status
-from shared.domain.complaint import ALLOWED, Complaint
+from shared.domain.complaint import Complaint
 from shared.domain.context import CommandContext
 from shared.domain.errors import (
     ComplaintNotFound,
@@ -35,6 +35,7 @@ from shared.domain.errors import (
     VersionMismatch,
 )
 from shared.domain.indexes import NAMESPACE, AcceptanceNumber, ComplaintThread, MajorIncident
+from shared.domain.lifecycle import Command, allows
 from shared.domain.personal import EVENT_FIELDS, is_plaintext, leaves
 from shared.domain.policy import Policy, facts_of_intake
 from shared.settings import Settings
@@ -272,7 +273,9 @@ class ComplaintsApplication(Application[UUID]):
                 for complaint_id in complaint_ids:
                     complaint = self.load(complaint_id)
                     level = Level(complaint.level)
-                    if level is Level.HEADQUARTERS or complaint.status not in ALLOWED["escalate"]:
+                    if level is Level.HEADQUARTERS or not allows(
+                        complaint.status, Command.ESCALATE
+                    ):
                         continue
                     if complaint.status == Status.REFUSED:
                         continue

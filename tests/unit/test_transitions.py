@@ -18,7 +18,7 @@ from shared.domain.codes import (
     Satisfaction,
     Status,
 )
-from shared.domain.complaint import ALLOWED, Complaint
+from shared.domain.complaint import Complaint
 from shared.domain.context import Actor, CommandContext
 from shared.domain.errors import InvalidCommand, InvalidTransition
 from shared.domain.policy import Policy, facts_of
@@ -119,18 +119,32 @@ PATHS: dict[Status, list[str]] = {
     ],
 }
 
-#: Commands whose extra rules refuse them even in an allowed status, for the path above.
-EXTRA_RULES = {
-    (Status.ESCALATED, "escalate"),  # already at headquarters
-    (Status.REFUSED, "escalate"),  # only a regulator appeal reopens a refusal
-    (Status.ACCEPTED, "resume_clock"),  # not paused
-    (Status.INVESTIGATING, "resume_clock"),
-    (Status.RESOLUTION_PROPOSED, "resume_clock"),
-    (Status.ESCALATED, "resume_clock"),
-    (Status.INVESTIGATING, "propose_resolution"),  # findings first
-    (Status.INVESTIGATING, "reply"),  # findings first
-    (Status.REPLIED, "escalate_missed"),  # the reply limit is met
-    (Status.CALLBACK_DONE, "escalate_missed"),
+#: What each status allows, written out by hand (not read from the lifecycle module, so a wrong
+#: entry there fails here): the commands that succeed on a complaint brought into the status
+#: by the path above. Some are refused by their own rules although the status allows them:
+#: escalating at headquarters, resuming a clock that runs, a reply before findings.
+LEGAL: dict[Status, set[str]] = {
+    Status.ACCEPTED: {"refuse", "assign", "escalate", "escalate_missed", "pause_clock"},
+    Status.REFUSED: {"archive"},  # escalating it needs a regulator appeal
+    Status.INVESTIGATING: {
+        "assign",
+        "add_evidence",
+        "extend",
+        "record_findings",
+        "escalate",
+        "escalate_missed",
+        "pause_clock",
+    },
+    Status.RESOLUTION_PROPOSED: {"reply", "escalate", "escalate_missed", "pause_clock"},
+    Status.REPLIED: {
+        "escalate",
+        "record_callback",
+        "record_unreached_callback",
+        "record_notification",
+    },
+    Status.ESCALATED: {"add_evidence", "review", "escalate_missed", "pause_clock"},
+    Status.CALLBACK_DONE: {"escalate", "archive", "record_notification"},
+    Status.ARCHIVED: {"record_notification"},  # a late gateway answer is still recorded
 }
 #: Legal in every status, but only for a message that was requested (a reply or a notice).
 NEEDS_A_MESSAGE = {"record_notification"}
@@ -154,7 +168,7 @@ def test_every_status_is_reachable() -> None:
 def test_command_in_status(status: Status, command: str) -> None:
     complaint = in_status(status)
     version = complaint.version
-    legal = status in ALLOWED[command] and (status, command) not in EXTRA_RULES
+    legal = command in LEGAL[status]
     if command in NEEDS_A_MESSAGE and not complaint.notifications:
         with pytest.raises(InvalidCommand):
             COMMANDS[command](complaint)

@@ -1,0 +1,181 @@
+"""The lifecycle's facts, each stated once.
+
+For every status: the commands it allows, whether it is final (nothing runs on), and what
+happens next. For the time limits: the events that can meet a limit and the events that close
+every limit still running. The aggregate, the views, the deadline watch, major incidents,
+retention and the policy's validation all read them from here, so adding a command or a status
+touches this module and the aggregate, nothing else.
+
+A missing entry is caught when this module is imported, not on a read.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from shared.domain.codes import Status
+
+
+class Command(StrEnum):
+    """The aggregate's commands, by the name of its method."""
+
+    REFUSE = "refuse"
+    ASSIGN = "assign"
+    ADD_EVIDENCE = "add_evidence"
+    EXTEND = "extend"
+    RECORD_FINDINGS = "record_findings"
+    PROPOSE_RESOLUTION = "propose_resolution"
+    REPLY = "reply"
+    ESCALATE = "escalate"
+    REVIEW = "review"
+    ESCALATE_MISSED = "escalate_missed"
+    PAUSE_CLOCK = "pause_clock"
+    RESUME_CLOCK = "resume_clock"
+    RECORD_CALLBACK = "record_callback"
+    RECORD_UNREACHED_CALLBACK = "record_unreached_callback"
+    RECORD_NOTIFICATION = "record_notification"
+    ARCHIVE = "archive"
+
+
+C = Command
+
+#: Commands whose outcome is a fact whatever the status is now (a message already requested
+#: was sent or not), so every status allows them.
+ALWAYS = frozenset({C.RECORD_NOTIFICATION})
+
+
+@dataclass(frozen=True)
+class Stage:
+    """What a status means for the complaint."""
+
+    #: The commands legal in this status. Extra rules (findings before a reply, levels only
+    #: going up, …) are the aggregate's, checked in the command itself.
+    commands: frozenset[Command]
+    #: No limit runs on in a final status, and no watch looks at it.
+    final: bool
+    #: What happens next, as a read shows it.
+    next_steps: str
+
+
+STAGES: dict[Status, Stage] = {
+    Status.ACCEPTED: Stage(
+        frozenset(
+            {C.REFUSE, C.ASSIGN, C.ESCALATE, C.ESCALATE_MISSED, C.PAUSE_CLOCK, C.RESUME_CLOCK}
+        ),
+        final=False,
+        next_steps="The complaint is routed to the responsible department, which names one "
+        "investigator. The customer is told the result through the chosen reply channel.",
+    ),
+    Status.REFUSED: Stage(
+        # Only a regulator appeal reopens a refused complaint (the escalation checks it).
+        frozenset({C.ESCALATE, C.ARCHIVE}),
+        final=True,
+        next_steps="Not accepted. The customer has been told why and where else to turn.",
+    ),
+    Status.INVESTIGATING: Stage(
+        frozenset(
+            {
+                C.ASSIGN,
+                C.ADD_EVIDENCE,
+                C.EXTEND,
+                C.RECORD_FINDINGS,
+                C.PROPOSE_RESOLUTION,
+                C.REPLY,
+                C.ESCALATE,
+                C.ESCALATE_MISSED,
+                C.PAUSE_CLOCK,
+                C.RESUME_CLOCK,
+            }
+        ),
+        final=False,
+        next_steps="The investigator gathers evidence and records findings.",
+    ),
+    Status.RESOLUTION_PROPOSED: Stage(
+        frozenset({C.REPLY, C.ESCALATE, C.ESCALATE_MISSED, C.PAUSE_CLOCK, C.RESUME_CLOCK}),
+        final=False,
+        next_steps="The resolution is carried out and the customer gets the reply.",
+    ),
+    Status.REPLIED: Stage(
+        frozenset({C.ESCALATE, C.ESCALATE_MISSED, C.RECORD_CALLBACK, C.RECORD_UNREACHED_CALLBACK}),
+        final=False,
+        next_steps="A callback agent asks the customer whether the problem is solved.",
+    ),
+    Status.ESCALATED: Stage(
+        frozenset(
+            {
+                C.ADD_EVIDENCE,
+                C.ESCALATE,
+                C.REVIEW,
+                C.ESCALATE_MISSED,
+                C.PAUSE_CLOCK,
+                C.RESUME_CLOCK,
+            }
+        ),
+        final=False,
+        next_steps="A higher level reviews the complaint with the materials handed over.",
+    ),
+    Status.CALLBACK_DONE: Stage(
+        frozenset({C.ESCALATE, C.ESCALATE_MISSED, C.ARCHIVE}),
+        final=False,
+        next_steps="The complaint can be archived.",
+    ),
+    Status.ARCHIVED: Stage(
+        frozenset(),
+        final=True,
+        next_steps="Archived. A new complaint about the same matter is linked as a repeat.",
+    ),
+}
+
+#: Statuses in which no limit runs and no watch looks: refused and archived.
+FINAL: frozenset[Status] = frozenset(s for s, stage in STAGES.items() if stage.final)
+#: Every other status: the complaint is open, and some limit must be running.
+OPEN: frozenset[Status] = frozenset(STAGES) - FINAL
+#: The status after which a customer's personal data starts its retention period.
+RETAINED_FROM = Status.ARCHIVED
+
+#: The complaint's events that can meet a limit (a policy rule's `met_by`).
+MILESTONES = frozenset(
+    {
+        "Accepted",
+        "Assigned",
+        "FindingsRecorded",
+        "ResolutionProposed",
+        "Replied",
+        "Reviewed",
+        "CallbackRecorded",
+        "Refused",
+        "Archived",
+    }
+)
+#: Events after which no limit runs on: each limit still running is closed then (one that
+#: had passed stays missed).
+CLOSING = frozenset({"Refused", "Archived"})
+
+
+def allows(status: Status | str, command: Command) -> bool:
+    """Whether `command` is legal in `status` (before the command's own extra rules)."""
+    return command in ALWAYS or command in STAGES[Status(status)].commands
+
+
+def statuses_allowing(command: Command) -> frozenset[Status]:
+    return frozenset(s for s in STAGES if allows(s, command))
+
+
+def is_final(status: Status | str) -> bool:
+    return STAGES[Status(status)].final
+
+
+def next_steps(status: Status | str) -> str:
+    return STAGES[Status(status)].next_steps
+
+
+def _check() -> None:
+    missing = set(Status) - set(STAGES)
+    if missing:  # pragma: no cover - a programming error, caught on import
+        raise RuntimeError(f"lifecycle: no stage for {sorted(missing)}")
+    if not CLOSING <= MILESTONES:  # pragma: no cover
+        raise RuntimeError("lifecycle: a closing event must be a milestone")
+
+
+_check()
