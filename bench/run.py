@@ -44,7 +44,7 @@ import httpx
 import psutil
 
 from bench import peer, profile, report
-from bench.scale import Seed, Stage, seed_bulk
+from bench.scale import INVESTIGATOR, Seed, Stage, seed_bulk
 from bench.scale import ctx as bench_ctx
 from shared.cli.run import free_port, service_command, stop_process, wait_ready
 from shared.domain.codes import Complexity
@@ -469,7 +469,7 @@ async def seed(settings: Settings, plan: Plan, dsn: str) -> dict[str, Any]:
 
 
 def _assign(complaint: Complaint, *, ctx: CommandContext, policy: Policy) -> None:
-    complaint.assign("network", "inv-1", Complexity.SIMPLE, policy, ctx)
+    complaint.assign("network", INVESTIGATOR, Complexity.SIMPLE, policy, ctx)
 
 
 def _evidence(complaint: Complaint, *, n: int, ctx: CommandContext) -> None:

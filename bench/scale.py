@@ -46,7 +46,7 @@ from shared.domain.codes import (
 from shared.domain.complaint import Complaint
 from shared.domain.context import Actor, CommandContext
 from shared.domain.indexes import AcceptanceNumber, ComplaintThread
-from shared.domain.policy import Policy, facts_of_intake
+from shared.domain.policy import Policy
 from shared.readmodel.summaries import analysis_row, deadline_rows, notification_rows, summary_row
 from shared.readmodel.tables import (
     complaint_analysis,
@@ -264,9 +264,8 @@ class Lives:
             complaint_id=uuid4(),
             acceptance_no=number,
             intake=intake,
-            deadlines=policy.deadlines(facts_of_intake(intake), accepted_at=at),
             repeat_of=None,
-            time_barred=False,
+            policy=policy,
             ctx=ctx("agent", "intake", at),
         )
         salt = self.keys.by_customer[customer].salt
@@ -278,7 +277,7 @@ class Lives:
         if stage is not Stage.ACCEPTED:
             complaint.assign(
                 "network",
-                "inv-1",
+                INVESTIGATOR,
                 Complexity.SIMPLE,
                 policy,
                 ctx("supervisor", "investigation", at, minutes=10),
@@ -319,6 +318,7 @@ def _settle(complaint: Complaint, n: int, at: datetime, policy: Policy) -> None:
         "Tariff rule 7",
         "Refund within two days.",
         "Refund made.",
+        policy,
         ctx("investigator", "investigation", at, minutes=day + 120),
     )
     complaint.record_notification(
@@ -331,6 +331,7 @@ def _settle(complaint: Complaint, n: int, at: datetime, policy: Policy) -> None:
         Satisfaction.SATISFIED,
         True,
         "Customer confirmed the refund.",
+        policy,
         ctx("callback", "callback", at, minutes=3 * day),
     )
     complaint.archive(
@@ -361,6 +362,10 @@ def _step(
     rows = _lives.step(*args)
     _lives.write(rows)
     return rows.chain, rows.ids
+
+
+#: The investigator every seeded complaint is assigned to (and who acts on it).
+INVESTIGATOR = "bench-investigator"
 
 
 def ctx(role: str, service: str, at: datetime, *, minutes: int = 0) -> CommandContext:

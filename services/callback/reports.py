@@ -23,8 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.domain.codes import DeadlineState, Satisfaction
-from shared.domain.complaint import deadline_state
-from shared.domain.deadlines import Book, reassess
+from shared.domain.deadlines import Book, reassess, state
 from shared.domain.policy import Policy, facts_of
 from shared.readmodel.tables import complaint_analysis
 from shared.readmodel.times import to_utc
@@ -73,6 +72,10 @@ class OnTime(BaseModel):
     met: int
     missed: int
     running: int
+    closed: int = Field(
+        description="closed before they were due without their event (refused, archived, "
+        "or the step they asked for was left): not in the rate"
+    )
     on_time_rate: float | None = Field(description="met / (met + missed)")
     target: float | None = Field(description="the share to be met on time (mean if mixed)")
     gap: float | None = Field(description="on_time_rate - target; negative is below target")
@@ -137,6 +140,7 @@ class Tally:
     met: int = 0
     missed: int = 0
     running: int = 0
+    closed: int = 0
     decided_targets: float = 0.0
     running_targets: float = 0.0
 
@@ -144,6 +148,9 @@ class Tally:
         if state is DeadlineState.RUNNING:
             self.running += 1
             self.running_targets += target
+            return
+        if state is DeadlineState.CLOSED:
+            self.closed += 1
             return
         self.decided_targets += target
         if state is DeadlineState.MET:
@@ -169,6 +176,7 @@ class Tally:
             "met": self.met,
             "missed": self.missed,
             "running": self.running,
+            "closed": self.closed,
             "on_time_rate": _rate(self.met, decided),
             "target": round(target, 4) if target is not None else None,
             "gap": round(self.gap, 4) if self.gap is not None else None,
@@ -207,15 +215,8 @@ def time_limits(assessed: Iterable[tuple[Mapping[str, Any], Book]], now: datetim
     versions: set[str] = set()
     for row, book in assessed:
         for deadline in book.values():
-            met_at = deadline.get("met_at")
-            if row["paused"] and deadline["pausable"] and not met_at:
-                state = DeadlineState.RUNNING  # its clock stands still: not due while paused
-            else:
-                state = deadline_state(
-                    datetime.fromisoformat(deadline["due_at"]),
-                    datetime.fromisoformat(met_at) if met_at else None,
-                    now,
-                )
+            # A paused clock stands still: its pausable limits are not due meanwhile.
+            decided = state(deadline, now, paused=row["paused"])
             target = float(deadline["target"])
             for tally in (
                 rules[_rule(deadline)],
@@ -223,7 +224,7 @@ def time_limits(assessed: Iterable[tuple[Mapping[str, Any], Book]], now: datetim
                 departments[row["department"] or DIMENSIONS["department"]],
                 categories[row["category"]],
             ):
-                tally.add(state, target)
+                tally.add(decided, target)
             if deadline.get("policy_version"):
                 versions.add(deadline["policy_version"])
     return TimeLimits(
@@ -333,7 +334,7 @@ CSV_COLUMNS = ("policy", "section", "group", "key", "metric", "value")
 
 
 def _time_limit_lines(policy: str, limits: TimeLimits) -> Iterator[tuple[Any, ...]]:
-    figures = ("met", "missed", "running", "on_time_rate", "target", "gap")
+    figures = ("met", "missed", "running", "closed", "on_time_rate", "target", "gap")
     for rule in limits.rules:
         key = "; ".join(part for part in (rule.rule, f"target {rule.target}", rule.source) if part)
         for metric in figures:

@@ -44,7 +44,7 @@ async def callback(
             c.record_unreached_callback(body.comments, ctx)
             return
         assert body.satisfaction is not None and body.resolved is not None
-        c.record_callback(body.satisfaction, body.resolved, body.comments, ctx)
+        c.record_callback(body.satisfaction, body.resolved, body.comments, store.policy, ctx)
 
     return await execute(store, complaint_id, record, ctx, if_match, response)
 

@@ -8,7 +8,12 @@ from uuid import UUID
 
 from fastapi import APIRouter, Depends, Response, status
 
-from services.escalation.schemas import AppealRequest, EscalationRequest, ReviewRequest
+from services.escalation.schemas import (
+    AppealRequest,
+    EscalationRequest,
+    HandlerRequest,
+    ReviewRequest,
+)
 from shared.domain.codes import Channel, EscalationTrigger, Level, Role
 from shared.domain.complaint import Complaint
 from shared.domain.context import CommandContext
@@ -41,8 +46,29 @@ async def escalate(
         store,
         complaint_id,
         lambda c: c.escalate(
-            EscalationTrigger(body.trigger), body.reason, Level(body.to_level), ctx
+            EscalationTrigger(body.trigger), body.reason, Level(body.to_level), store.policy, ctx
         ),
+        ctx,
+        if_match,
+        response,
+    )
+
+
+@router.post("/complaints/{complaint_id}/handler", response_model=ComplaintView)
+async def assign_handler(
+    complaint_id: UUID,
+    body: HandlerRequest,
+    ctx: SupervisorCtx,
+    store: StoreDep,
+    if_match: IfMatchDep,
+    response: Response,
+) -> ComplaintView:
+    """Name the one person who handles an escalated complaint at its level: until then the
+    level's supervisors hold it as a group, and that wait is itself a time limit."""
+    return await execute(
+        store,
+        complaint_id,
+        lambda c: c.assign_handler(body.handler, ctx),
         ctx,
         if_match,
         response,
@@ -62,7 +88,7 @@ async def review(
     return await execute(
         store,
         complaint_id,
-        lambda c: c.review(body.outcome, body.notes, ctx),
+        lambda c: c.review(body.outcome, body.notes, store.policy, ctx),
         ctx,
         if_match,
         response,
@@ -82,6 +108,7 @@ async def appeal(
             EscalationTrigger.REGULATOR_APPEAL,
             body.reason,
             Level.HEADQUARTERS,
+            store.policy,
             ctx,
             regulator_ref=body.regulator_ref,
             regulator_due_at=body.due_at,

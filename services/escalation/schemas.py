@@ -7,7 +7,7 @@ from typing import Annotated, Literal, Self
 from pydantic import Field, StringConstraints, model_validator
 
 from shared.domain.codes import EscalationTrigger, Level, ReviewOutcome
-from shared.http.fields import RequestModel, Text2000, Timestamp
+from shared.http.fields import Identifier, RequestModel, Text2000, Timestamp
 from shared.http.schemas import AcceptRequest
 
 RegulatorRef = Annotated[
@@ -24,6 +24,12 @@ class EscalationRequest(RequestModel):
     )
     reason: Text2000 = Field(examples=["客户对处理结果不满意,要求上级复核"])
     to_level: Literal[Level.PROVINCIAL, Level.HEADQUARTERS]
+
+
+class HandlerRequest(RequestModel):
+    """Name the person who handles the complaint at its level (专人负责)."""
+
+    handler: Identifier = Field(examples=["prov-sup-017"])
 
 
 class ReviewRequest(RequestModel):

@@ -22,6 +22,7 @@ from shared.domain.context import Actor, CommandContext
 from shared.domain.errors import DomainError
 from shared.domain.lifecycle import FINAL
 from shared.logs import correlation_id, new_correlation_id
+from shared.readmodel.summaries import open_limit
 from shared.readmodel.tables import complaint_summaries, deadlines
 from shared.readmodel.times import to_utc
 from shared.store.facade import ComplaintStore
@@ -67,13 +68,13 @@ class DeadlineWatch:
         async with self.store.engine.connect() as conn:
             due = (
                 await conn.execute(
-                    select(deadlines.c.complaint_id, deadlines.c.name)
+                    select(deadlines.c.complaint_id, deadlines.c.key)
                     .join(
                         complaint_summaries,
                         complaint_summaries.c.complaint_id == deadlines.c.complaint_id,
                     )
                     .where(
-                        deadlines.c.met_at.is_(None),
+                        *open_limit(),
                         deadlines.c.escalated_at.is_(None),
                         deadlines.c.due_at < to_utc(now),
                         complaint_summaries.c.status.not_in([s.value for s in FINAL]),
@@ -104,7 +105,7 @@ class DeadlineWatch:
                 escalated.clear()  # a retried command starts again from a fresh load
                 for name in names:
                     try:
-                        complaint.escalate_missed(name, ctx)
+                        complaint.escalate_missed(name, self.store.policy, ctx)
                         escalated.append(name)
                     except DomainError as exc:  # met meanwhile, or another watcher was first
                         log.debug("complaint %s, %s: %s", complaint_id, name, exc)

@@ -148,7 +148,13 @@ async def reply(
         store,
         complaint_id,
         lambda c: c.reply(
-            body.channel.value, body.conclusion, body.basis, body.plan, body.execution, ctx
+            body.channel.value,
+            body.conclusion,
+            body.basis,
+            body.plan,
+            body.execution,
+            store.policy,
+            ctx,
         ),
         ctx,
         if_match,

@@ -143,3 +143,6 @@ class DeadlineState(StrEnum):
     RUNNING = "running"
     MET = "met"
     MISSED = "missed"
+    #: Closed before it was due without its event: the complaint was refused or archived, or
+    #: left the status whose action it asked for (shared.domain.deadlines).
+    CLOSED = "closed"

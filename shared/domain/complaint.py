@@ -17,7 +17,6 @@ from eventsourcing.domain import Aggregate, event
 from shared.domain import deadlines as book
 from shared.domain.codes import (
     Complexity,
-    DeadlineState,
     EscalationTrigger,
     Level,
     RefusalReason,
@@ -26,20 +25,12 @@ from shared.domain.codes import (
     Status,
 )
 from shared.domain.context import CommandContext
-from shared.domain.errors import InvalidCommand, InvalidTransition
-from shared.domain.lifecycle import Command, allows
+from shared.domain.errors import InvalidCommand, InvalidTransition, NotOwner
+from shared.domain.lifecycle import OVERSEERS, OWNER_ONLY, REOPENING, Command, Opening, allows
 from shared.domain.policy import Policy, facts_of_intake
 
 #: How far ahead of our clock a frontend's clock may be before its times count as future.
 CLOCK_SKEW = timedelta(minutes=5)
-
-
-def deadline_state(due_at: datetime, met_at: datetime | None, now: datetime) -> DeadlineState:
-    """Met if its event came in time, missed if it came late or never and the time is up."""
-    if met_at is not None:
-        return DeadlineState.MET if met_at <= due_at else DeadlineState.MISSED
-    return DeadlineState.MISSED if now > due_at else DeadlineState.RUNNING
-
 
 _iso = book.iso
 
@@ -50,6 +41,8 @@ class Complaint(Aggregate):
     id: UUID  # given by the application (derived from the Idempotency-Key when there is one)
     #: When the customer's personal data was erased (see shared.domain.personal).
     personal_data_erased_at: datetime | None = None
+    #: The owner is a level's supervisors as a group: nobody there has been named yet.
+    owner_is_group: bool = False
 
     # ------------------------------------------------------------------ acceptance (投诉受理)
     @event("Accepted")
@@ -82,6 +75,8 @@ class Complaint(Aggregate):
         self.resolution: dict[str, Any] | None = None
         self.reply_sent: dict[str, Any] | None = None
         self.escalations: list[dict[str, Any]] = []
+        #: The people named to handle it at an escalated level, in order.
+        self.handlers: list[dict[str, Any]] = []
         self.reviews: list[dict[str, Any]] = []
         self.callbacks: list[dict[str, Any]] = []
         self.archive_summary: str | None = None
@@ -96,8 +91,13 @@ class Complaint(Aggregate):
         #: What decides its time limits, in order: how a report re-assesses them under another
         #: policy version (see shared.domain.deadlines).
         self.timeline: list[dict[str, Any]] = []
-        book.start(self.deadlines, deadlines)
-        self._step("Accepted", timestamp, received_at=intake.get("received_at"))
+        self._step(
+            "Accepted",
+            timestamp,
+            deadlines,
+            opening=Opening.ACCEPTED.value,
+            received_at=intake.get("received_at"),
+        )
 
     @classmethod
     def accept(
@@ -106,19 +106,27 @@ class Complaint(Aggregate):
         complaint_id: UUID,
         acceptance_no: str,
         intake: dict[str, Any],
-        deadlines: list[dict[str, Any]],
         repeat_of: UUID | None,
-        time_barred: bool,
+        policy: Policy,
         ctx: CommandContext,
     ) -> Complaint:
+        """Accept a complaint: the policy's limits start (from when it reached us, for
+        channels that are not live), and the limitation check flags it if it came too late."""
         cls.check_intake_times(intake, ctx.at)
+        received = intake.get("received_at")
         return cls(  # type: ignore[call-arg]  # `id` is the library's keyword
             id=complaint_id,
             acceptance_no=acceptance_no,
             intake=intake,
-            deadlines=deadlines,
+            deadlines=policy.deadlines(
+                facts_of_intake(intake, level=Level.CITY.value),
+                accepted_at=ctx.at,
+                received_at=datetime.fromisoformat(received) if received else None,
+            ),
             repeat_of=str(repeat_of) if repeat_of else None,
-            time_barred=time_barred,
+            time_barred=policy.is_time_barred(
+                intake["category"], datetime.fromisoformat(intake["occurred_at"]), ctx.at
+            ),
             ctx=ctx.record(),
             timestamp=ctx.at,
         )
@@ -135,7 +143,7 @@ class Complaint(Aggregate):
     def refuse(
         self, reason: RefusalReason, explanation: str, redirect: str, ctx: CommandContext
     ) -> None:
-        self._check(Command.REFUSE)
+        self._check(Command.REFUSE, ctx)
         self._refused(
             reason=reason.value,
             explanation=explanation,
@@ -175,7 +183,7 @@ class Complaint(Aggregate):
     ) -> None:
         """Hand the complaint to one named investigator (专人负责). The complexity picks the
         investigation limit from the policy, counted from acceptance."""
-        self._check(Command.ASSIGN)
+        self._check(Command.ASSIGN, ctx)
         deadlines = policy.deadlines(
             {**self.facts(), "complexity": complexity.value},
             accepted_at=self.accepted_at,
@@ -207,18 +215,26 @@ class Complaint(Aggregate):
             "complexity": complexity,
             "at": _iso(timestamp),
         }
-        self.owner = investigator
+        self._own(investigator)
         self.status = Status.INVESTIGATING.value
         for deadline in deadlines:
             book.replace(self.deadlines, deadline, timestamp)
         self._step("Assigned", timestamp, complexity=complexity)
 
-    def facts(self) -> dict[str, str | None]:
-        """What the time-limit policy selects on."""
-        return facts_of_intake(self.intake, (self.assignment or {}).get("complexity"))
+    def facts(self, level: Level | str | None = None) -> dict[str, str | None]:
+        """What the time-limit policy selects on (at `level`, by default the current one)."""
+        return facts_of_intake(
+            self.intake, (self.assignment or {}).get("complexity"), str(level or self.level)
+        )
+
+    def _opened(self, policy: Policy, opening: Opening | None, at: datetime, **facts: str) -> Any:
+        """The policy's limits that start when the complaint enters `opening` at `at`."""
+        if opening is None:
+            return []
+        return policy.deadlines({**self.facts(), **facts}, accepted_at=at, opening=opening)
 
     def add_evidence(self, kind: str, ref: str, summary: str, ctx: CommandContext) -> None:
-        self._check(Command.ADD_EVIDENCE)
+        self._check(Command.ADD_EVIDENCE, ctx)
         self._evidence_added(
             kind=kind, ref=ref, summary=summary, ctx=ctx.record(), timestamp=ctx.at
         )
@@ -241,7 +257,7 @@ class Complaint(Aggregate):
         self, reason: str, new_due_at: datetime, progress_notice: str, ctx: CommandContext
     ) -> None:
         """Extend the investigation limit: complex complaints only, with a notice (告知进展)."""
-        self._check(Command.EXTEND)
+        self._check(Command.EXTEND, ctx)
         if not self.assignment or self.assignment["complexity"] != Complexity.COMPLEX:
             raise InvalidTransition(
                 "extend", self.status, "Only complaints assessed as complex may be extended."
@@ -296,7 +312,7 @@ class Complaint(Aggregate):
     def record_findings(
         self, conclusion: str, basis: str, root_cause: str, upheld: bool, ctx: CommandContext
     ) -> None:
-        self._check(Command.RECORD_FINDINGS)
+        self._check(Command.RECORD_FINDINGS, ctx)
         self._findings_recorded(
             conclusion=conclusion,
             basis=basis,
@@ -336,9 +352,11 @@ class Complaint(Aggregate):
         due_at: datetime,
         ctx: CommandContext,
     ) -> None:
-        self._check(Command.PROPOSE_RESOLUTION)
+        self._check(Command.PROPOSE_RESOLUTION, ctx)
         if self.findings is None:
             raise InvalidTransition("propose_resolution", self.status, "Record the findings first.")
+        if due_at <= ctx.at:
+            raise InvalidCommand("due_at of the resolution must lie in the future.")
         self._resolution_proposed(
             measures=measures,
             remedies=remedies,
@@ -376,9 +394,11 @@ class Complaint(Aggregate):
         basis: str,
         plan: str,
         execution: str,
+        policy: Policy,
         ctx: CommandContext,
     ) -> None:
-        self._check(Command.REPLY)
+        """Answer the customer; the callback (回访) is then due."""
+        self._check(Command.REPLY, ctx)
         if self.findings is None:
             raise InvalidTransition("reply", self.status, "Record the findings first.")
         if self.findings["upheld"] and self.resolution is None:
@@ -395,6 +415,7 @@ class Complaint(Aggregate):
             basis=basis,
             plan=plan,
             execution=execution,
+            deadlines=self._opened(policy, Opening.REPLIED, ctx.at),
             ctx=ctx.record(),
             timestamp=ctx.at,
         )
@@ -410,6 +431,7 @@ class Complaint(Aggregate):
         execution: str,
         ctx: dict[str, Any],
         timestamp: datetime,
+        deadlines: list[dict[str, Any]] | None = None,
     ) -> None:
         self.reply_sent = {
             "channel": channel,
@@ -421,7 +443,7 @@ class Complaint(Aggregate):
             "by": ctx["actor"],
         }
         self.status = Status.REPLIED.value
-        self._step("Replied", timestamp)
+        self._step("Replied", timestamp, deadlines or [], opening=Opening.REPLIED.value)
         replies = sum(1 for n in self.notifications.values() if n["kind"] == "reply")
         self._request_notification(f"reply-{replies + 1}", "reply", timestamp)
 
@@ -431,12 +453,15 @@ class Complaint(Aggregate):
         trigger: EscalationTrigger,
         reason: str,
         to_level: Level,
+        policy: Policy,
         ctx: CommandContext,
         *,
         regulator_ref: str | None = None,
         regulator_due_at: datetime | None = None,
     ) -> None:
-        self._check(Command.ESCALATE)
+        """Hand the complaint to a higher level: its supervisors hold it as a group until they
+        name a handler, and the level's own limits start."""
+        self._check(Command.ESCALATE, ctx)
         if self.status == Status.REFUSED and trigger != EscalationTrigger.REGULATOR_APPEAL:
             raise InvalidTransition(
                 "escalate", self.status, "Only a regulator appeal reopens a refused complaint."
@@ -453,14 +478,21 @@ class Complaint(Aggregate):
             )
         deadlines = []
         if regulator_due_at is not None:
+            if regulator_due_at <= ctx.at:
+                raise InvalidCommand("due_at of the appeal must lie in the future.")
             deadlines.append(
                 {
                     "name": "regulator_appeal",
+                    "opened_by": Opening.ESCALATED.value,
+                    "bound_to": None,  # a promise to the regulator, whatever happens meanwhile
+                    "level": to_level.value,
                     "starts_at": _iso(ctx.at),
                     "due_at": _iso(regulator_due_at),
                     "amount": None,
                     "unit": "regulator",
-                    "met_by": ["Replied", "Reviewed"],
+                    # Only an answer to the regulator meets it: a reply recorded at
+                    # headquarters, where the appeal is handled. A review is internal.
+                    "met_by": ["Replied"],
                     "target": 1.0,
                     "pausable": False,
                     "source": f"regulator appeal {regulator_ref}",
@@ -473,7 +505,8 @@ class Complaint(Aggregate):
             from_level=str(self.level),
             to_level=to_level.value,
             regulator_ref=regulator_ref,
-            deadlines=deadlines,
+            deadlines=deadlines
+            + self._opened(policy, Opening.ESCALATED, ctx.at, level=to_level.value),
             handover=self.handover_package(),
             ctx=ctx.record(),
             timestamp=ctx.at,
@@ -496,11 +529,11 @@ class Complaint(Aggregate):
         missed_deadline: str | None = None,
     ) -> None:
         if missed_deadline is not None:
-            self._mark_escalated(missed_deadline, timestamp)
+            book.mark_escalated(self.deadlines, missed_deadline, timestamp)
         elif trigger == EscalationTrigger.DEADLINE_MISSED:
             # Escalated by hand for a missed limit: the watch must not escalate it again.
-            for name in self._passed(timestamp):
-                self._mark_escalated(name, timestamp)
+            for key in book.passed(self.deadlines, timestamp):
+                book.mark_escalated(self.deadlines, key, timestamp)
         self.escalations.append(
             {
                 "trigger": trigger,
@@ -515,19 +548,25 @@ class Complaint(Aggregate):
         )
         self.level = to_level
         self.owner = f"{to_level}-supervisors"
+        self.owner_is_group = True
         self.status = Status.ESCALATED.value
-        if deadlines:
-            book.start(self.deadlines, deadlines)
-            self._step("Escalated", timestamp, deadlines=deadlines)
+        self._step(
+            "Escalated",
+            timestamp,
+            deadlines,
+            opening=Opening.ESCALATED.value,
+            # Limits that do not come from the policy (a regulator's), for re-analysis.
+            deadlines=[d for d in deadlines if d.get("policy_version") is None],
+        )
 
-    def escalate_missed(self, deadline: str, ctx: CommandContext) -> None:
+    def escalate_missed(self, deadline: str, policy: Policy, ctx: CommandContext) -> None:
         """A running limit has passed: escalate one level up, or at headquarters alert the
-        supervisors there. Each missed deadline does this once."""
-        self._check(Command.ESCALATE_MISSED)
+        supervisors there, and the limit runs again. Each missed deadline does this once."""
+        self._check(Command.ESCALATE_MISSED, ctx)
         current = self.deadlines.get(deadline)
         if current is None:
             raise InvalidCommand(f"The complaint has no {deadline!r} limit.")
-        if current.get("met_at") or current.get("escalated_at"):
+        if not book.is_pending(current):
             raise InvalidTransition(
                 "escalate_missed", self.status, f"The {deadline} limit is met or escalated."
             )
@@ -541,16 +580,21 @@ class Complaint(Aggregate):
         reason = f"The {deadline} limit passed at {current['due_at']} without being met."
         if level == Level.HEADQUARTERS:
             self._supervisors_alerted(
-                deadline=deadline, reason=reason, ctx=ctx.record(), timestamp=ctx.at
+                deadline=deadline,
+                reason=reason,
+                follow_up=policy.alert_follow_up(current, ctx.at),
+                ctx=ctx.record(),
+                timestamp=ctx.at,
             )
             return
+        to_level = list(Level)[level.rank + 1].value
         self._escalated(
             trigger=EscalationTrigger.DEADLINE_MISSED.value,
             reason=reason,
             from_level=level.value,
-            to_level=list(Level)[level.rank + 1].value,
+            to_level=to_level,
             regulator_ref=None,
-            deadlines=[],
+            deadlines=self._opened(policy, Opening.ESCALATED, ctx.at, level=to_level),
             handover=self.handover_package(),
             ctx=ctx.record(),
             timestamp=ctx.at,
@@ -559,23 +603,42 @@ class Complaint(Aggregate):
 
     @event("SupervisorsAlerted")
     def _supervisors_alerted(
-        self, *, deadline: str, reason: str, ctx: dict[str, Any], timestamp: datetime
+        self,
+        *,
+        deadline: str,
+        reason: str,
+        ctx: dict[str, Any],
+        timestamp: datetime,
+        follow_up: dict[str, Any] | None = None,
     ) -> None:
-        """At the top there is no higher level: the headquarters supervisors are alerted."""
-        self._mark_escalated(deadline, timestamp)
+        """At the top there is no higher level: the headquarters supervisors are alerted, and
+        the limit runs again so that nothing waits unwatched."""
+        book.mark_escalated(self.deadlines, deadline, timestamp)
         self.alerts.append({"deadline": deadline, "reason": reason, "at": _iso(timestamp)})
+        self._step(
+            "SupervisorsAlerted", timestamp, [follow_up] if follow_up else [], deadline=deadline
+        )
 
-    def _passed(self, at: datetime) -> list[str]:
-        return [
-            name
-            for name, d in self.deadlines.items()
-            if not d.get("met_at")
-            and not d.get("escalated_at")
-            and datetime.fromisoformat(d["due_at"]) < at
-        ]
+    # ------------------------------------------------------- the level's named handler
+    def assign_handler(self, handler: str, ctx: CommandContext) -> None:
+        """Name the person who handles the complaint at its level (专人负责): until then the
+        level's supervisors hold it as a group, and that wait is itself a limit."""
+        self._check(Command.ASSIGN_HANDLER, ctx)
+        if not self.owner_is_group and self.owner == handler:
+            raise InvalidCommand(f"{handler} already handles this complaint.")
+        self._handler_assigned(
+            handler=handler, level=str(self.level), ctx=ctx.record(), timestamp=ctx.at
+        )
 
-    def _mark_escalated(self, deadline: str, at: datetime) -> None:
-        self.deadlines[deadline] = {**self.deadlines[deadline], "escalated_at": _iso(at)}
+    @event("HandlerAssigned")
+    def _handler_assigned(
+        self, *, handler: str, level: str, ctx: dict[str, Any], timestamp: datetime
+    ) -> None:
+        self._own(handler)
+        self.handlers.append(
+            {"handler": handler, "level": level, "at": _iso(timestamp), "by": ctx["actor"]}
+        )
+        self._step("HandlerAssigned", timestamp)
 
     def handover_package(self) -> dict[str, Any]:
         """What the lower level hands over: everything recorded so far."""
@@ -591,13 +654,48 @@ class Complaint(Aggregate):
             "escalations": len(self.escalations),
         }
 
-    def review(self, outcome: ReviewOutcome, notes: str, ctx: CommandContext) -> None:
-        self._check(Command.REVIEW)
-        self._reviewed(outcome=outcome.value, notes=notes, ctx=ctx.record(), timestamp=ctx.at)
+    def review(
+        self, outcome: ReviewOutcome, notes: str, policy: Policy, ctx: CommandContext
+    ) -> None:
+        """The level decides. Revised: handling starts again at this level. Upheld: back to
+        where the complaint was before escalating. An appeal is answered to the regulator by
+        a reply from here, so after its review the complaint goes back to handling either
+        way (upheld keeps the findings and the plan). Each way back starts the limit of what
+        must happen next."""
+        self._check(Command.REVIEW, ctx)
+        status = self._status_after_review(outcome)
+        opening = REOPENING.get(status)
+        self._reviewed(
+            outcome=outcome.value,
+            notes=notes,
+            status=status.value,
+            deadlines=self._opened(policy, opening, ctx.at),
+            ctx=ctx.record(),
+            timestamp=ctx.at,
+        )
+
+    def _status_after_review(self, outcome: ReviewOutcome) -> Status:
+        if outcome == ReviewOutcome.REVISED:
+            return Status.INVESTIGATING
+        before = Status(self._status_before_escalation())
+        appealed = any(
+            d["name"] == "regulator_appeal" and book.is_open(d) for d in self.deadlines.values()
+        )
+        if appealed and before not in (Status.INVESTIGATING, Status.RESOLUTION_PROPOSED):
+            has_plan = self.findings is not None and self.resolution is not None
+            return Status.RESOLUTION_PROPOSED if has_plan else Status.INVESTIGATING
+        return before
 
     @event("Reviewed")
     def _reviewed(
-        self, *, outcome: str, notes: str, ctx: dict[str, Any], timestamp: datetime
+        self,
+        *,
+        outcome: str,
+        notes: str,
+        ctx: dict[str, Any],
+        timestamp: datetime,
+        status: str | None = None,
+        deadlines: list[dict[str, Any]] | None = None,
     ) -> None:
         self.reviews.append(
             {
@@ -608,17 +706,22 @@ class Complaint(Aggregate):
                 "by": ctx["actor"],
             }
         )
-        self.owner = ctx["actor"]["id"]
-        self._step("Reviewed", timestamp)
+        if self.owner_is_group:  # the reviewer is the level's named person now
+            self._own(ctx["actor"]["id"])
         if outcome == ReviewOutcome.REVISED:
             # Handling starts again at this level; the earlier results stay in the history.
             self.findings = None
             self.resolution = None
             self.reply_sent = None
-            self.status = Status.INVESTIGATING.value
-        else:
-            # The earlier handling stands: back to where the complaint was before escalating.
-            self.status = self._status_before_escalation()
+        self.status = status or (
+            Status.INVESTIGATING.value
+            if outcome == ReviewOutcome.REVISED
+            else self._status_before_escalation()
+        )
+        opening = REOPENING.get(Status(self.status))
+        self._step(
+            "Reviewed", timestamp, deadlines or [], opening=opening.value if opening else None
+        )
 
     def _status_before_escalation(self) -> str:
         for escalation in reversed(self.escalations):
@@ -629,7 +732,7 @@ class Complaint(Aggregate):
     # ------------------------------------------------------------- time-limit pauses
     def pause_clock(self, reason: str, ctx: CommandContext) -> None:
         """Stop the pausable limits (e.g. waiting for the customer); every pause is an event."""
-        self._check(Command.PAUSE_CLOCK)
+        self._check(Command.PAUSE_CLOCK, ctx)
         if self.paused_at is not None:
             raise InvalidTransition("pause_clock", self.status, "The clock is already paused.")
         self._clock_paused(reason=reason, ctx=ctx.record(), timestamp=ctx.at)
@@ -640,7 +743,7 @@ class Complaint(Aggregate):
         self.pauses.append({"reason": reason, "from": _iso(timestamp), "to": None})
 
     def resume_clock(self, ctx: CommandContext) -> None:
-        self._check(Command.RESUME_CLOCK)
+        self._check(Command.RESUME_CLOCK, ctx)
         if self.paused_at is None:
             raise InvalidTransition("resume_clock", self.status, "The clock is not paused.")
         self._clock_resumed(ctx=ctx.record(), timestamp=ctx.at)
@@ -657,7 +760,7 @@ class Complaint(Aggregate):
     # ------------------------------------------------------------------ callback (回访)
     def record_unreached_callback(self, comments: str, ctx: CommandContext) -> None:
         """A callback attempt that did not reach the customer: recorded, nothing closes."""
-        self._check(Command.RECORD_UNREACHED_CALLBACK)
+        self._check(Command.RECORD_UNREACHED_CALLBACK, ctx)
         self._callback_unreached(comments=comments, ctx=ctx.record(), timestamp=ctx.at)
 
     @event("CallbackUnreached")
@@ -669,23 +772,32 @@ class Complaint(Aggregate):
         )
 
     def record_callback(
-        self, satisfaction: Satisfaction, resolved: bool, comments: str, ctx: CommandContext
+        self,
+        satisfaction: Satisfaction,
+        resolved: bool,
+        comments: str,
+        policy: Policy,
+        ctx: CommandContext,
     ) -> None:
-        """Record the callback; a dissatisfied or unresolved customer escalates at once."""
-        self._check(Command.RECORD_CALLBACK)
+        """Record the callback. A content customer with the problem solved: the archive is
+        due. Dissatisfied or unresolved: escalated at once, in the same save."""
+        self._check(Command.RECORD_CALLBACK, ctx)
+        content = satisfaction != Satisfaction.DISSATISFIED and resolved
         self._callback_recorded(
             satisfaction=satisfaction.value,
             resolved=resolved,
             comments=comments,
+            deadlines=self._opened(policy, Opening.CALLBACK_DONE if content else None, ctx.at),
             ctx=ctx.record(),
             timestamp=ctx.at,
         )
-        if satisfaction == Satisfaction.DISSATISFIED or not resolved:
+        if not content:
             next_level = list(Level)[min(Level(self.level).rank + 1, len(Level) - 1)]
             self.escalate(
                 EscalationTrigger.CUSTOMER_DISSATISFIED,
                 "Callback: the customer is dissatisfied or the problem is unresolved.",
                 next_level,
+                policy,
                 ctx,
             )
 
@@ -698,6 +810,7 @@ class Complaint(Aggregate):
         comments: str,
         ctx: dict[str, Any],
         timestamp: datetime,
+        deadlines: list[dict[str, Any]] | None = None,
     ) -> None:
         self.callbacks.append(
             {
@@ -709,11 +822,17 @@ class Complaint(Aggregate):
             }
         )
         self.status = Status.CALLBACK_DONE.value
-        self._step("CallbackRecorded", timestamp)
+        content = satisfaction != Satisfaction.DISSATISFIED and resolved
+        self._step(
+            "CallbackRecorded",
+            timestamp,
+            deadlines or [],
+            opening=Opening.CALLBACK_DONE.value if content else None,
+        )
 
     # ------------------------------------------------------------------- archive (归档)
     def archive(self, summary: str, ctx: CommandContext) -> None:
-        self._check(Command.ARCHIVE)
+        self._check(Command.ARCHIVE, ctx)
         self._archived(summary=summary, ctx=ctx.record(), timestamp=ctx.at)
 
     @event("Archived")
@@ -734,7 +853,7 @@ class Complaint(Aggregate):
     ) -> None:
         """Record what the gateway answered for a message: sent, or failed — retried later, or
         for good (`final`) when the gateway refused the message itself."""
-        self._check(Command.RECORD_NOTIFICATION)
+        self._check(Command.RECORD_NOTIFICATION, ctx)
         notification = self.notifications.get(notification_id)
         if notification is None:
             raise InvalidCommand(f"No message {notification_id!r} was requested.")
@@ -820,23 +939,46 @@ class Complaint(Aggregate):
 
     # ------------------------------------------------------------------ deadlines
     def deadline_states(self, now: datetime) -> list[dict[str, Any]]:
-        """Every deadline with its state as of `now`: running, met or missed."""
-        result = []
-        for deadline in self.deadlines.values():
-            met_at = deadline.get("met_at")
-            state = deadline_state(
-                datetime.fromisoformat(deadline["due_at"]),
-                datetime.fromisoformat(met_at) if met_at else None,
-                now,
-            )
-            result.append({**deadline, "state": state.value})
-        return result
+        """Every deadline with its state as of `now`: running, met, missed or closed."""
+        paused = self.paused_at is not None
+        return [
+            {**d, "state": book.state(d, now, paused=paused).value} for d in self.deadlines.values()
+        ]
 
-    def _step(self, event_name: str, at: datetime, **details: Any) -> None:
-        """Note a step of the timeline; a milestone meets the limits it is named for."""
-        self.timeline.append({"event": event_name, "at": _iso(at), **details})
-        book.meet(self.deadlines, event_name, at)
+    def running_limits(self, now: datetime) -> list[str]:
+        """The keys of the limits running at `now`: while the complaint is open there is at
+        least one, saying who must act next and by when."""
+        return [d["key"] for d in self.deadline_states(now) if d["state"] == "running"]
 
-    def _check(self, command: Command) -> None:
+    def _step(
+        self,
+        event_name: str,
+        at: datetime,
+        opened: list[dict[str, Any]] | tuple[()] = (),
+        **details: Any,
+    ) -> None:
+        """Note a step of the timeline (with the status and level it leaves the complaint in)
+        and apply it to the limits: it meets those it is named for, closes those it ends and
+        starts those it opened (shared.domain.deadlines.apply)."""
+        step = {
+            "event": event_name,
+            "at": _iso(at),
+            "status": str(self.status),
+            "level": str(self.level),
+            **{k: v for k, v in details.items() if v is not None},
+        }
+        self.timeline.append(step)
+        book.apply(self.deadlines, step, opened)
+
+    def _own(self, person: str) -> None:
+        self.owner = person
+        self.owner_is_group = False
+
+    def _check(self, command: Command, ctx: CommandContext) -> None:
+        """Legal in the current status, and given by the owner where only the owner may."""
         if not allows(self.status, command):
             raise InvalidTransition(command, self.status)
+        actor = ctx.actor
+        owns = not self.owner_is_group and actor.id == self.owner
+        if command in OWNER_ONLY and actor.role not in OVERSEERS and not owns:
+            raise NotOwner(command, self.owner, group=self.owner_is_group)

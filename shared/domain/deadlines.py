@@ -1,21 +1,26 @@
 """The bookkeeping of a complaint's time limits, and their re-assessment under another policy.
 
-A complaint keeps its deadlines as plain dicts by limit name (they are stored in events and
-snapshots as they are). The functions here are the only code that changes them, whether the
-aggregate applies one of its events or `reassess` replays a complaint's timeline under another
-policy version. So a re-analysis under the policy that applied at the time gives exactly the
-deadlines the complaint had, and under another policy what the same history would have met.
+A complaint keeps its deadlines as plain dicts by key (they are stored in events and snapshots
+as they are). A limit's key is its name the first time it opens and `name.2`, `name.3`, … when
+it opens again (a second callback after a second reply), so every limit ever opened stays on
+record. The functions here are the only code that changes them, whether the aggregate applies
+one of its events or `reassess` replays a complaint's timeline under another policy version. So
+a re-analysis under the policy that applied at the time gives exactly the deadlines the
+complaint had, and under another policy what the same history would have met.
+
+A limit is running until it is met (one of its `met_by` events), closed (the complaint was
+refused or archived, the status it asked an action of was left, or the same limit opened again:
+`closed_at`) or escalated after passing. One that passed unmet stays missed whatever follows.
 
 A timeline is the list of steps that matter to time limits, in event order, each a plain dict
-with `event` and `at` (ISO, UTC):
+with `event`, `at` (ISO, UTC), `status` and `level` after the event, and where it applies:
 
-- `Accepted` — the limits start (with the intake facts and `received_at` for non-live channels)
-- `Assigned` with `complexity` — the investigation limit is chosen again for that complexity
-- `Extended` with `deadline` and `seconds` — a complex investigation got that much longer
-- `ClockResumed` with `seconds` — the pausable limits stood still that long
-- `Escalated` with `deadlines` — limits that do not come from the policy (a regulator's)
-- any event in `MILESTONES` — meets the limits whose `met_by` names it; `Refused` and
-  `Archived` also close every limit still running
+- `opening` — the situation entered (shared.domain.lifecycle.Opening): the policy's rules of
+  that opening start limits (`Accepted` with the intake facts and `received_at`)
+- `complexity` (`Assigned`) — the investigation limit is chosen again for that complexity
+- `deadlines` (`Escalated`) — limits that do not come from the policy (a regulator's)
+- `deadline` (`Extended`, `SupervisorsAlerted`) — the limit extended, or that alerted
+- `seconds` (`Extended`, `ClockResumed`) — how much longer, how long the clock stood still
 """
 
 from __future__ import annotations
@@ -24,7 +29,8 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from shared.domain.lifecycle import CLOSING
+from shared.domain.codes import DeadlineState, Status
+from shared.domain.lifecycle import CLOSING, Opening
 from shared.domain.policy import Policy
 
 Book = dict[str, dict[str, Any]]
@@ -35,49 +41,158 @@ def iso(value: datetime) -> str:
     return value.astimezone(UTC).isoformat()
 
 
-def start(book: Book, deadlines: Iterable[dict[str, Any]]) -> None:
+def is_open(deadline: Mapping[str, Any]) -> bool:
+    """Neither met nor closed (it may have passed)."""
+    return deadline.get("met_at") is None and deadline.get("closed_at") is None
+
+
+def is_pending(deadline: Mapping[str, Any]) -> bool:
+    """Open, and its passing has not escalated the complaint yet."""
+    return is_open(deadline) and not deadline.get("escalated_at")
+
+
+def state_at(
+    due_at: datetime,
+    met_at: datetime | None,
+    now: datetime,
+    *,
+    closed_at: datetime | None = None,
+    stands_still: bool = False,
+) -> DeadlineState:
+    """Met if its event came in time, closed if it was closed before it was due, missed if
+    either came late or the time is up; running otherwise. A limit whose clock stands still
+    (pausable, and paused) is running: it is not due while the clock is paused."""
+    if met_at is not None:
+        return DeadlineState.MET if met_at <= due_at else DeadlineState.MISSED
+    if closed_at is not None:
+        return DeadlineState.CLOSED if closed_at <= due_at else DeadlineState.MISSED
+    if stands_still:
+        return DeadlineState.RUNNING
+    return DeadlineState.MISSED if now > due_at else DeadlineState.RUNNING
+
+
+def state(deadline: Mapping[str, Any], now: datetime, *, paused: bool = False) -> DeadlineState:
+    """The state of a stored deadline; `paused`: the complaint's clock is paused."""
+
+    def when(field: str) -> datetime | None:
+        value = deadline.get(field)
+        return datetime.fromisoformat(value) if value else None
+
+    return state_at(
+        datetime.fromisoformat(deadline["due_at"]),
+        when("met_at"),
+        now,
+        closed_at=when("closed_at"),
+        stands_still=paused and bool(deadline.get("pausable")),
+    )
+
+
+def key_for(book: Book, name: str) -> str:
+    """`name` the first time, then `name.2`, `name.3`, …"""
+    count = sum(1 for d in book.values() if d["name"] == name)
+    return name if count == 0 else f"{name}.{count + 1}"
+
+
+def open_limit(book: Book, deadline: Mapping[str, Any], at: datetime, event: str) -> str:
+    """Start a limit; the same limit still open is closed (it opened again)."""
+    for key, old in book.items():
+        if old["name"] == deadline["name"] and is_open(old):
+            book[key] = {**old, "closed_at": iso(at), "closed_by": event}
+    key = key_for(book, deadline["name"])
+    book[key] = {**deadline, "key": key, "met_at": None}
+    return key
+
+
+def start(book: Book, deadlines: Iterable[Mapping[str, Any]], at: datetime, event: str) -> None:
     for deadline in deadlines:
-        book[deadline["name"]] = {**deadline, "met_at": None}
-
-
-def is_running(book: Book, name: str) -> bool:
-    deadline = book.get(name)
-    return deadline is None or deadline.get("met_at") is None
+        open_limit(book, deadline, at, event)
 
 
 def replace(book: Book, deadline: dict[str, Any], at: datetime) -> None:
-    """A new limit replaces a running one; if the old one had already passed and escalated
-    and the new one has passed too, that escalation still stands (no second one)."""
-    if not is_running(book, deadline["name"]):
+    """A new limit replaces an open one of its name (an investigation chosen again for another
+    complexity); if the old one had passed and escalated and the new one has passed too, that
+    escalation still stands (no second one)."""
+    key = deadline["name"]
+    old = book.get(key)
+    if old is not None and not is_open(old):
         return
-    old = book.get(deadline["name"]) or {}
-    escalated = old.get("escalated_at")
+    escalated = (old or {}).get("escalated_at")
+    book[key] = {**deadline, "key": key, "met_at": None}
     if escalated and datetime.fromisoformat(deadline["due_at"]) < at:
-        book[deadline["name"]] = {**deadline, "met_at": None, "escalated_at": escalated}
-    else:
-        start(book, [deadline])
+        book[key]["escalated_at"] = escalated
 
 
-def meet(book: Book, event_name: str, at: datetime) -> None:
-    for name, deadline in book.items():
-        if event_name in deadline["met_by"] and deadline.get("met_at") is None:
-            book[name] = {**deadline, "met_at": iso(at)}
-    if event_name in CLOSING:
-        for name, deadline in book.items():
-            if deadline.get("met_at") is None:
-                book[name] = {**deadline, "met_at": iso(at)}
+def meet(book: Book, event: str, at: datetime) -> None:
+    for key, deadline in book.items():
+        if event in deadline["met_by"] and is_open(deadline):
+            book[key] = {**deadline, "met_at": iso(at)}
 
 
-def extend(book: Book, name: str, new_due_at: str) -> None:
-    book[name] = {**book[name], "due_at": new_due_at, "escalated_at": None}
+def close(book: Book, at: datetime, event: str, *, left: Status | None = None) -> None:
+    """Close the open limits: all of them, or with `left` those bound to a status the
+    complaint has just left (the action they asked for is no longer the next one)."""
+    for key, deadline in book.items():
+        if not is_open(deadline):
+            continue
+        if left is not None:
+            bound = deadline.get("bound_to")
+            if bound is None or bound == left:
+                continue
+        book[key] = {**deadline, "closed_at": iso(at), "closed_by": event}
+
+
+def apply(book: Book, step: Mapping[str, Any], opened: Iterable[Mapping[str, Any]]) -> None:
+    """What one step of the timeline does to the limits: it starts those it opens, meets those
+    it is named for (an acceptance meets the limit to accept), and closes those it ends."""
+    event, at = step["event"], datetime.fromisoformat(step["at"])
+    start(book, opened, at, event)
+    meet(book, event, at)
+    if event in CLOSING:
+        close(book, at, event)
+    elif step.get("status"):
+        close(book, at, event, left=Status(step["status"]))
+
+
+def extend(book: Book, key: str, new_due_at: str) -> None:
+    book[key] = {**book[key], "due_at": new_due_at, "escalated_at": None}
+
+
+def mark_escalated(book: Book, key: str, at: datetime) -> None:
+    book[key] = {**book[key], "escalated_at": iso(at)}
 
 
 def shift_paused(book: Book, paused_for: timedelta) -> None:
-    """The pausable limits still running move on by the time the clock stood still."""
-    for name, deadline in book.items():
-        if deadline["pausable"] and not deadline.get("met_at"):
+    """The pausable limits still open move on by the time the clock stood still."""
+    for key, deadline in book.items():
+        if deadline["pausable"] and is_open(deadline):
             due = datetime.fromisoformat(deadline["due_at"]) + paused_for
-            book[name] = {**deadline, "due_at": iso(due)}
+            book[key] = {**deadline, "due_at": iso(due)}
+
+
+def passed(book: Book, at: datetime) -> list[str]:
+    """The limits that passed before `at` and have not escalated the complaint yet."""
+    return [
+        key for key, d in book.items() if is_pending(d) and datetime.fromisoformat(d["due_at"]) < at
+    ]
+
+
+def openings(
+    policy: Policy, facts: Mapping[str, str | None], step: Mapping[str, Any]
+) -> list[dict[str, Any]]:
+    """The limits `policy` starts at this step of a timeline (for `reassess`; the aggregate
+    stores the ones it started in its events)."""
+    at = datetime.fromisoformat(step["at"])
+    opening = step.get("opening")
+    found: list[dict[str, Any]] = list(step.get("deadlines") or [])
+    if opening is not None:
+        received = step.get("received_at")
+        found += policy.deadlines(
+            {**facts, "level": step.get("level")},
+            accepted_at=at,
+            received_at=datetime.fromisoformat(received) if received else None,
+            opening=Opening(opening),
+        )
+    return found
 
 
 def reassess(
@@ -94,18 +209,9 @@ def reassess(
         event, at = step["event"], datetime.fromisoformat(step["at"])
         if event == "Accepted":
             accepted_at = at
-            received = step.get("received_at")
-            start(
-                book,
-                policy.deadlines(
-                    facts,
-                    accepted_at=at,
-                    received_at=datetime.fromisoformat(received) if received else None,
-                ),
-            )
         elif event == "Assigned" and accepted_at is not None:
             for deadline in policy.deadlines(
-                {**facts, "complexity": step["complexity"]},
+                {**facts, "complexity": step["complexity"], "level": step.get("level")},
                 accepted_at=accepted_at,
                 only=["investigation"],
             ):
@@ -115,7 +221,10 @@ def reassess(
             extend(book, step["deadline"], iso(due + timedelta(seconds=step["seconds"])))
         elif event == "ClockResumed":
             shift_paused(book, timedelta(seconds=step["seconds"]))
-        elif event == "Escalated":
-            start(book, step["deadlines"])
-        meet(book, event, at)
+        elif event == "SupervisorsAlerted" and step["deadline"] in book:
+            missed = book[step["deadline"]]
+            mark_escalated(book, step["deadline"], at)
+            apply(book, step, [policy.alert_follow_up(missed, at)])
+            continue
+        apply(book, step, openings(policy, facts, step))
     return book

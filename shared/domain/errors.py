@@ -23,6 +23,19 @@ class InvalidTransition(DomainError):
         self.status = status
 
 
+class NotOwner(DomainError):
+    """A command only the complaint's named owner (or a supervisor) may give (→ 403)."""
+
+    def __init__(self, command: str, owner: str, *, group: bool = False) -> None:
+        if group:
+            who = f"a supervisor: the {owner} have not named its handler yet"
+        else:
+            who = f"{owner}, who owns this complaint, or a supervisor"
+        super().__init__(f"Only {who} may {command.replace('_', ' ')}.")
+        self.command = command
+        self.owner = owner
+
+
 class InvalidCommand(DomainError):
     """A command whose content contradicts the complaint's facts (→ 422)."""
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from shared.domain.codes import Status
+from shared.domain.codes import Role, Status
 
 
 class Command(StrEnum):
@@ -28,6 +28,7 @@ class Command(StrEnum):
     PROPOSE_RESOLUTION = "propose_resolution"
     REPLY = "reply"
     ESCALATE = "escalate"
+    ASSIGN_HANDLER = "assign_handler"
     REVIEW = "review"
     ESCALATE_MISSED = "escalate_missed"
     PAUSE_CLOCK = "pause_clock"
@@ -39,6 +40,22 @@ class Command(StrEnum):
 
 
 C = Command
+
+#: Commands only the complaint's named owner may give (专人负责), or a supervisor; anyone else
+#: is told who owns it.
+OWNER_ONLY = frozenset(
+    {
+        C.ADD_EVIDENCE,
+        C.EXTEND,
+        C.PAUSE_CLOCK,
+        C.RESUME_CLOCK,
+        C.RECORD_FINDINGS,
+        C.PROPOSE_RESOLUTION,
+        C.REPLY,
+    }
+)
+#: Roles that may act on a complaint whoever owns it.
+OVERSEERS = frozenset({Role.SUPERVISOR, Role.ADMIN})
 
 #: Commands whose outcome is a fact whatever the status is now (a message already requested
 #: was sent or not), so every status allows them.
@@ -106,6 +123,7 @@ STAGES: dict[Status, Stage] = {
             {
                 C.ADD_EVIDENCE,
                 C.ESCALATE,
+                C.ASSIGN_HANDLER,
                 C.REVIEW,
                 C.ESCALATE_MISSED,
                 C.PAUSE_CLOCK,
@@ -139,6 +157,7 @@ MILESTONES = frozenset(
     {
         "Accepted",
         "Assigned",
+        "HandlerAssigned",
         "FindingsRecorded",
         "ResolutionProposed",
         "Replied",
@@ -151,6 +170,49 @@ MILESTONES = frozenset(
 #: Events after which no limit runs on: each limit still running is closed then (one that
 #: had passed stays missed).
 CLOSING = frozenset({"Refused", "Archived"})
+
+
+class Opening(StrEnum):
+    """What opens a limit: the situation a complaint enters that asks someone to act next.
+
+    A policy rule names its opening (`opens_on`, default `accepted`); when a complaint enters
+    that situation, every rule of that opening that matches the complaint's facts starts a
+    limit from that moment. So while a complaint is open some limit always runs, saying who
+    must act next and by when.
+    """
+
+    #: Accepted: investigation, reply, resolution, repair and the others of the standards.
+    ACCEPTED = "accepted"
+    #: Escalated to a level (the `level` fact is the new one): its supervisors name a
+    #: handler, and the level decides.
+    ESCALATED = "escalated"
+    #: A review sent the complaint back to handling: investigate and reply again.
+    REOPENED = "reopened"
+    #: Replied: the callback (回访) is due.
+    REPLIED = "replied"
+    #: The callback found the customer satisfied and the problem solved: archive it (归档).
+    CALLBACK_DONE = "callback_done"
+
+
+#: Limits of these openings ask for an action that only their status allows (a callback, an
+#: archive, a level's review): leaving the status closes them. The others are promises to the
+#: customer (a reply by a date) that run on whatever happens meanwhile.
+BOUND: dict[Opening, Status] = {
+    Opening.ESCALATED: Status.ESCALATED,
+    Opening.REPLIED: Status.REPLIED,
+    Opening.CALLBACK_DONE: Status.CALLBACK_DONE,
+}
+
+#: The status a review sends a complaint back to, and what that opens. Back to handling
+#: opens a new investigation and reply; back to a reply, its callback; back to a callback
+#: that found the customer content, the archive.
+REOPENING: dict[Status, Opening] = {
+    Status.ACCEPTED: Opening.REOPENED,
+    Status.INVESTIGATING: Opening.REOPENED,
+    Status.RESOLUTION_PROPOSED: Opening.REOPENED,
+    Status.REPLIED: Opening.REPLIED,
+    Status.CALLBACK_DONE: Opening.CALLBACK_DONE,
+}
 
 
 def allows(status: Status | str, command: Command) -> bool:
@@ -176,6 +238,8 @@ def _check() -> None:
         raise RuntimeError(f"lifecycle: no stage for {sorted(missing)}")
     if not CLOSING <= MILESTONES:  # pragma: no cover
         raise RuntimeError("lifecycle: a closing event must be a milestone")
+    if set(REOPENING) != OPEN - {Status.ESCALATED}:  # pragma: no cover
+        raise RuntimeError("lifecycle: a review must know what each open status reopens")
 
 
 _check()

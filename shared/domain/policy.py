@@ -31,12 +31,12 @@ from pydantic import (
 
 from shared.domain.codes import BusinessType, Category
 from shared.domain.errors import PolicyError
-from shared.domain.lifecycle import MILESTONES
+from shared.domain.lifecycle import BOUND, MILESTONES, Opening
 
 DEFAULT_POLICY_PATH = Path(__file__).resolve().parent.parent / "policy" / "default.toml"
 
 #: The facts of a complaint a rule may select on.
-FACT_KEYS = ("channel", "business_type", "category", "vip_tier", "area", "complexity")
+FACT_KEYS = ("channel", "business_type", "category", "vip_tier", "area", "complexity", "level")
 
 
 class Unit(StrEnum):
@@ -62,6 +62,8 @@ class LimitRule(_Strict):
     amount: int | float = Field(gt=0, le=10_000)
     unit: Unit
     start: Start = Start.ACCEPTED
+    #: The situation that starts it (shared.domain.lifecycle.Opening): acceptance by default.
+    opens_on: Opening = Opening.ACCEPTED
     met_by: tuple[str, ...] = Field(min_length=1)
     target: float = Field(default=1.0, gt=0, le=1)
     pausable: bool = False
@@ -74,6 +76,8 @@ class LimitRule(_Strict):
     def _whole_days(self) -> LimitRule:
         if self.unit is not Unit.HOURS and self.amount != int(self.amount):
             raise ValueError(f"{self.unit.value} must be a whole number")
+        if self.start is Start.RECEIVED and self.opens_on is not Opening.ACCEPTED:
+            raise ValueError("only limits opened at acceptance can start when received")
         return self
 
     @field_validator("met_by")
@@ -118,13 +122,45 @@ class MajorIncidentConfig(_Strict):
     window_minutes: int = Field(default=60, gt=0, le=7 * 24 * 60)
 
 
+class Span(_Strict):
+    """A length of time in one unit: hours (may be fractional), calendar or working days."""
+
+    amount: int | float = Field(gt=0, le=10_000)
+    unit: Unit
+
+    @model_validator(mode="after")
+    def _whole_days(self) -> Span:
+        if self.unit is not Unit.HOURS and self.amount != int(self.amount):
+            raise ValueError(f"{self.unit.value} must be a whole number")
+        return self
+
+
+class EscalationConfig(_Strict):
+    """At headquarters there is no higher level: a limit that passes there alerts its
+    supervisors and runs again for this long, alerting again each time it passes."""
+
+    alert_repeat: Span = Span(amount=1, unit=Unit.WORKING_DAYS)
+    alert_source: str = (
+        "policy choice: headquarters supervisors are alerted and the limit runs again"
+    )
+
+
 class PolicyDocument(_Strict):
     version: str = Field(min_length=1)
     timezone: str = "Asia/Shanghai"
     calendar: CalendarConfig = CalendarConfig()
     limitation: LimitationConfig = LimitationConfig()
     major_incident: MajorIncidentConfig = MajorIncidentConfig()
+    escalation: EscalationConfig = EscalationConfig()
     limit: tuple[LimitRule, ...] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _one_opening_per_limit(self) -> PolicyDocument:
+        names: dict[str, Opening] = {}
+        for rule in self.limit:
+            if names.setdefault(rule.name, rule.opens_on) is not rule.opens_on:
+                raise ValueError(f"every rule of limit {rule.name!r} must open on the same event")
+        return self
 
 
 class BusinessCalendar:
@@ -179,6 +215,23 @@ class Policy:
     def load(cls, path: Path | str = DEFAULT_POLICY_PATH) -> Policy:
         return cls.from_toml(Path(path).read_text(encoding="utf-8"))
 
+    def check_in_force(self) -> None:
+        """No open complaint without a running limit: whatever a complaint's facts, each
+        opening must start at least one limit, so the policy the services run under needs a
+        rule that applies to all for each. (A policy only re-analysed under may lack some.)"""
+        missing = [
+            opening.value
+            for opening in Opening
+            if not any(
+                r.opens_on is opening and not r.applies and not r.cap for r in self.document.limit
+            )
+        ]
+        if missing:
+            raise PolicyError(
+                f"policy {self.version}: no rule without `applies` opens on {missing}; a "
+                "complaint entering that situation would wait with no limit running"
+            )
+
     @cached_property
     def limit_names(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(rule.name for rule in self.document.limit))
@@ -203,7 +256,7 @@ class Policy:
         per_unit = {Unit.HOURS: 1.0, Unit.CALENDAR_DAYS: 24.0, Unit.WORKING_DAYS: 24 * 7 / 5}
         return rule.amount * per_unit[rule.unit]
 
-    def due_at(self, rule: LimitRule, start: datetime) -> datetime:
+    def due_at(self, rule: LimitRule | Span, start: datetime) -> datetime:
         if start.tzinfo is None:
             raise ValueError("deadline start must be timezone-aware")
         if rule.unit is Unit.HOURS:
@@ -219,15 +272,18 @@ class Policy:
         accepted_at: datetime,
         received_at: datetime | None = None,
         only: Iterable[str] | None = None,
+        opening: Opening = Opening.ACCEPTED,
     ) -> list[dict[str, Any]]:
-        """The deadlines that start to run for a complaint with these facts.
+        """The deadlines that start to run for a complaint with these facts when it enters
+        `opening` at `accepted_at` (for other openings than acceptance: the moment it
+        entered it).
 
         Returned as plain dicts because they are stored inside events as they are.
         """
         wanted = set(only) if only is not None else None
         result = []
         for base, caps in self.rules_for(facts):
-            if wanted is not None and base.name not in wanted:
+            if base.opens_on is not opening or (wanted is not None and base.name not in wanted):
                 continue
             candidates = []
             for rule in (base, *caps):
@@ -237,6 +293,9 @@ class Policy:
             result.append(
                 {
                     "name": rule.name,
+                    "opened_by": opening.value,
+                    "bound_to": bound.value if (bound := BOUND.get(opening)) else None,
+                    "level": facts.get("level"),
                     "starts_at": start.astimezone(UTC).isoformat(),
                     "due_at": due.isoformat(),
                     "amount": rule.amount,
@@ -249,6 +308,25 @@ class Policy:
                 }
             )
         return result
+
+    def alert_follow_up(self, missed: Mapping[str, Any], at: datetime) -> dict[str, Any]:
+        """The limit that runs again after a passed one alerted headquarters' supervisors: the
+        same name, meeting events and target, due `alert_repeat` from the alert."""
+        repeat = self.document.escalation.alert_repeat
+        return {
+            **{
+                k: missed.get(k)
+                for k in ("name", "opened_by", "bound_to", "level", "met_by", "target")
+            },
+            "pausable": bool(missed.get("pausable")),
+            "starts_at": at.astimezone(UTC).isoformat(),
+            "due_at": self.due_at(repeat, at).isoformat(),
+            "amount": repeat.amount,
+            "unit": repeat.unit.value,
+            "source": self.document.escalation.alert_source,
+            "policy_version": self.version,
+            "follows": missed.get("key", missed["name"]),
+        }
 
     def is_time_barred(self, category: str, occurred_at: datetime, now: datetime) -> bool:
         """Past the limitation period: fee disputes after 5 months, others after 2 years."""
@@ -265,6 +343,7 @@ def facts_of(
     vip_tier: str | None,
     area: str | None,
     complexity: str | None = None,
+    level: str | None = None,
 ) -> dict[str, str | None]:
     """The selection facts as plain strings, in the shape `LimitRule.matches` reads."""
     return {
@@ -274,11 +353,12 @@ def facts_of(
         "vip_tier": vip_tier,
         "area": area,
         "complexity": complexity,
+        "level": level,
     }
 
 
 def facts_of_intake(
-    intake: Mapping[str, Any], complexity: str | None = None
+    intake: Mapping[str, Any], complexity: str | None = None, level: str | None = None
 ) -> dict[str, str | None]:
     """The selection facts of a complaint as intake recorded it."""
     return facts_of(
@@ -288,6 +368,7 @@ def facts_of_intake(
         vip_tier=intake["customer"].get("vip_tier"),
         area=intake.get("area"),
         complexity=complexity,
+        level=level,
     )
 
 

@@ -19,8 +19,10 @@ from shared.domain.errors import (
     DomainError,
     InvalidCommand,
     InvalidTransition,
+    NotOwner,
     VersionMismatch,
 )
+from shared.http.routes import allowed_routes
 
 log = logging.getLogger("complaints.http")
 
@@ -29,6 +31,7 @@ PROBLEM_JSON = "application/problem+json"
 #: Domain error → (status, problem slug, title). The only place this mapping lives.
 DOMAIN_STATUS: dict[type[DomainError], tuple[int, str, str]] = {
     ComplaintNotFound: (404, "not-found", "Complaint not found"),
+    NotOwner: (403, "not-owner", "Not the complaint's owner"),
     InvalidTransition: (409, "invalid-transition", "Not allowed in the current status"),
     ConcurrentModification: (409, "concurrent-modification", "Concurrent modification"),
     VersionMismatch: (412, "version-mismatch", "The complaint has moved on"),
@@ -69,7 +72,17 @@ class Problem(BaseModel):
     detail: str = Field(examples=["Cannot reply a complaint whose status is 'accepted'."])
     instance: str | None = Field(default=None, examples=["/complaints/3f2c…/reply"])
     errors: list[FieldError] | None = None
-    current_status: str | None = None
+    current_status: str | None = Field(
+        default=None, description="on a 409 for an illegal transition: the complaint's status"
+    )
+    allowed: list[str] | None = Field(
+        default=None,
+        description="on a 409 for an illegal transition: the commands this status allows",
+        examples=[["POST /complaints/{id}/assignment (investigation)"]],
+    )
+    owner: str | None = Field(
+        default=None, description="on a 403 for a command only the owner may give: who owns it"
+    )
 
 
 def problem_type(slug: str) -> str:
@@ -176,13 +189,19 @@ async def _domain_handler(request: Request, exc: Exception) -> JSONResponse:
         (mapped for kind, mapped in DOMAIN_STATUS.items() if isinstance(exc, kind)),
         (409, "domain", "Conflict"),
     )
+    detail, allowed = str(exc), None
+    if isinstance(exc, InvalidTransition):
+        allowed = allowed_routes(exc.status)
+        detail += f" Allowed now: {', '.join(allowed)}." if allowed else " It takes no command."
     return problem_response(
         status,
-        str(exc),
+        detail,
         slug=slug,
         title=title,
         instance=request.url.path,
         current_status=str(exc.status) if isinstance(exc, InvalidTransition) else None,
+        allowed=allowed,
+        owner=exc.owner if isinstance(exc, NotOwner) else None,
     )
 
 
@@ -209,7 +228,7 @@ def _problem_doc(description: str) -> dict[str, Any]:
 #: OpenAPI `responses` shared by the routes, so /docs shows every error a client can meet.
 READ_RESPONSES: dict[int | str, dict[str, Any]] = {
     401: _problem_doc("Missing or invalid token"),
-    403: _problem_doc("The token's roles may not do this"),
+    403: _problem_doc("The token's roles may not do this, or only the complaint's owner may"),
     404: _problem_doc("No such complaint"),
     422: _problem_doc("Invalid parameters"),
     429: _problem_doc("Too many requests from this client: retry after `Retry-After` seconds"),

@@ -9,10 +9,11 @@ from uuid import UUID
 from pydantic import BaseModel, Field
 
 from shared.audit.verify import committed_data
+from shared.domain import deadlines as book
 from shared.domain import lifecycle
 from shared.domain.chain import chain
 from shared.domain.codes import Status
-from shared.domain.complaint import Complaint, deadline_state
+from shared.domain.complaint import Complaint
 from shared.domain.personal import ERASED_TEXT, as_record, is_erased
 from shared.store.application import StoredEvent
 
@@ -47,13 +48,29 @@ def masked_intake(intake: dict[str, Any]) -> dict[str, Any]:
 
 
 class Deadline(BaseModel):
+    key: str = Field(
+        examples=["callback"], description="the name, or name.2, … when the limit opened again"
+    )
     name: str = Field(examples=["reply"])
     due_at: datetime
-    state: str = Field(examples=["running"], description="running, met or missed")
+    state: str = Field(
+        examples=["running"],
+        description="running; met (its event came in time); missed (the time ran out, or its "
+        "event came late); closed (closed before it was due without its event: the complaint "
+        "was refused or archived, or left the step it asked for)",
+    )
     met_at: datetime | None = None
+    closed_at: datetime | None = None
+    closed_by: str | None = Field(default=None, examples=["Escalated"])
     escalated_at: datetime | None = Field(
         default=None, description="when its passing escalated the complaint (or alerted)"
     )
+    opened_by: str = Field(
+        default="accepted",
+        examples=["replied"],
+        description="what started it: accepted, escalated, reopened, replied, callback_done",
+    )
+    level: str | None = Field(default=None, description="the level when it opened")
     starts_at: datetime
     amount: int | float | None = Field(default=None, examples=[3])
     unit: str = Field(examples=["working_days"])
@@ -72,6 +89,13 @@ class ComplaintView(BaseModel):
     status: Status
     level: str = Field(examples=["city"])
     owner: str = Field(examples=["agent-007"], description="the one current owner")
+    owner_is_group: bool = Field(
+        default=False,
+        description="the owner is a level's supervisors: nobody there has been named yet",
+    )
+    handlers: list[dict[str, Any]] = Field(
+        default=[], description="the people named to handle it at an escalated level"
+    )
     first_contact_owner: str
     channel: str
     customer: dict[str, Any]
@@ -139,6 +163,8 @@ class ComplaintView(BaseModel):
             status=complaint.status,
             level=str(complaint.level),
             owner=complaint.owner,
+            owner_is_group=complaint.owner_is_group,
+            handlers=getattr(complaint, "handlers", []),
             first_contact_owner=complaint.first_contact_owner,
             channel=intake["channel"],
             customer=customer,
@@ -155,7 +181,10 @@ class ComplaintView(BaseModel):
             evidence=complaint.evidence,
             repeat_of=complaint.repeat_of,
             time_barred=complaint.time_barred,
-            deadlines=[Deadline.model_validate(d) for d in complaint.deadline_states(now)],
+            deadlines=[
+                Deadline.model_validate({**d, "key": d.get("key") or d["name"]})
+                for d in complaint.deadline_states(now)
+            ],
             next_steps=lifecycle.next_steps(complaint.status),
             refusal=complaint.refusal,
             assignment=complaint.assignment,
@@ -254,10 +283,12 @@ def history_of(complaint_id: UUID, events: list[StoredEvent], *, unmasked: bool)
 
 
 class SummaryDeadline(BaseModel):
+    key: str
     name: str
     due_at: datetime
     met_at: datetime | None = None
-    state: str = Field(description="running, met or missed")
+    closed_at: datetime | None = None
+    state: str = Field(description="running, met, missed or closed")
 
 
 class ComplaintSummary(BaseModel):
@@ -287,16 +318,26 @@ class ComplaintSummary(BaseModel):
     def of(cls, row: dict[str, Any], now: datetime) -> ComplaintSummary:
         due = [
             SummaryDeadline(
+                key=d["key"],
                 name=d["name"],
                 due_at=d["due_at"],
                 met_at=d["met_at"],
-                state=deadline_state(d["due_at"], d["met_at"], now).value,
+                closed_at=d["closed_at"],
+                state=book.state_at(
+                    d["due_at"],
+                    d["met_at"],
+                    now,
+                    closed_at=d["closed_at"],
+                    stands_still=d["paused"],
+                ).value,
             )
             for d in row["deadlines"]
         ]
         return cls(
             id=row["complaint_id"],
-            overdue=any(d.met_at is None and d.state == "missed" for d in due),
+            overdue=any(
+                d.met_at is None and d.closed_at is None and d.state == "missed" for d in due
+            ),
             deadlines=due,
             **{k: v for k, v in row.items() if k in cls.model_fields and k != "deadlines"},
         )

@@ -133,20 +133,26 @@ def analysis_row(complaint: Complaint) -> dict[str, Any]:
     }
 
 
+def _time(value: str | None) -> datetime | None:
+    return to_utc(datetime.fromisoformat(value)) if value else None
+
+
 def deadline_rows(complaint: Complaint) -> list[dict[str, Any]]:
+    paused = complaint.paused_at is not None
     return [
         {
             "complaint_id": str(complaint.id),
+            "key": key,
             "name": d["name"],
-            "due_at": to_utc(datetime.fromisoformat(d["due_at"])),
-            "met_at": to_utc(datetime.fromisoformat(d["met_at"])) if d.get("met_at") else None,
-            "escalated_at": to_utc(datetime.fromisoformat(d["escalated_at"]))
-            if d.get("escalated_at")
-            else None,
+            "due_at": _time(d["due_at"]),
+            "met_at": _time(d.get("met_at")),
+            "closed_at": _time(d.get("closed_at")),
+            "escalated_at": _time(d.get("escalated_at")),
+            "paused": paused and bool(d["pausable"]),
             "target": d["target"],
             "policy_version": d.get("policy_version"),
         }
-        for d in complaint.deadlines.values()
+        for key, d in complaint.deadlines.items()
     ]
 
 
@@ -167,6 +173,12 @@ def notification_rows(complaint: Complaint) -> list[dict[str, Any]]:
 
 
 # ------------------------------------------------------------------------------ queries
+def open_limit() -> tuple[Any, ...]:
+    """Where a deadline row is neither met nor closed, and its clock runs."""
+    d = deadlines.c
+    return d.met_at.is_(None), d.closed_at.is_(None), d.paused.is_(False)
+
+
 def _utc_row(row: Any) -> dict[str, Any]:
     return {k: from_db(v) if isinstance(v, datetime) else v for k, v in dict(row).items()}
 
@@ -225,7 +237,7 @@ async def list_summaries(
         # of all limits to be both, where in a store of a year it is a few dozen.
         late = (
             select(deadlines.c.complaint_id)
-            .where(deadlines.c.met_at.is_(None), deadlines.c.due_at < now)
+            .where(*open_limit(), deadlines.c.due_at < now)
             .distinct()
             .cte("late")
             .prefix_with("MATERIALIZED")

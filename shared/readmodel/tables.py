@@ -115,18 +115,22 @@ complaint_analysis = Table(
     Index("ix_analysis_accepted", "accepted_at"),
 )
 
-#: Every deadline of every complaint, indexed by due time for the deadline watch.
+#: Every limit ever opened on every complaint, indexed by due time for the deadline watch.
 deadlines = Table(
     "deadlines",
     metadata,
     Column("complaint_id", String(36), primary_key=True),
-    Column("name", String(64), primary_key=True),
+    Column("key", String(80), primary_key=True),  # name, or name.2 when it opened again
+    Column("name", String(64), nullable=False),
     Column("due_at", DateTime(timezone=True), nullable=False),
     Column("met_at", DateTime(timezone=True)),
+    Column("closed_at", DateTime(timezone=True)),
     Column("escalated_at", DateTime(timezone=True)),
+    #: A pausable limit whose complaint's clock is paused: not due while it stands still.
+    Column("paused", Boolean, nullable=False),
     Column("target", Float, nullable=False),
     Column("policy_version", String(64)),
-    Index("ix_deadlines_open_due", "met_at", "due_at"),
+    Index("ix_deadlines_open_due", "met_at", "closed_at", "due_at"),
 )
 
 #: Messages to customers not yet sent (the outbox's index; the complaint's events are the

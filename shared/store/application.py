@@ -37,7 +37,7 @@ from shared.domain.errors import (
 from shared.domain.indexes import NAMESPACE, AcceptanceNumber, ComplaintThread, MajorIncident
 from shared.domain.lifecycle import Command, allows
 from shared.domain.personal import EVENT_FIELDS, is_plaintext, leaves
-from shared.domain.policy import Policy, facts_of_intake
+from shared.domain.policy import Policy
 from shared.settings import Settings
 from shared.store.sealing import KeyRing, SealingMapper
 
@@ -175,16 +175,6 @@ class ComplaintsApplication(Application[UUID]):
         )
         Complaint.check_intake_times(intake, ctx.at)
         policy = self.policy
-        facts = facts_of_intake(intake)
-        received = intake.get("received_at")
-        deadlines = policy.deadlines(
-            facts,
-            accepted_at=ctx.at,
-            received_at=datetime.fromisoformat(received) if received else None,
-        )
-        time_barred = policy.is_time_barred(
-            intake["category"], datetime.fromisoformat(intake["occurred_at"]), ctx.at
-        )
         for attempt in self._attempts():
             with attempt:
                 self.keys.start_command()
@@ -199,9 +189,8 @@ class ComplaintsApplication(Application[UUID]):
                     complaint_id=complaint_id,
                     acceptance_no=new_acceptance_no(ctx.at.astimezone(policy.tz)),
                     intake=intake,
-                    deadlines=deadlines,
                     repeat_of=repeat_of,
-                    time_barred=time_barred,
+                    policy=policy,
                     ctx=ctx,
                 )
                 if then is not None:  # e.g. a regulator appeal escalates in the same save
@@ -286,6 +275,7 @@ class ComplaintsApplication(Application[UUID]):
                             f"{area} since {window_start.isoformat()}: "
                             + ", ".join(str(i) for i in complaint_ids),
                             list(Level)[level.rank + 1],
+                            self.policy,
                             ctx,
                         )
                     except InvalidTransition:

@@ -64,6 +64,7 @@ class ComplaintStore:
         self.settings = settings
         self.clock = clock
         self.policy = policy or Policy.load(settings.policy_path)
+        self.policy.check_in_force()
         self._limiter = anyio.CapacityLimiter(store_threads(settings))
         self._probe: asyncio.Future[int] | None = None
         self._locks: weakref.WeakValueDictionary[UUID, asyncio.Lock] = weakref.WeakValueDictionary()

@@ -106,7 +106,13 @@ def test_a_deadline_passes_and_the_complaint_escalates_with_no_request(
         'name = "investigation"\n'
         "amount = 0.001  # hours: 3.6 seconds\n"
         'unit = "hours"\n'
-        'met_by = ["FindingsRecorded"]\n',
+        'met_by = ["FindingsRecorded"]\n'
+        # A policy in force starts a limit in every situation; these never come into play.
+        + "".join(
+            f'[[limit]]\nname = "{opening}_next"\nopens_on = "{opening}"\namount = 30\n'
+            'unit = "calendar_days"\nmet_by = ["Archived"]\n'
+            for opening in ("escalated", "reopened", "replied", "callback_done")
+        ),
         encoding="utf-8",
     )
     env = {

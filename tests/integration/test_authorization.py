@@ -15,6 +15,7 @@ from services.escalation.main import create_app as escalation_app
 from services.intake.main import create_app as intake_app
 from services.investigation.main import create_app as investigation_app
 from shared.domain.clock import FixedClock
+from shared.http.routes import ROUTES
 from shared.settings import Settings
 from tests.conftest import TokenFactory, intake_body
 from tests.integration.conftest import Api, serving
@@ -70,6 +71,13 @@ MATRIX: list[tuple[str, str, str, dict[str, Any] | None, frozenset[str]]] = [
         "/complaints/{id}/escalation",
         {"trigger": "customer_dissatisfied", "reason": "r", "to_level": "provincial"},
         frozenset({"agent", "investigator", "callback", "supervisor"}),
+    ),
+    (
+        "escalation",
+        "POST",
+        "/complaints/{id}/handler",
+        {"handler": "prov-sup-1"},
+        frozenset({"supervisor"}),
     ),
     (
         "escalation",
@@ -198,6 +206,12 @@ def test_the_matrix_covers_every_endpoint(apps: dict[str, Api]) -> None:
         }
         covered = {(m, p.replace("{id}", "{complaint_id}")) for m, p in covered}
         assert served == covered, service
+
+
+def test_every_command_a_409_names_is_served_where_it_says(apps: dict[str, Api]) -> None:
+    for service, path in ROUTES.values():
+        paths = apps[service.value].client._transport.app.openapi()["paths"]  # type: ignore[attr-defined]
+        assert "post" in paths[path.replace("{id}", "{complaint_id}")], path
 
 
 UNMASKED = {"agent", "callback", "admin"}

@@ -223,3 +223,88 @@ async def test_a_burst_from_one_area_is_one_major_incident(
     finally:
         for s in stores:
             await s.close()
+
+
+async def test_the_level_names_a_handler_who_then_owns_it(api: Api, inv: Api, esc: Api) -> None:
+    cid = (await api.accept(intake_body())).json()["id"]
+    assert (await command(inv, cid, "assignment", BODIES["assignment"])).status_code == 200
+    body = {"trigger": "customer_dissatisfied", "reason": "不满意", "to_level": "provincial"}
+    escalated = (await post(esc, f"/complaints/{cid}/escalation", body, "agent")).json()
+    assert escalated["owner"] == "provincial-supervisors" and escalated["owner_is_group"]
+    due = {d["key"]: d for d in escalated["deadlines"]}
+    assert due["escalation_assignment"]["state"] == "running"
+    assert due["escalation_assignment"]["level"] == "provincial"
+    # The former investigator no longer owns it; the group holds it until someone is named.
+    evidence = BODIES["evidence"]
+    late = await esc.client.post(
+        f"/complaints/{cid}/evidence", json=evidence, headers=esc.headers("investigator", "inv-42")
+    )
+    assert late.status_code == 404  # evidence is investigation's route, not escalation's
+    late = await inv.client.post(
+        f"/complaints/{cid}/evidence", json=evidence, headers=inv.headers("investigator", "inv-42")
+    )
+    assert late.status_code == 403 and late.json()["owner"] == "provincial-supervisors"
+    named = await post(esc, f"/complaints/{cid}/handler", {"handler": "prov-inv-5"}, "supervisor")
+    assert named.status_code == 200, named.text
+    assert named.json()["owner"] == "prov-inv-5" and not named.json()["owner_is_group"]
+    assert named.json()["handlers"][0]["level"] == "provincial"
+    due = {d["key"]: d for d in named.json()["deadlines"]}
+    assert due["escalation_assignment"]["state"] == "met"
+    assert (
+        await post(esc, f"/complaints/{cid}/handler", {"handler": "x"}, "agent")
+    ).status_code == 403
+    added = await inv.client.post(
+        f"/complaints/{cid}/evidence",
+        json=evidence,
+        headers=inv.headers("investigator", "prov-inv-5"),
+    )
+    assert added.status_code == 200, added.text
+
+
+async def test_an_appeal_is_answered_by_a_reply_from_headquarters(
+    api: Api, inv: Api, esc: Api
+) -> None:
+    cid = (await api.accept(intake_body())).json()["id"]
+    for step in ("assignment", "findings", "resolution", "reply"):
+        assert (await command(inv, cid, step, BODIES[step])).status_code == 200
+    acceptance_no = (await api.get(f"/complaints/{cid}")).json()["acceptance_no"]
+    appeal = {
+        "regulator_ref": "MIIT-SS-2026-7",
+        "due_at": "2026-12-01T18:00:00+08:00",
+        "acceptance_no": acceptance_no,
+    }
+    assert (await post(esc, "/appeals", appeal, "agent")).status_code == 201
+    reviewed = await post(
+        esc, f"/complaints/{cid}/review", {"outcome": "upheld", "notes": "维持"}, "supervisor"
+    )
+    assert reviewed.status_code == 200
+    state = reviewed.json()
+    # The review is internal: the regulator still waits, and the complaint is back in handling
+    # with its findings and plan, so that headquarters can answer.
+    assert state["status"] == "resolution_proposed" and state["owner"] == "supervisor-7"
+    due = {d["key"]: d for d in state["deadlines"]}
+    assert due["regulator_appeal"]["state"] == "running"
+    assert due["reply_after_review"]["state"] == "running"
+    answered = await inv.client.post(
+        f"/complaints/{cid}/reply", json=BODIES["reply"], headers=inv.headers("supervisor", "hq-1")
+    )
+    assert answered.status_code == 200, answered.text
+    due = {d["key"]: d for d in answered.json()["deadlines"]}
+    assert due["regulator_appeal"]["state"] == "met"
+    assert due["callback.2"]["state"] == "running"  # the second reply is called back too
+
+
+async def test_an_appeal_or_a_resolution_due_in_the_past_is_422(
+    api: Api, inv: Api, esc: Api, clock: FixedClock
+) -> None:
+    cid = (await api.accept(intake_body())).json()["id"]
+    acceptance_no = (await api.get(f"/complaints/{cid}")).json()["acceptance_no"]
+    past = (clock() - timedelta(hours=1)).isoformat()
+    appeal = {"regulator_ref": "MIIT-1", "due_at": past, "acceptance_no": acceptance_no}
+    refused = await post(esc, "/appeals", appeal, "agent")
+    assert refused.status_code == 422 and "due_at" in refused.json()["detail"]
+    for step in ("assignment", "findings"):
+        assert (await command(inv, cid, step, BODIES[step])).status_code == 200
+    late = await command(inv, cid, "resolution", {**BODIES["resolution"], "due_at": past})
+    assert late.status_code == 422 and "due_at" in late.json()["detail"]
+    assert (await api.get(f"/complaints/{cid}")).json()["version"] == 3  # nothing stored

@@ -214,6 +214,7 @@ async def test_a_pause_moves_the_pausable_limits_by_its_length(
     api: Api, inv: Api, clock: FixedClock
 ) -> None:
     cid = (await api.accept(intake_body())).json()["id"]
+    assert (await command(inv, cid, "assignment", ASSIGN)).status_code == 200
     before = {
         d["name"]: d["due_at"] for d in (await api.get(f"/complaints/{cid}")).json()["deadlines"]
     }
@@ -233,3 +234,42 @@ async def test_a_pause_moves_the_pausable_limits_by_its_length(
     assert moved == timedelta(hours=5)
     assert after["operator_answer"]["due_at"] == before["operator_answer"]  # not pausable
     assert (await command(inv, cid, "resume", {})).status_code == 409
+
+
+async def test_a_409_says_which_commands_the_status_allows(api: Api, inv: Api) -> None:
+    cid = (await api.accept(intake_body())).json()["id"]
+    refused = await command(inv, cid, "reply", REPLY)
+    assert refused.status_code == 409
+    problem = refused.json()
+    assert problem["current_status"] == "accepted"
+    assert problem["allowed"] == [
+        "POST /complaints/{id}/assignment (investigation)",
+        "POST /complaints/{id}/escalation (escalation)",
+        "POST /complaints/{id}/pause (investigation)",
+        "POST /complaints/{id}/refusal (intake)",
+        "POST /complaints/{id}/resume (investigation)",
+    ]
+    assert "Allowed now: POST /complaints/{id}/assignment (investigation)" in problem["detail"]
+
+
+async def test_only_the_assigned_investigator_or_a_supervisor_acts(api: Api, inv: Api) -> None:
+    cid = (await api.accept(intake_body())).json()["id"]
+    assert (await command(inv, cid, "assignment", ASSIGN)).status_code == 200
+    version = (await inv.get(f"/complaints/{cid}")).json()["version"]
+    for name in ("evidence", "findings", "pause"):
+        body = {"reason": "等待"} if name == "pause" else BODIES[name]
+        other = await inv.client.post(
+            f"/complaints/{cid}/{name}", json=body, headers=inv.headers("investigator", "inv-99")
+        )
+        assert other.status_code == 403, other.text
+        assert other.headers["content-type"] == "application/problem+json"
+        assert other.json()["owner"] == "inv-42"
+        assert "inv-42" in other.json()["detail"]
+    assert (await inv.get(f"/complaints/{cid}")).json()["version"] == version  # nothing stored
+    assert (await command(inv, cid, "evidence", EVIDENCE)).status_code == 200  # inv-42 itself
+    by_supervisor = await inv.client.post(
+        f"/complaints/{cid}/evidence", json=EVIDENCE, headers=inv.headers("supervisor", "sup-3")
+    )
+    assert by_supervisor.status_code == 200
+    answer = by_supervisor.json()
+    assert answer["owner"] == "inv-42" and answer["first_contact_owner"] == "agent-1"

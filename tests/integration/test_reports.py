@@ -156,8 +156,8 @@ FIXTURE: dict[str, tuple[str, dict[str, Any], list[tuple[str, str, dict[str, Any
             ),
         ],
     ),
-    # Mobile "other", Tue 29 Sep 09:00, refused an hour later: a refusal answers, so every
-    # limit (investigation, reply, resolution, operator_answer) is met.
+    # Mobile "other", Tue 29 Sep 09:00, refused an hour later: every limit (investigation,
+    # reply, resolution, operator_answer) is closed, neither met nor missed.
     "F": (
         "2026-09-29T09:00",
         intake("F", category="other"),
@@ -195,8 +195,9 @@ async def drive(clock: FixedClock, api: Api, inv: Api, cb: Api) -> None:
             clock.now = beijing(when)
             app = apps.get(path, inv)
             role = ROLES.get(path, "investigator")
+            who = ASSIGN["investigator"] if role == "investigator" else f"{role}-9"  # the owner
             done = await app.client.post(
-                f"/complaints/{cid}/{path}", json=step, headers=app.headers(role, f"{role}-9")
+                f"/complaints/{cid}/{path}", json=step, headers=app.headers(role, who)
             )
             assert done.status_code == 200, (name, path, done.text)
     clock.now = beijing(REPORTED_AT)
@@ -267,39 +268,51 @@ async def test_report_matches_the_hand_count(
     }
 
     limits = by(got["time_limits"]["limits"], "limit")
+    # F was refused: its limits are closed, neither met nor missed, and out of every rate.
     assert figures(limits["acceptance"]) == (1, 0, 0, 1.0)  # C
-    assert figures(limits["investigation"]) == (5, 2, 0, 0.7143)  # B and H missed
-    assert figures(limits["reply"]) == (3, 4, 0, 0.4286)  # A, E, F met
-    assert figures(limits["resolution"]) == (4, 0, 0, 1.0)  # C, D, E, F
+    assert figures(limits["investigation"]) == (4, 2, 0, 0.6667)  # B and H missed
+    assert limits["investigation"]["closed"] == 1  # F
+    assert figures(limits["reply"]) == (2, 4, 0, 0.3333)  # A, E met
+    assert figures(limits["resolution"]) == (3, 0, 0, 1.0)  # C, D, E
     assert limits["resolution"]["target"] == 0.98 and limits["resolution"]["gap"] == 0.02
     assert figures(limits["repair"]) == (0, 1, 0, 0.0)  # D
-    assert figures(limits["operator_answer"]) == (6, 0, 1, 1.0)  # H still running
+    assert figures(limits["operator_answer"]) == (5, 0, 1, 1.0)  # H still running
+    # After the reply: 2 working days to call back. A (due Sat 10 Oct), B (Tue 13), C (Tue 13)
+    # met; D reached nobody by Wed 14; E was called on Mon 12, due Sat 10: late.
+    assert figures(limits["callback"]) == (3, 2, 0, 0.6)
+    # A and C were content: archived the same day, within 5 working days.
+    assert figures(limits["archive"]) == (2, 0, 0, 1.0)
+    # B and E went up on Mon 12 Oct 10:00: nobody was named by 14:00, nor any decision made
+    # by Thu 15 Oct (3 working days); on Fri 16 Oct both are missed.
+    assert figures(limits["escalation_assignment"]) == (0, 2, 0, 0.0)
+    assert figures(limits["escalation_review"]) == (0, 2, 0, 0.0)
     assert got["time_limits"]["policy_versions"] == ["2026.1"]
 
     rules = {(r["limit"], r["rule"]): r for r in got["time_limits"]["rules"]}
     assert figures(rules["reply", "2 working_days"]) == (1, 2, 0, 0.3333)  # A / B, H
-    assert figures(rules["reply", "3 working_days"]) == (1, 2, 0, 0.3333)  # F / C, D
+    assert figures(rules["reply", "3 working_days"]) == (0, 2, 0, 0.0)  # C, D; F closed
     assert figures(rules["reply", "1 working_days"]) == (1, 0, 0, 1.0)  # E, the VIP cap
-    assert figures(rules["investigation", "72 hours"]) == (4, 2, 0, 0.6667)
+    assert figures(rules["investigation", "72 hours"]) == (3, 2, 0, 0.6)
     assert figures(rules["investigation", "5 working_days"]) == (1, 0, 0, 1.0)  # D, complex
     assert "seed 004" in rules["reply", "2 working_days"]["source"]
 
-    # Weakest links: every deadline of a group against its mean target, furthest below first.
-    # broadband-repair 3/5 = 0.6 vs 0.996; network-ops 4/6 vs 1.0; unassigned (F, H) 4/6 vs
-    # 5.98/6; billing-center 8/9 vs 8.96/9.
+    # Weakest links: every decided deadline of a group against its mean target, furthest
+    # below first. unassigned: F's are closed, H missed 2 of 2: -1. broadband-repair (D): 3 of
+    # 6 met against 5.98/6. network-ops (A 5 of 5, B 2 of 6): 7/11. billing-center (C 6 of 7,
+    # E 4 of 7) 10/14 against 13.96/14.
     weakest = got["time_limits"]["weakest_links"]
     assert [(g["group"], g["gap"]) for g in weakest["departments"]] == [
-        ("broadband-repair", -0.396),
-        ("network-ops", -0.3333),
-        ("unassigned", -0.33),
-        ("billing-center", -0.1067),
+        ("unassigned", -1.0),
+        ("broadband-repair", -0.4967),
+        ("network-ops", -0.3636),
+        ("billing-center", -0.2829),
     ]
-    # network_coverage 4/8; fault_repair as D; billing as billing-center; other (F) 4/4 is
-    # above its target and is not a weak link.
+    # fault_repair as D; network_coverage (A, B, H) 7 of 13; billing as billing-center;
+    # other (F) has nothing decided and is not a weak link.
     assert [(g["group"], g["gap"]) for g in weakest["categories"]] == [
-        ("network_coverage", -0.5),
-        ("fault_repair", -0.396),
-        ("billing", -0.1067),
+        ("fault_repair", -0.4967),
+        ("network_coverage", -0.4615),
+        ("billing", -0.2829),
     ]
 
     # Any past period: the first three days hold A, B, C and F only.
@@ -372,7 +385,7 @@ async def test_reanalysis_under_a_stricter_policy(
 
     # The rules that applied are unchanged by asking for another policy.
     applied = by(got["time_limits"]["limits"], "limit")
-    assert figures(applied["reply"]) == (3, 4, 0, 0.4286)
+    assert figures(applied["reply"]) == (2, 4, 0, 0.3333)
 
     again = got["reanalysis"]
     assert again["policy"] == "strict-draft"
@@ -380,14 +393,15 @@ async def test_reanalysis_under_a_stricter_policy(
     limits = by(again["time_limits"]["limits"], "limit")
     # C accepted 13 h after receipt.
     assert figures(limits["acceptance"]) == (0, 1, 0, 0.0)
-    # 48 h: A (30 Sep < 1 Oct 10:00), C, F met; B, E (3 Oct 20:00 > 3 Oct 09:00), H missed;
-    # D complex, 4 working days -> 12 Oct: met 9 Oct.
-    assert figures(limits["investigation"]) == (4, 3, 0, 0.5714)
-    # 1 working day: only E (due 8 Oct, replied 8 Oct 16:00) and F (refused) are in time.
-    assert figures(limits["reply"]) == (2, 5, 0, 0.2857)
-    # 4 working days: C due 9 Oct, replied 10 Oct: missed; D due 12 Oct: met; E, F met.
-    assert figures(limits["resolution"]) == (3, 1, 0, 0.75)
+    # 48 h: A (30 Sep < 1 Oct 10:00), C met; B, E (3 Oct 20:00 > 3 Oct 09:00), H missed;
+    # D complex, 4 working days -> 12 Oct: met 9 Oct. F refused: closed.
+    assert figures(limits["investigation"]) == (3, 3, 0, 0.5)
+    # 1 working day: only E (due 8 Oct, replied 8 Oct 16:00) is in time.
+    assert figures(limits["reply"]) == (1, 5, 0, 0.1667)
+    # 4 working days: C due 9 Oct, replied 10 Oct: missed; D due 12 Oct: met; E met.
+    assert figures(limits["resolution"]) == (2, 1, 0, 0.6667)
     assert "repair" not in limits and "operator_answer" not in limits
+    assert "callback" not in limits  # the draft has no limits after the reply
 
     change = {
         row["limit"]: (row["applied"], row["reanalysed"], row["change"])
@@ -395,11 +409,15 @@ async def test_reanalysis_under_a_stricter_policy(
     }
     assert change == {
         "acceptance": (1.0, 0.0, -1.0),
-        "investigation": (0.7143, 0.5714, -0.1429),
+        "archive": (1.0, None, None),
+        "callback": (0.6, None, None),
+        "escalation_assignment": (0.0, None, None),
+        "escalation_review": (0.0, None, None),
+        "investigation": (0.6667, 0.5, -0.1667),
         "operator_answer": (1.0, None, None),
         "repair": (0.0, None, None),
-        "reply": (0.4286, 0.2857, -0.1429),
-        "resolution": (1.0, 0.75, -0.25),
+        "reply": (0.3333, 0.1667, -0.1666),
+        "resolution": (1.0, 0.6667, -0.3333),
     }
 
 
@@ -429,10 +447,10 @@ async def test_csv_carries_the_same_figures(
         (r["policy"], r["section"], r["group"], r["key"], r["metric"]): r["value"] for r in rows
     }
     assert value["applied", "count", "category", "network_coverage", "complaints"] == "3"
-    assert value["applied", "limit", "reply", "", "on_time_rate"] == "0.4286"
+    assert value["applied", "limit", "reply", "", "on_time_rate"] == "0.3333"
     assert value["applied", "satisfaction", "", "", "satisfaction_rate"] == "0.75"
     assert value["2026.1", "comparison", "reply", "", "change"] == "0.0"
-    assert value["applied", "weakest_department", "broadband-repair", "", "gap"] == "-0.396"
+    assert value["applied", "weakest_department", "broadband-repair", "", "gap"] == "-0.4967"
 
 
 @pytest.mark.parametrize(
@@ -482,7 +500,7 @@ async def test_a_paused_limit_is_running_not_missed(
     paused = await inv.client.post(
         f"/complaints/{cid}/pause",
         json={"reason": "等待客户提供缴费凭证"},
-        headers=inv.headers("investigator"),
+        headers=inv.headers("supervisor"),  # nobody is assigned yet: a supervisor pauses it
     )
     assert paused.status_code == 200, paused.text
     clock.now = beijing("2026-11-20T12:00")

@@ -24,7 +24,7 @@ async def test_snapshots_are_taken_and_reads_match_a_full_replay(
     store = ComplaintStore(settings.model_copy(update={"snapshot_interval": 3}), clock=clock)
     await store.open()
     try:
-        ctx = CommandContext(Actor("agent-1", "agent"), "intake", clock(), "hotline")
+        ctx = CommandContext(Actor("sup-1", "supervisor"), "intake", clock(), "hotline")
         body = intake_body()
         body["received_at"] = None
         body["area"] = None

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from shared.domain.errors import PolicyError
+from shared.domain.lifecycle import Opening
 from shared.domain.policy import DEFAULT_POLICY_PATH, Policy, facts_of, load_policies
 
 POLICY = Policy.load()
@@ -159,6 +160,15 @@ def test_a_policy_file_changes_limits_without_code() -> None:
         "version = 'v'\n[[limit]]\nname='x'\namount=1.5\nunit='calendar_days'\nmet_by=['Replied']",
         # An event that can never meet a limit (a typo would leave it running for ever).
         "version = 'v'\n[[limit]]\nname='x'\namount=1\nunit='hours'\nmet_by=['Repiled']",
+        # A situation that does not exist would never open the limit.
+        "version = 'v'\n[[limit]]\nname='x'\namount=1\nunit='hours'\nmet_by=['Replied']\n"
+        "opens_on='repleid'",
+        # Only what opens at acceptance can count from when the complaint reached us.
+        "version = 'v'\n[[limit]]\nname='x'\namount=1\nunit='hours'\nmet_by=['Replied']\n"
+        "opens_on='replied'\nstart='received'",
+        # One limit, two openings: which one would it be?
+        "version = 'v'\n[[limit]]\nname='x'\namount=1\nunit='hours'\nmet_by=['Replied']\n"
+        "[[limit]]\nname='x'\namount=1\nunit='hours'\nmet_by=['Replied']\nopens_on='replied'",
     ],
 )
 def test_invalid_policy_files_are_refused(text: str) -> None:
@@ -213,3 +223,50 @@ def test_reports_may_name_every_policy_version_in_the_directory(tmp_path: Path) 
     )
     with pytest.raises(PolicyError, match=r"clash\.toml"):
         load_policies(tmp_path, current)
+
+
+def test_the_policy_in_force_starts_a_limit_in_every_situation() -> None:
+    POLICY.check_in_force()
+    only_intake = Policy.from_toml(
+        "version = 'v'\n[[limit]]\nname='x'\namount=1\nunit='hours'\nmet_by=['Replied']\n"
+        "[[limit]]\nname='y'\namount=1\nunit='hours'\nmet_by=['CallbackRecorded']\n"
+        "opens_on='replied'\napplies={vip_tier=['gold']}"
+    )  # fine to re-analyse under
+    with pytest.raises(PolicyError) as refused:
+        only_intake.check_in_force()
+    # The gold-only rule does not cover a complaint entering `replied`; nothing covers the rest.
+    assert "['escalated', 'reopened', 'replied', 'callback_done']" in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("level", "due"),
+    [("provincial", "2026-11-26T23:59:59+08:00"), ("headquarters", "2026-11-30T23:59:59+08:00")],
+)
+def test_each_level_has_its_own_review_limit(level: str, due: str) -> None:
+    # Escalated on Monday 23 Nov 10:00: 3 working days at a province, 5 at headquarters.
+    (review,) = POLICY.deadlines(
+        facts(level=level),
+        accepted_at=beijing("2026-11-23T10:00:00"),
+        opening=Opening.ESCALATED,
+        only=["escalation_review"],
+    )
+    assert datetime.fromisoformat(review["due_at"]).astimezone(POLICY.tz).isoformat() == due
+    assert review["bound_to"] == "escalated" and review["level"] == level
+
+
+def test_an_alert_at_headquarters_starts_the_limit_again_for_a_working_day() -> None:
+    missed = {
+        "key": "callback",
+        "name": "callback",
+        "opened_by": "replied",
+        "bound_to": "replied",
+        "level": "headquarters",
+        "met_by": ["CallbackRecorded"],
+        "target": 1.0,
+        "pausable": False,
+    }
+    # Friday 27 Nov 15:00 Beijing: one working day on is the end of Monday 30 Nov.
+    again = POLICY.alert_follow_up(missed, beijing("2026-11-27T15:00:00"))
+    assert again["due_at"] == "2026-11-30T15:59:59+00:00"
+    assert again["follows"] == "callback" and again["met_by"] == ["CallbackRecorded"]
+    assert again["bound_to"] == "replied" and again["policy_version"] == "2026.1"

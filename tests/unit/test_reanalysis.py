@@ -33,7 +33,7 @@ def _findings(at: int) -> Callable[[Complaint], None]:
 
 
 def _reply(at: int) -> Callable[[Complaint], None]:
-    return lambda c: c.reply("sms", "c", "b", "p", "done", ctx(minutes=at))
+    return lambda c: c.reply("sms", "c", "b", "p", "done", POLICY, ctx(minutes=at))
 
 
 #: Lifecycles with time passing between the steps (minutes after acceptance).
@@ -47,7 +47,9 @@ LIFECYCLES: dict[str, list[Callable[[Complaint], None]]] = {
         ),
         _findings(200 * HOUR),
         _reply(210 * HOUR),
-        lambda c: c.record_callback(Satisfaction.SATISFIED, True, "ok", ctx(minutes=211 * HOUR)),
+        lambda c: c.record_callback(
+            Satisfaction.SATISFIED, True, "ok", POLICY, ctx(minutes=211 * HOUR)
+        ),
         lambda c: c.archive("done", ctx(minutes=212 * HOUR)),
     ],
     "paused before the assignment": [
@@ -63,20 +65,23 @@ LIFECYCLES: dict[str, list[Callable[[Complaint], None]]] = {
             EscalationTrigger.REGULATOR_APPEAL,
             "appeal",
             Level.HEADQUARTERS,
+            POLICY,
             ctx(minutes=10 * HOUR),
             regulator_ref="MIIT-9",
             regulator_due_at=NOW + timedelta(days=3),
         ),
-        lambda c: c.review(ReviewOutcome.UPHELD, "stands", ctx(minutes=20 * HOUR)),
+        lambda c: c.review(ReviewOutcome.UPHELD, "stands", POLICY, ctx(minutes=20 * HOUR)),
     ],
     "missed, escalated, reassigned, revised and answered again": [
-        lambda c: c.escalate_missed("investigation", ctx(minutes=80 * HOUR)),
-        lambda c: c.review(ReviewOutcome.UPHELD, "stands", ctx(minutes=81 * HOUR)),
+        lambda c: c.escalate_missed("investigation", POLICY, ctx(minutes=80 * HOUR)),
+        lambda c: c.review(ReviewOutcome.UPHELD, "stands", POLICY, ctx(minutes=81 * HOUR)),
         _assign(Complexity.SIMPLE, 82 * HOUR),
         _findings(83 * HOUR),
         _reply(84 * HOUR),
-        lambda c: c.record_callback(Satisfaction.DISSATISFIED, False, "no", ctx(minutes=90 * HOUR)),
-        lambda c: c.review(ReviewOutcome.REVISED, "again", ctx(minutes=91 * HOUR)),
+        lambda c: c.record_callback(
+            Satisfaction.DISSATISFIED, False, "no", POLICY, ctx(minutes=90 * HOUR)
+        ),
+        lambda c: c.review(ReviewOutcome.REVISED, "again", POLICY, ctx(minutes=91 * HOUR)),
         _findings(92 * HOUR),
         _reply(93 * HOUR),
     ],
@@ -136,7 +141,9 @@ def test_another_policy_sets_its_own_limits_on_the_same_timeline() -> None:
             lambda c: c.resume_clock(ctx(minutes=4 * HOUR)),
             _findings(20 * HOUR),
             _reply(30 * HOUR),
-            lambda c: c.record_callback(Satisfaction.SATISFIED, True, "ok", ctx(minutes=35 * HOUR)),
+            lambda c: c.record_callback(
+                Satisfaction.SATISFIED, True, "ok", POLICY, ctx(minutes=35 * HOUR)
+            ),
         ]
     )
     again = reassess(STRICT, facts_of_intake(complaint.intake), complaint.timeline)

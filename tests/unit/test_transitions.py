@@ -21,7 +21,7 @@ from shared.domain.codes import (
 from shared.domain.complaint import Complaint
 from shared.domain.context import Actor, CommandContext
 from shared.domain.errors import InvalidCommand, InvalidTransition
-from shared.domain.policy import Policy, facts_of
+from shared.domain.policy import Policy
 
 NOW = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)
 POLICY = Policy.load()
@@ -49,16 +49,12 @@ def new_complaint(**intake_overrides: object) -> Complaint:
         "evidence": [],
         **intake_overrides,
     }
-    facts = facts_of(
-        channel="hotline", business_type="mobile", category="billing", vip_tier=None, area=None
-    )
     return Complaint.accept(
         complaint_id=uuid4(),
         acceptance_no="261123-000001-8",
         intake=intake,
-        deadlines=POLICY.deadlines(facts, accepted_at=NOW),
         repeat_of=None,
-        time_barred=False,
+        policy=POLICY,
         ctx=ctx("agent"),
     )
 
@@ -78,16 +74,19 @@ COMMANDS: dict[str, Step] = {
         NOW + timedelta(days=2),
         ctx(),
     ),
-    "reply": lambda c: c.reply("sms", "c", "b", "p", "done", ctx()),
+    "reply": lambda c: c.reply("sms", "c", "b", "p", "done", POLICY, ctx()),
     "escalate": lambda c: c.escalate(
-        EscalationTrigger.MAJOR_INCIDENT, "r", Level.HEADQUARTERS, ctx()
+        EscalationTrigger.MAJOR_INCIDENT, "r", Level.HEADQUARTERS, POLICY, ctx()
     ),
-    "review": lambda c: c.review(ReviewOutcome.REVISED, "n", ctx()),
+    "assign_handler": lambda c: c.assign_handler("hq-sup-2", ctx()),
+    "review": lambda c: c.review(ReviewOutcome.REVISED, "n", POLICY, ctx()),
     "pause_clock": lambda c: c.pause_clock("waiting for customer", ctx()),
     "resume_clock": lambda c: c.resume_clock(ctx(minutes=30)),
-    "record_callback": lambda c: c.record_callback(Satisfaction.SATISFIED, True, "ok", ctx()),
+    "record_callback": lambda c: c.record_callback(
+        Satisfaction.SATISFIED, True, "ok", POLICY, ctx()
+    ),
     "record_unreached_callback": lambda c: c.record_unreached_callback("no answer", ctx()),
-    "escalate_missed": lambda c: c.escalate_missed("reply", ctx(minutes=60 * 24 * 30)),
+    "escalate_missed": lambda c: c.escalate_missed("reply", POLICY, ctx(minutes=60 * 24 * 30)),
     "record_notification": lambda c: c.record_notification(
         next(iter(c.notifications), "none"), sent=True, detail="gw-1", ctx=ctx()
     ),
@@ -142,7 +141,13 @@ LEGAL: dict[Status, set[str]] = {
         "record_unreached_callback",
         "record_notification",
     },
-    Status.ESCALATED: {"add_evidence", "review", "escalate_missed", "pause_clock"},
+    Status.ESCALATED: {
+        "add_evidence",
+        "assign_handler",
+        "review",
+        "escalate_missed",
+        "pause_clock",
+    },
     Status.CALLBACK_DONE: {"escalate", "archive", "record_notification"},
     Status.ARCHIVED: {"record_notification"},  # a late gateway answer is still recorded
 }
@@ -198,18 +203,20 @@ def test_owner_moves_from_first_contact_to_investigator_to_level() -> None:
     assert complaint.owner == complaint.first_contact_owner == "agent-1"
     COMMANDS["assign"](complaint)
     assert complaint.owner == "inv-7"
-    complaint.escalate(EscalationTrigger.CUSTOMER_DISSATISFIED, "r", Level.PROVINCIAL, ctx())
+    complaint.escalate(
+        EscalationTrigger.CUSTOMER_DISSATISFIED, "r", Level.PROVINCIAL, POLICY, ctx()
+    )
     assert complaint.owner == "provincial-supervisors"
     assert complaint.level == Level.PROVINCIAL
 
 
 def test_escalation_only_goes_up() -> None:
     complaint = new_complaint()
-    complaint.escalate(EscalationTrigger.MAJOR_INCIDENT, "r", Level.PROVINCIAL, ctx())
+    complaint.escalate(EscalationTrigger.MAJOR_INCIDENT, "r", Level.PROVINCIAL, POLICY, ctx())
     with pytest.raises(InvalidTransition):
-        complaint.escalate(EscalationTrigger.MAJOR_INCIDENT, "r", Level.PROVINCIAL, ctx())
+        complaint.escalate(EscalationTrigger.MAJOR_INCIDENT, "r", Level.PROVINCIAL, POLICY, ctx())
     complaint.collect_events()
-    complaint.escalate(EscalationTrigger.MAJOR_INCIDENT, "r", Level.HEADQUARTERS, ctx())
+    complaint.escalate(EscalationTrigger.MAJOR_INCIDENT, "r", Level.HEADQUARTERS, POLICY, ctx())
     (escalated,) = complaint.collect_events()
     assert escalated.handover["level"] == "provincial"  # the lower level hands over
     assert [e["to_level"] for e in complaint.escalations] == ["provincial", "headquarters"]
@@ -222,6 +229,7 @@ def test_regulator_appeal_reopens_a_refusal_with_its_deadline() -> None:
         EscalationTrigger.REGULATOR_APPEAL,
         "appeal",
         Level.HEADQUARTERS,
+        POLICY,
         ctx(),
         regulator_ref="MIIT-2026-001",
         regulator_due_at=due,
@@ -232,7 +240,7 @@ def test_regulator_appeal_reopens_a_refusal_with_its_deadline() -> None:
 
 def test_dissatisfied_callback_escalates_in_the_same_save() -> None:
     complaint = in_status(Status.REPLIED)
-    complaint.record_callback(Satisfaction.DISSATISFIED, False, "still no signal", ctx())
+    complaint.record_callback(Satisfaction.DISSATISFIED, False, "still no signal", POLICY, ctx())
     events = complaint.collect_events()
     assert [type(e).__name__ for e in events] == ["CallbackRecorded", "Escalated"]
     assert complaint.status == Status.ESCALATED
@@ -257,17 +265,17 @@ def test_extension_only_for_complex_and_only_later() -> None:
 def test_reply_goes_through_the_customers_channel() -> None:
     complaint = in_status(Status.RESOLUTION_PROPOSED)
     with pytest.raises(InvalidCommand):
-        complaint.reply("email", "c", "b", "p", "e", ctx())
+        complaint.reply("email", "c", "b", "p", "e", POLICY, ctx())
 
 
 def test_upheld_complaint_needs_a_resolution_before_the_reply() -> None:
     complaint = in_status(Status.INVESTIGATING)
     complaint.record_findings("c", "b", "r", True, ctx())
     with pytest.raises(InvalidTransition):
-        complaint.reply("sms", "c", "b", "p", "e", ctx())
+        complaint.reply("sms", "c", "b", "p", "e", POLICY, ctx())
     rejected = in_status(Status.INVESTIGATING)
     rejected.record_findings("c", "b", "r", False, ctx())
-    rejected.reply("sms", "c", "b", "p", "e", ctx())
+    rejected.reply("sms", "c", "b", "p", "e", POLICY, ctx())
     assert rejected.status == Status.REPLIED
 
 
@@ -315,13 +323,13 @@ def test_replay_rebuilds_the_same_state() -> None:
 
 def test_upheld_review_returns_to_the_handling_it_upheld() -> None:
     complaint = in_status(Status.RESOLUTION_PROPOSED)
-    complaint.escalate(EscalationTrigger.DEADLINE_MISSED, "late", Level.PROVINCIAL, ctx())
-    complaint.review(ReviewOutcome.UPHELD, "the plan is right", ctx())
+    complaint.escalate(EscalationTrigger.DEADLINE_MISSED, "late", Level.PROVINCIAL, POLICY, ctx())
+    complaint.review(ReviewOutcome.UPHELD, "the plan is right", POLICY, ctx())
     assert complaint.status == Status.RESOLUTION_PROPOSED
     assert complaint.findings is not None and complaint.resolution is not None
     revised = in_status(Status.RESOLUTION_PROPOSED)
-    revised.escalate(EscalationTrigger.DEADLINE_MISSED, "late", Level.PROVINCIAL, ctx())
-    revised.review(ReviewOutcome.REVISED, "investigate again", ctx())
+    revised.escalate(EscalationTrigger.DEADLINE_MISSED, "late", Level.PROVINCIAL, POLICY, ctx())
+    revised.review(ReviewOutcome.REVISED, "investigate again", POLICY, ctx())
     assert revised.status == Status.INVESTIGATING
     assert revised.findings is None and revised.resolution is None
 
@@ -335,7 +343,7 @@ def test_replies_and_progress_notices_request_messages() -> None:
     complaint = in_status(Status.INVESTIGATING)
     COMMANDS["extend"](complaint)
     complaint.record_findings("c", "b", "r", False, ctx())
-    complaint.reply("sms", "c", "b", "p", "e", ctx())
+    complaint.reply("sms", "c", "b", "p", "e", POLICY, ctx())
     assert [
         (n["id"], n["kind"], n["channel"], n["status"]) for n in complaint.notifications.values()
     ] == [
@@ -356,16 +364,16 @@ def test_a_missed_deadline_escalates_once_then_alerts_at_the_top() -> None:
     complaint = in_status(Status.INVESTIGATING)
     late = ctx(minutes=60 * 24 * 30)
     with pytest.raises(InvalidTransition):
-        complaint.escalate_missed("reply", ctx())  # not due yet
-    complaint.escalate_missed("reply", late)
+        complaint.escalate_missed("reply", POLICY, ctx())  # not due yet
+    complaint.escalate_missed("reply", POLICY, late)
     assert complaint.status == Status.ESCALATED and complaint.level == Level.PROVINCIAL
     assert complaint.escalations[-1]["trigger"] == "deadline_missed"
     assert complaint.deadlines["reply"]["escalated_at"]
     with pytest.raises(InvalidTransition):
-        complaint.escalate_missed("reply", late)  # each missed deadline once
-    complaint.escalate_missed("investigation", late)
+        complaint.escalate_missed("reply", POLICY, late)  # each missed deadline once
+    complaint.escalate_missed("investigation", POLICY, late)
     assert complaint.level == Level.HEADQUARTERS
-    complaint.escalate_missed("operator_answer", late)
+    complaint.escalate_missed("operator_answer", POLICY, late)
     assert complaint.level == Level.HEADQUARTERS  # no higher level: supervisors alerted
     assert [a["deadline"] for a in complaint.alerts] == ["operator_answer"]
     assert type(complaint.collect_events()[-1]).__name__ == "SupervisorsAlerted"
@@ -376,12 +384,12 @@ LATE = 60 * 24 * 30  # minutes: a month on, every limit has passed
 
 def test_reassigning_after_a_missed_limit_does_not_escalate_it_again() -> None:
     complaint = new_complaint()
-    complaint.escalate_missed("investigation", ctx(minutes=LATE))
-    complaint.review(ReviewOutcome.UPHELD, "stands", ctx(minutes=LATE))
+    complaint.escalate_missed("investigation", POLICY, ctx(minutes=LATE))
+    complaint.review(ReviewOutcome.UPHELD, "stands", POLICY, ctx(minutes=LATE))
     assert complaint.status == Status.ACCEPTED
     complaint.assign("network", "inv-7", Complexity.SIMPLE, POLICY, ctx(minutes=LATE))
     with pytest.raises(InvalidTransition):
-        complaint.escalate_missed("investigation", ctx(minutes=LATE + 1))
+        complaint.escalate_missed("investigation", POLICY, ctx(minutes=LATE + 1))
 
 
 def test_an_extension_comes_before_the_limit_passes_and_rearms_it() -> None:
@@ -392,40 +400,49 @@ def test_an_extension_comes_before_the_limit_passes_and_rearms_it() -> None:
     on_time = new_complaint()
     on_time.assign("network", "inv-7", Complexity.COMPLEX, POLICY, ctx())
     on_time.extend("r", NOW + timedelta(days=10), "notice", ctx(minutes=60))
-    on_time.escalate_missed("investigation", ctx(minutes=60 * 24 * 11))
+    on_time.escalate_missed("investigation", POLICY, ctx(minutes=60 * 24 * 11))
     assert on_time.deadlines["investigation"]["escalated_at"]
 
 
-def test_archive_closes_the_limits_and_a_review_answers_an_appeal() -> None:
+def test_only_a_reply_from_headquarters_answers_an_appeal_and_archive_closes_the_rest() -> None:
     complaint = in_status(Status.CALLBACK_DONE)
     complaint.escalate(
         EscalationTrigger.REGULATOR_APPEAL,
         "appeal",
         Level.HEADQUARTERS,
+        POLICY,
         ctx(),
         regulator_ref="MIIT-1",
         regulator_due_at=NOW + timedelta(days=5),
     )
-    complaint.review(ReviewOutcome.UPHELD, "answer stands", ctx(minutes=10))
-    assert complaint.deadlines["regulator_appeal"]["met_at"]
-    complaint.archive("done", ctx(minutes=20))
-    assert all(d["met_at"] for d in complaint.deadlines.values())
+    complaint.review(ReviewOutcome.UPHELD, "answer stands", POLICY, ctx(minutes=10))
+    assert complaint.deadlines["regulator_appeal"]["met_at"] is None  # a review is internal
+    # Upheld with its findings and plan: back to the handling, to send the answer from here.
+    assert complaint.status == Status.RESOLUTION_PROPOSED
+    complaint.reply("sms", "c", "b", "p", "e", POLICY, ctx(minutes=20))
+    assert (
+        complaint.deadlines["regulator_appeal"]["met_at"]
+        == (NOW + timedelta(minutes=20)).isoformat()
+    )
+    complaint.record_callback(Satisfaction.SATISFIED, True, "ok", POLICY, ctx(minutes=30))
+    complaint.archive("done", ctx(minutes=40))
+    assert not complaint.running_limits(NOW + timedelta(minutes=40))
 
 
 def test_escalating_by_hand_for_a_missed_limit_marks_it() -> None:
     complaint = new_complaint()
     complaint.escalate(
-        EscalationTrigger.DEADLINE_MISSED, "late", Level.PROVINCIAL, ctx(minutes=LATE)
+        EscalationTrigger.DEADLINE_MISSED, "late", Level.PROVINCIAL, POLICY, ctx(minutes=LATE)
     )
     with pytest.raises(InvalidTransition):
-        complaint.escalate_missed("reply", ctx(minutes=LATE + 1))
+        complaint.escalate_missed("reply", POLICY, ctx(minutes=LATE + 1))
 
 
 def test_a_paused_limit_is_not_escalated() -> None:
     complaint = in_status(Status.INVESTIGATING)
     complaint.pause_clock("waiting for the customer", ctx())
     with pytest.raises(InvalidTransition):
-        complaint.escalate_missed("investigation", ctx(minutes=LATE))
+        complaint.escalate_missed("investigation", POLICY, ctx(minutes=LATE))
 
 
 def test_a_message_the_gateway_refuses_fails_for_good() -> None:

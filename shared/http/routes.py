@@ -1,0 +1,37 @@
+"""Which service serves each command, and where: what a 409 tells a client it may send now."""
+
+from __future__ import annotations
+
+from shared.domain.codes import Service, Status
+from shared.domain.lifecycle import STAGES, Command
+
+#: Where a client gives each command (api.md): the service and the route. Commands missing here
+#: are the services' own (the deadline watch, the dispatcher). A test checks each route exists.
+ROUTES: dict[Command, tuple[Service, str]] = {
+    Command.REFUSE: (Service.INTAKE, "/complaints/{id}/refusal"),
+    Command.ASSIGN: (Service.INVESTIGATION, "/complaints/{id}/assignment"),
+    Command.ADD_EVIDENCE: (Service.INVESTIGATION, "/complaints/{id}/evidence"),
+    Command.EXTEND: (Service.INVESTIGATION, "/complaints/{id}/extension"),
+    Command.RECORD_FINDINGS: (Service.INVESTIGATION, "/complaints/{id}/findings"),
+    Command.PROPOSE_RESOLUTION: (Service.INVESTIGATION, "/complaints/{id}/resolution"),
+    Command.REPLY: (Service.INVESTIGATION, "/complaints/{id}/reply"),
+    Command.PAUSE_CLOCK: (Service.INVESTIGATION, "/complaints/{id}/pause"),
+    Command.RESUME_CLOCK: (Service.INVESTIGATION, "/complaints/{id}/resume"),
+    Command.ESCALATE: (Service.ESCALATION, "/complaints/{id}/escalation"),
+    Command.ASSIGN_HANDLER: (Service.ESCALATION, "/complaints/{id}/handler"),
+    Command.REVIEW: (Service.ESCALATION, "/complaints/{id}/review"),
+    Command.RECORD_CALLBACK: (Service.CALLBACK, "/complaints/{id}/callback"),
+    Command.RECORD_UNREACHED_CALLBACK: (Service.CALLBACK, "/complaints/{id}/callback"),
+    Command.ARCHIVE: (Service.CALLBACK, "/complaints/{id}/archive"),
+}
+
+
+def allowed_routes(status: str) -> list[str]:
+    """What a client may send in this status: `POST <path> (<service>)`, for a 409."""
+    found = {
+        f"POST {path} ({service.value})"
+        for command in STAGES[Status(status)].commands
+        if command in ROUTES
+        for service, path in [ROUTES[command]]
+    }
+    return sorted(found)
