@@ -85,7 +85,7 @@ async def extend(
     return await execute(
         store,
         complaint_id,
-        lambda c: c.extend(body.reason, body.new_due_at, body.progress_notice, ctx),
+        lambda c: c.extend(body.reason, body.new_due_at, body.progress_notice, store.policy, ctx),
         ctx,
         if_match,
         response,

@@ -28,6 +28,8 @@ class Category(StrEnum):
     SERVICE_ATTITUDE = "service_attitude"
     BUSINESS_HANDLING = "business_handling"
     FAULT_REPAIR = "fault_repair"
+    #: 装移机: installing or moving a line.
+    INSTALLATION = "installation"
     OTHER = "other"
 
 

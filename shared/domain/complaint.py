@@ -181,13 +181,16 @@ class Complaint(Aggregate):
         policy: Policy,
         ctx: CommandContext,
     ) -> None:
-        """Hand the complaint to one named investigator (专人负责). The complexity picks the
-        investigation limit from the policy, counted from acceptance."""
+        """Hand the complaint to one named investigator (专人负责). The complexity chooses again
+        the limits that depend on it (the investigation, and the reply and resolution that
+        follow it), counted from acceptance."""
         self._check(Command.ASSIGN, ctx)
+        received = self.intake.get("received_at")
         deadlines = policy.deadlines(
             {**self.facts(), "complexity": complexity.value},
             accepted_at=self.accepted_at,
-            only=["investigation"],
+            received_at=datetime.fromisoformat(received) if received else None,
+            only=policy.selecting_on("complexity"),
         )
         self._assigned(
             department=department,
@@ -254,30 +257,47 @@ class Complaint(Aggregate):
         )
 
     def extend(
-        self, reason: str, new_due_at: datetime, progress_notice: str, ctx: CommandContext
+        self,
+        reason: str,
+        new_due_at: datetime,
+        progress_notice: str,
+        policy: Policy,
+        ctx: CommandContext,
     ) -> None:
-        """Extend the investigation limit: complex complaints only, with a notice (告知进展)."""
+        """Extend a complex complaint's investigation, with a reason and a notice to the
+        customer (告知进展). The customer is told a new date, so the reply (and the resolution)
+        move with it: each limit the policy's extension names is moved to at least
+        `new_due_at`. The first due times stay on record."""
         self._check(Command.EXTEND, ctx)
         if not self.assignment or self.assignment["complexity"] != Complexity.COMPLEX:
             raise InvalidTransition(
                 "extend", self.status, "Only complaints assessed as complex may be extended."
             )
         current = self.deadlines.get("investigation")
-        if current is None or current.get("met_at"):
+        if current is None or not book.is_open(current):
             raise InvalidTransition("extend", self.status, "No investigation limit is running.")
-        if ctx.at > datetime.fromisoformat(current["due_at"]):
+        due = datetime.fromisoformat(current["due_at"])
+        if ctx.at > due:
             raise InvalidTransition(
                 "extend",
                 self.status,
                 "The investigation limit has passed: it is escalated, not extended.",
             )
-        if new_due_at <= datetime.fromisoformat(current["due_at"]):
+        if new_due_at <= due:
             raise InvalidCommand("new_due_at must be later than the current investigation limit.")
+        first = datetime.fromisoformat(current.get("original_due_at") or current["due_at"])
+        latest = policy.latest_extension(first)
+        if new_due_at > latest:
+            raise InvalidCommand(
+                f"new_due_at may be {_iso(latest)} at the latest: "
+                f"{policy.document.extension.source}."
+            )
         self._extended(
             deadline="investigation",
             reason=reason,
             new_due_at=_iso(new_due_at),
             progress_notice=progress_notice,
+            moves=list(policy.document.extension.moves),
             ctx=ctx.record(),
             timestamp=ctx.at,
         )
@@ -292,17 +312,18 @@ class Complaint(Aggregate):
         progress_notice: str,
         ctx: dict[str, Any],
         timestamp: datetime,
+        moves: list[str] | None = None,
     ) -> None:
         previous = self.deadlines[deadline]["due_at"]
-        book.extend(self.deadlines, deadline, new_due_at)
-        added = datetime.fromisoformat(new_due_at) - datetime.fromisoformat(previous)
-        self._step("Extended", timestamp, deadline=deadline, seconds=added.total_seconds())
+        moved = book.extend(self.deadlines, moves or [deadline], new_due_at, timestamp)
+        self._step("Extended", timestamp, new_due_at=new_due_at)
         self.extensions.append(
             {
                 "deadline": deadline,
                 "reason": reason,
                 "previous_due_at": previous,
                 "new_due_at": new_due_at,
+                "moved": moved,
                 "progress_notice": progress_notice,
                 "at": _iso(timestamp),
             }

@@ -19,8 +19,9 @@ with `event`, `at` (ISO, UTC), `status` and `level` after the event, and where i
   that opening start limits (`Accepted` with the intake facts and `received_at`)
 - `complexity` (`Assigned`) — the investigation limit is chosen again for that complexity
 - `deadlines` (`Escalated`) — limits that do not come from the policy (a regulator's)
-- `deadline` (`Extended`, `SupervisorsAlerted`) — the limit extended, or that alerted
-- `seconds` (`Extended`, `ClockResumed`) — how much longer, how long the clock stood still
+- `new_due_at` (`Extended`) — the limits the policy's extension moves, moved to at least then
+- `deadline` (`SupervisorsAlerted`) — the limit that alerted
+- `seconds` (`ClockResumed`) — how long the clock stood still
 """
 
 from __future__ import annotations
@@ -110,16 +111,21 @@ def start(book: Book, deadlines: Iterable[Mapping[str, Any]], at: datetime, even
 
 def replace(book: Book, deadline: dict[str, Any], at: datetime) -> None:
     """A new limit replaces an open one of its name (an investigation chosen again for another
-    complexity); if the old one had passed and escalated and the new one has passed too, that
+    complexity). An extension promised to the customer is not taken back: the later due time
+    stands. If the old one had passed and escalated and the new one has passed too, that
     escalation still stands (no second one)."""
     key = deadline["name"]
     old = book.get(key)
     if old is not None and not is_open(old):
         return
-    escalated = (old or {}).get("escalated_at")
-    book[key] = {**deadline, "key": key, "met_at": None}
-    if escalated and datetime.fromisoformat(deadline["due_at"]) < at:
-        book[key]["escalated_at"] = escalated
+    old = old or {}
+    new = {**deadline, "key": key, "met_at": None}
+    if old.get("original_due_at"):
+        new["original_due_at"] = old["original_due_at"]
+        new["due_at"] = max(old["due_at"], deadline["due_at"], key=datetime.fromisoformat)
+    if old.get("escalated_at") and datetime.fromisoformat(new["due_at"]) < at:
+        new["escalated_at"] = old["escalated_at"]
+    book[key] = new
 
 
 def meet(book: Book, event: str, at: datetime) -> None:
@@ -153,8 +159,21 @@ def apply(book: Book, step: Mapping[str, Any], opened: Iterable[Mapping[str, Any
         close(book, at, event, left=Status(step["status"]))
 
 
-def extend(book: Book, key: str, new_due_at: str) -> None:
-    book[key] = {**book[key], "due_at": new_due_at, "escalated_at": None}
+def extend(book: Book, names: Iterable[str], new_due_at: str, at: datetime) -> list[str]:
+    """Move the open limits of these names that have not passed to at least `new_due_at`; the
+    first due time stays on record as `original_due_at`. Returns the keys moved."""
+    wanted, new_due = set(names), datetime.fromisoformat(new_due_at)
+    moved = []
+    for key, deadline in book.items():
+        due = datetime.fromisoformat(deadline["due_at"])
+        if deadline["name"] in wanted and is_open(deadline) and at <= due < new_due:
+            book[key] = {
+                **deadline,
+                "due_at": iso(new_due),
+                "original_due_at": deadline.get("original_due_at") or deadline["due_at"],
+            }
+            moved.append(key)
+    return moved
 
 
 def mark_escalated(book: Book, key: str, at: datetime) -> None:
@@ -205,20 +224,23 @@ def reassess(
     """
     book: Book = {}
     accepted_at: datetime | None = None
+    received_at: datetime | None = None
     for step in timeline:
         event, at = step["event"], datetime.fromisoformat(step["at"])
         if event == "Accepted":
             accepted_at = at
+            received = step.get("received_at")
+            received_at = datetime.fromisoformat(received) if received else None
         elif event == "Assigned" and accepted_at is not None:
             for deadline in policy.deadlines(
                 {**facts, "complexity": step["complexity"], "level": step.get("level")},
                 accepted_at=accepted_at,
-                only=["investigation"],
+                received_at=received_at,
+                only=policy.selecting_on("complexity"),
             ):
                 replace(book, deadline, at)
-        elif event == "Extended" and step["deadline"] in book:
-            due = datetime.fromisoformat(book[step["deadline"]]["due_at"])
-            extend(book, step["deadline"], iso(due + timedelta(seconds=step["seconds"])))
+        elif event == "Extended":
+            extend(book, policy.document.extension.moves, step["new_due_at"], at)
         elif event == "ClockResumed":
             shift_paused(book, timedelta(seconds=step["seconds"]))
         elif event == "SupervisorsAlerted" and step["deadline"] in book:

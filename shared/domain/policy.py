@@ -100,6 +100,25 @@ class LimitRule(_Strict):
         return all(facts.get(key) in allowed for key, allowed in self.applies.items())
 
 
+class AverageFigure(_Strict):
+    """A report figure rather than a limit: the average time the complaints with these facts
+    took to meet `limit` (seed 004's repair averages for towns and rural areas)."""
+
+    limit: str
+    group: str = Field(min_length=1)
+    applies: dict[str, tuple[str, ...]] = Field(default_factory=dict)
+    hours: float = Field(gt=0)
+    source: str = ""
+
+    @field_validator("applies")
+    @classmethod
+    def _known_facts(cls, value: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
+        return LimitRule._known_facts(value)
+
+    def matches(self, facts: Mapping[str, str | None]) -> bool:
+        return all(facts.get(key) in allowed for key, allowed in self.applies.items())
+
+
 class CalendarConfig(_Strict):
     country: str = "CN"
     extra_holidays: tuple[date, ...] = ()
@@ -145,6 +164,16 @@ class EscalationConfig(_Strict):
     )
 
 
+class ExtensionConfig(_Strict):
+    """A complex complaint's investigation may be extended, with a reason and a notice to the
+    customer (告知进展, seed 002): the limits in `moves` are moved to at least the new date,
+    which may lie at most `max` after the investigation limit as first set."""
+
+    max: Span = Span(amount=10, unit=Unit.WORKING_DAYS)
+    moves: tuple[str, ...] = ("investigation", "reply", "resolution")
+    source: str = "policy choice: at most 10 working days beyond the first investigation limit"
+
+
 class PolicyDocument(_Strict):
     version: str = Field(min_length=1)
     timezone: str = "Asia/Shanghai"
@@ -152,7 +181,9 @@ class PolicyDocument(_Strict):
     limitation: LimitationConfig = LimitationConfig()
     major_incident: MajorIncidentConfig = MajorIncidentConfig()
     escalation: EscalationConfig = EscalationConfig()
+    extension: ExtensionConfig = ExtensionConfig()
     limit: tuple[LimitRule, ...] = Field(min_length=1)
+    average: tuple[AverageFigure, ...] = ()
 
     @model_validator(mode="after")
     def _one_opening_per_limit(self) -> PolicyDocument:
@@ -235,6 +266,19 @@ class Policy:
     @cached_property
     def limit_names(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(rule.name for rule in self.document.limit))
+
+    def selecting_on(self, fact: str) -> list[str]:
+        """The limits some rule of which selects on `fact` (those an assignment, which learns
+        the complexity, chooses again)."""
+        return [
+            name
+            for name in self.limit_names
+            if any(r.name == name and fact in r.applies for r in self.document.limit)
+        ]
+
+    def latest_extension(self, first_due: datetime) -> datetime:
+        """How late an extension may set the investigation limit first due at `first_due`."""
+        return self.due_at(self.document.extension.max, first_due)
 
     def rules_for(self, facts: Mapping[str, str | None]) -> list[tuple[LimitRule, list[LimitRule]]]:
         """For each limit name: the rule that applies to these facts, and the caps that match.

@@ -71,12 +71,15 @@ class Deadline(BaseModel):
         description="what started it: accepted, escalated, reopened, replied, callback_done",
     )
     level: str | None = Field(default=None, description="the level when it opened")
+    original_due_at: datetime | None = Field(
+        default=None, description="the due time first set, when an extension moved it"
+    )
     starts_at: datetime
     amount: int | float | None = Field(default=None, examples=[3])
     unit: str = Field(examples=["working_days"])
     target: float = Field(examples=[1.0], description="share to be met on time")
     pausable: bool = Field(default=False, description="stands still while the clock is paused")
-    policy_version: str | None = Field(default=None, examples=["2026.1"])
+    policy_version: str | None = Field(default=None, examples=["2026.2"])
     source: str = ""
 
 

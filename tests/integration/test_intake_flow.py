@@ -31,7 +31,7 @@ async def test_accept_read_history_and_as_of(api: Api, clock: FixedClock) -> Non
     # reply within 2 working days = by the end of Wednesday 25 Nov (Beijing time).
     assert names["reply"]["due_at"] == "2026-11-25T15:59:59Z"
     assert names["reply"]["state"] == "running"
-    assert names["reply"]["policy_version"] == "2026.1"
+    assert names["reply"]["policy_version"] == "2026.2"
 
     clock.advance(timedelta(hours=1))
     refused = await api.client.post(

@@ -35,8 +35,8 @@ REPLY = {
 }
 EXTENSION = {
     "reason": "需厂家检测",
-    "new_due_at": "2026-12-10T18:00:00+08:00",
-    "progress_notice": "您的投诉正在处理中,预计 12 月 10 日前答复。",
+    "new_due_at": "2026-12-08T18:00:00+08:00",
+    "progress_notice": "您的投诉正在处理中,预计 12 月 8 日前答复。",
 }
 
 ROLE = {"assignment": "supervisor"}
@@ -114,8 +114,13 @@ async def test_extension_replaces_the_limit_and_keeps_both_in_history(api: Api, 
     extended = await command(inv, cid, "extension", EXTENSION)
     assert extended.status_code == 200, extended.text
     body = extended.json()
-    investigation = next(d for d in body["deadlines"] if d["name"] == "investigation")
-    assert investigation["due_at"] == "2026-12-10T10:00:00Z"
+    due = {d["key"]: d for d in body["deadlines"]}
+    # A complex mobile complaint: investigation and reply both 2 working days (Wed 25 Nov);
+    # the extension moves both to the date the customer is told.
+    for name in ("investigation", "reply"):
+        assert due[name]["due_at"] == "2026-12-08T10:00:00Z", name
+        assert due[name]["original_due_at"] == "2026-11-25T15:59:59Z", name
+    assert due["operator_answer"]["original_due_at"] is None
     assert body["extensions"][0]["previous_due_at"] != body["extensions"][0]["new_due_at"]
     assert body["notifications"][0]["kind"] == "progress_notice"
     history = (await inv.get(f"/complaints/{cid}/history")).json()["events"]
@@ -273,3 +278,18 @@ async def test_only_the_assigned_investigator_or_a_supervisor_acts(api: Api, inv
     assert by_supervisor.status_code == 200
     answer = by_supervisor.json()
     assert answer["owner"] == "inv-42" and answer["first_contact_owner"] == "agent-1"
+
+
+async def test_an_extension_beyond_the_maximum_is_422_and_stores_nothing(
+    api: Api, inv: Api
+) -> None:
+    cid = (await api.accept(intake_body())).json()["id"]
+    await command(inv, cid, "assignment", {**ASSIGN, "complexity": "complex"})
+    # First due Wed 25 Nov; 10 working days on is Wed 9 Dec, 23:59:59 in Beijing.
+    late = await command(
+        inv, cid, "extension", {**EXTENSION, "new_due_at": "2026-12-10T09:00:00+08:00"}
+    )
+    assert late.status_code == 422, late.text
+    assert late.headers["content-type"] == "application/problem+json"
+    assert "2026-12-09T15:59:59+00:00" in late.json()["detail"]
+    assert (await inv.get(f"/complaints/{cid}")).json()["version"] == 2

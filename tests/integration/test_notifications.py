@@ -73,7 +73,7 @@ async def test_reply_and_progress_notice_arrive_once(
     received = gateway.state.received
     texts = [v["message"]["text"] for v in received.values()]
     assert len(texts) == 2
-    assert "预计 12 月 10 日前答复" in texts[0] and "故障已修复" in texts[1]
+    assert "预计 12 月 8 日前答复" in texts[0] and "故障已修复" in texts[1]
     assert {v["message"]["to"] for v in received.values()} == {"13812341234"}
     # Each message carries the correlation id of the request that asked for it.
     events = (await inv.get(f"/complaints/{cid}/history")).json()["events"]

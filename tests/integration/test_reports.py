@@ -123,10 +123,10 @@ FIXTURE: dict[str, tuple[str, dict[str, Any], list[tuple[str, str, dict[str, Any
             ("2026-10-12T11:00", "archive", {"summary": "已退费"}),
         ],
     ),
-    # Urban broadband fault, Fri 2 Oct 20:00 (a holiday). repair 36 h -> 4 Oct 08:00: missed
+    # Urban broadband fault, Fri 2 Oct 20:00 (a holiday). repair 24 h -> 3 Oct 20:00: missed
     # (plan 9 Oct). Complex: investigation 5 working days -> 8, 9, 10, 12, 13 Oct: met 9 Oct.
-    # reply 3 working days -> 10 Oct: missed (12 Oct). resolution 5 working days -> 13 Oct:
-    # met. operator_answer met. One callback attempt reached nobody.
+    # reply and resolution of a complex complaint, 6 working days -> 14 Oct: met 12 Oct.
+    # operator_answer met. One callback attempt reached nobody.
     "D": (
         "2026-10-02T20:00",
         intake("D", business_type="broadband", category="fault_repair", area="urban"),
@@ -272,7 +272,7 @@ async def test_report_matches_the_hand_count(
     assert figures(limits["acceptance"]) == (1, 0, 0, 1.0)  # C
     assert figures(limits["investigation"]) == (4, 2, 0, 0.6667)  # B and H missed
     assert limits["investigation"]["closed"] == 1  # F
-    assert figures(limits["reply"]) == (2, 4, 0, 0.3333)  # A, E met
+    assert figures(limits["reply"]) == (3, 3, 0, 0.5)  # A, D (complex: 6 days), E met
     assert figures(limits["resolution"]) == (3, 0, 0, 1.0)  # C, D, E
     assert limits["resolution"]["target"] == 0.98 and limits["resolution"]["gap"] == 0.02
     assert figures(limits["repair"]) == (0, 1, 0, 0.0)  # D
@@ -286,32 +286,34 @@ async def test_report_matches_the_hand_count(
     # by Thu 15 Oct (3 working days); on Fri 16 Oct both are missed.
     assert figures(limits["escalation_assignment"]) == (0, 2, 0, 0.0)
     assert figures(limits["escalation_review"]) == (0, 2, 0, 0.0)
-    assert got["time_limits"]["policy_versions"] == ["2026.1"]
+    assert got["time_limits"]["policy_versions"] == ["2026.2"]
 
     rules = {(r["limit"], r["rule"]): r for r in got["time_limits"]["rules"]}
-    assert figures(rules["reply", "2 working_days"]) == (1, 2, 0, 0.3333)  # A / B, H
-    assert figures(rules["reply", "3 working_days"]) == (0, 2, 0, 0.0)  # C, D; F closed
+    assert figures(rules["reply", "2 working_days"]) == (1, 2, 0, 0.3333)  # A / B, H (mobile)
+    assert rules["reply", "2 working_days"]["closed"] == 1  # F, refused
+    assert figures(rules["reply", "3 working_days"]) == (0, 1, 0, 0.0)  # C
+    assert figures(rules["reply", "6 working_days"]) == (1, 0, 0, 1.0)  # D, complex
     assert figures(rules["reply", "1 working_days"]) == (1, 0, 0, 1.0)  # E, the VIP cap
     assert figures(rules["investigation", "72 hours"]) == (3, 2, 0, 0.6)
     assert figures(rules["investigation", "5 working_days"]) == (1, 0, 0, 1.0)  # D, complex
     assert "seed 004" in rules["reply", "2 working_days"]["source"]
 
     # Weakest links: every decided deadline of a group against its mean target, furthest
-    # below first. unassigned: F's are closed, H missed 2 of 2: -1. broadband-repair (D): 3 of
-    # 6 met against 5.98/6. network-ops (A 5 of 5, B 2 of 6): 7/11. billing-center (C 6 of 7,
+    # below first. unassigned: F's are closed, H missed 2 of 2: -1. network-ops (A 5 of 5, B 2
+    # of 6): 7/11. broadband-repair (D): 4 of 6 met against 5.98/6. billing-center (C 6 of 7,
     # E 4 of 7) 10/14 against 13.96/14.
     weakest = got["time_limits"]["weakest_links"]
     assert [(g["group"], g["gap"]) for g in weakest["departments"]] == [
         ("unassigned", -1.0),
-        ("broadband-repair", -0.4967),
         ("network-ops", -0.3636),
+        ("broadband-repair", -0.33),
         ("billing-center", -0.2829),
     ]
-    # fault_repair as D; network_coverage (A, B, H) 7 of 13; billing as billing-center;
+    # network_coverage (A, B, H) 7 of 13; fault_repair as D; billing as billing-center;
     # other (F) has nothing decided and is not a weak link.
     assert [(g["group"], g["gap"]) for g in weakest["categories"]] == [
-        ("fault_repair", -0.4967),
         ("network_coverage", -0.4615),
+        ("fault_repair", -0.33),
         ("billing", -0.2829),
     ]
 
@@ -385,7 +387,7 @@ async def test_reanalysis_under_a_stricter_policy(
 
     # The rules that applied are unchanged by asking for another policy.
     applied = by(got["time_limits"]["limits"], "limit")
-    assert figures(applied["reply"]) == (2, 4, 0, 0.3333)
+    assert figures(applied["reply"]) == (3, 3, 0, 0.5)
 
     again = got["reanalysis"]
     assert again["policy"] == "strict-draft"
@@ -416,7 +418,7 @@ async def test_reanalysis_under_a_stricter_policy(
         "investigation": (0.6667, 0.5, -0.1667),
         "operator_answer": (1.0, None, None),
         "repair": (0.0, None, None),
-        "reply": (0.3333, 0.1667, -0.1666),
+        "reply": (0.5, 0.1667, -0.3333),
         "resolution": (1.0, 0.6667, -0.3333),
     }
 
@@ -425,7 +427,7 @@ async def test_the_same_policy_reproduces_the_figures_that_applied(
     api: Api, inv: Api, cb: Api, clock: FixedClock, store: ComplaintStore
 ) -> None:
     await drive(clock, api, inv, cb)
-    got = await report(cb, store, policy="2026.1")
+    got = await report(cb, store, policy="2026.2")
     assert got["reanalysis"]["time_limits"] == got["time_limits"]
     assert all(row["change"] == 0 for row in got["reanalysis"]["comparison"])
 
@@ -437,7 +439,7 @@ async def test_csv_carries_the_same_figures(
     await report(cb, store)
     answer = await cb.client.get(
         "/reports/improvement",
-        params={**PERIOD, "policy": "2026.1"},
+        params={**PERIOD, "policy": "2026.2"},
         headers=cb.headers("supervisor", Accept="text/csv"),
     )
     assert answer.status_code == 200
@@ -447,10 +449,10 @@ async def test_csv_carries_the_same_figures(
         (r["policy"], r["section"], r["group"], r["key"], r["metric"]): r["value"] for r in rows
     }
     assert value["applied", "count", "category", "network_coverage", "complaints"] == "3"
-    assert value["applied", "limit", "reply", "", "on_time_rate"] == "0.3333"
+    assert value["applied", "limit", "reply", "", "on_time_rate"] == "0.5"
     assert value["applied", "satisfaction", "", "", "satisfaction_rate"] == "0.75"
-    assert value["2026.1", "comparison", "reply", "", "change"] == "0.0"
-    assert value["applied", "weakest_department", "broadband-repair", "", "gap"] == "-0.4967"
+    assert value["2026.2", "comparison", "reply", "", "change"] == "0.0"
+    assert value["applied", "weakest_department", "broadband-repair", "", "gap"] == "-0.33"
 
 
 @pytest.mark.parametrize(

@@ -55,7 +55,7 @@ ACTIONS: dict[str, Action] = {
     ),
     "evidence": lambda c, t: c.add_evidence("call_record", "CDR", "s", as_("supervisor", t)),
     "extend": lambda c, t: c.extend(
-        "vendor", t + timedelta(days=8), "notice", as_("supervisor", t)
+        "vendor", t + timedelta(days=8), "notice", POLICY, as_("supervisor", t)
     ),
     "findings upheld": lambda c, t: c.record_findings("c", "b", "r", True, as_("supervisor", t)),
     "findings rejected": lambda c, t: c.record_findings("c", "b", "r", False, as_("supervisor", t)),

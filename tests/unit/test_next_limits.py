@@ -52,7 +52,7 @@ def test_a_reply_starts_the_callback_and_a_content_callback_the_archive() -> Non
     callback = c.deadlines["callback"]
     # Two working days from Monday: the end of Wednesday 25 Nov.
     assert callback["due_at"] == utc("2026-11-25T15:59:59")
-    assert callback["opened_by"] == "replied" and callback["policy_version"] == "2026.1"
+    assert callback["opened_by"] == "replied" and callback["policy_version"] == "2026.2"
     assert callback["source"].startswith("policy choice")
     c.record_callback(Satisfaction.SATISFIED, True, "ok", POLICY, as_("callback", at(30)))
     assert c.deadlines["callback"]["met_at"] == at(30).isoformat()
@@ -176,5 +176,49 @@ def test_the_extension_goes_through_the_owner_too() -> None:
     c = new_complaint()
     c.assign("net", "inv-7", Complexity.COMPLEX, POLICY, as_("supervisor", at(0.1)))
     with pytest.raises(NotOwner):
-        c.extend("vendor", at(24 * 8), "notice", as_("investigator", at(1), "inv-8"))
-    c.extend("vendor", at(24 * 8), "notice", as_("investigator", at(1), "inv-7"))
+        c.extend("vendor", at(24 * 8), "notice", POLICY, as_("investigator", at(1), "inv-8"))
+    c.extend("vendor", at(24 * 8), "notice", POLICY, as_("investigator", at(1), "inv-7"))
+
+
+def fixed_line_complex() -> Complaint:
+    """A fixed-line billing complaint, assessed as complex by its assignment to inv-7."""
+    c = new_complaint(business_type="fixed_line")
+    c.assign("net", "inv-7", Complexity.COMPLEX, POLICY, as_("supervisor", at(0.1)))
+    return c
+
+
+def test_a_complex_assessment_gives_the_reply_time_after_the_investigation() -> None:
+    c = fixed_line_complex()
+    assert c.deadlines["investigation"]["due_at"] == utc("2026-11-30T15:59:59")  # 5 working days
+    assert c.deadlines["reply"]["due_at"] == utc("2026-12-01T15:59:59")  # 6
+    assert c.deadlines["resolution"]["due_at"] == utc("2026-12-01T15:59:59")  # 6
+
+
+def test_an_extension_moves_every_limit_the_customer_was_promised() -> None:
+    c = fixed_line_complex()
+    new_due = datetime(2026, 12, 3, 10, 0, tzinfo=UTC)  # Thursday 3 Dec, 18:00 in Beijing
+    c.extend("vendor test", new_due, "预计 12 月 3 日前答复", POLICY, as_("supervisor", at(1)))
+    for name, first in (
+        ("investigation", "2026-11-30T15:59:59"),
+        ("reply", "2026-12-01T15:59:59"),
+        ("resolution", "2026-12-01T15:59:59"),
+    ):
+        assert c.deadlines[name]["due_at"] == new_due.isoformat(), name
+        assert c.deadlines[name]["original_due_at"] == utc(first), name
+    # The operator's 15 days end later anyway, and are not the extension's.
+    assert c.deadlines["operator_answer"]["due_at"] == utc("2026-12-08T02:00:00")
+    assert "original_due_at" not in c.deadlines["operator_answer"]
+    assert c.extensions[0]["moved"] == ["investigation", "reply", "resolution"]
+    # A later re-assignment does not take the promised date back.
+    c.assign("net", "inv-8", Complexity.COMPLEX, POLICY, as_("supervisor", at(2)))
+    assert c.deadlines["reply"]["due_at"] == new_due.isoformat()
+    assert c.deadlines["reply"]["original_due_at"] == utc("2026-12-01T15:59:59")
+
+
+def test_an_extension_ends_within_the_policys_maximum() -> None:
+    c = fixed_line_complex()
+    # 10 working days after Monday 30 Nov: Monday 14 Dec, 23:59:59 in Beijing.
+    with pytest.raises(InvalidCommand, match="2026-12-14T15:59:59"):
+        c.extend("r", datetime(2026, 12, 14, 16, tzinfo=UTC), "n", POLICY, as_("supervisor", at(1)))
+    c.extend("r", datetime(2026, 12, 14, 15, tzinfo=UTC), "n", POLICY, as_("supervisor", at(1)))
+    assert c.deadlines["investigation"]["due_at"] == utc("2026-12-14T15:00:00")

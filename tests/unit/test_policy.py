@@ -19,9 +19,14 @@ def beijing(text: str) -> datetime:
 
 
 def facts(**overrides: str | None) -> dict[str, str | None]:
+    """A fixed-line billing complaint by phone, unless overridden."""
     base: dict[str, str | None] = dict(
         facts_of(
-            channel="hotline", business_type="mobile", category="billing", vip_tier=None, area=None
+            channel="hotline",
+            business_type="fixed_line",
+            category="billing",
+            vip_tier=None,
+            area=None,
         )
     )
     base.update(overrides)
@@ -76,14 +81,20 @@ def test_working_days_across_midnight_utc_use_beijing_dates() -> None:
             {"category": "network_coverage", "business_type": "broadband"},
             "2026-11-26T23:59:59+08:00",
         ),
-        (  # mobile network: 2 working days
+        (  # every mobile complaint (移网), whatever its category: 2 working days
             "reply",
             {"category": "network_coverage", "business_type": "mobile"},
             "2026-11-25T23:59:59+08:00",
         ),
+        ("reply", {"business_type": "mobile"}, "2026-11-25T23:59:59+08:00"),
+        (
+            "reply",
+            {"business_type": "mobile", "category": "service_attitude"},
+            "2026-11-25T23:59:59+08:00",
+        ),
         (  # the VIP cap shortens even the most specific rule
             "reply",
-            {"category": "network_coverage", "vip_tier": "supreme"},
+            {"business_type": "mobile", "vip_tier": "supreme"},
             "2026-11-24T23:59:59+08:00",
         ),
         (  # a cap never lengthens: gold has no cap, diamond's 1 day is the shortest
@@ -91,11 +102,31 @@ def test_working_days_across_midnight_utc_use_beijing_dates() -> None:
             {"vip_tier": "gold"},
             "2026-11-26T23:59:59+08:00",
         ),
+        ("reply", {"vip_tier": "supreme"}, "2026-11-24T23:59:59+08:00"),  # 1 working day
+        # A complex complaint is answered after its longer investigation: 6 working days.
+        ("reply", {"complexity": "complex"}, "2026-12-01T23:59:59+08:00"),
+        # Equally specific (mobile vs complex): the shorter wins, mobile's 2 days.
+        (
+            "reply",
+            {"complexity": "complex", "business_type": "mobile"},
+            "2026-11-25T23:59:59+08:00",
+        ),
         ("investigation", {}, "2026-11-26T10:00:00+08:00"),  # 72 hours
         ("investigation", {"complexity": "complex"}, "2026-11-30T23:59:59+08:00"),
-        ("reply", {"vip_tier": "supreme"}, "2026-11-24T23:59:59+08:00"),  # 1 working day
+        (  # a complex mobile complaint is still replied within 2 working days
+            "investigation",
+            {"complexity": "complex", "business_type": "mobile"},
+            "2026-11-25T23:59:59+08:00",
+        ),
         ("resolution", {}, "2026-11-30T23:59:59+08:00"),  # 5 working days
+        ("resolution", {"category": "installation"}, "2026-11-30T23:59:59+08:00"),
+        ("resolution", {"complexity": "complex"}, "2026-12-01T23:59:59+08:00"),  # 6
         ("operator_answer", {}, "2026-12-08T10:00:00+08:00"),  # 15 calendar days
+        (  # broadband installed or moved: 72 hours
+            "installation",
+            {"business_type": "broadband", "category": "installation"},
+            "2026-11-26T10:00:00+08:00",
+        ),
     ],
 )
 def test_deadline_per_policy_row(name: str, fact: dict[str, str], expected: str) -> None:
@@ -103,13 +134,44 @@ def test_deadline_per_policy_row(name: str, fact: dict[str, str], expected: str)
 
 
 @pytest.mark.parametrize(
-    ("area", "hours"), [("urban", 36), ("suburban_county", 36), ("rural", 48), (None, 36)]
+    ("business_type", "area", "hours"),
+    [
+        ("broadband", "urban", 24),  # seed 004: 城区24小时
+        ("broadband", "suburban_county", 36),  # 郊县36小时
+        ("broadband", "rural", 48),  # at most 48 h in rural areas
+        ("broadband", None, 24),  # area unknown: the urban commitment
+        ("fixed_line", "urban", 48),  # 《电信条例》 Art. 33: towns 48 h
+        ("fixed_line", "suburban_county", 48),
+        ("fixed_line", None, 48),
+        ("fixed_line", "rural", 72),  # rural 72 h
+    ],
 )
-def test_broadband_repair_by_area(area: str | None, hours: int) -> None:
+def test_repair_by_service_and_area(business_type: str, area: str | None, hours: int) -> None:
     accepted = beijing("2026-11-23T10:00:00")
     expected = (accepted + timedelta(hours=hours)).isoformat()
-    got = due("repair", accepted, business_type="broadband", category="fault_repair", area=area)
+    got = due("repair", accepted, business_type=business_type, category="fault_repair", area=area)
     assert got == expected
+
+
+@pytest.mark.parametrize(
+    ("business_type", "category"),
+    [("mobile", "fault_repair"), ("data", "fault_repair"), ("broadband", "installation")],
+)
+def test_no_repair_limit_where_the_standards_set_none(business_type: str, category: str) -> None:
+    deadlines = POLICY.deadlines(
+        facts(business_type=business_type, category=category),
+        accepted_at=beijing("2026-11-23T10:00:00"),
+    )
+    assert "repair" not in {d["name"] for d in deadlines}
+
+
+def test_every_rule_cites_its_source() -> None:
+    assert all(rule.source for rule in POLICY.document.limit)
+    assert all(figure.source for figure in POLICY.document.average)
+    assert [(a.group, a.hours) for a in POLICY.document.average] == [
+        ("broadband, towns", 24),
+        ("broadband, rural", 36),
+    ]
 
 
 def test_network_coverage_has_no_resolution_limit() -> None:
@@ -127,7 +189,7 @@ def test_acceptance_limit_only_for_non_live_channels() -> None:
 
 def test_every_deadline_records_the_policy_version() -> None:
     deadlines = POLICY.deadlines(facts(), accepted_at=datetime.now(UTC))
-    assert deadlines and all(d["policy_version"] == "2026.1" for d in deadlines)
+    assert deadlines and all(d["policy_version"] == "2026.2" for d in deadlines)
 
 
 def test_a_policy_file_changes_limits_without_code() -> None:
@@ -215,11 +277,11 @@ def test_reports_may_name_every_policy_version_in_the_directory(tmp_path: Path) 
         "version = 'draft'\n[[limit]]\nname='x'\namount=1\nunit='hours'\nmet_by=['Replied']"
     )
     (tmp_path / "same.toml").write_text(DEFAULT_POLICY_PATH.read_text(encoding="utf-8"))
-    assert sorted(load_policies(tmp_path, current)) == ["2026.1", "draft"]
-    assert list(load_policies(tmp_path / "missing", current)) == ["2026.1"]
+    assert sorted(load_policies(tmp_path, current)) == ["2026.2", "draft"]
+    assert list(load_policies(tmp_path / "missing", current)) == ["2026.2"]
     # One version with other rules is a mistake, not a choice.
     (tmp_path / "clash.toml").write_text(
-        "version = '2026.1'\n[[limit]]\nname='x'\namount=2\nunit='hours'\nmet_by=['Replied']"
+        "version = '2026.2'\n[[limit]]\nname='x'\namount=2\nunit='hours'\nmet_by=['Replied']"
     )
     with pytest.raises(PolicyError, match=r"clash\.toml"):
         load_policies(tmp_path, current)
@@ -269,4 +331,4 @@ def test_an_alert_at_headquarters_starts_the_limit_again_for_a_working_day() -> 
     again = POLICY.alert_follow_up(missed, beijing("2026-11-27T15:00:00"))
     assert again["due_at"] == "2026-11-30T15:59:59+00:00"
     assert again["follows"] == "callback" and again["met_by"] == ["CallbackRecorded"]
-    assert again["bound_to"] == "replied" and again["policy_version"] == "2026.1"
+    assert again["bound_to"] == "replied" and again["policy_version"] == "2026.2"

@@ -43,7 +43,7 @@ LIFECYCLES: dict[str, list[Callable[[Complaint], None]]] = {
         lambda c: c.pause_clock("waiting for the customer", ctx(minutes=2 * HOUR)),
         lambda c: c.resume_clock(ctx(minutes=50 * HOUR)),
         lambda c: c.extend(
-            "vendor test", NOW + timedelta(days=20), "notice", ctx(minutes=70 * HOUR)
+            "vendor test", NOW + timedelta(days=14), "notice", POLICY, ctx(minutes=70 * HOUR)
         ),
         _findings(200 * HOUR),
         _reply(210 * HOUR),

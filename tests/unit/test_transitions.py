@@ -65,7 +65,7 @@ COMMANDS: dict[str, Step] = {
     "refuse": lambda c: c.refuse(RefusalReason.OUT_OF_SCOPE, "why", "where", ctx()),
     "assign": lambda c: c.assign("network", "inv-7", Complexity.COMPLEX, POLICY, ctx()),
     "add_evidence": lambda c: c.add_evidence("call_record", "CDR-1", "s", ctx()),
-    "extend": lambda c: c.extend("more time", NOW + timedelta(days=30), "notice", ctx()),
+    "extend": lambda c: c.extend("more time", NOW + timedelta(days=14), "notice", POLICY, ctx()),
     "record_findings": lambda c: c.record_findings("c", "rule 7", "cell outage", True, ctx()),
     "propose_resolution": lambda c: c.propose_resolution(
         ["fix cell"],
@@ -257,7 +257,7 @@ def test_extension_only_for_complex_and_only_later() -> None:
     COMMANDS["assign"](complex_)
     assert complex_.deadlines["investigation"]["unit"] == "working_days"
     with pytest.raises(InvalidCommand):
-        complex_.extend("r", NOW, "notice", ctx())
+        complex_.extend("r", NOW, "notice", POLICY, ctx())
     COMMANDS["extend"](complex_)
     assert complex_.extensions[0]["previous_due_at"] != complex_.extensions[0]["new_due_at"]
 
@@ -396,10 +396,10 @@ def test_an_extension_comes_before_the_limit_passes_and_rearms_it() -> None:
     late = new_complaint()
     late.assign("network", "inv-7", Complexity.COMPLEX, POLICY, ctx())
     with pytest.raises(InvalidTransition):
-        late.extend("r", NOW + timedelta(days=60), "notice", ctx(minutes=LATE))
+        late.extend("r", NOW + timedelta(days=60), "notice", POLICY, ctx(minutes=LATE))
     on_time = new_complaint()
     on_time.assign("network", "inv-7", Complexity.COMPLEX, POLICY, ctx())
-    on_time.extend("r", NOW + timedelta(days=10), "notice", ctx(minutes=60))
+    on_time.extend("r", NOW + timedelta(days=10), "notice", POLICY, ctx(minutes=60))
     on_time.escalate_missed("investigation", POLICY, ctx(minutes=60 * 24 * 11))
     assert on_time.deadlines["investigation"]["escalated_at"]
 
