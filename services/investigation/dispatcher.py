@@ -22,6 +22,7 @@ from uuid import UUID
 from sqlalchemy import select
 
 from services.investigation.gateway import GatewayClient, GatewayError, Message
+from shared.domain import notices
 from shared.domain.clock import Clock
 from shared.domain.complaint import Complaint
 from shared.domain.context import Actor, CommandContext
@@ -86,7 +87,7 @@ class Dispatcher:
             rows = (
                 await conn.execute(
                     select(notifications.c.complaint_id, notifications.c.notification_id)
-                    .where(notifications.c.status == "pending")
+                    .where(notifications.c.status == "pending", notifications.c.task.is_(False))
                     # Fresh messages first: ones that keep failing cannot hold them up.
                     .order_by(notifications.c.attempts, notifications.c.requested_at)
                     .limit(limit)
@@ -110,7 +111,7 @@ class Dispatcher:
         complaint = await self.store.get(complaint_id)
         notification = complaint.notifications.get(notification_id)
         # The complaint is the truth; the table may lag behind it.
-        if notification is None or notification["status"] == "sent":
+        if notification is None or notification["status"] != "pending" or notification["task"]:
             return 0
         now = self.clock()
         if now < self.next_attempt_at(notification):
@@ -158,13 +159,12 @@ class Dispatcher:
     def _message(
         self, complaint: Complaint, notification: dict[str, Any], data: dict[str, Any]
     ) -> Message:
-        if notification["kind"] == "progress_notice":
-            text = f"【投诉进展 {complaint.acceptance_no}】{data['progress_notice']}"
-        else:
-            text = (
-                f"【投诉答复 {complaint.acceptance_no}】结论:{data['conclusion']} "
-                f"依据:{data['basis']} 处理方案:{data['plan']} 执行情况:{data['execution']}"
-            )
+        text = notices.text(
+            notification,
+            acceptance_no=complaint.acceptance_no,
+            data=data,
+            tz=self.store.policy.tz,
+        )
         customer = complaint.intake["customer"]
         to = customer["email"] if notification["channel"] == "email" else customer["phone"]
         return Message(notification["channel"], to, text, complaint.acceptance_no)

@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Depends, Path, Response
 
 from services.investigation.schemas import (
     AssignmentRequest,
+    ConfirmationRequest,
     EvidenceRequest,
     ExtensionRequest,
     FindingsRequest,
@@ -30,6 +31,11 @@ SupervisorCtx = Annotated[CommandContext, Depends(command_context(Role.SUPERVISO
 InvestigatorCtx = Annotated[
     CommandContext, Depends(command_context(Role.INVESTIGATOR, Role.SUPERVISOR))
 ]
+StaffCtx = Annotated[
+    CommandContext,
+    Depends(command_context(Role.AGENT, Role.INVESTIGATOR, Role.CALLBACK, Role.SUPERVISOR)),
+]
+NotificationId = Annotated[str, Path(pattern=r"^[a-z]+-[0-9]{1,4}$", examples=["reply-1"])]
 
 
 @router.post("/complaints/{complaint_id}/assignment", response_model=ComplaintView)
@@ -189,4 +195,30 @@ async def resume_clock(
     """Resume the paused limits: each due time moves on by the length of the pause."""
     return await execute(
         store, complaint_id, lambda c: c.resume_clock(ctx), ctx, if_match, response
+    )
+
+
+@router.post(
+    "/complaints/{complaint_id}/notifications/{notification_id}/confirmation",
+    response_model=ComplaintView,
+)
+async def confirm_notification(
+    complaint_id: UUID,
+    notification_id: NotificationId,
+    body: ConfirmationRequest,
+    ctx: StaffCtx,
+    store: StoreDep,
+    if_match: IfMatchDep,
+    response: Response,
+) -> ComplaintView:
+    """Record a message to the customer that staff carried out: the letter posted, the call
+    made or the visit paid (the customer chose that channel). Until then it is a task, and the
+    complaint is listed by `GET /complaints?task=true`."""
+    return await execute(
+        store,
+        complaint_id,
+        lambda c: c.confirm_notification(notification_id, body.note, ctx),
+        ctx,
+        if_match,
+        response,
     )

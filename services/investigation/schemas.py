@@ -110,6 +110,12 @@ class ReplyRequest(RequestModel):
     execution: Text2000 = Field(description="how far the plan has been carried out")
 
 
+class ConfirmationRequest(RequestModel):
+    """A message staff carried out (a letter posted, a call made, a visit paid)."""
+
+    note: Text500 = Field(examples=["挂号信 XA123456 已寄出"])
+
+
 class PauseRequest(RequestModel):
     """Stop the pausable limits while waiting on the customer (every pause is an event)."""
 

@@ -15,6 +15,7 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate, event
 
 from shared.domain import deadlines as book
+from shared.domain import notices
 from shared.domain.codes import (
     Complexity,
     EscalationTrigger,
@@ -98,6 +99,14 @@ class Complaint(Aggregate):
             opening=Opening.ACCEPTED.value,
             received_at=intake.get("received_at"),
         )
+        self._request_notification(
+            "ack-1",
+            notices.Kind.ACKNOWLEDGEMENT,
+            timestamp,
+            version=1,
+            by=ctx["actor"],
+            dates=self._dates("reply", "repair", "installation"),
+        )
 
     @classmethod
     def accept(
@@ -171,6 +180,7 @@ class Complaint(Aggregate):
         }
         self.status = Status.REFUSED.value
         self._step("Refused", timestamp)  # a refusal is an answer: no limit runs on after it
+        self._request_notification("refusal-1", notices.Kind.REFUSAL, timestamp)
 
     # ---------------------------------------------------------- investigation (调查核实)
     def assign(
@@ -220,9 +230,17 @@ class Complaint(Aggregate):
         }
         self._own(investigator)
         self.status = Status.INVESTIGATING.value
+        promised = self._dates("reply")
         for deadline in deadlines:
             book.replace(self.deadlines, deadline, timestamp)
         self._step("Assigned", timestamp, complexity=complexity)
+        later = self._dates("reply")
+        if promised and later and later["reply"] > promised["reply"]:
+            # A complex case is answered later than the acknowledgement said: tell the
+            # customer the new date (告知进展).
+            self._request_notification(
+                self._next_id("progress"), notices.Kind.PROGRESS_NOTICE, timestamp, dates=later
+            )
 
     def facts(self, level: Level | str | None = None) -> dict[str, str | None]:
         """What the time-limit policy selects on (at `level`, by default the current one)."""
@@ -328,7 +346,9 @@ class Complaint(Aggregate):
                 "at": _iso(timestamp),
             }
         )
-        self._request_notification(f"progress-{len(self.extensions)}", "progress_notice", timestamp)
+        self._request_notification(
+            self._next_id("progress"), notices.Kind.PROGRESS_NOTICE, timestamp
+        )
 
     def record_findings(
         self, conclusion: str, basis: str, root_cause: str, upheld: bool, ctx: CommandContext
@@ -465,8 +485,7 @@ class Complaint(Aggregate):
         }
         self.status = Status.REPLIED.value
         self._step("Replied", timestamp, deadlines or [], opening=Opening.REPLIED.value)
-        replies = sum(1 for n in self.notifications.values() if n["kind"] == "reply")
-        self._request_notification(f"reply-{replies + 1}", "reply", timestamp)
+        self._request_notification(self._next_id("reply"), notices.Kind.REPLY, timestamp)
 
     # ------------------------------------------------------------- escalation (投诉升级)
     def escalate(
@@ -878,6 +897,8 @@ class Complaint(Aggregate):
         notification = self.notifications.get(notification_id)
         if notification is None:
             raise InvalidCommand(f"No message {notification_id!r} was requested.")
+        if notification.get("task"):
+            raise InvalidCommand(f"Message {notification_id} is a task for staff to confirm.")
         if notification["status"] != "pending":
             raise InvalidTransition(
                 "record_notification",
@@ -930,20 +951,80 @@ class Complaint(Aggregate):
             "last_failed_at": _iso(timestamp),
         }
 
-    def _request_notification(self, notification_id: str, kind: str, at: datetime) -> None:
-        channel = "email" if self.intake["reply_channel"] == "email" else "sms"
+    def confirm_notification(self, notification_id: str, note: str, ctx: CommandContext) -> None:
+        """Staff record a task done: the letter posted, the call made, the visit paid."""
+        self._check(Command.CONFIRM_NOTIFICATION, ctx)
+        notification = self.notifications.get(notification_id)
+        if notification is None:
+            raise InvalidCommand(f"No message {notification_id!r} was requested.")
+        if not notification.get("task"):
+            raise InvalidCommand(
+                f"Message {notification_id} goes through the gateway by {notification['channel']}"
+                ", not through staff."
+            )
+        if notification["status"] != "pending":
+            raise InvalidTransition(
+                "confirm_notification",
+                self.status,
+                f"Message {notification_id} is {notification['status']} already.",
+            )
+        self._notification_confirmed(
+            notification_id=notification_id, note=note, ctx=ctx.record(), timestamp=ctx.at
+        )
+
+    @event("NotificationConfirmed")
+    def _notification_confirmed(
+        self, *, notification_id: str, note: str, ctx: dict[str, Any], timestamp: datetime
+    ) -> None:
+        self.notifications[notification_id] = {
+            **self.notifications[notification_id],
+            "status": "sent",
+            "sent_at": _iso(timestamp),
+            "confirmed_by": ctx["actor"],
+            "note": note,
+        }
+
+    def _request_notification(
+        self,
+        notification_id: str,
+        kind: notices.Kind,
+        at: datetime,
+        *,
+        version: int | None = None,
+        by: dict[str, Any] | None = None,
+        dates: dict[str, str] | None = None,
+    ) -> None:
+        """Ask for a message to the customer through the channel they chose: the gateway's
+        (SMS, e-mail), staff's (letter, phone, visit), or given there and then at a hotline
+        or a counter (an acknowledgement only; `by` is the agent who gave it)."""
+        channel = self.intake["reply_channel"]
+        live = notices.told_live(kind, self.intake["channel"], channel)
         self.notifications[notification_id] = {
             "id": notification_id,
-            "kind": kind,
-            "channel": channel,
-            "requested_version": self.version + 1,
+            "kind": kind.value,
+            "channel": self.intake["channel"] if live else channel,
+            "task": not live and notices.is_task(channel),
+            "requested_version": version or self.version + 1,
             "requested_at": _iso(at),
-            "status": "pending",
+            "status": "sent" if live else "pending",
             "attempts": 0,
             "last_error": None,
             "last_failed_at": None,
-            "sent_at": None,
+            "sent_at": _iso(at) if live else None,
             "gateway_ref": None,
+            "confirmed_by": by if live else None,
+            "dates": dates or {},
+        }
+
+    def _next_id(self, prefix: str) -> str:
+        return f"{prefix}-{sum(1 for n in self.notifications if n.startswith(prefix + '-')) + 1}"
+
+    def _dates(self, *names: str) -> dict[str, str]:
+        """The due times of the open limits of these names, as promised to the customer."""
+        return {
+            name: d["due_at"]
+            for name in names
+            if (d := self.deadlines.get(name)) is not None and book.is_open(d)
         }
 
     # ------------------------------------------------------------- erasure (个人信息删除)

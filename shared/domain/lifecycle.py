@@ -36,6 +36,7 @@ class Command(StrEnum):
     RECORD_CALLBACK = "record_callback"
     RECORD_UNREACHED_CALLBACK = "record_unreached_callback"
     RECORD_NOTIFICATION = "record_notification"
+    CONFIRM_NOTIFICATION = "confirm_notification"
     ARCHIVE = "archive"
 
 
@@ -58,8 +59,8 @@ OWNER_ONLY = frozenset(
 OVERSEERS = frozenset({Role.SUPERVISOR, Role.ADMIN})
 
 #: Commands whose outcome is a fact whatever the status is now (a message already requested
-#: was sent or not), so every status allows them.
-ALWAYS = frozenset({C.RECORD_NOTIFICATION})
+#: was sent or not, a letter was posted), so every status allows them.
+ALWAYS = frozenset({C.RECORD_NOTIFICATION, C.CONFIRM_NOTIFICATION})
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,13 @@ async def list_complaints(
     business_type: BusinessType | None = None,
     owner: Annotated[str | None, Query(max_length=128)] = None,
     overdue: bool | None = None,
+    task: Annotated[
+        bool | None,
+        Query(
+            description="true: only complaints with a letter to post, a call to make or a "
+            "visit to pay for the customer, not yet recorded as done"
+        ),
+    ] = None,
     customer_id: Annotated[str | None, Query(max_length=64)] = None,
     acceptance_no: Annotated[str | None, Query(max_length=32)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
@@ -60,6 +67,7 @@ async def list_complaints(
         business_type=business_type,
         owner=owner,
         overdue=overdue,
+        task=task,
         customer_id=customer_id,
         acceptance_no=acceptance_no,
     )

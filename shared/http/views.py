@@ -315,6 +315,9 @@ class ComplaintSummary(BaseModel):
     updated_at: datetime
     version: int
     overdue: bool = Field(description="a deadline has passed without being met")
+    tasks: int = Field(
+        default=0, description="letters to post, calls to make, visits to pay, not yet done"
+    )
     deadlines: list[SummaryDeadline]
 
     @classmethod

@@ -100,6 +100,11 @@ def summary_row(complaint: Complaint, position: int) -> dict[str, Any]:
         "updated_at": to_utc(complaint.modified_on),
         "version": complaint.version,
         "position": position,
+        "tasks": sum(
+            1
+            for n in complaint.notifications.values()
+            if n.get("task") and n["status"] == "pending"
+        ),
     }
 
 
@@ -161,6 +166,8 @@ def notification_rows(complaint: Complaint) -> list[dict[str, Any]]:
         {
             "complaint_id": str(complaint.id),
             "notification_id": n["id"],
+            "channel": n["channel"],
+            "task": bool(n.get("task")),
             "status": n["status"],
             "attempts": n["attempts"],
             "requested_at": to_utc(datetime.fromisoformat(n["requested_at"])),
@@ -192,6 +199,7 @@ class ListFilter:
     customer_id: str | None = None
     acceptance_no: str | None = None
     overdue: bool | None = None
+    task: bool | None = None
 
 
 class InvalidCursor(ValueError):
@@ -246,6 +254,8 @@ async def list_summaries(
         query = query.where(
             s.c.complaint_id.in_(late_ids) if filters.overdue else s.c.complaint_id.not_in(late_ids)
         )
+    if filters.task is not None:
+        query = query.where(s.c.tasks > 0 if filters.task else s.c.tasks == 0)
     if cursor:
         at, complaint_id = decode_cursor(cursor)
         query = query.where(

@@ -80,6 +80,8 @@ complaint_summaries = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Column("version", Integer, nullable=False),
     Column("position", BigInteger, nullable=False),
+    #: Messages to the customer that staff must carry out (a letter, a call, a visit).
+    Column("tasks", Integer, nullable=False, server_default="0"),
     Index("ix_summaries_newest", "accepted_at", "complaint_id"),
     Index("ix_summaries_status", "status", "accepted_at"),
     Index("ix_summaries_customer", "customer_id", "accepted_at"),
@@ -140,7 +142,10 @@ notifications = Table(
     metadata,
     Column("complaint_id", String(36), primary_key=True),
     Column("notification_id", String(64), primary_key=True),
-    Column("status", String(16), nullable=False),  # pending | sent
+    #: sms and email go through the gateway; letter, phone, in_person are staff tasks.
+    Column("channel", String(16), nullable=False, server_default="sms"),
+    Column("task", Boolean, nullable=False, server_default="0"),
+    Column("status", String(16), nullable=False),  # pending | sent | failed
     Column("attempts", Integer, nullable=False),
     Column("requested_at", DateTime(timezone=True), nullable=False),
     Column("last_failed_at", DateTime(timezone=True)),

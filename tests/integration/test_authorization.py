@@ -66,6 +66,13 @@ MATRIX: list[tuple[str, str, str, dict[str, Any] | None, frozenset[str]]] = [
         frozenset({"investigator", "supervisor"}),
     ),
     (
+        "investigation",
+        "POST",
+        "/complaints/{id}/notifications/ack-1/confirmation",
+        {"note": "已电话告知"},
+        frozenset({"agent", "investigator", "callback", "supervisor"}),
+    ),
+    (
         "escalation",
         "POST",
         "/complaints/{id}/escalation",
@@ -204,7 +211,10 @@ def test_the_matrix_covers_every_endpoint(apps: dict[str, Api]) -> None:
             for s, method, path, _, _ in MATRIX
             if s == service
         }
-        covered = {(m, p.replace("{id}", "{complaint_id}")) for m, p in covered}
+        covered = {
+            (m, p.replace("{id}", "{complaint_id}").replace("ack-1", "{notification_id}"))
+            for m, p in covered
+        }
         assert served == covered, service
 
 

@@ -82,7 +82,10 @@ async def test_accepted_to_replied(api: Api, inv: Api, clock: FixedClock) -> Non
     assert final["reply"]["conclusion"] == "故障已修复"
     states = {d["name"]: d["state"] for d in final["deadlines"]}
     assert states["investigation"] == "met" and states["reply"] == "met"
-    assert [n["status"] for n in final["notifications"]] == ["pending"]
+    assert [(n["id"], n["status"]) for n in final["notifications"]] == [
+        ("ack-1", "pending"),
+        ("reply-1", "pending"),
+    ]
     history = (await inv.get(f"/complaints/{cid}/history")).json()["events"]
     assert [e["type"] for e in history] == [
         "Accepted",
@@ -122,7 +125,7 @@ async def test_extension_replaces_the_limit_and_keeps_both_in_history(api: Api, 
         assert due[name]["original_due_at"] == "2026-11-25T15:59:59Z", name
     assert due["operator_answer"]["original_due_at"] is None
     assert body["extensions"][0]["previous_due_at"] != body["extensions"][0]["new_due_at"]
-    assert body["notifications"][0]["kind"] == "progress_notice"
+    assert [n["kind"] for n in body["notifications"]] == ["acknowledgement", "progress_notice"]
     history = (await inv.get(f"/complaints/{cid}/history")).json()["events"]
     assert history[1]["data"]["deadlines"][0]["due_at"] == body["extensions"][0]["previous_due_at"]
     assert history[2]["type"] == "Extended"
