@@ -2,10 +2,12 @@
 limit was kept against its target, how many came back and how satisfied the customers were.
 
 Built from the `complaint_analysis` read model for any past period (complaints accepted in
-[from, to)). A limit counts as met or missed once decided; one still running is counted apart
-and left out of the on-time rate. With another policy version, the same complaints' timelines
-are re-assessed under its rules (shared.domain.deadlines.reassess) and shown beside the rules
-that applied at the time.
+[from, to)). A limit counts as met or missed once decided; one still running, or closed before
+it was due, is counted apart and left out of the on-time rate. Refused complaints are counted
+on their own and out of every on-time figure. Each group of the accountability table (考核: per
+investigator, department, area, channel and level) is held to its targets the same way. With
+another policy version, the same complaints' timelines are re-assessed under its rules
+(shared.domain.deadlines.reassess) and shown beside the rules that applied at the time.
 """
 
 from __future__ import annotations
@@ -81,13 +83,19 @@ class OnTime(BaseModel):
     gap: float | None = Field(description="on_time_rate - target; negative is below target")
 
 
-class RuleOnTime(OnTime):
+class OnTimeWithExtensions(OnTime):
+    extended: int = Field(
+        description="of these limits, how many an extension moved (judged by the new date)"
+    )
+
+
+class RuleOnTime(OnTimeWithExtensions):
     limit: str
     rule: str = Field(examples=["2 working_days"])
     source: str
 
 
-class LimitOnTime(OnTime):
+class LimitOnTime(OnTimeWithExtensions):
     limit: str
 
 
@@ -102,11 +110,49 @@ class WeakestLinks(BaseModel):
     categories: list[GroupOnTime]
 
 
+class Accountability(BaseModel):
+    """考核 (seed 004): every group's on-time rate against its target, the furthest below first.
+    A complaint counts for its assigned investigator and department; a limit for the level it
+    ran at."""
+
+    investigator: list[GroupOnTime]
+    department: list[GroupOnTime]
+    area: list[GroupOnTime]
+    channel: list[GroupOnTime]
+    level: list[GroupOnTime]
+
+
 class TimeLimits(BaseModel):
     policy_versions: list[str] = Field(description="the policy versions that set these limits")
     rules: list[RuleOnTime]
     limits: list[LimitOnTime]
     weakest_links: WeakestLinks
+    accountability: Accountability
+
+
+class Refused(BaseModel):
+    """Complaints not accepted (不予受理): counted here, in no on-time figure."""
+
+    complaints: int
+    by_reason: dict[str, int]
+
+
+class Extensions(BaseModel):
+    complaints: int = Field(description="complaints whose investigation was extended")
+    limits: int = Field(description="limits an extension moved (see `extended` per limit)")
+
+
+class AverageTime(BaseModel):
+    """A report figure of the standards: the average time complaints took to meet a limit."""
+
+    group: str = Field(examples=["broadband, towns"])
+    limit: str = Field(examples=["repair"])
+    complaints: int = Field(description="complaints whose limit was met (late or not)")
+    unfinished: int = Field(description="complaints of the group whose limit is not met yet")
+    average_hours: float | None
+    target_hours: float
+    within_target: bool | None
+    source: str
 
 
 class Comparison(BaseModel):
@@ -129,8 +175,11 @@ class ImprovementReport(BaseModel):
     counts: dict[str, dict[str, int]] = Field(description="complaints by " + ", ".join(DIMENSIONS))
     repeat_rate: RepeatRate
     escalated: int = Field(description="complaints escalated at least once")
+    refused: Refused
+    extensions: Extensions
     satisfaction: Satisfactions
     time_limits: TimeLimits
+    averages: list[AverageTime]
     reanalysis: Reanalysis | None = None
 
 
@@ -141,10 +190,12 @@ class Tally:
     missed: int = 0
     running: int = 0
     closed: int = 0
+    extended: int = 0
     decided_targets: float = 0.0
     running_targets: float = 0.0
 
-    def add(self, state: DeadlineState, target: float) -> None:
+    def add(self, state: DeadlineState, target: float, *, extended: bool = False) -> None:
+        self.extended += extended
         if state is DeadlineState.RUNNING:
             self.running += 1
             self.running_targets += target
@@ -164,7 +215,7 @@ class Tally:
         decided = self.met + self.missed
         return (self.met - self.decided_targets) / decided if decided else None
 
-    def figures(self) -> dict[str, Any]:
+    def figures(self, *, extended: bool = False) -> dict[str, Any]:
         """The rate is over the decided deadlines, and so is the target they are held to (the
         running ones' target while none is decided)."""
         decided = self.met + self.missed
@@ -180,6 +231,7 @@ class Tally:
             "on_time_rate": _rate(self.met, decided),
             "target": round(target, 4) if target is not None else None,
             "gap": round(self.gap, 4) if self.gap is not None else None,
+            **({"extended": self.extended} if extended else {}),
         }
 
 
@@ -196,49 +248,114 @@ def _rule(deadline: Mapping[str, Any]) -> tuple[str, str, str, float]:
     )
 
 
-def _weakest(tallies: Mapping[str, Tally]) -> list[GroupOnTime]:
-    below = [
-        (gap, group, tally)
-        for group, tally in tallies.items()
-        if (gap := tally.gap) is not None and gap < 0
-    ]
-    below.sort(key=lambda item: (item[0], -item[2].missed, item[1]))
-    return [GroupOnTime(group=group, **tally.figures()) for _, group, tally in below]
+def _ranked(tallies: Mapping[str, Tally], *, below_only: bool) -> list[GroupOnTime]:
+    """Groups by gap to target, the furthest below first (those with nothing decided last);
+    with `below_only`, only those below their target."""
+    ranked = []
+    for group, tally in tallies.items():
+        gap = tally.gap
+        if below_only and (gap is None or gap >= 0):
+            continue
+        ranked.append((gap if gap is not None else float("inf"), -tally.missed, group, tally))
+    ranked.sort(key=lambda item: item[:3])
+    return [GroupOnTime(group=group, **tally.figures()) for *_, group, tally in ranked]
+
+
+#: The accountability table's dimensions (考核), and the name of a missing value in each.
+ACCOUNTABLE = {
+    "investigator": "unassigned",
+    "department": "unassigned",
+    "area": "unknown",
+    "channel": "unknown",
+    "level": "unknown",
+}
 
 
 def time_limits(assessed: Iterable[tuple[Mapping[str, Any], Book]], now: datetime) -> TimeLimits:
     """On-time figures of the deadlines in `assessed` (a complaint's row and its deadlines)."""
     rules: dict[tuple[str, str, str, float], Tally] = defaultdict(Tally)
     limits: dict[str, Tally] = defaultdict(Tally)
-    departments: dict[str, Tally] = defaultdict(Tally)
     categories: dict[str, Tally] = defaultdict(Tally)
+    groups: dict[str, dict[str, Tally]] = {name: defaultdict(Tally) for name in ACCOUNTABLE}
     versions: set[str] = set()
     for row, book in assessed:
         for deadline in book.values():
             # A paused clock stands still: its pausable limits are not due meanwhile.
             decided = state(deadline, now, paused=row["paused"])
             target = float(deadline["target"])
-            for tally in (
-                rules[_rule(deadline)],
-                limits[deadline["name"]],
-                departments[row["department"] or DIMENSIONS["department"]],
-                categories[row["category"]],
-            ):
-                tally.add(decided, target)
+            extended = bool(deadline.get("original_due_at"))
+            for tally in (rules[_rule(deadline)], limits[deadline["name"]]):
+                tally.add(decided, target, extended=extended)
+            categories[row["category"]].add(decided, target)
+            # A limit counts for the level it ran at (the complaint's own before levels
+            # were recorded on limits).
+            facts = {**row, "level": deadline.get("level") or row["level"]}
+            for name, missing in ACCOUNTABLE.items():
+                groups[name][facts[name] or missing].add(decided, target)
             if deadline.get("policy_version"):
                 versions.add(deadline["policy_version"])
     return TimeLimits(
         policy_versions=sorted(versions),
         rules=[
-            RuleOnTime(limit=limit, rule=rule, source=source, **tally.figures())
+            RuleOnTime(limit=limit, rule=rule, source=source, **tally.figures(extended=True))
             for (limit, rule, source, _), tally in sorted(rules.items())
         ],
         limits=[
-            LimitOnTime(limit=name, **tally.figures()) for name, tally in sorted(limits.items())
+            LimitOnTime(limit=name, **tally.figures(extended=True))
+            for name, tally in sorted(limits.items())
         ],
         weakest_links=WeakestLinks(
-            departments=_weakest(departments), categories=_weakest(categories)
+            departments=_ranked(groups["department"], below_only=True),
+            categories=_ranked(categories, below_only=True),
         ),
+        accountability=Accountability(
+            **{name: _ranked(tallies, below_only=False) for name, tallies in groups.items()}
+        ),
+    )
+
+
+def _averages(rows: Iterable[Mapping[str, Any]], policy: Policy) -> list[AverageTime]:
+    """seed 004's averages: how long the complaints of each group took to meet the limit."""
+    figures = []
+    for figure in policy.document.average:
+        hours, unfinished = [], 0
+        for row in rows:
+            if not figure.matches(_facts(row)):
+                continue
+            for deadline in row["deadlines"]:
+                if deadline["name"] != figure.limit:
+                    continue
+                if deadline.get("met_at"):
+                    took = datetime.fromisoformat(deadline["met_at"]) - datetime.fromisoformat(
+                        deadline["starts_at"]
+                    )
+                    hours.append(took.total_seconds() / 3600)
+                elif not deadline.get("closed_at"):
+                    unfinished += 1
+        average = round(sum(hours) / len(hours), 2) if hours else None
+        figures.append(
+            AverageTime(
+                group=figure.group,
+                limit=figure.limit,
+                complaints=len(hours),
+                unfinished=unfinished,
+                average_hours=average,
+                target_hours=figure.hours,
+                within_target=average <= figure.hours if average is not None else None,
+                source=figure.source,
+            )
+        )
+    return figures
+
+
+def _facts(row: Mapping[str, Any]) -> dict[str, str | None]:
+    return facts_of(
+        channel=row["channel"],
+        business_type=row["business_type"],
+        category=row["category"],
+        vip_tier=row["vip_tier"],
+        area=row["area"],
+        complexity=row["complexity"],
     )
 
 
@@ -246,14 +363,7 @@ def _reassessed(
     rows: Iterable[Mapping[str, Any]], policy: Policy
 ) -> Iterator[tuple[Mapping[str, Any], Book]]:
     for row in rows:
-        facts = facts_of(
-            channel=row["channel"],
-            business_type=row["business_type"],
-            category=row["category"],
-            vip_tier=row["vip_tier"],
-            area=row["area"],
-        )
-        yield row, reassess(policy, facts, row["timeline"])
+        yield row, reassess(policy, {**_facts(row), "complexity": None}, row["timeline"])
 
 
 def _change(before: float | None, after: float | None) -> float | None:
@@ -266,8 +376,11 @@ def build_report(
     start: datetime,
     end: datetime,
     now: datetime,
+    policy: Policy,
     under: Policy | None = None,
 ) -> ImprovementReport:
+    """The report over `rows`; `policy` is the one in force (its average figures), `under`
+    another version to re-assess the same complaints under."""
     counts = {
         dimension: dict(sorted(Counter(row[dimension] or missing for row in rows).items()))
         for dimension, missing in DIMENSIONS.items()
@@ -276,7 +389,11 @@ def build_report(
     said = Counter(row["satisfaction"] for row in answered)
     content = said[Satisfaction.SATISFIED] + said[Satisfaction.BASICALLY_SATISFIED]
     repeats = sum(1 for row in rows if row["repeat"])
-    applied = time_limits(((row, {d["name"]: d for d in row["deadlines"]}) for row in rows), now)
+    accepted = [row for row in rows if not row["refusal_reason"]]
+    applied = time_limits(
+        ((row, {d.get("key") or d["name"]: d for d in row["deadlines"]}) for row in accepted), now
+    )
+    moved = [[d for d in row["deadlines"] if d.get("original_due_at")] for row in accepted]
     report = ImprovementReport(
         period=Period(start=start, end=end),
         generated_at=now,
@@ -286,6 +403,16 @@ def build_report(
             complaints=len(rows), repeats=repeats, rate=_rate(repeats, len(rows))
         ),
         escalated=sum(1 for row in rows if row["escalations"]),
+        refused=Refused(
+            complaints=len(rows) - len(accepted),
+            by_reason=dict(
+                sorted(Counter(r["refusal_reason"] for r in rows if r["refusal_reason"]).items())
+            ),
+        ),
+        extensions=Extensions(
+            complaints=sum(1 for limits in moved if limits),
+            limits=sum(len(limits) for limits in moved),
+        ),
         satisfaction=Satisfactions(
             callbacks=len(answered),
             satisfied=said[Satisfaction.SATISFIED],
@@ -296,9 +423,10 @@ def build_report(
             unreached_attempts=sum(row["unreached_callbacks"] for row in rows),
         ),
         time_limits=applied,
+        averages=_averages(accepted, policy),
     )
     if under is not None:
-        other = time_limits(_reassessed(rows, under), now)
+        other = time_limits(_reassessed(accepted, under), now)
         before = {limit.limit: limit.on_time_rate for limit in applied.limits}
         after = {limit.limit: limit.on_time_rate for limit in other.limits}
         report.reanalysis = Reanalysis(
@@ -335,9 +463,10 @@ CSV_COLUMNS = ("policy", "section", "group", "key", "metric", "value")
 
 def _time_limit_lines(policy: str, limits: TimeLimits) -> Iterator[tuple[Any, ...]]:
     figures = ("met", "missed", "running", "closed", "on_time_rate", "target", "gap")
+    extended = (*figures, "extended")
     for rule in limits.rules:
         key = "; ".join(part for part in (rule.rule, f"target {rule.target}", rule.source) if part)
-        for metric in figures:
+        for metric in extended:
             yield (
                 policy,
                 "rule",
@@ -347,11 +476,12 @@ def _time_limit_lines(policy: str, limits: TimeLimits) -> Iterator[tuple[Any, ..
                 getattr(rule, metric),
             )
     for limit in limits.limits:
-        for metric in figures:
+        for metric in extended:
             yield policy, "limit", limit.limit, "", metric, getattr(limit, metric)
     for section, groups in (
         ("weakest_department", limits.weakest_links.departments),
         ("weakest_category", limits.weakest_links.categories),
+        *((f"accountability_{name}", getattr(limits.accountability, name)) for name in ACCOUNTABLE),
     ):
         for group in groups:
             for metric in figures:
@@ -392,6 +522,15 @@ def to_csv(report: ImprovementReport) -> str:
     for metric, value in report.repeat_rate.model_dump().items():
         writer.writerow(("applied", "repeat_rate", "", "", metric, value))
     writer.writerow(("applied", "escalated", "", "", "complaints", report.escalated))
+    writer.writerow(("applied", "refused", "", "", "complaints", report.refused.complaints))
+    for reason, count in report.refused.by_reason.items():
+        writer.writerow(("applied", "refused", "reason", reason, "complaints", count))
+    for metric, value in report.extensions.model_dump().items():
+        writer.writerow(("applied", "extensions", "", "", metric, value))
+    for average in report.averages:
+        for metric in ("complaints", "unfinished", "average_hours", "target_hours"):
+            value = getattr(average, metric)
+            writer.writerow(("applied", "average", average.limit, average.group, metric, value))
     for metric, value in report.satisfaction.model_dump().items():
         writer.writerow(("applied", "satisfaction", "", "", metric, value))
     writer.writerows(_time_limit_lines("applied", report.time_limits))

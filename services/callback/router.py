@@ -141,7 +141,7 @@ async def improvement_report(
     under = policies[policy] if policy else None
     # Thousands of complaints take a while to re-assess: off the event loop.
     report = await anyio.to_thread.run_sync(
-        partial(build_report, rows, start=start, end=end, now=now, under=under)
+        partial(build_report, rows, start=start, end=end, now=now, policy=store.policy, under=under)
     )
     if _wants_csv(request.headers.get("accept", "")):
         name = f"improvement-{start.date().isoformat()}-{end.date().isoformat()}.csv"

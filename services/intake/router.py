@@ -43,11 +43,22 @@ async def refuse_complaint(
     if_match: IfMatchDep,
     response: Response,
 ) -> ComplaintView:
-    """Do not accept (不予受理): record the reason and where else the customer can go."""
+    """Do not accept (不予受理): record the reason and where else the customer can go; the
+    customer is told both. A reason must hold (422 otherwise): time_barred only when intake
+    flagged the complaint (or a supervisor overrides), repeat_with_conclusion only for a repeat
+    of a complaint that was replied or archived."""
+    earlier = await store.earlier_of(complaint_id)
     return await execute(
         store,
         complaint_id,
-        lambda c: c.refuse(body.reason, body.explanation, body.redirect, ctx),
+        lambda c: c.refuse(
+            body.reason,
+            body.explanation,
+            body.redirect,
+            ctx,
+            earlier=earlier,
+            override=body.override_reason,
+        ),
         ctx,
         if_match,
         response,

@@ -26,8 +26,16 @@ from shared.domain.codes import (
     Status,
 )
 from shared.domain.context import CommandContext
-from shared.domain.errors import InvalidCommand, InvalidTransition, NotOwner
-from shared.domain.lifecycle import OVERSEERS, OWNER_ONLY, REOPENING, Command, Opening, allows
+from shared.domain.errors import InvalidCommand, InvalidTransition, NotOwner, NotPermitted
+from shared.domain.lifecycle import (
+    CONCLUDED,
+    OVERSEERS,
+    OWNER_ONLY,
+    REOPENING,
+    Command,
+    Opening,
+    allows,
+)
 from shared.domain.policy import Policy, facts_of_intake
 
 #: How far ahead of our clock a frontend's clock may be before its times count as future.
@@ -150,16 +158,58 @@ class Complaint(Aggregate):
 
     # ---------------------------------------------------------------- refusal (不予受理)
     def refuse(
-        self, reason: RefusalReason, explanation: str, redirect: str, ctx: CommandContext
+        self,
+        reason: RefusalReason,
+        explanation: str,
+        redirect: str,
+        ctx: CommandContext,
+        *,
+        earlier: Complaint | None = None,
+        override: str | None = None,
     ) -> None:
+        """Do not accept (不予受理), for a reason that holds: `time_barred` only when the
+        limitation check flagged the complaint at intake, unless a supervisor overrides it
+        with a reason; `repeat_with_conclusion` only when the complaint repeats an `earlier`
+        one the customer was answered on (replied or archived)."""
         self._check(Command.REFUSE, ctx)
+        if override is not None and ctx.actor.role not in OVERSEERS:
+            raise NotPermitted("Only a supervisor may override the limitation check.")
+        if reason == RefusalReason.TIME_BARRED and not self.time_barred and override is None:
+            raise InvalidCommand(
+                "The complaint is not past the limitation period (fee disputes 5 months, others "
+                "2 years after the event): refuse it as time_barred only with a supervisor's "
+                "override_reason."
+            )
+        if reason == RefusalReason.REPEAT_WITH_CONCLUSION and not (
+            earlier is not None and earlier.concluded
+        ):
+            raise InvalidCommand(
+                "repeat_with_conclusion needs an earlier complaint of the same customer, service "
+                "number and category that was replied or archived; "
+                + (
+                    f"the earlier one ({earlier.acceptance_no}) is {earlier.status}."
+                    if earlier is not None
+                    else "this complaint repeats none."
+                )
+            )
         self._refused(
             reason=reason.value,
             explanation=explanation,
             redirect=redirect,
+            override_reason=override,
+            repeats=(
+                {"id": str(earlier.id), "status": str(earlier.status)}
+                if earlier is not None and reason == RefusalReason.REPEAT_WITH_CONCLUSION
+                else None
+            ),
             ctx=ctx.record(),
             timestamp=ctx.at,
         )
+
+    @property
+    def concluded(self) -> bool:
+        """The customer has been given an answer: replied, called back or archived."""
+        return self.reply_sent is not None or self.status in CONCLUDED
 
     @event("Refused")
     def _refused(
@@ -170,11 +220,15 @@ class Complaint(Aggregate):
         redirect: str,
         ctx: dict[str, Any],
         timestamp: datetime,
+        override_reason: str | None = None,
+        repeats: dict[str, str] | None = None,
     ) -> None:
         self.refusal = {
             "reason": reason,
             "explanation": explanation,
             "redirect": redirect,
+            "override_reason": override_reason,
+            "repeats": repeats,
             "at": _iso(timestamp),
             "by": ctx["actor"],
         }

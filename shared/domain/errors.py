@@ -23,7 +23,11 @@ class InvalidTransition(DomainError):
         self.status = status
 
 
-class NotOwner(DomainError):
+class NotPermitted(DomainError):
+    """The actor may give this command in general but not here (→ 403)."""
+
+
+class NotOwner(NotPermitted):
     """A command only the complaint's named owner (or a supervisor) may give (→ 403)."""
 
     def __init__(self, command: str, owner: str, *, group: bool = False) -> None:

@@ -152,6 +152,9 @@ FINAL: frozenset[Status] = frozenset(s for s, stage in STAGES.items() if stage.f
 OPEN: frozenset[Status] = frozenset(STAGES) - FINAL
 #: The status after which a customer's personal data starts its retention period.
 RETAINED_FROM = Status.ARCHIVED
+#: Statuses in which the customer has been given the answer: a later complaint about the same
+#: matter without new grounds may be refused as a repeat with a conclusion.
+CONCLUDED = frozenset({Status.REPLIED, Status.CALLBACK_DONE, Status.ARCHIVED})
 
 #: The complaint's events that can meet a limit (a policy rule's `met_by`).
 MILESTONES = frozenset(

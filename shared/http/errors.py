@@ -20,6 +20,7 @@ from shared.domain.errors import (
     InvalidCommand,
     InvalidTransition,
     NotOwner,
+    NotPermitted,
     VersionMismatch,
 )
 from shared.http.routes import allowed_routes
@@ -32,6 +33,7 @@ PROBLEM_JSON = "application/problem+json"
 DOMAIN_STATUS: dict[type[DomainError], tuple[int, str, str]] = {
     ComplaintNotFound: (404, "not-found", "Complaint not found"),
     NotOwner: (403, "not-owner", "Not the complaint's owner"),
+    NotPermitted: (403, "not-permitted", "Not permitted here"),
     InvalidTransition: (409, "invalid-transition", "Not allowed in the current status"),
     ConcurrentModification: (409, "concurrent-modification", "Concurrent modification"),
     VersionMismatch: (412, "version-mismatch", "The complaint has moved on"),

@@ -11,7 +11,7 @@ from fastapi import APIRouter, HTTPException, Query, Response
 from shared.domain.codes import BusinessType, Category, Status
 from shared.http.deps import ClockDep, PrincipalDep, SettingsDep, StoreDep, etag
 from shared.http.errors import READ_RESPONSES
-from shared.http.fields import Timestamp
+from shared.http.fields import IDENTIFIER_PATTERN, Timestamp
 from shared.http.views import (
     ComplaintPage,
     ComplaintSummary,
@@ -24,6 +24,9 @@ from shared.readmodel.summaries import InvalidCursor, ListFilter, list_summaries
 
 router = APIRouter(tags=["reads"], responses=READ_RESPONSES)
 
+#: No control characters (a NUL cannot even be stored in PostgreSQL's text).
+PRINTABLE = r"^[^\x00-\x1f\x7f]+$"
+
 
 @router.get("/complaints", response_model=ComplaintPage)
 async def list_complaints(
@@ -34,7 +37,7 @@ async def list_complaints(
     status: Status | None = None,
     category: Category | None = None,
     business_type: BusinessType | None = None,
-    owner: Annotated[str | None, Query(max_length=128)] = None,
+    owner: Annotated[str | None, Query(max_length=200, pattern=PRINTABLE)] = None,
     overdue: bool | None = None,
     task: Annotated[
         bool | None,
@@ -43,8 +46,8 @@ async def list_complaints(
             "visit to pay for the customer, not yet recorded as done"
         ),
     ] = None,
-    customer_id: Annotated[str | None, Query(max_length=64)] = None,
-    acceptance_no: Annotated[str | None, Query(max_length=32)] = None,
+    customer_id: Annotated[str | None, Query(pattern=IDENTIFIER_PATTERN)] = None,
+    acceptance_no: Annotated[str | None, Query(max_length=32, pattern=PRINTABLE)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=512)] = None,
     min_position: Annotated[

@@ -18,6 +18,7 @@ from uuid import UUID
 from sqlalchemy import and_, delete, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from shared.domain.codes import Status
 from shared.domain.complaint import Complaint
 from shared.readmodel.tables import (
     complaint_analysis,
@@ -122,10 +123,14 @@ def analysis_row(complaint: Complaint) -> dict[str, Any]:
         "vip_tier": intake["customer"].get("vip_tier"),
         "area": intake.get("area"),
         "department": assignment.get("department"),
+        "investigator": assignment.get("investigator"),
         "complexity": assignment.get("complexity"),
         "root_cause": findings.get("root_cause"),
         "upheld": findings.get("upheld"),
         "status": str(complaint.status),
+        "refusal_reason": (complaint.refusal or {}).get("reason")
+        if complaint.status == Status.REFUSED
+        else None,
         "level": str(complaint.level),
         "repeat": complaint.repeat_of is not None,
         "escalations": len(complaint.escalations),

@@ -101,10 +101,12 @@ complaint_analysis = Table(
     Column("vip_tier", String(16)),
     Column("area", String(32)),
     Column("department", String(128)),
+    Column("investigator", String(200)),  # the one assigned (考核 per investigator)
     Column("complexity", String(16)),
     Column("root_cause", String(500)),
     Column("upheld", Boolean),
     Column("status", String(32), nullable=False),
+    Column("refusal_reason", String(32)),  # refused complaints are reported on their own
     Column("level", String(32), nullable=False),
     Column("repeat", Boolean, nullable=False),
     Column("escalations", Integer, nullable=False),

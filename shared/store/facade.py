@@ -152,6 +152,11 @@ class ComplaintStore:
             return await self._run(partial(self.app.load, complaint_id))
         return await self._run(partial(self.app.load_as_of, complaint_id, as_of))
 
+    async def earlier_of(self, complaint_id: UUID) -> Complaint | None:
+        """The complaint this one repeats (its thread's previous), if any."""
+        complaint = await self.get(complaint_id)
+        return await self.get(UUID(complaint.repeat_of)) if complaint.repeat_of else None
+
     async def find_by_acceptance_no(self, acceptance_no: str) -> Complaint:
         return await self._run(partial(self.app.find_by_acceptance_no, acceptance_no))
 

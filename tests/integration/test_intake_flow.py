@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 from uuid import UUID
 
 import pytest
@@ -14,6 +15,7 @@ from shared.domain.personal import as_record
 from shared.store.facade import ComplaintStore
 from tests.conftest import intake_body
 from tests.integration.conftest import Api
+from tests.integration.test_investigation import BODIES, command
 
 
 async def test_accept_read_history_and_as_of(api: Api, clock: FixedClock) -> None:
@@ -165,3 +167,62 @@ async def test_other_services_read_the_same_store(api: Api, settings, clock) -> 
     assert read.status_code == 200
     assert read.json()["version"] == created["version"]
     assert read.json()["acceptance_no"] == created["acceptance_no"]
+
+
+async def _refuse(api: Api, cid: str, body: dict[str, str], role: str = "agent") -> Any:
+    return await api.client.post(
+        f"/complaints/{cid}/refusal", json=body, headers=api.headers(role, f"{role}-3")
+    )
+
+
+TIME_BARRED = {"reason": "time_barred", "explanation": "逾期", "redirect": "消费者协会"}
+REPEAT = {"reason": "repeat_with_conclusion", "explanation": "已答复", "redirect": "管局"}
+
+
+async def test_time_barred_holds_only_if_intake_flagged_it_or_a_supervisor_overrides(
+    api: Api,
+) -> None:
+    barred = (await api.accept(intake_body(occurred_at="2024-06-01T00:00:00+08:00"))).json()
+    assert barred["time_barred"] is True
+    assert (await _refuse(api, barred["id"], TIME_BARRED)).status_code == 200
+
+    recent = await api.accept(intake_body(customer={**intake_body()["customer"], "id": "c2"}))
+    cid = recent.json()["id"]
+    refused = await _refuse(api, cid, TIME_BARRED)
+    assert refused.status_code == 422, refused.text
+    assert refused.headers["content-type"] == "application/problem+json"
+    assert "override_reason" in refused.json()["detail"]
+    override = {**TIME_BARRED, "override_reason": "发生时间有误,经核实已逾两年"}
+    by_agent = await _refuse(api, cid, override)
+    assert by_agent.status_code == 403 and "supervisor" in by_agent.json()["detail"]
+    assert (await api.get(f"/complaints/{cid}")).json()["version"] == 1  # nothing stored
+    by_supervisor = await _refuse(api, cid, override, role="supervisor")
+    assert by_supervisor.status_code == 200, by_supervisor.text
+    refusal = by_supervisor.json()["refusal"]
+    assert refusal["override_reason"] == "发生时间有误,经核实已逾两年"
+    assert refusal["by"] == {"id": "supervisor-3", "role": "supervisor"}
+
+
+async def test_repeat_with_conclusion_needs_an_earlier_answer(api: Api, inv: Api) -> None:
+    first = (await api.accept(intake_body())).json()
+    refused = await _refuse(api, first["id"], REPEAT)
+    assert refused.status_code == 422 and "repeats none" in refused.json()["detail"]
+    second = (await api.accept(intake_body())).json()
+    assert second["repeat_of"] == first["id"]
+    early = await _refuse(api, second["id"], REPEAT)
+    assert early.status_code == 422  # the first one has no answer yet
+    assert f"({first['acceptance_no']}) is accepted" in early.json()["detail"]
+    for step in ("assignment", "findings", "resolution", "reply"):
+        assert (await command(inv, first["id"], step, BODIES[step])).status_code == 200
+    answered = await _refuse(api, second["id"], REPEAT)
+    assert answered.status_code == 200, answered.text
+    assert answered.json()["refusal"]["repeats"] == {"id": first["id"], "status": "replied"}
+
+
+async def test_out_of_scope_needs_an_explanation(api: Api) -> None:
+    cid = (await api.accept(intake_body())).json()["id"]
+    blank = await _refuse(
+        api, cid, {"reason": "out_of_scope", "explanation": "   ", "redirect": "请联系商家"}
+    )
+    assert blank.status_code == 422
+    assert [e["field"] for e in blank.json()["errors"]] == ["explanation"]

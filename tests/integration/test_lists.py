@@ -139,3 +139,20 @@ async def test_a_long_staff_id_does_not_stop_the_read_models(api: Api) -> None:
     assert [i["owner"] for i in page.json()["items"]] == [long_sub]
     ready = (await api.client.get("/ready")).json()
     assert ready["projections"]["complaint_summaries"]["position"] >= created.json()["position"]
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"customer_id": "N\x009"},
+        {"owner": "fuzzer\x00"},
+        {"acceptance_no": "261123\x1f"},
+        {"customer_id": "x" * 65},
+    ],
+)
+async def test_control_characters_in_filters_are_422_not_500(
+    api: Api, params: dict[str, str]
+) -> None:
+    answer = await api.client.get("/complaints", params=params, headers=api.headers())
+    assert answer.status_code == 422, answer.text
+    assert answer.headers["content-type"] == "application/problem+json"

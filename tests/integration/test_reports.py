@@ -267,11 +267,13 @@ async def test_report_matches_the_hand_count(
         "unreached_attempts": 1,
     }
 
+    # F was refused: counted on its own, in no on-time figure.
+    assert got["refused"] == {"complaints": 1, "by_reason": {"out_of_scope": 1}}
+    assert got["extensions"] == {"complaints": 0, "limits": 0}
     limits = by(got["time_limits"]["limits"], "limit")
-    # F was refused: its limits are closed, neither met nor missed, and out of every rate.
     assert figures(limits["acceptance"]) == (1, 0, 0, 1.0)  # C
     assert figures(limits["investigation"]) == (4, 2, 0, 0.6667)  # B and H missed
-    assert limits["investigation"]["closed"] == 1  # F
+    assert limits["investigation"]["closed"] == 0 and limits["investigation"]["extended"] == 0
     assert figures(limits["reply"]) == (3, 3, 0, 0.5)  # A, D (complex: 6 days), E met
     assert figures(limits["resolution"]) == (3, 0, 0, 1.0)  # C, D, E
     assert limits["resolution"]["target"] == 0.98 and limits["resolution"]["gap"] == 0.02
@@ -290,7 +292,7 @@ async def test_report_matches_the_hand_count(
 
     rules = {(r["limit"], r["rule"]): r for r in got["time_limits"]["rules"]}
     assert figures(rules["reply", "2 working_days"]) == (1, 2, 0, 0.3333)  # A / B, H (mobile)
-    assert rules["reply", "2 working_days"]["closed"] == 1  # F, refused
+    assert rules["reply", "2 working_days"]["closed"] == 0  # F, refused, is not counted
     assert figures(rules["reply", "3 working_days"]) == (0, 1, 0, 0.0)  # C
     assert figures(rules["reply", "6 working_days"]) == (1, 0, 0, 1.0)  # D, complex
     assert figures(rules["reply", "1 working_days"]) == (1, 0, 0, 1.0)  # E, the VIP cap
@@ -310,11 +312,58 @@ async def test_report_matches_the_hand_count(
         ("billing-center", -0.2829),
     ]
     # network_coverage (A, B, H) 7 of 13; fault_repair as D; billing as billing-center;
-    # other (F) has nothing decided and is not a weak link.
+    # other (F) is refused and not counted.
     assert [(g["group"], g["gap"]) for g in weakest["categories"]] == [
         ("network_coverage", -0.4615),
         ("fault_repair", -0.33),
         ("billing", -0.2829),
+    ]
+
+    # 考核: every group against its targets. inv-42 handled A-E: 21 of 31 met against
+    # 30.94/31; H was never assigned. By area: D is urban, the others have none (17 of 27
+    # against 26.96). By channel: only C came by web (6 of 7). By the level a limit ran at:
+    # B's and E's escalation limits (4 missed) ran at the provincial level; the rest at the
+    # city level, 21 of 29 met against 28.94.
+    held = got["time_limits"]["accountability"]
+    ranked = {name: [(g["group"], g["gap"]) for g in groups] for name, groups in held.items()}
+    assert ranked == {
+        "investigator": [("unassigned", -1.0), ("inv-42", -0.3206)],
+        "department": [
+            ("unassigned", -1.0),
+            ("network-ops", -0.3636),
+            ("broadband-repair", -0.33),
+            ("billing-center", -0.2829),
+        ],
+        "area": [("unknown", -0.3689), ("urban", -0.33)],
+        "channel": [("hotline", -0.4215), ("web", -0.14)],
+        "level": [("provincial", -1.0), ("city", -0.2738)],
+    }
+    assert figures(by(held["investigator"], "group")["inv-42"]) == (21, 10, 0, 0.6774)
+
+    # seed 004's averages: D's repair (urban) took from Fri 2 Oct 20:00 to its plan on Fri
+    # 9 Oct 11:00, 159 hours; no rural broadband fault in the period.
+    assert got["averages"] == [
+        {
+            "group": "broadband, towns",
+            "limit": "repair",
+            "complaints": 1,
+            "unfinished": 0,
+            "average_hours": 159.0,
+            "target_hours": 24.0,
+            "within_target": False,
+            "source": "seed 004: 城镇平均值≤24小时, broadband repair in towns 24 h on average",
+        },
+        {
+            "group": "broadband, rural",
+            "limit": "repair",
+            "complaints": 0,
+            "unfinished": 0,
+            "average_hours": None,
+            "target_hours": 36.0,
+            "within_target": None,
+            "source": "seed 004: 农村平均值≤36小时, broadband repair in rural areas 36 h"
+            " on average",
+        },
     ]
 
     # Any past period: the first three days hold A, B, C and F only.
@@ -453,6 +502,10 @@ async def test_csv_carries_the_same_figures(
     assert value["applied", "satisfaction", "", "", "satisfaction_rate"] == "0.75"
     assert value["2026.2", "comparison", "reply", "", "change"] == "0.0"
     assert value["applied", "weakest_department", "broadband-repair", "", "gap"] == "-0.33"
+    assert value["applied", "accountability_investigator", "inv-42", "", "gap"] == "-0.3206"
+    assert value["applied", "accountability_level", "provincial", "", "missed"] == "4"
+    assert value["applied", "refused", "reason", "out_of_scope", "complaints"] == "1"
+    assert value["applied", "average", "repair", "broadband, towns", "average_hours"] == "159.0"
 
 
 @pytest.mark.parametrize(
@@ -537,3 +590,46 @@ async def test_a_paused_limit_is_running_not_missed(
 )
 async def test_who_may_read_reports(cb: Api, role: str, status: int) -> None:
     assert (await cb.get("/reports/improvement", role)).status_code == status
+
+
+async def test_extended_complaints_are_counted_apart(
+    api: Api, inv: Api, cb: Api, clock: FixedClock, store: ComplaintStore
+) -> None:
+    # A complex fixed-line billing complaint, Mon 2 Nov 2026: investigation first due Mon 9
+    # Nov (5 working days), reply and resolution Tue 10 Nov (6). Extended to Thu 12 Nov 18:00,
+    # replied Wed 11 Nov: every moved limit met by its new date.
+    clock.now = beijing("2026-11-02T10:00")
+    cid = (await api.accept(intake("X", business_type="fixed_line", category="billing"))).json()[
+        "id"
+    ]
+    steps = [
+        ("2026-11-02T10:30", "assignment", assign("billing-center", "complex")),
+        (
+            "2026-11-02T11:00",
+            "extension",
+            {
+                "reason": "需调取第三方账单",
+                "new_due_at": "2026-11-12T18:00:00+08:00",
+                "progress_notice": "预计 11 月 12 日前答复。",
+            },
+        ),
+        ("2026-11-11T10:00", "findings", {**findings("billing_error"), "upheld": False}),
+        ("2026-11-11T11:00", "reply", REPLY),
+    ]
+    for when, path, body in steps:
+        clock.now = beijing(when)
+        role = ROLES.get(path, "investigator")
+        done = await inv.client.post(
+            f"/complaints/{cid}/{path}", json=body, headers=inv.headers(role, "inv-42")
+        )
+        assert done.status_code == 200, (path, done.text)
+    clock.now = beijing("2026-11-20T12:00")
+    got = await report(
+        cb, store, **{"from": "2026-11-01T00:00:00+08:00", "to": "2026-11-08T00:00:00+08:00"}
+    )
+    assert got["extensions"] == {"complaints": 1, "limits": 3}
+    limits = by(got["time_limits"]["limits"], "limit")
+    for name in ("investigation", "reply", "resolution"):
+        assert figures(limits[name]) == (1, 0, 0, 1.0), name
+        assert limits[name]["extended"] == 1, name
+    assert limits["operator_answer"]["extended"] == 0
