@@ -37,6 +37,7 @@ class Command(StrEnum):
     RECORD_UNREACHED_CALLBACK = "record_unreached_callback"
     RECORD_NOTIFICATION = "record_notification"
     ARCHIVE = "archive"
+    JOIN_INCIDENT = "join_incident"
 
 
 C = Command
@@ -57,9 +58,10 @@ OWNER_ONLY = frozenset(
 #: Roles that may act on a complaint whoever owns it.
 OVERSEERS = frozenset({Role.SUPERVISOR, Role.ADMIN})
 
-#: Commands whose outcome is a fact whatever the status is now (a message already requested
-#: was sent or not), so every status allows them.
-ALWAYS = frozenset({C.RECORD_NOTIFICATION})
+#: Commands whose outcome is a fact whatever the status is now, so every status allows them: a
+#: message already requested was sent or not; a complaint is one of a major incident's (a
+#: refused or archived one is linked, not escalated).
+ALWAYS = frozenset({C.RECORD_NOTIFICATION, C.JOIN_INCIDENT})
 
 
 @dataclass(frozen=True)

@@ -91,7 +91,9 @@ COMMANDS: dict[str, Step] = {
         next(iter(c.notifications), "none"), sent=True, detail="gw-1", ctx=ctx()
     ),
     "archive": lambda c: c.archive("summary", ctx()),
+    "join_incident": lambda c: c.join_incident(INCIDENT, 20, POLICY, ctx("system")),
 }
+INCIDENT = "8a1f6d0e-5b7c-5e2a-9f3d-0c4b1a2e3d4f"
 
 #: A way to bring a fresh complaint into each status.
 PATHS: dict[Status, list[str]] = {
@@ -123,8 +125,16 @@ PATHS: dict[Status, list[str]] = {
 #: by the path above. Some are refused by their own rules although the status allows them:
 #: escalating at headquarters, resuming a clock that runs, a reply before findings.
 LEGAL: dict[Status, set[str]] = {
-    Status.ACCEPTED: {"refuse", "assign", "escalate", "escalate_missed", "pause_clock"},
-    Status.REFUSED: {"archive"},  # escalating it needs a regulator appeal
+    Status.ACCEPTED: {
+        "refuse",
+        "assign",
+        "escalate",
+        "escalate_missed",
+        "pause_clock",
+        "join_incident",
+    },
+    # escalating it needs a regulator appeal; a major incident links it without escalating
+    Status.REFUSED: {"archive", "join_incident"},
     Status.INVESTIGATING: {
         "assign",
         "add_evidence",
@@ -133,13 +143,21 @@ LEGAL: dict[Status, set[str]] = {
         "escalate",
         "escalate_missed",
         "pause_clock",
+        "join_incident",
     },
-    Status.RESOLUTION_PROPOSED: {"reply", "escalate", "escalate_missed", "pause_clock"},
+    Status.RESOLUTION_PROPOSED: {
+        "reply",
+        "escalate",
+        "escalate_missed",
+        "pause_clock",
+        "join_incident",
+    },
     Status.REPLIED: {
         "escalate",
         "record_callback",
         "record_unreached_callback",
         "record_notification",
+        "join_incident",
     },
     Status.ESCALATED: {
         "add_evidence",
@@ -147,9 +165,11 @@ LEGAL: dict[Status, set[str]] = {
         "review",
         "escalate_missed",
         "pause_clock",
+        "join_incident",  # (at headquarters here: linked only)
     },
-    Status.CALLBACK_DONE: {"escalate", "archive", "record_notification"},
-    Status.ARCHIVED: {"record_notification"},  # a late gateway answer is still recorded
+    Status.CALLBACK_DONE: {"escalate", "archive", "record_notification", "join_incident"},
+    # A late gateway answer is still recorded; a major incident still links it.
+    Status.ARCHIVED: {"record_notification", "join_incident"},
 }
 #: Legal in every status, but only for a message that was requested (a reply or a notice).
 NEEDS_A_MESSAGE = {"record_notification"}
@@ -192,10 +212,48 @@ def test_command_in_status(status: Status, command: str) -> None:
 def test_archived_takes_no_command() -> None:
     complaint = in_status(Status.ARCHIVED)
     for name, command in COMMANDS.items():
-        if name in NEEDS_A_MESSAGE:
-            continue  # a late gateway answer is still recorded
+        if name in NEEDS_A_MESSAGE or name == "join_incident":
+            continue  # a late gateway answer is still recorded; an incident links it
         with pytest.raises(InvalidTransition):
             command(complaint)
+
+
+@pytest.mark.parametrize(
+    ("path", "done"),
+    [
+        (["assign"], {"done": "escalated", "from_level": "city", "to_level": "provincial"}),
+        (
+            ["escalate"],  # to headquarters
+            {"done": "linked", "why": "at_headquarters"},
+        ),
+        (["refuse"], {"done": "linked", "why": "refused"}),
+        (PATHS[Status.ARCHIVED], {"done": "linked", "why": "archived"}),
+    ],
+)
+def test_a_major_incident_links_every_member_and_escalates_those_that_can_go_up(
+    path: list[str], done: dict[str, str]
+) -> None:
+    complaint = new_complaint()
+    for step in path:
+        COMMANDS[step](complaint)
+    status, level = complaint.status, complaint.level
+    complaint.collect_events()
+    assert complaint.join_incident(INCIDENT, 20, POLICY, ctx("system")) == done
+    events = [type(e).__name__ for e in complaint.collect_events()]
+    assert complaint.incident_id == INCIDENT
+    if done["done"] == "escalated":
+        assert events == ["IncidentLinked", "Escalated"]
+        assert complaint.escalations[-1]["trigger"] == "major_incident"
+        assert INCIDENT in complaint.escalations[-1]["reason"]
+        assert (complaint.status, complaint.level) == ("escalated", "provincial")
+    else:
+        assert events == ["IncidentLinked"]
+        assert (complaint.status, complaint.level) == (status, level)
+    # Joining again records nothing; another incident is refused.
+    assert complaint.join_incident(INCIDENT, 21, POLICY, ctx("system")) is None
+    assert complaint.collect_events() == []
+    with pytest.raises(InvalidCommand):
+        complaint.join_incident("another-incident", 20, POLICY, ctx("system"))
 
 
 def test_owner_moves_from_first_contact_to_investigator_to_level() -> None:
