@@ -1,11 +1,12 @@
 """Escalation: escalations, reviews, regulator appeals; the deadline watch that escalates a
-complaint by itself when one of its limits passes, and major-incident detection."""
+complaint by itself when one of its limits passes; major incidents, detected and read."""
 
 from __future__ import annotations
 
 from fastapi import FastAPI
 
 from services.escalation.incidents import IncidentWatch
+from services.escalation.router import incidents as incident_reads
 from services.escalation.router import router
 from services.escalation.watch import DeadlineWatch
 from shared.domain.clock import Clock, system_clock
@@ -28,7 +29,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
     return create_service_app(
         settings,
         service=Service.ESCALATION,
-        routers=[router],
+        routers=[router, incident_reads],
         clock=clock,
         background=[watch, incidents] if settings.deadline_watch_enabled else [],
     )

@@ -1,4 +1,5 @@
-"""Escalation (投诉升级): to a higher level, its review, and regulator appeals (申诉)."""
+"""Escalation (投诉升级): to a higher level, its review, and regulator appeals (申诉); the
+major incidents declared (群体性投诉)."""
 
 from __future__ import annotations
 
@@ -6,23 +7,29 @@ from dataclasses import replace
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Response, status
+from fastapi import APIRouter, Depends, HTTPException, Query, Response, status
 
+from services.escalation.incidents import list_incidents, member_states
 from services.escalation.schemas import (
     AppealRequest,
     EscalationRequest,
     HandlerRequest,
+    IncidentPage,
+    IncidentSummary,
+    IncidentView,
     ReviewRequest,
 )
-from shared.domain.codes import Channel, EscalationTrigger, Level, Role
+from shared.domain.codes import Area, Category, Channel, EscalationTrigger, Level, Role
 from shared.domain.complaint import Complaint
 from shared.domain.context import CommandContext
 from shared.http.commands import answer, execute
-from shared.http.deps import IfMatchDep, StoreDep, command_context
-from shared.http.errors import COMMAND_RESPONSES
+from shared.http.deps import ClockDep, IfMatchDep, PrincipalDep, StoreDep, command_context
+from shared.http.errors import COMMAND_RESPONSES, READ_RESPONSES
 from shared.http.views import ComplaintView
+from shared.readmodel.summaries import InvalidCursor
 
 router = APIRouter(tags=["escalation"], responses=COMMAND_RESPONSES)
+incidents = APIRouter(tags=["major incidents"], responses=READ_RESPONSES)
 
 EscalateCtx = Annotated[
     CommandContext,
@@ -124,3 +131,49 @@ async def appeal(
     response.headers["Location"] = f"/complaints/{existing.id}"
     written = await store.execute(existing.id, escalate, ctx=ctx)
     return answer(written, ctx, response)
+
+
+@incidents.get("/incidents", response_model=IncidentPage)
+async def list_major_incidents(
+    _: PrincipalDep,
+    store: StoreDep,
+    clock: ClockDep,
+    category: Category | None = None,
+    area: Area | None = None,
+    is_open: Annotated[
+        bool | None,
+        Query(alias="open", description="true: still open now (complaints join it); false: closed"),
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[str | None, Query(max_length=512)] = None,
+) -> IncidentPage:
+    """Declared major incidents from the read model, newest first: category, area, window
+    and how many complaints each holds and escalated."""
+    now = clock()
+    try:
+        rows, next_cursor = await list_incidents(
+            store.engine,
+            category=category,
+            area=area,
+            is_open=is_open,
+            now=now,
+            limit=limit,
+            cursor=cursor,
+        )
+    except InvalidCursor as exc:
+        raise HTTPException(422, str(exc)) from exc
+    return IncidentPage(
+        items=[IncidentSummary.of(row, now) for row in rows], next_cursor=next_cursor
+    )
+
+
+@incidents.get("/incidents/{incident_id}", response_model=IncidentView)
+async def read_major_incident(
+    incident_id: UUID, _: PrincipalDep, store: StoreDep, clock: ClockDep
+) -> IncidentView:
+    """A major incident rebuilt from its events: its window, the threshold and window it was
+    declared under, and every complaint linked to it with what was done (escalated from one
+    level to the next, or linked and why not) and its status and level now."""
+    incident = await store.get_incident(incident_id)
+    states = await member_states(store.engine, incident.member_ids)
+    return IncidentView.of_incident(incident, states, clock())

@@ -1,12 +1,25 @@
-"""Request bodies of escalation's commands (api.md)."""
+"""Request bodies of escalation's commands (api.md), and what its reads of major incidents
+answer."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Self
+from datetime import datetime
+from typing import Annotated, Any, Literal, Self
+from uuid import UUID
 
-from pydantic import Field, StringConstraints, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from shared.domain.codes import EscalationTrigger, Level, ReviewOutcome
+from shared.domain.codes import (
+    Area,
+    Category,
+    EscalationTrigger,
+    IncidentAction,
+    Level,
+    NotEscalated,
+    ReviewOutcome,
+    Status,
+)
+from shared.domain.indexes import MajorIncident
 from shared.http.fields import Identifier, RequestModel, Text2000, Timestamp
 from shared.http.schemas import AcceptRequest
 
@@ -56,3 +69,109 @@ class AppealRequest(RequestModel):
         if (self.acceptance_no is None) == (self.complaint is None):
             raise ValueError("give either acceptance_no or complaint, not both or neither")
         return self
+
+
+# ------------------------------------------------------------------------ major incidents
+class IncidentWindow(BaseModel):
+    """When the incident's complaints came in. It is open, and complaints of its category
+    and area accepted meanwhile join it, until one window after the last that counts."""
+
+    model_config = ConfigDict(validate_by_name=True)
+
+    from_: datetime = Field(alias="from", description="when its first complaint was accepted")
+    to: datetime = Field(
+        description="one window after its last complaint that counts (a refused one does not)"
+    )
+    open: bool = Field(description="a complaint of its category and area accepted now joins it")
+
+
+class IncidentSummary(BaseModel):
+    """A declared major incident (群体性投诉), as the list shows it (from the read model)."""
+
+    id: UUID
+    number: int = Field(examples=[1], description="the n-th incident of its category and area")
+    category: Category
+    area: Area
+    declared_at: datetime
+    window: IncidentWindow
+    members: int = Field(examples=[23], description="complaints linked to it")
+    escalated: int = Field(examples=[21], description="of those, how many it escalated")
+
+    @classmethod
+    def of(cls, row: dict[str, Any], now: datetime) -> IncidentSummary:
+        return cls(
+            id=row["incident_id"],
+            number=row["number"],
+            category=row["category"],
+            area=row["area"],
+            declared_at=row["declared_at"],
+            window=IncidentWindow(
+                from_=row["first_member_at"], to=row["closes_at"], open=now <= row["closes_at"]
+            ),
+            members=row["members"],
+            escalated=row["escalated"],
+        )
+
+
+class IncidentPage(BaseModel):
+    items: list[IncidentSummary]
+    next_cursor: str | None = Field(description="pass as `cursor` for the next page")
+
+
+class IncidentComplaint(BaseModel):
+    """One complaint of the incident: what the incident did with it, and where it is now."""
+
+    complaint_id: UUID
+    accepted_at: datetime
+    done: IncidentAction = Field(
+        description="escalated one level up (trigger major_incident), or only linked"
+    )
+    from_level: Level | None = Field(default=None, description="escalated: the level it left")
+    to_level: Level | None = Field(default=None, description="escalated: the level it went to")
+    why: NotEscalated | None = Field(
+        default=None,
+        description="linked: why it did not go up (refused, archived, already at "
+        "headquarters, or its status allows no escalation)",
+    )
+    status: Status | None = Field(
+        description="its status now (from the read model; null until that has seen it)"
+    )
+    level: Level | None = Field(description="its level now (as `status`)")
+
+
+class IncidentView(IncidentSummary):
+    """A major incident rebuilt from its events, with every complaint linked to it."""
+
+    threshold: int = Field(
+        examples=[20], description="complaints within the window that declare one (then)"
+    )
+    window_minutes: int = Field(examples=[60], description="the window's length (then)")
+    complaints: list[IncidentComplaint]
+
+    @classmethod
+    def of_incident(
+        cls, incident: MajorIncident, states: dict[UUID, tuple[str, str]], now: datetime
+    ) -> IncidentView:
+        complaints = []
+        for member in incident.members:
+            status, level = states.get(UUID(member["complaint_id"]), (None, None))
+            complaints.append(
+                IncidentComplaint.model_validate({**member, "status": status, "level": level})
+            )
+        return cls(
+            id=incident.id,
+            number=incident.number,
+            category=incident.category,
+            area=incident.area,
+            declared_at=incident.declared_at,
+            window=IncidentWindow(
+                from_=incident.first_member_at,
+                to=incident.closes_at,
+                open=incident.is_open(now),
+            ),
+            members=len(complaints),
+            escalated=sum(1 for c in complaints if c.done == IncidentAction.ESCALATED),
+            threshold=incident.threshold,
+            window_minutes=incident.window_minutes,
+            complaints=complaints,
+        )

@@ -24,13 +24,14 @@ def record_of(event: StoredEvent) -> dict[str, Any]:
     """An event as one export line (without its hashes): JSON types only.
 
     Personal data appears in plaintext with the salt of the customer's key, or, once erased,
-    as the salted digest the chain committed to; either way the line hashes the same.
+    as the salted digest the chain committed to; either way the line hashes the same. A
+    major incident's events concern many complaints: their `complaint_id` is null.
     """
     return {
         "position": event.position,
         "aggregate": event.aggregate,
         "aggregate_id": str(event.aggregate_id),
-        "complaint_id": str(event.complaint_id),
+        "complaint_id": str(event.complaint_id) if event.complaint_id else None,
         "version": event.version,
         "type": event.type,
         "at": event.at.isoformat(),

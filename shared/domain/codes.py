@@ -90,6 +90,25 @@ class EscalationTrigger(StrEnum):
     REGULATOR_APPEAL = "regulator_appeal"
 
 
+class IncidentAction(StrEnum):
+    """What a major incident did with a complaint that joined it."""
+
+    #: Went one level up with trigger `major_incident`.
+    ESCALATED = "escalated"
+    #: Linked only: it could not go up (see `NotEscalated`).
+    LINKED = "linked"
+
+
+class NotEscalated(StrEnum):
+    """Why a complaint that joined a major incident was linked and not escalated."""
+
+    REFUSED = "refused"
+    ARCHIVED = "archived"
+    AT_HEADQUARTERS = "at_headquarters"
+    #: Its status allows no escalation.
+    STATUS = "status"
+
+
 class Level(StrEnum):
     """Escalation levels, lowest first: frontline (city) → provincial → headquarters."""
 

@@ -19,7 +19,9 @@ from shared.domain import notices
 from shared.domain.codes import (
     Complexity,
     EscalationTrigger,
+    IncidentAction,
     Level,
+    NotEscalated,
     RefusalReason,
     ReviewOutcome,
     Satisfaction,
@@ -52,6 +54,8 @@ class Complaint(Aggregate):
     personal_data_erased_at: datetime | None = None
     #: The owner is a level's supervisors as a group: nobody there has been named yet.
     owner_is_group: bool = False
+    #: The major incident it belongs to (群体性投诉), if any: one at most.
+    incident_id: str | None = None
 
     # ------------------------------------------------------------------ acceptance (投诉受理)
     @event("Accepted")
@@ -712,6 +716,55 @@ class Complaint(Aggregate):
         self._step(
             "SupervisorsAlerted", timestamp, [follow_up] if follow_up else [], deadline=deadline
         )
+
+    # ------------------------------------------------- major incidents (群体性投诉)
+    def join_incident(
+        self, incident_id: str, size: int, policy: Policy, ctx: CommandContext
+    ) -> dict[str, str] | None:
+        """Become one of a major incident's complaints. The link is recorded in every status;
+        then the complaint goes one level up (trigger major_incident) if it can. Returns what
+        was done: escalated from one level to the next, or linked and why it did not go up.
+        Joining the incident it belongs to already records nothing (None)."""
+        self._check(Command.JOIN_INCIDENT, ctx)
+        if self.incident_id == incident_id:
+            return None
+        if self.incident_id is not None:
+            raise InvalidCommand(f"The complaint belongs to major incident {self.incident_id}.")
+        held_back = self._not_escalated_because()
+        self._incident_linked(incident_id=incident_id, ctx=ctx.record(), timestamp=ctx.at)
+        if held_back is not None:
+            return {"done": IncidentAction.LINKED.value, "why": held_back.value}
+        level = Level(self.level)
+        to_level = list(Level)[level.rank + 1]
+        self.escalate(
+            EscalationTrigger.MAJOR_INCIDENT,
+            f"Major incident {incident_id} (群体性投诉): {size} {self.intake['category']} "
+            f"complaints from {self.intake.get('area')}.",
+            to_level,
+            policy,
+            ctx,
+        )
+        return {
+            "done": IncidentAction.ESCALATED.value,
+            "from_level": level.value,
+            "to_level": to_level.value,
+        }
+
+    def _not_escalated_because(self) -> NotEscalated | None:
+        """Why a major incident cannot take the complaint up a level; None if it can."""
+        if self.status == Status.REFUSED:  # only a regulator appeal reopens a refusal
+            return NotEscalated.REFUSED
+        if not allows(self.status, Command.ESCALATE):
+            return NotEscalated.ARCHIVED if self.status == Status.ARCHIVED else NotEscalated.STATUS
+        if Level(self.level) is Level.HEADQUARTERS:
+            return NotEscalated.AT_HEADQUARTERS
+        return None
+
+    @event("IncidentLinked")
+    def _incident_linked(
+        self, *, incident_id: str, ctx: dict[str, Any], timestamp: datetime
+    ) -> None:
+        self.incident_id = incident_id
 
     # ------------------------------------------------------- the level's named handler
     def assign_handler(self, handler: str, ctx: CommandContext) -> None:

@@ -11,6 +11,12 @@ class ComplaintNotFound(DomainError):
         self.complaint_id = complaint_id
 
 
+class IncidentNotFound(DomainError):
+    def __init__(self, incident_id: object) -> None:
+        super().__init__(f"No major incident with id {incident_id}.")
+        self.incident_id = incident_id
+
+
 class InvalidTransition(DomainError):
     """A command that is not legal in the complaint's current status (→ 409)."""
 

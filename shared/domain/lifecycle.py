@@ -38,6 +38,7 @@ class Command(StrEnum):
     RECORD_NOTIFICATION = "record_notification"
     CONFIRM_NOTIFICATION = "confirm_notification"
     ARCHIVE = "archive"
+    JOIN_INCIDENT = "join_incident"
 
 
 C = Command
@@ -58,9 +59,10 @@ OWNER_ONLY = frozenset(
 #: Roles that may act on a complaint whoever owns it.
 OVERSEERS = frozenset({Role.SUPERVISOR, Role.ADMIN})
 
-#: Commands whose outcome is a fact whatever the status is now (a message already requested
-#: was sent or not, a letter was posted), so every status allows them.
-ALWAYS = frozenset({C.RECORD_NOTIFICATION, C.CONFIRM_NOTIFICATION})
+#: Commands whose outcome is a fact whatever the status is now, so every status allows them: a
+#: message already requested was sent or not, a letter was posted; a complaint is one of a
+#: major incident's (a refused or archived one is linked, not escalated).
+ALWAYS = frozenset({C.RECORD_NOTIFICATION, C.CONFIRM_NOTIFICATION, C.JOIN_INCIDENT})
 
 
 @dataclass(frozen=True)

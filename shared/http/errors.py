@@ -17,6 +17,7 @@ from shared.domain.errors import (
     ComplaintNotFound,
     ConcurrentModification,
     DomainError,
+    IncidentNotFound,
     InvalidCommand,
     InvalidTransition,
     NotOwner,
@@ -32,6 +33,7 @@ PROBLEM_JSON = "application/problem+json"
 #: Domain error → (status, problem slug, title). The only place this mapping lives.
 DOMAIN_STATUS: dict[type[DomainError], tuple[int, str, str]] = {
     ComplaintNotFound: (404, "not-found", "Complaint not found"),
+    IncidentNotFound: (404, "not-found", "Major incident not found"),
     NotOwner: (403, "not-owner", "Not the complaint's owner"),
     NotPermitted: (403, "not-permitted", "Not permitted here"),
     InvalidTransition: (409, "invalid-transition", "Not allowed in the current status"),
@@ -231,7 +233,7 @@ def _problem_doc(description: str) -> dict[str, Any]:
 READ_RESPONSES: dict[int | str, dict[str, Any]] = {
     401: _problem_doc("Missing or invalid token"),
     403: _problem_doc("The token's roles may not do this, or only the complaint's owner may"),
-    404: _problem_doc("No such complaint"),
+    404: _problem_doc("No such complaint (or major incident)"),
     422: _problem_doc("Invalid parameters"),
     429: _problem_doc("Too many requests from this client: retry after `Retry-After` seconds"),
 }

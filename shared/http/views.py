@@ -114,6 +114,9 @@ class ComplaintView(BaseModel):
     reply_channel: str
     evidence: list[dict[str, Any]]
     repeat_of: UUID | None = None
+    incident_id: UUID | None = Field(
+        default=None, description="the major incident it belongs to (GET /incidents/{id})"
+    )
     time_barred: bool = Field(description="past the limitation period of MIIT Art. 11")
     deadlines: list[Deadline]
     next_steps: str
@@ -183,6 +186,7 @@ class ComplaintView(BaseModel):
             reply_channel=intake["reply_channel"],
             evidence=complaint.evidence,
             repeat_of=complaint.repeat_of,
+            incident_id=complaint.incident_id,
             time_barred=complaint.time_barred,
             deadlines=[
                 Deadline.model_validate({**d, "key": d.get("key") or d["name"]})
@@ -310,6 +314,7 @@ class ComplaintSummary(BaseModel):
     customer_id: str
     department: str | None = None
     repeat_of: UUID | None = None
+    incident_id: UUID | None = Field(default=None, description="its major incident, if any")
     time_barred: bool
     accepted_at: datetime
     updated_at: datetime

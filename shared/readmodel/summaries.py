@@ -1,8 +1,10 @@
 """The per-complaint read model: summaries (lists and filters), deadlines (the deadline watch)
-and the index of messages still to send (the notification dispatcher).
+and the index of messages still to send (the notification dispatcher); and one row per major
+incident (its list and the incident watch).
 
-Each row is a function of the complaint's state at the last event applied, computed by the
-aggregate itself (loaded at that version), so the projection never re-implements the rules.
+Each row is a function of the complaint's (or incident's) state at the last event applied,
+computed by the aggregate itself (loaded at that version), so the projection never
+re-implements the rules.
 """
 
 from __future__ import annotations
@@ -18,12 +20,14 @@ from uuid import UUID
 from sqlalchemy import and_, delete, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from shared.domain.codes import Status
+from shared.domain.codes import IncidentAction, Status
 from shared.domain.complaint import Complaint
+from shared.domain.indexes import MajorIncident
 from shared.readmodel.tables import (
     complaint_analysis,
     complaint_summaries,
     deadlines,
+    major_incidents,
     notifications,
 )
 from shared.readmodel.times import from_db, to_utc
@@ -38,6 +42,7 @@ class Rows:
     deadlines: list[dict[str, Any]]
     notifications: list[dict[str, Any]]
     analysis: list[dict[str, Any]]
+    incidents: list[dict[str, Any]]
 
 
 class SummaryProjection:
@@ -48,10 +53,13 @@ class SummaryProjection:
 
     async def prepare(self, events: Sequence[StoredEvent]) -> Rows:
         latest: dict[UUID, tuple[int, int]] = {}
+        incidents: dict[UUID, int] = {}
         for event in events:
             if event.aggregate == "Complaint":
                 assert event.position is not None
                 latest[event.aggregate_id] = (event.version, event.position)
+            elif event.aggregate == MajorIncident.__name__:
+                incidents[event.aggregate_id] = event.version
         complaints = await self.store.load_versions({i: v for i, (v, _) in latest.items()})
         summaries, due, messages, analysis = [], [], [], []
         for complaint in complaints:
@@ -59,7 +67,8 @@ class SummaryProjection:
             due.extend(deadline_rows(complaint))
             messages.extend(notification_rows(complaint))
             analysis.append(analysis_row(complaint))
-        return Rows(summaries, due, messages, analysis)
+        declared = await self.store.load_incidents(incidents) if incidents else []
+        return Rows(summaries, due, messages, analysis, [incident_row(i) for i in declared])
 
     async def write(self, conn: AsyncConnection, prepared: Rows) -> None:
         await upsert(conn, complaint_summaries, prepared.summaries, ["complaint_id"])
@@ -72,8 +81,10 @@ class SummaryProjection:
             conn, notifications, prepared.notifications, ["complaint_id", "notification_id"]
         )
         await upsert(conn, complaint_analysis, prepared.analysis, ["complaint_id"])
+        await upsert(conn, major_incidents, prepared.incidents, ["incident_id"])
 
     async def reset(self, conn: AsyncConnection) -> None:
+        await conn.execute(delete(major_incidents))
         await conn.execute(delete(notifications))
         await conn.execute(delete(complaint_analysis))
         await conn.execute(delete(deadlines))
@@ -106,6 +117,22 @@ def summary_row(complaint: Complaint, position: int) -> dict[str, Any]:
             for n in complaint.notifications.values()
             if n.get("task") and n["status"] == "pending"
         ),
+        "incident_id": complaint.incident_id,
+    }
+
+
+def incident_row(incident: MajorIncident) -> dict[str, Any]:
+    return {
+        "incident_id": str(incident.id),
+        "category": incident.category,
+        "area": incident.area,
+        "number": incident.number,
+        "declared_at": to_utc(incident.declared_at),
+        "first_member_at": to_utc(incident.first_member_at),
+        "last_member_at": to_utc(incident.last_member_at),
+        "closes_at": to_utc(incident.closes_at),
+        "members": len(incident.members),
+        "escalated": sum(1 for m in incident.members if m["done"] == IncidentAction.ESCALATED),
     }
 
 

@@ -82,10 +82,31 @@ complaint_summaries = Table(
     Column("position", BigInteger, nullable=False),
     #: Messages to the customer that staff must carry out (a letter, a call, a visit).
     Column("tasks", Integer, nullable=False, server_default="0"),
+    Column("incident_id", String(36)),  # the major incident it belongs to
     Index("ix_summaries_newest", "accepted_at", "complaint_id"),
     Index("ix_summaries_status", "status", "accepted_at"),
     Index("ix_summaries_customer", "customer_id", "accepted_at"),
     Index("ix_summaries_owner", "owner", "accepted_at"),
+)
+
+#: One row per declared major incident: what `GET /incidents` lists and the incident watch
+#: follows. `last_member_at` is the last member that counts (refused ones do not); the
+#: incident is open until `closes_at`, one window after it.
+major_incidents = Table(
+    "major_incidents",
+    metadata,
+    Column("incident_id", String(36), primary_key=True),
+    Column("category", String(32), nullable=False),
+    Column("area", String(32), nullable=False),
+    Column("number", Integer, nullable=False),  # the n-th of its category and area
+    Column("declared_at", DateTime(timezone=True), nullable=False),
+    Column("first_member_at", DateTime(timezone=True), nullable=False),
+    Column("last_member_at", DateTime(timezone=True), nullable=False),
+    Column("closes_at", DateTime(timezone=True), nullable=False),
+    Column("members", Integer, nullable=False),
+    Column("escalated", Integer, nullable=False),
+    Index("ix_incidents_newest", "declared_at", "incident_id"),
+    Index("ix_incidents_closing", "closes_at"),
 )
 
 #: One row per complaint: what the improvement reports count, with the complaint's deadlines as

@@ -25,17 +25,21 @@ from tenacity import (
 )
 
 from shared.audit.verify import digest
-from shared.domain.codes import EscalationTrigger, Level, Status
 from shared.domain.complaint import Complaint
 from shared.domain.context import CommandContext
 from shared.domain.errors import (
     ComplaintNotFound,
     ConcurrentModification,
-    InvalidTransition,
+    IncidentNotFound,
     VersionMismatch,
 )
-from shared.domain.indexes import NAMESPACE, AcceptanceNumber, ComplaintThread, MajorIncident
-from shared.domain.lifecycle import Command, allows
+from shared.domain.indexes import (
+    NAMESPACE,
+    AcceptanceNumber,
+    ComplaintThread,
+    IncidentSeries,
+    MajorIncident,
+)
 from shared.domain.personal import EVENT_FIELDS, is_plaintext, leaves
 from shared.domain.policy import Policy
 from shared.settings import Settings
@@ -103,7 +107,7 @@ class StoredEvent:
     ctx: dict[str, Any]
     data: dict[str, Any]
     aggregate_id: UUID
-    #: The aggregate class: Complaint, or one of intake's index aggregates.
+    #: The aggregate class: Complaint, or one of the index aggregates (shared.domain.indexes).
     aggregate: str = "Complaint"
     #: Place in the store's global order (None where the read did not ask for it).
     position: int | None = None
@@ -112,11 +116,13 @@ class StoredEvent:
     salt: str | None = None
 
     @property
-    def complaint_id(self) -> UUID:
-        """The complaint this event belongs to (index events name it in their data)."""
+    def complaint_id(self) -> UUID | None:
+        """The complaint this event belongs to (intake's index events name it in their data);
+        None for a major incident's events, which concern many."""
         if self.aggregate == "Complaint":
             return self.aggregate_id
-        return UUID(str(self.data["complaint_id"]))
+        named = self.data.get("complaint_id")
+        return UUID(str(named)) if named is not None else None
 
 
 @dataclass(frozen=True)
@@ -183,7 +189,8 @@ class ComplaintsApplication(Application[UUID]):
                 if existing is not None:
                     return existing, None
                 thread_id = self._thread_id(complaint_id, intake)
-                thread = self._find_thread(thread_id)
+                thread = self._replay(thread_id)
+                assert thread is None or isinstance(thread, ComplaintThread)
                 repeat_of = thread.latest if thread else None
                 complaint = Complaint.accept(
                     complaint_id=complaint_id,
@@ -240,57 +247,26 @@ class ComplaintsApplication(Application[UUID]):
                 )
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def declare_incident(
-        self,
-        category: str,
-        area: str,
-        window_start: datetime,
-        complaint_ids: list[UUID],
-        ctx: CommandContext,
+    def gather_incident(
+        self, category: str, area: str, candidates: list[UUID], ctx: CommandContext
     ) -> MajorIncident | None:
-        """Declare a major incident once per (category, area, window): the first complaint
-        that can still go up is escalated with trigger major_incident, linking the others, in
-        the same save as the declaration. None if it was declared already or none can go up."""
-        incident_id = MajorIncident.id_for(category, area, window_start)
+        """Let complaints of one category and area join its major incident, or declare one
+        (`IncidentSeries.gather` decides). The series, the incident and every member complaint
+        are saved together, so concurrent watchers declare each incident once and escalate
+        each complaint once. Returns the incident declared or grown; None if neither."""
+        series_id = IncidentSeries.id_for(category, area)
         for attempt in self._attempts():
             with attempt:
-                try:
-                    self.repository.get(incident_id)
-                    return None
-                except AggregateNotFoundError:
-                    pass
-                for complaint_id in complaint_ids:
-                    complaint = self.load(complaint_id)
-                    level = Level(complaint.level)
-                    if level is Level.HEADQUARTERS or not allows(
-                        complaint.status, Command.ESCALATE
-                    ):
-                        continue
-                    if complaint.status == Status.REFUSED:
-                        continue
-                    try:
-                        complaint.escalate(
-                            EscalationTrigger.MAJOR_INCIDENT,
-                            f"Major incident: {len(complaint_ids)} {category} complaints from "
-                            f"{area} since {window_start.isoformat()}: "
-                            + ", ".join(str(i) for i in complaint_ids),
-                            list(Level)[level.rank + 1],
-                            self.policy,
-                            ctx,
-                        )
-                    except InvalidTransition:
-                        continue
-                    incident = MajorIncident.declare(
-                        category,
-                        area,
-                        window_start,
-                        [str(i) for i in complaint_ids],
-                        complaint.id,
-                        ctx.at,
-                    )
-                    self.save(complaint, incident)
-                    return incident
-                return None
+                self.keys.start_command()
+                series = self._replay(series_id) or IncidentSeries.start(category, area, ctx.at)
+                assert isinstance(series, IncidentSeries)
+                current = self.load_incident(series.current) if series.current else None
+                self.keys.preload(candidates)
+                complaints = [self.load(i) for i in candidates]
+                incident = series.gather(current, complaints, self.policy, ctx)
+                if incident is not None:
+                    self.save(series, incident, *complaints)
+                return incident
         raise AssertionError("unreachable")  # pragma: no cover
 
     def erase_customer(self, customer_id: str, ctx: CommandContext) -> Erasure:
@@ -371,6 +347,16 @@ class ComplaintsApplication(Application[UUID]):
             )
         return self.load(complaint_id, version)
 
+    def load_incident(self, incident_id: UUID, version: int | None = None) -> MajorIncident:
+        incident = self._replay(incident_id, version)
+        if not isinstance(incident, MajorIncident):
+            raise IncidentNotFound(incident_id)
+        return incident
+
+    def load_incidents(self, wanted: dict[UUID, int]) -> list[MajorIncident]:
+        """Each incident as of the given version."""
+        return [self.load_incident(i, v) for i, v in wanted.items()]
+
     def find_by_acceptance_no(self, acceptance_no: str) -> Complaint:
         try:
             number: AcceptanceNumber = self.repository.get(AcceptanceNumber.id_for(acceptance_no))
@@ -422,15 +408,15 @@ class ComplaintsApplication(Application[UUID]):
         except ComplaintNotFound:
             return None
 
-    def _find_thread(self, thread_id: UUID) -> ComplaintThread | None:
-        """Replayed from its events alone: threads are never snapshotted, so the repository's
-        look in the snapshot table would be a needless round trip on every acceptance."""
-        thread: Any = None
+    def _replay(self, aggregate_id: UUID, version: int | None = None) -> Any:
+        """An index aggregate (a thread, an incident, a series) replayed from its events
+        alone, up to `version`; None if it has none. They are never snapshotted, so the
+        repository's look in the snapshot table would be a needless round trip."""
+        aggregate: Any = None
         event: Any
-        for event in self.events.get(thread_id):
-            thread = event.mutate(thread)
-        assert thread is None or isinstance(thread, ComplaintThread)
-        return thread
+        for event in self.events.get(aggregate_id, lte=version):
+            aggregate = event.mutate(aggregate)
+        return aggregate
 
     def _own_event_since(
         self, complaint_id: UUID, version: int, ctx: CommandContext

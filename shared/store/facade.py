@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from shared.domain.clock import Clock, system_clock
 from shared.domain.complaint import Complaint
 from shared.domain.context import CommandContext
+from shared.domain.indexes import MajorIncident
 from shared.domain.policy import Policy
 from shared.readmodel.engine import create_engine
 from shared.readmodel.migrate import upgrade
@@ -125,19 +126,12 @@ class ComplaintStore:
             )
         return Written(complaint, position)
 
-    async def declare_incident(
-        self,
-        category: str,
-        area: str,
-        window_start: datetime,
-        complaint_ids: list[UUID],
-        ctx: CommandContext,
-    ) -> bool:
-        """Declare a major incident (once per category, area and window); True if this did."""
-        incident = await self._run(
-            partial(self.app.declare_incident, category, area, window_start, complaint_ids, ctx)
-        )
-        return incident is not None
+    async def gather_incident(
+        self, category: str, area: str, candidates: list[UUID], ctx: CommandContext
+    ) -> MajorIncident | None:
+        """Let the candidates (complaints of that category and area in no incident yet) join
+        its major incident, or declare one; the incident if it was declared or grew."""
+        return await self._run(partial(self.app.gather_incident, category, area, candidates, ctx))
 
     async def erase_customer(self, customer_id: str, ctx: CommandContext) -> Erasure:
         """Erase the customer's personal data everywhere: destroy their key, record the erasure
@@ -170,6 +164,14 @@ class ComplaintStore:
     async def load_versions(self, wanted: dict[UUID, int]) -> list[Complaint]:
         """Each complaint as of the given version, in one trip to a worker thread."""
         return await self._run(partial(self.app.load_many, wanted))
+
+    async def get_incident(self, incident_id: UUID) -> MajorIncident:
+        """A major incident rebuilt from its events."""
+        return await self._run(partial(self.app.load_incident, incident_id))
+
+    async def load_incidents(self, wanted: dict[UUID, int]) -> list[MajorIncident]:
+        """Each major incident as of the given version, in one trip to a worker thread."""
+        return await self._run(partial(self.app.load_incidents, wanted))
 
     async def event_at(self, complaint_id: UUID, version: int) -> StoredEvent:
         """One event of a complaint."""

@@ -130,6 +130,8 @@ MATRIX: list[tuple[str, str, str, dict[str, Any] | None, frozenset[str]]] = [
         for service in ("intake", "investigation", "escalation", "callback")
         for path in ("/complaints/{id}", "/complaints/{id}/history", "/complaints")
     ],
+    ("escalation", "GET", "/incidents", None, EVERYONE),
+    ("escalation", "GET", "/incidents/{incident_id}", None, EVERYONE),
     *[
         row
         for service in ("intake", "investigation", "escalation", "callback")
@@ -168,10 +170,16 @@ async def apps(
         }
 
 
+#: An incident nobody declared: reading it is 404 for every role, never 403.
+UNKNOWN_INCIDENT = "00000000-0000-5000-8000-000000000014"
+
+
 def _fill(value: Any, complaint: dict[str, Any]) -> Any:
     if isinstance(value, str):
-        return value.replace("{id}", complaint["id"]).replace(
-            "{acceptance_no}", complaint["acceptance_no"]
+        return (
+            value.replace("{id}", complaint["id"])
+            .replace("{acceptance_no}", complaint["acceptance_no"])
+            .replace("{incident_id}", UNKNOWN_INCIDENT)
         )
     if isinstance(value, dict):
         return {k: _fill(v, complaint) for k, v in value.items()}

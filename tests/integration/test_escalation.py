@@ -1,4 +1,5 @@
-"""Escalation over HTTP, regulator appeals, and the deadline watch."""
+"""Escalation over HTTP, regulator appeals, and the deadline watch (major incidents: see
+test_incidents.py)."""
 
 from __future__ import annotations
 
@@ -13,23 +14,16 @@ from uuid import UUID
 import httpx
 import pytest
 
-from services.escalation.incidents import IncidentWatch
 from services.escalation.main import create_app
 from services.escalation.watch import DeadlineWatch
 from shared.domain.clock import FixedClock
 from shared.domain.context import Actor, CommandContext
-from shared.domain.policy import DEFAULT_POLICY_PATH, Policy
 from shared.readmodel.summaries import SummaryProjection
 from shared.settings import Settings
 from shared.store.facade import ComplaintStore
 from tests.conftest import TokenFactory, intake_body
 from tests.integration.conftest import Api, catch_up, serving
 from tests.integration.test_investigation import BODIES, command
-
-#: The default policy, but three complaints from one area in an hour are a major incident.
-BURSTY = Policy.from_toml(
-    DEFAULT_POLICY_PATH.read_text(encoding="utf-8").replace("threshold = 20", "threshold = 3")
-)
 
 
 @pytest.fixture
@@ -169,57 +163,6 @@ async def test_thousands_of_deadlines_pass_at_once_and_escalate_exactly_once(
             missed[len(escalations)] += 1
             assert complaint.level == "headquarters"
         assert missed == {2: len(ids)}  # two limits passed: two escalations each, never three
-    finally:
-        for s in stores:
-            await s.close()
-
-
-async def test_a_burst_from_one_area_is_one_major_incident(
-    settings: Settings, clock: FixedClock
-) -> None:
-    stores = [ComplaintStore(settings, clock=clock, policy=BURSTY) for _ in range(2)]
-    for s in stores:
-        await s.open()
-    try:
-        ctx = CommandContext(Actor("agent-1", "agent"), "intake", clock(), "hotline")
-        burst, elsewhere = [], []
-        for i in range(4):
-            body = intake_body(
-                category="fault_repair",
-                business_type="broadband",
-                area="rural",
-                customer={"id": f"r{i}", "name": "n", "phone": "13800000000"},
-            )
-            body.update(received_at=None, evidence=[])
-            burst.append(
-                (await stores[0].accept(body, replace(ctx, request_id=f"b{i}"))).complaint.id
-            )
-        for i in range(2):
-            body = intake_body(
-                category="fault_repair",
-                business_type="broadband",
-                area="urban",
-                customer={"id": f"u{i}", "name": "n", "phone": "13800000000"},
-            )
-            body.update(received_at=None, evidence=[])
-            elsewhere.append(
-                (await stores[0].accept(body, replace(ctx, request_id=f"e{i}"))).complaint.id
-            )
-        await _project(stores[0])
-        watchers = [IncidentWatch(s, clock=clock) for s in stores]
-        declared = await asyncio.gather(*(w.watch_once() for w in watchers))
-        assert sum(declared) == 1  # two watchers, one incident
-        assert await watchers[0].watch_once() == 0
-        escalated = []
-        for complaint_id in burst + elsewhere:
-            complaint = await stores[0].get(complaint_id)
-            escalated += [
-                (complaint_id, e) for e in complaint.escalations if e["trigger"] == "major_incident"
-            ]
-        assert len(escalated) == 1
-        complaint_id, escalation = escalated[0]
-        assert complaint_id in burst
-        assert all(str(i) in escalation["reason"] for i in burst)
     finally:
         for s in stores:
             await s.close()

@@ -17,6 +17,7 @@ import copy
 from collections import deque
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from uuid import uuid4
 
 from shared.domain import deadlines as book
 from shared.domain.codes import (
@@ -90,6 +91,10 @@ ACTIONS: dict[str, Action] = {
     ),
     "callback unreached": lambda c, t: c.record_unreached_callback("no answer", as_("callback", t)),
     "archive": lambda c, t: c.archive("done", as_("callback", t)),
+    # A new incident each time: joining one's own incident again records nothing.
+    "join incident": lambda c, t: c.join_incident(
+        str(uuid4()), 20, POLICY, as_("system", t, "incident-watch")
+    ),
 }
 
 

@@ -91,7 +91,9 @@ COMMANDS: dict[str, Step] = {
         next(iter(c.notifications), "none"), sent=True, detail="gw-1", ctx=ctx()
     ),
     "archive": lambda c: c.archive("summary", ctx()),
+    "join_incident": lambda c: c.join_incident(INCIDENT, 20, POLICY, ctx("system")),
 }
+INCIDENT = "8a1f6d0e-5b7c-5e2a-9f3d-0c4b1a2e3d4f"
 
 #: A way to bring a fresh complaint into each status.
 PATHS: dict[Status, list[str]] = {
@@ -123,7 +125,13 @@ PATHS: dict[Status, list[str]] = {
 #: by the path above. Some are refused by their own rules although the status allows them:
 #: escalating at headquarters, resuming a clock that runs, a reply before findings.
 LEGAL: dict[Status, set[str]] = {
-    Status.ACCEPTED: {"refuse", "assign", "escalate", "escalate_missed", "pause_clock"},
+    Status.ACCEPTED: {
+        "refuse",
+        "assign",
+        "escalate",
+        "escalate_missed",
+        "pause_clock",
+    },
     Status.REFUSED: {"archive"},  # escalating it needs a regulator appeal
     Status.INVESTIGATING: {
         "assign",
@@ -134,7 +142,12 @@ LEGAL: dict[Status, set[str]] = {
         "escalate_missed",
         "pause_clock",
     },
-    Status.RESOLUTION_PROPOSED: {"reply", "escalate", "escalate_missed", "pause_clock"},
+    Status.RESOLUTION_PROPOSED: {
+        "reply",
+        "escalate",
+        "escalate_missed",
+        "pause_clock",
+    },
     Status.REPLIED: {"escalate", "record_callback", "record_unreached_callback"},
     Status.ESCALATED: {
         "add_evidence",
@@ -146,10 +159,11 @@ LEGAL: dict[Status, set[str]] = {
     Status.CALLBACK_DONE: {"escalate", "archive"},
     Status.ARCHIVED: set(),
 }
-# The gateway's answer to a message already requested (the acknowledgement is one from the
-# start) is recorded whatever the status, archived included.
+#: Legal whatever the status, archived included: the gateway's answer to a message already
+#: requested (the acknowledgement is one from the start), and a major incident's link.
+ALWAYS_LEGAL = {"record_notification", "join_incident"}
 for legal in LEGAL.values():
-    legal.add("record_notification")
+    legal.update(ALWAYS_LEGAL)
 
 
 def in_status(status: Status) -> Complaint:
@@ -185,10 +199,48 @@ def test_command_in_status(status: Status, command: str) -> None:
 def test_archived_takes_no_command() -> None:
     complaint = in_status(Status.ARCHIVED)
     for name, command in COMMANDS.items():
-        if name == "record_notification":
-            continue  # a late gateway answer is still recorded
+        if name in ALWAYS_LEGAL:
+            continue  # a late gateway answer is still recorded; an incident links it
         with pytest.raises(InvalidTransition):
             command(complaint)
+
+
+@pytest.mark.parametrize(
+    ("path", "done"),
+    [
+        (["assign"], {"done": "escalated", "from_level": "city", "to_level": "provincial"}),
+        (
+            ["escalate"],  # to headquarters
+            {"done": "linked", "why": "at_headquarters"},
+        ),
+        (["refuse"], {"done": "linked", "why": "refused"}),
+        (PATHS[Status.ARCHIVED], {"done": "linked", "why": "archived"}),
+    ],
+)
+def test_a_major_incident_links_every_member_and_escalates_those_that_can_go_up(
+    path: list[str], done: dict[str, str]
+) -> None:
+    complaint = new_complaint()
+    for step in path:
+        COMMANDS[step](complaint)
+    status, level = complaint.status, complaint.level
+    complaint.collect_events()
+    assert complaint.join_incident(INCIDENT, 20, POLICY, ctx("system")) == done
+    events = [type(e).__name__ for e in complaint.collect_events()]
+    assert complaint.incident_id == INCIDENT
+    if done["done"] == "escalated":
+        assert events == ["IncidentLinked", "Escalated"]
+        assert complaint.escalations[-1]["trigger"] == "major_incident"
+        assert INCIDENT in complaint.escalations[-1]["reason"]
+        assert (complaint.status, complaint.level) == ("escalated", "provincial")
+    else:
+        assert events == ["IncidentLinked"]
+        assert (complaint.status, complaint.level) == (status, level)
+    # Joining again records nothing; another incident is refused.
+    assert complaint.join_incident(INCIDENT, 21, POLICY, ctx("system")) is None
+    assert complaint.collect_events() == []
+    with pytest.raises(InvalidCommand):
+        complaint.join_incident("another-incident", 20, POLICY, ctx("system"))
 
 
 def test_owner_moves_from_first_contact_to_investigator_to_level() -> None:
