@@ -74,6 +74,9 @@ class Settings(BaseSettings):
     deadline_watch_enabled: bool = True
     #: How often the deadline watch looks for limits that have passed.
     deadline_watch_seconds: float = Field(default=1.0, gt=0)
+    #: How often escalation processes look for limits counted on an estimated holiday schedule
+    #: that the policy in force now knows officially (and at start).
+    recalculation_seconds: float = Field(default=600.0, gt=0)
     #: Run the notification dispatcher in investigation processes (one at a time, by lease).
     dispatcher_enabled: bool = True
     #: Where the SMS/e-mail gateway takes messages (POST, JSON, Idempotency-Key honoured).

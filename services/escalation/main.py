@@ -6,6 +6,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from services.escalation.incidents import IncidentWatch
+from services.escalation.recalculation import Recalculation
 from services.escalation.router import incidents as incident_reads
 from services.escalation.router import router
 from services.escalation.watch import DeadlineWatch
@@ -26,10 +27,15 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
     async def incidents(app: FastAPI) -> None:
         await IncidentWatch(app.state.store, clock=clock).run()
 
+    async def recalculation(app: FastAPI) -> None:
+        await Recalculation(
+            app.state.store, clock=clock, interval_seconds=settings.recalculation_seconds
+        ).run()
+
     return create_service_app(
         settings,
         service=Service.ESCALATION,
         routers=[router, incident_reads],
         clock=clock,
-        background=[watch, incidents] if settings.deadline_watch_enabled else [],
+        background=[watch, incidents, recalculation] if settings.deadline_watch_enabled else [],
     )

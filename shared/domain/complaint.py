@@ -38,7 +38,7 @@ from shared.domain.lifecycle import (
     Opening,
     allows,
 )
-from shared.domain.policy import Policy, facts_of_intake
+from shared.domain.policy import Calendar, Policy, facts_of_intake
 
 #: How far ahead of our clock a frontend's clock may be before its times count as future.
 CLOCK_SKEW = timedelta(minutes=5)
@@ -90,6 +90,8 @@ class Complaint(Aggregate):
         self.escalations: list[dict[str, Any]] = []
         #: The people named to handle it at an escalated level, in order.
         self.handlers: list[dict[str, Any]] = []
+        #: Limits counted again when the official holiday schedule replaced an estimate.
+        self.recalculations: list[dict[str, Any]] = []
         self.reviews: list[dict[str, Any]] = []
         self.callbacks: list[dict[str, Any]] = []
         self.archive_summary: str | None = None
@@ -292,13 +294,7 @@ class Complaint(Aggregate):
         for deadline in deadlines:
             book.replace(self.deadlines, deadline, timestamp)
         self._step("Assigned", timestamp, complexity=complexity)
-        later = self._dates("reply")
-        if promised and later and later["reply"] > promised["reply"]:
-            # A complex case is answered later than the acknowledgement said: tell the
-            # customer the new date (告知进展).
-            self._request_notification(
-                self._next_id("progress"), notices.Kind.PROGRESS_NOTICE, timestamp, dates=later
-            )
+        self._tell_if_later(promised, timestamp)  # a complex case is answered later
 
     def facts(self, level: Level | str | None = None) -> dict[str, str | None]:
         """What the time-limit policy selects on (at `level`, by default the current one)."""
@@ -766,6 +762,67 @@ class Complaint(Aggregate):
     ) -> None:
         self.incident_id = incident_id
 
+    # ----------------------------------------------------- the official holiday schedule
+    def recalculate_deadlines(self, policy: Policy, ctx: CommandContext) -> None:
+        """Count again, under `policy`, the running limits that another policy version
+        counted in working days over a year whose holiday schedule it only estimated, now
+        that `policy` brings that year's official schedule. Recorded with the old and new due
+        times and both policy versions, never silently. A date an extension promised stays."""
+        self._check(Command.RECALCULATE_DEADLINES, ctx)
+        changes = []
+        for key, deadline in self.deadlines.items():
+            previous = deadline.get("policy_version")
+            due = datetime.fromisoformat(deadline["due_at"])
+            if (
+                deadline.get("calendar") != Calendar.ESTIMATED
+                or previous in (None, policy.version)
+                or not book.is_pending(deadline)
+                or deadline.get("original_due_at")
+                or deadline.get("follows")
+                or due < ctx.at
+            ):
+                continue
+            again = policy.deadlines(
+                self.facts(deadline.get("level")),
+                accepted_at=datetime.fromisoformat(deadline["starts_at"]),
+                opening=Opening(deadline.get("opened_by") or Opening.ACCEPTED),
+                only=[deadline["name"]],
+            )
+            if not again or again[0]["calendar"] == Calendar.ESTIMATED:
+                continue
+            paused = timedelta(seconds=deadline.get("paused_seconds", 0))
+            changes.append(
+                {
+                    "key": key,
+                    "previous_due_at": deadline["due_at"],
+                    "due_at": _iso(datetime.fromisoformat(again[0]["due_at"]) + paused),
+                    "previous_policy_version": previous,
+                    "policy_version": policy.version,
+                }
+            )
+        if not changes:
+            raise InvalidCommand(
+                f"No running limit was counted on an estimated calendar that policy "
+                f"{policy.version} makes official."
+            )
+        self._deadlines_recalculated(changes=changes, ctx=ctx.record(), timestamp=ctx.at)
+
+    @event("DeadlinesRecalculated")
+    def _deadlines_recalculated(
+        self, *, changes: list[dict[str, str]], ctx: dict[str, Any], timestamp: datetime
+    ) -> None:
+        promised = self._dates("reply")
+        for change in changes:
+            self.deadlines[change["key"]] = {
+                **self.deadlines[change["key"]],
+                "due_at": change["due_at"],
+                "policy_version": change["policy_version"],
+                "calendar": Calendar.OFFICIAL.value,
+                "recalculated_from": change["previous_due_at"],
+            }
+        self.recalculations.append({"changes": changes, "at": _iso(timestamp)})
+        self._tell_if_later(promised, timestamp)
+
     # ------------------------------------------------------- the level's named handler
     def assign_handler(self, handler: str, ctx: CommandContext) -> None:
         """Name the person who handles the complaint at its level (专人负责): until then the
@@ -1122,6 +1179,15 @@ class Complaint(Aggregate):
             "confirmed_by": by if live else None,
             "dates": dates or {},
         }
+
+    def _tell_if_later(self, promised: dict[str, str], at: datetime) -> None:
+        """The reply is now due later than the customer was told: tell them the new date
+        (告知进展)."""
+        later = self._dates("reply")
+        if promised and later and later["reply"] > promised["reply"]:
+            self._request_notification(
+                self._next_id("progress"), notices.Kind.PROGRESS_NOTICE, at, dates=later
+            )
 
     def _next_id(self, prefix: str) -> str:
         return f"{prefix}-{sum(1 for n in self.notifications if n.startswith(prefix + '-')) + 1}"

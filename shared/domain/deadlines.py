@@ -185,7 +185,8 @@ def shift_paused(book: Book, paused_for: timedelta) -> None:
     for key, deadline in book.items():
         if deadline["pausable"] and is_open(deadline):
             due = datetime.fromisoformat(deadline["due_at"]) + paused_for
-            book[key] = {**deadline, "due_at": iso(due)}
+            paused = deadline.get("paused_seconds", 0) + paused_for.total_seconds()
+            book[key] = {**deadline, "due_at": iso(due), "paused_seconds": paused}
 
 
 def passed(book: Book, at: datetime) -> list[str]:

@@ -39,6 +39,7 @@ class Command(StrEnum):
     CONFIRM_NOTIFICATION = "confirm_notification"
     ARCHIVE = "archive"
     JOIN_INCIDENT = "join_incident"
+    RECALCULATE_DEADLINES = "recalculate_deadlines"
 
 
 C = Command
@@ -61,8 +62,11 @@ OVERSEERS = frozenset({Role.SUPERVISOR, Role.ADMIN})
 
 #: Commands whose outcome is a fact whatever the status is now, so every status allows them: a
 #: message already requested was sent or not, a letter was posted; a complaint is one of a
-#: major incident's (a refused or archived one is linked, not escalated).
-ALWAYS = frozenset({C.RECORD_NOTIFICATION, C.CONFIRM_NOTIFICATION, C.JOIN_INCIDENT})
+#: major incident's (a refused or archived one is linked, not escalated); the official holiday
+#: schedule corrects the limits still running (a final status has none).
+ALWAYS = frozenset(
+    {C.RECORD_NOTIFICATION, C.CONFIRM_NOTIFICATION, C.JOIN_INCIDENT, C.RECALCULATE_DEADLINES}
+)
 
 
 @dataclass(frozen=True)

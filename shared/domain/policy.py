@@ -9,6 +9,7 @@ adjusted working weekends (调休), plus any extra dates the policy file lists.
 
 from __future__ import annotations
 
+import importlib
 import tomllib
 from collections.abc import Iterable, Mapping
 from datetime import UTC, date, datetime, time, timedelta
@@ -123,6 +124,33 @@ class CalendarConfig(_Strict):
     country: str = "CN"
     extra_holidays: tuple[date, ...] = ()
     extra_workdays: tuple[date, ...] = ()
+    #: Years whose official schedule (公布的放假安排) this policy brings in `extra_holidays` and
+    #: `extra_workdays`, beyond the years the holidays package knows officially.
+    official_years: tuple[int, ...] = ()
+    #: The last year whose official schedule the holidays package holds; found in the package
+    #: when not set. Later years it only estimates (no adjusted working weekends, 调休).
+    package_official_through: int | None = None
+
+
+class Calendar(StrEnum):
+    """Whether a deadline was counted on a year's official holiday schedule or an estimate."""
+
+    OFFICIAL = "official"
+    ESTIMATED = "estimated"
+
+
+def _package_official_through(calendar: holidays.HolidayBase) -> int | None:
+    """The last year the package's own table of official schedules covers (for China, its
+    `ChinaStaticHolidays`: the State Council's notices, year by year); None when the country
+    has no such table, and every year counts as official."""
+    module = importlib.import_module(type(calendar).__module__)
+    years = [
+        year
+        for name in dir(module)
+        if name.endswith("StaticHolidays") and name != "StaticHolidays"
+        for year in getattr(getattr(module, name), "special_public_holidays", {})
+    ]
+    return max(years) if years else None
 
 
 class LimitationConfig(_Strict):
@@ -202,6 +230,21 @@ class BusinessCalendar:
         self._holidays = holidays.country_holidays(config.country)
         self._extra_holidays = frozenset(config.extra_holidays)
         self._extra_workdays = frozenset(config.extra_workdays)
+        self._official_years = frozenset(config.official_years)
+        self.official_through = config.package_official_through or _package_official_through(
+            self._holidays
+        )
+
+    def is_estimated(self, year: int) -> bool:
+        """The package only estimates this year, and the policy brings no official schedule."""
+        beyond = self.official_through is not None and year > self.official_through
+        return beyond and year not in self._official_years
+
+    def counted(self, start: datetime, end: datetime) -> Calendar:
+        """Whether working days counted from `start` to `end` rest on official schedules."""
+        first, last = start.astimezone(self.tz).year, end.astimezone(self.tz).year
+        estimated = any(self.is_estimated(year) for year in range(first, last + 1))
+        return Calendar.ESTIMATED if estimated else Calendar.OFFICIAL
 
     def is_working_day(self, day: date) -> bool:
         if day in self._extra_workdays:
@@ -334,6 +377,11 @@ class Policy:
                 start = received_at if rule.start is Start.RECEIVED and received_at else accepted_at
                 candidates.append((self.due_at(rule, start), rule, start))
             due, rule, start = min(candidates, key=lambda c: c[0])
+            calendar = (
+                self.calendar.counted(start, due)
+                if rule.unit is Unit.WORKING_DAYS
+                else Calendar.OFFICIAL
+            )
             result.append(
                 {
                     "name": rule.name,
@@ -349,6 +397,7 @@ class Policy:
                     "pausable": rule.pausable,
                     "source": rule.source,
                     "policy_version": self.version,
+                    "calendar": calendar.value,
                 }
             )
         return result
@@ -357,6 +406,7 @@ class Policy:
         """The limit that runs again after a passed one alerted headquarters' supervisors: the
         same name, meeting events and target, due `alert_repeat` from the alert."""
         repeat = self.document.escalation.alert_repeat
+        due = self.due_at(repeat, at)
         return {
             **{
                 k: missed.get(k)
@@ -364,11 +414,16 @@ class Policy:
             },
             "pausable": bool(missed.get("pausable")),
             "starts_at": at.astimezone(UTC).isoformat(),
-            "due_at": self.due_at(repeat, at).isoformat(),
+            "due_at": due.isoformat(),
             "amount": repeat.amount,
             "unit": repeat.unit.value,
             "source": self.document.escalation.alert_source,
             "policy_version": self.version,
+            "calendar": (
+                self.calendar.counted(at, due)
+                if repeat.unit is Unit.WORKING_DAYS
+                else Calendar.OFFICIAL
+            ).value,
             "follows": missed.get("key", missed["name"]),
         }
 

@@ -74,6 +74,16 @@ class Deadline(BaseModel):
     original_due_at: datetime | None = Field(
         default=None, description="the due time first set, when an extension moved it"
     )
+    calendar: str = Field(
+        default="official",
+        examples=["estimated"],
+        description="official, or estimated: counted in working days over a year whose "
+        "holiday schedule the calendar data only estimates; counted again (recalculated_from) "
+        "once a policy version brings the official schedule",
+    )
+    recalculated_from: datetime | None = Field(
+        default=None, description="the due time before the official schedule replaced an estimate"
+    )
     starts_at: datetime
     amount: int | float | None = Field(default=None, examples=[3])
     unit: str = Field(examples=["working_days"])
@@ -98,6 +108,11 @@ class ComplaintView(BaseModel):
     )
     handlers: list[dict[str, Any]] = Field(
         default=[], description="the people named to handle it at an escalated level"
+    )
+    recalculations: list[dict[str, Any]] = Field(
+        default=[],
+        description="limits counted again under another policy version: old and new due "
+        "times and both versions",
     )
     first_contact_owner: str
     channel: str
@@ -171,6 +186,7 @@ class ComplaintView(BaseModel):
             owner=complaint.owner,
             owner_is_group=complaint.owner_is_group,
             handlers=getattr(complaint, "handlers", []),
+            recalculations=getattr(complaint, "recalculations", []),
             first_contact_owner=complaint.first_contact_owner,
             channel=intake["channel"],
             customer=customer,

@@ -188,6 +188,7 @@ def deadline_rows(complaint: Complaint) -> list[dict[str, Any]]:
             "paused": paused and bool(d["pausable"]),
             "target": d["target"],
             "policy_version": d.get("policy_version"),
+            "calendar": d.get("calendar") or "official",
         }
         for key, d in complaint.deadlines.items()
     ]

@@ -155,7 +155,10 @@ deadlines = Table(
     Column("paused", Boolean, nullable=False),
     Column("target", Float, nullable=False),
     Column("policy_version", String(64)),
+    #: official, or estimated: counted over a year whose holiday schedule was only estimated.
+    Column("calendar", String(16), nullable=False, server_default="official"),
     Index("ix_deadlines_open_due", "met_at", "closed_at", "due_at"),
+    Index("ix_deadlines_calendar", "calendar", "policy_version"),
 )
 
 #: Messages to customers not yet sent (the outbox's index; the complaint's events are the

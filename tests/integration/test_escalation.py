@@ -7,7 +7,7 @@ import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import replace
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from services.escalation.main import create_app
+from services.escalation.recalculation import Recalculation
 from services.escalation.watch import DeadlineWatch
 from shared.domain.clock import FixedClock
 from shared.domain.context import Actor, CommandContext
@@ -24,6 +25,7 @@ from shared.store.facade import ComplaintStore
 from tests.conftest import TokenFactory, intake_body
 from tests.integration.conftest import Api, catch_up, serving
 from tests.integration.test_investigation import BODIES, command
+from tests.unit.test_calendar_honesty import OFFICIAL_2027
 
 
 @pytest.fixture
@@ -251,3 +253,41 @@ async def test_an_appeal_or_a_resolution_due_in_the_past_is_422(
     late = await command(inv, cid, "resolution", {**BODIES["resolution"], "due_at": past})
     assert late.status_code == 422 and "due_at" in late.json()["detail"]
     assert (await api.get(f"/complaints/{cid}")).json()["version"] == 3  # nothing stored
+
+
+async def test_the_official_holiday_schedule_is_applied_to_running_limits(
+    settings: Settings, clock: FixedClock
+) -> None:
+    clock.now = datetime(2026, 12, 31, 2, 0, tzinfo=UTC)  # Thu 31 Dec 2026, 10:00 Beijing
+    before = ComplaintStore(settings, clock=clock)
+    await before.open()
+    try:
+        ctx = CommandContext(Actor("agent-1", "agent"), "intake", clock(), "hotline")
+        body = intake_body(business_type="fixed_line", category="billing")
+        body.update(received_at=None, area=None, evidence=[])
+        complaint_id = (await before.accept(body, ctx)).complaint.id
+        await _project(before)
+    finally:
+        await before.close()
+    # The services restart under a policy version that brings 2027's schedule.
+    after = ComplaintStore(settings, clock=clock, policy=OFFICIAL_2027)
+    await after.open()
+    try:
+        job = Recalculation(after, clock=clock, interval_seconds=600)
+        clock.advance(timedelta(minutes=5))
+        assert await job.recalculate_once() == 1
+        complaint = await after.get(complaint_id)
+        reply = complaint.deadlines["reply"]
+        assert (reply["due_at"], reply["calendar"], reply["recalculated_from"]) == (
+            "2027-01-07T15:59:59+00:00",
+            "official",
+            "2027-01-06T15:59:59+00:00",
+        )
+        history = await after.history(complaint_id)
+        recalculated = [e for e in history if e.type == "DeadlinesRecalculated"]
+        assert len(recalculated) == 1
+        assert recalculated[0].ctx["actor"] == {"id": "calendar-recalculation", "role": "system"}
+        await _project(after)
+        assert await job.recalculate_once() == 0  # nothing left: nothing recorded twice
+    finally:
+        await after.close()
