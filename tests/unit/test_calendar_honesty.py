@@ -8,7 +8,6 @@ up to 2026; for 2027 it only estimates. NOW2 is Thursday 31 Dec 2026, 10:00 in B
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from uuid import uuid4
 
 import pytest
 
@@ -60,15 +59,7 @@ def test_deadlines_say_which_calendar_counted_them() -> None:
 
 
 def accepted_on_new_years_eve() -> Complaint:
-    intake = new_complaint(business_type="fixed_line").intake
-    return Complaint.accept(
-        complaint_id=uuid4(),
-        acceptance_no="261231-000001-6",
-        intake=intake,
-        repeat_of=None,
-        policy=POLICY,
-        ctx=as_("agent", NOW2),
-    )
+    return new_complaint(at=NOW2, business_type="fixed_line")
 
 
 def test_the_official_schedule_counts_the_running_limits_again_on_record() -> None:

@@ -11,7 +11,7 @@ from shared.domain.complaint import Complaint
 from shared.domain.context import Actor, CommandContext
 from shared.domain.indexes import IncidentSeries, MajorIncident
 from shared.domain.policy import DEFAULT_POLICY_PATH, Policy
-from tests.unit.test_transitions import NOW
+from tests.unit.test_transitions import NOW, new_complaint
 
 #: Three complaints within 60 minutes.
 POLICY = Policy.from_toml(
@@ -24,27 +24,13 @@ def ctx(minutes: int, who: str = "incident-watch") -> CommandContext:
 
 
 def accepted(minutes: int, *, area: str = "rural", category: str = "fault_repair") -> Complaint:
-    intake = {
-        "channel": "hotline",
-        "customer": {"id": f"c-{uuid4()}", "name": "n", "phone": "13800000000"},
-        "service_number": "13800000000",
-        "business_type": "broadband",
-        "category": category,
-        "area": area,
-        "occurred_at": "2026-11-20T00:00:00+00:00",
-        "received_at": None,
-        "description": "d",
-        "demand": "d",
-        "reply_channel": "sms",
-        "evidence": [],
-    }
-    return Complaint.accept(
-        complaint_id=uuid4(),
-        acceptance_no="261123-000001-8",
-        intake=intake,
-        repeat_of=None,
+    return new_complaint(
+        at=NOW + timedelta(minutes=minutes),
         policy=POLICY,
-        ctx=ctx(minutes, "agent-1"),
+        customer={"id": f"c-{uuid4()}", "name": "n", "phone": "13800000000"},
+        business_type="broadband",
+        category=category,
+        area=area,
     )
 
 

@@ -33,7 +33,11 @@ def ctx(role: str = "supervisor", minutes: int = 0) -> CommandContext:
     )
 
 
-def new_complaint(**intake_overrides: object) -> Complaint:
+def new_complaint(
+    *, at: datetime = NOW, policy: Policy = POLICY, **intake_overrides: object
+) -> Complaint:
+    """A mobile billing complaint taken at the hotline at `at` (NOW: Monday 10:00 Beijing),
+    with any intake field changed."""
     intake = {
         "channel": "hotline",
         "customer": {"id": "c1", "name": "n", "phone": "13800000000", "vip_tier": None},
@@ -54,8 +58,8 @@ def new_complaint(**intake_overrides: object) -> Complaint:
         acceptance_no="261123-000001-8",
         intake=intake,
         repeat_of=None,
-        policy=POLICY,
-        ctx=ctx("agent"),
+        policy=policy,
+        ctx=CommandContext(Actor("agent-1", "agent"), "test", at, "hotline"),
     )
 
 
