@@ -8,7 +8,8 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 # COMPLAINTS_JWT_SECRET (and leave COMPLAINTS_ENVIRONMENT unset, which means production).
 export COMPLAINTS_ENVIRONMENT ?= development
 
-.PHONY: run test unit integration e2e lint format setup rebuild token clean bench bench-quick wrk
+.PHONY: run test unit integration e2e lint format setup rebuild token clean bench bench-quick wrk \
+	mutation
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 $(STAMP): pyproject.toml
@@ -35,6 +36,15 @@ integration: $(STAMP)
 
 e2e: $(STAMP)
 	$(PY) -m pytest tests/e2e
+
+## Mutation testing of the time-limit and lifecycle modules (not in CI or `make test`; see the
+## README): a fresh mutmut run over the unit tests and a few SQLite integration tests
+## ([tool.mutmut] in pyproject.toml), then the score per module. One worker by default.
+MUTATION_CHILDREN ?= 1
+mutation: $(STAMP)
+	rm -rf mutants
+	$(VENV)/bin/mutmut run --max-children $(MUTATION_CHILDREN)
+	$(PY) -m devtools.mutation_score
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check shared services tests devtools bench
@@ -74,4 +84,4 @@ token: $(STAMP)
 	@$(PY) -m shared.cli.token --roles $(ROLE) --sub $(SUB)
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) var mutants .pytest_cache .mypy_cache .ruff_cache
