@@ -134,15 +134,16 @@ def meet(book: Book, event: str, at: datetime) -> None:
             book[key] = {**deadline, "met_at": iso(at)}
 
 
-def close(book: Book, at: datetime, event: str, *, left: Status | None = None) -> None:
-    """Close the open limits: all of them, or with `left` those bound to a status the
-    complaint has just left (the action they asked for is no longer the next one)."""
+def close(book: Book, at: datetime, event: str, *, now_in: Status | None = None) -> None:
+    """Close the open limits: all of them, or with `now_in` (the status the complaint is in
+    after the event) those bound to another status: the complaint left the step whose action
+    they asked for, so that action is no longer the next one."""
     for key, deadline in book.items():
         if not is_open(deadline):
             continue
-        if left is not None:
+        if now_in is not None:
             bound = deadline.get("bound_to")
-            if bound is None or bound == left:
+            if bound is None or bound == now_in:
                 continue
         book[key] = {**deadline, "closed_at": iso(at), "closed_by": event}
 
@@ -156,7 +157,7 @@ def apply(book: Book, step: Mapping[str, Any], opened: Iterable[Mapping[str, Any
     if event in CLOSING:
         close(book, at, event)
     elif step.get("status"):
-        close(book, at, event, left=Status(step["status"]))
+        close(book, at, event, now_in=Status(step["status"]))
 
 
 def extend(book: Book, names: Iterable[str], new_due_at: str, at: datetime) -> list[str]:

@@ -245,7 +245,7 @@ def next_steps(status: Status | str) -> str:
 def _check() -> None:
     missing = set(Status) - set(STAGES)
     if missing:  # pragma: no cover - a programming error, caught on import
-        raise RuntimeError(f"lifecycle: no stage for {sorted(missing)}")
+        raise RuntimeError(f"lifecycle: no stage for {sorted(s.value for s in missing)}")
     if not CLOSING <= MILESTONES:  # pragma: no cover
         raise RuntimeError("lifecycle: a closing event must be a milestone")
     if set(REOPENING) != OPEN - {Status.ESCALATED}:  # pragma: no cover

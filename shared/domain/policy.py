@@ -392,10 +392,14 @@ class Policy:
                     "due_at": due.isoformat(),
                     "amount": rule.amount,
                     "unit": rule.unit.value,
-                    "met_by": list(rule.met_by),
-                    "target": rule.target,
-                    "pausable": rule.pausable,
-                    "source": rule.source,
+                    # A cap only shortens the limit: what meets it, its target and whether
+                    # it stands still while paused are still the rule's.
+                    "met_by": list(base.met_by),
+                    "target": base.target,
+                    "pausable": base.pausable,
+                    "source": rule.source
+                    if rule is base
+                    else f"{base.source}; shortened by a cap: {rule.source}",
                     "policy_version": self.version,
                     "calendar": calendar.value,
                 }
@@ -428,10 +432,12 @@ class Policy:
         }
 
     def is_time_barred(self, category: str, occurred_at: datetime, now: datetime) -> bool:
-        """Past the limitation period: fee disputes after 5 months, others after 2 years."""
+        """Past the limitation period: fee disputes after 5 months, others after 2 years,
+        counted in the policy's calendar months (Beijing's, whatever offset the times carry)."""
         limits = self.document.limitation
         months = limits.fee_months if category in limits.fee_categories else limits.other_months
-        return occurred_at < now - relativedelta(months=months)
+        local_now = now.astimezone(self.tz)
+        return occurred_at.astimezone(self.tz) < local_now - relativedelta(months=months)
 
 
 def facts_of(

@@ -286,7 +286,7 @@ def test_leaving_a_status_closes_only_the_limits_bound_to_another() -> None:
     kept = _running_book()
     at = datetime(2026, 11, 24, 4, 0, tzinfo=UTC)
     # Escalated: the complaint is in `escalated` now and has left `replied`.
-    book.close(kept, at, "Escalated", left=Status.ESCALATED)
+    book.close(kept, at, "Escalated", now_in=Status.ESCALATED)
     assert kept["callback"]["closed_at"] == "2026-11-24T04:00:00+00:00"
     assert kept["callback"]["closed_by"] == "Escalated"
     assert "closed_at" not in kept["escalation_review"]  # bound to where it is now

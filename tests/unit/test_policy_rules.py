@@ -245,7 +245,22 @@ def test_only_the_named_limits_are_chosen() -> None:
 def test_a_vip_cap_shortens_the_reply_to_one_working_day() -> None:
     (reply,) = POLICY.deadlines(facts(vip_tier="supreme"), accepted_at=NOW, only=["reply"])
     assert (reply["amount"], reply["due_at"]) == (1, z("2026-11-24T15:59:59"))
-    assert reply["source"].startswith("policy choice: priority handling")
+    assert reply["source"] == (
+        "seed 003: reply with the result within 3 working days; shortened by a cap: "
+        "policy choice: priority handling for supreme and diamond customers (seed 004)"
+    )
+    # Only shorter: the 3-working-day rule's clock still stands still while paused, and it
+    # is still met by the reply with the rule's target.
+    assert (reply["pausable"], reply["met_by"], reply["target"]) == (True, ["Replied"], 1.0)
+
+
+def test_the_limitation_period_counts_beijing_calendar_months() -> None:
+    # 31 Jul 2026 01:00 in Beijing is still 30 Jul in UTC. Five Beijing months back is
+    # 28 Feb 2026 01:00 (no 31 Feb): a fee dispute of 28 Feb 12:00 is within the period.
+    now = datetime(2026, 7, 30, 17, 0, tzinfo=UTC)
+    occurred = datetime(2026, 2, 28, 4, 0, tzinfo=UTC)  # 12:00 in Beijing
+    assert not POLICY.is_time_barred("billing", occurred, now)
+    assert POLICY.is_time_barred("billing", occurred - timedelta(hours=12), now)
 
 
 # ------------------------------------------------------------------- the rest of the policy
