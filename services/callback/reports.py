@@ -25,7 +25,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.domain.codes import DeadlineState, Satisfaction
-from shared.domain.deadlines import Book, reassess, state
+from shared.domain.deadlines import Book, is_regulators, reassess, state
+from shared.domain.lifecycle import Opening
 from shared.domain.policy import Policy, facts_of
 from shared.readmodel.tables import complaint_analysis
 from shared.readmodel.times import to_utc
@@ -112,8 +113,10 @@ class WeakestLinks(BaseModel):
 
 class Accountability(BaseModel):
     """考核 (seed 004): every group's on-time rate against its target, the furthest below first.
-    A complaint counts for its assigned investigator and department; a limit for the level it
-    ran at."""
+    An investigator and a department answer for the handling's limits of the complaints
+    assigned to them (investigation, reply, resolution, repair, the operator's answer, and
+    those a review reopened); area and channel for every limit of their complaints; a level
+    for the limits that ran at it."""
 
     investigator: list[GroupOnTime]
     department: list[GroupOnTime]
@@ -271,11 +274,25 @@ ACCOUNTABLE = {
 }
 
 
+#: Dimensions held to account only for the handling's limits: those of the investigation
+#: and the reply, opened at acceptance or when a review sent the complaint back.
+HANDLERS = ("investigator", "department")
+
+
+def _is_handling(deadline: Mapping[str, Any]) -> bool:
+    return (
+        deadline.get("opened_by", Opening.ACCEPTED) in (Opening.ACCEPTED, Opening.REOPENED)
+        and "Accepted" not in deadline["met_by"]  # the intake desk's acceptance limit
+        and not is_regulators(deadline)  # headquarters' answer to the regulator
+    )
+
+
 def time_limits(assessed: Iterable[tuple[Mapping[str, Any], Book]], now: datetime) -> TimeLimits:
     """On-time figures of the deadlines in `assessed` (a complaint's row and its deadlines)."""
     rules: dict[tuple[str, str, str, float], Tally] = defaultdict(Tally)
     limits: dict[str, Tally] = defaultdict(Tally)
     categories: dict[str, Tally] = defaultdict(Tally)
+    departments: dict[str, Tally] = defaultdict(Tally)
     groups: dict[str, dict[str, Tally]] = {name: defaultdict(Tally) for name in ACCOUNTABLE}
     versions: set[str] = set()
     for row, book in assessed:
@@ -287,10 +304,14 @@ def time_limits(assessed: Iterable[tuple[Mapping[str, Any], Book]], now: datetim
             for tally in (rules[_rule(deadline)], limits[deadline["name"]]):
                 tally.add(decided, target, extended=extended)
             categories[row["category"]].add(decided, target)
+            departments[row["department"] or DIMENSIONS["department"]].add(decided, target)
+            handling = _is_handling(deadline)
             # A limit counts for the level it ran at (the complaint's own before levels
             # were recorded on limits).
             facts = {**row, "level": deadline.get("level") or row["level"]}
             for name, missing in ACCOUNTABLE.items():
+                if name in HANDLERS and not handling:
+                    continue  # not theirs: the intake desk's, a level's, a callback agent's
                 groups[name][facts[name] or missing].add(decided, target)
             if deadline.get("policy_version"):
                 versions.add(deadline["policy_version"])
@@ -305,7 +326,7 @@ def time_limits(assessed: Iterable[tuple[Mapping[str, Any], Book]], now: datetim
             for name, tally in sorted(limits.items())
         ],
         weakest_links=WeakestLinks(
-            departments=_ranked(groups["department"], below_only=True),
+            departments=_ranked(departments, below_only=True),
             categories=_ranked(categories, below_only=True),
         ),
         accountability=Accountability(

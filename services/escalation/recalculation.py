@@ -22,11 +22,11 @@ from sqlalchemy import select
 
 from shared.domain.clock import Clock
 from shared.domain.context import Actor, CommandContext
-from shared.domain.errors import DomainError
+from shared.domain.errors import DomainError, InvalidCommand
 from shared.domain.lifecycle import FINAL
 from shared.domain.policy import Calendar
 from shared.logs import correlation_id, new_correlation_id
-from shared.readmodel.summaries import open_limit
+from shared.readmodel.summaries import still_counting
 from shared.readmodel.tables import complaint_summaries, deadlines
 from shared.store.facade import ComplaintStore
 
@@ -69,7 +69,7 @@ class Recalculation:
             .where(
                 d.calendar == Calendar.ESTIMATED.value,
                 d.policy_version != policy.version,
-                *open_limit(),
+                *still_counting(),
                 complaint_summaries.c.status.not_in([s.value for s in FINAL]),
             )
             .distinct()
@@ -92,6 +92,8 @@ class Recalculation:
                 complaint_id, lambda c: c.recalculate_deadlines(policy, ctx), ctx=ctx
             )
             log.info("complaint %s: limits counted again under %s", complaint_id, policy.version)
-        except DomainError as exc:  # nothing to change, or it closed meanwhile
+        except InvalidCommand as exc:  # nothing this policy changes: not asked again
             log.debug("complaint %s: %s", complaint_id, exc)
             self._unchanged.add(str(complaint_id))
+        except DomainError as exc:  # a race, or it closed meanwhile: the next run looks again
+            log.info("complaint %s: %s", complaint_id, exc)

@@ -22,7 +22,7 @@ from shared.domain.context import Actor, CommandContext
 from shared.domain.errors import DomainError
 from shared.domain.lifecycle import FINAL
 from shared.logs import correlation_id, new_correlation_id
-from shared.readmodel.summaries import open_limit
+from shared.readmodel.summaries import still_counting
 from shared.readmodel.tables import complaint_summaries, deadlines
 from shared.readmodel.times import to_utc
 from shared.store.facade import ComplaintStore
@@ -74,7 +74,7 @@ class DeadlineWatch:
                         complaint_summaries.c.complaint_id == deadlines.c.complaint_id,
                     )
                     .where(
-                        *open_limit(),
+                        *still_counting(),
                         deadlines.c.escalated_at.is_(None),
                         deadlines.c.due_at < to_utc(now),
                         complaint_summaries.c.status.not_in([s.value for s in FINAL]),

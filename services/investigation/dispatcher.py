@@ -111,7 +111,7 @@ class Dispatcher:
         complaint = await self.store.get(complaint_id)
         notification = complaint.notifications.get(notification_id)
         # The complaint is the truth; the table may lag behind it.
-        if notification is None or notification["status"] != "pending" or notification["task"]:
+        if notification is None or notification["status"] != "pending" or notification.get("task"):
             return 0
         now = self.clock()
         if now < self.next_attempt_at(notification):

@@ -38,7 +38,7 @@ from shared.domain.lifecycle import (
     Opening,
     allows,
 )
-from shared.domain.policy import Calendar, Policy, facts_of_intake
+from shared.domain.policy import Calendar, Policy, Span, Unit, facts_of_intake
 
 #: How far ahead of our clock a frontend's clock may be before its times count as future.
 CLOCK_SKEW = timedelta(minutes=5)
@@ -54,6 +54,12 @@ class Complaint(Aggregate):
     personal_data_erased_at: datetime | None = None
     #: The owner is a level's supervisors as a group: nobody there has been named yet.
     owner_is_group: bool = False
+    #: The people named to handle it at an escalated level, in order. (State added after
+    #: the first version: class defaults, so that its snapshots still load; never mutated,
+    #: always replaced.)
+    handlers: tuple[dict[str, Any], ...] = ()
+    #: Limits counted again when the official holiday schedule replaced an estimate.
+    recalculations: tuple[dict[str, Any], ...] = ()
     #: The major incident it belongs to (群体性投诉), if any: one at most.
     incident_id: str | None = None
 
@@ -69,6 +75,7 @@ class Complaint(Aggregate):
         time_barred: bool,
         ctx: dict[str, Any],
         timestamp: datetime,
+        acknowledge: bool = False,
     ) -> None:
         self.acceptance_no = acceptance_no
         self.intake = intake
@@ -88,10 +95,6 @@ class Complaint(Aggregate):
         self.resolution: dict[str, Any] | None = None
         self.reply_sent: dict[str, Any] | None = None
         self.escalations: list[dict[str, Any]] = []
-        #: The people named to handle it at an escalated level, in order.
-        self.handlers: list[dict[str, Any]] = []
-        #: Limits counted again when the official holiday schedule replaced an estimate.
-        self.recalculations: list[dict[str, Any]] = []
         self.reviews: list[dict[str, Any]] = []
         self.callbacks: list[dict[str, Any]] = []
         self.archive_summary: str | None = None
@@ -113,14 +116,15 @@ class Complaint(Aggregate):
             opening=Opening.ACCEPTED.value,
             received_at=intake.get("received_at"),
         )
-        self._request_notification(
-            "ack-1",
-            notices.Kind.ACKNOWLEDGEMENT,
-            timestamp,
-            version=1,
-            by=ctx["actor"],
-            dates=self._dates("reply", "repair", "installation"),
-        )
+        if acknowledge:  # (the first version acknowledged nothing: a replay sends nothing)
+            self._request_notification(
+                "ack-1",
+                notices.Kind.ACKNOWLEDGEMENT,
+                timestamp,
+                version=1,
+                by=ctx["actor"],
+                dates=self._dates("reply", "repair", "installation"),
+            )
 
     @classmethod
     def accept(
@@ -152,6 +156,7 @@ class Complaint(Aggregate):
             ),
             ctx=ctx.record(),
             timestamp=ctx.at,
+            acknowledge=True,
         )
 
     @staticmethod
@@ -203,6 +208,7 @@ class Complaint(Aggregate):
             explanation=explanation,
             redirect=redirect,
             override_reason=override,
+            tell=True,
             repeats=(
                 {"id": str(earlier.id), "status": str(earlier.status)}
                 if earlier is not None and reason == RefusalReason.REPEAT_WITH_CONCLUSION
@@ -228,6 +234,7 @@ class Complaint(Aggregate):
         timestamp: datetime,
         override_reason: str | None = None,
         repeats: dict[str, str] | None = None,
+        tell: bool = False,
     ) -> None:
         self.refusal = {
             "reason": reason,
@@ -240,7 +247,8 @@ class Complaint(Aggregate):
         }
         self.status = Status.REFUSED.value
         self._step("Refused", timestamp)  # a refusal is an answer: no limit runs on after it
-        self._request_notification("refusal-1", notices.Kind.REFUSAL, timestamp)
+        if tell:  # (the first version told the customer nothing: a replay sends nothing)
+            self._request_notification("refusal-1", notices.Kind.REFUSAL, timestamp)
 
     # ---------------------------------------------------------- investigation (调查核实)
     def assign(
@@ -294,7 +302,7 @@ class Complaint(Aggregate):
         for deadline in deadlines:
             book.replace(self.deadlines, deadline, timestamp)
         self._step("Assigned", timestamp, complexity=complexity)
-        self._tell_if_later(promised, timestamp)  # a complex case is answered later
+        self._tell_if_later(promised, timestamp, notices.Reason.COMPLEX)
 
     def facts(self, level: Level | str | None = None) -> dict[str, str | None]:
         """What the time-limit policy selects on (at `level`, by default the current one)."""
@@ -345,9 +353,18 @@ class Complaint(Aggregate):
             raise InvalidTransition(
                 "extend", self.status, "Only complaints assessed as complex may be extended."
             )
-        current = self.deadlines.get("investigation")
-        if current is None or not book.is_open(current):
+        extends = policy.document.extension.extends
+        key = next(
+            (
+                k
+                for k, d in reversed(self.deadlines.items())
+                if d["name"] in extends and book.is_open(d)
+            ),
+            None,
+        )
+        if key is None:
             raise InvalidTransition("extend", self.status, "No investigation limit is running.")
+        current = self.deadlines[key]
         due = datetime.fromisoformat(current["due_at"])
         if ctx.at > due:
             raise InvalidTransition(
@@ -365,7 +382,7 @@ class Complaint(Aggregate):
                 f"{policy.document.extension.source}."
             )
         self._extended(
-            deadline="investigation",
+            deadline=key,
             reason=reason,
             new_due_at=_iso(new_due_at),
             progress_notice=progress_notice,
@@ -561,9 +578,16 @@ class Complaint(Aggregate):
                 "escalate", self.status, "Only a regulator appeal reopens a refused complaint."
             )
         current = Level(self.level)
+        # At the top a complaint goes up "again" only when it comes back from handling there,
+        # or with a regulator's new appeal (its reference and deadline): never to start the
+        # level's limits again while it is being reviewed.
         stays_at_top = to_level == current == Level.HEADQUARTERS and (
-            self.status != Status.ESCALATED or trigger == EscalationTrigger.REGULATOR_APPEAL
+            self.status != Status.ESCALATED or regulator_ref is not None
         )
+        if regulator_ref is not None and any(
+            e.get("regulator_ref") == regulator_ref for e in self.escalations
+        ):
+            raise InvalidCommand(f"The regulator's appeal {regulator_ref} is on record already.")
         if to_level.rank <= current.rank and not stays_at_top:
             raise InvalidTransition(
                 "escalate",
@@ -622,11 +646,13 @@ class Complaint(Aggregate):
         timestamp: datetime,
         missed_deadline: str | None = None,
     ) -> None:
-        if missed_deadline is not None:
-            book.mark_escalated(self.deadlines, missed_deadline, timestamp)
-        elif trigger == EscalationTrigger.DEADLINE_MISSED:
-            # Escalated by hand for a missed limit: the watch must not escalate it again.
-            for key in book.passed(self.deadlines, timestamp):
+        if trigger == EscalationTrigger.DEADLINE_MISSED:
+            # One lapse, one escalation: every limit passed by now goes up with it, so that
+            # the watch does not take the complaint up again for another that passed too.
+            missed = set(book.passed(self.deadlines, timestamp, paused=self.paused_at is not None))
+            if missed_deadline is not None:
+                missed.add(missed_deadline)
+            for key in sorted(missed):
                 book.mark_escalated(self.deadlines, key, timestamp)
         self.escalations.append(
             {
@@ -764,9 +790,10 @@ class Complaint(Aggregate):
 
     # ----------------------------------------------------- the official holiday schedule
     def recalculate_deadlines(self, policy: Policy, ctx: CommandContext) -> None:
-        """Count again, under `policy`, the running limits that another policy version
+        """Count again, on `policy`'s calendar, the running limits that another policy version
         counted in working days over a year whose holiday schedule it only estimated, now
-        that `policy` brings that year's official schedule. Recorded with the old and new due
+        that `policy` brings that year's official schedule. Only the calendar changes: each
+        limit keeps its own length, start and paused time. Recorded with the old and new due
         times and both policy versions, never silently. A date an extension promised stays."""
         self._check(Command.RECALCULATE_DEADLINES, ctx)
         changes = []
@@ -778,24 +805,20 @@ class Complaint(Aggregate):
                 or previous in (None, policy.version)
                 or not book.is_pending(deadline)
                 or deadline.get("original_due_at")
-                or deadline.get("follows")
+                or deadline["unit"] != Unit.WORKING_DAYS
                 or due < ctx.at
             ):
                 continue
-            again = policy.deadlines(
-                self.facts(deadline.get("level")),
-                accepted_at=datetime.fromisoformat(deadline["starts_at"]),
-                opening=Opening(deadline.get("opened_by") or Opening.ACCEPTED),
-                only=[deadline["name"]],
-            )
-            if not again or again[0]["calendar"] == Calendar.ESTIMATED:
-                continue
+            starts = datetime.fromisoformat(deadline["starts_at"])
+            counted = policy.due_at(Span(amount=deadline["amount"], unit=Unit.WORKING_DAYS), starts)
+            if policy.calendar.counted(starts, counted) is Calendar.ESTIMATED:
+                continue  # this policy does not know that year officially either
             paused = timedelta(seconds=deadline.get("paused_seconds", 0))
             changes.append(
                 {
                     "key": key,
                     "previous_due_at": deadline["due_at"],
-                    "due_at": _iso(datetime.fromisoformat(again[0]["due_at"]) + paused),
+                    "due_at": _iso(counted + paused),
                     "previous_policy_version": previous,
                     "policy_version": policy.version,
                 }
@@ -820,8 +843,8 @@ class Complaint(Aggregate):
                 "calendar": Calendar.OFFICIAL.value,
                 "recalculated_from": change["previous_due_at"],
             }
-        self.recalculations.append({"changes": changes, "at": _iso(timestamp)})
-        self._tell_if_later(promised, timestamp)
+        self.recalculations = (*self.recalculations, {"changes": changes, "at": _iso(timestamp)})
+        self._tell_if_later(promised, timestamp, notices.Reason.CALENDAR)
 
     # ------------------------------------------------------- the level's named handler
     def assign_handler(self, handler: str, ctx: CommandContext) -> None:
@@ -839,8 +862,9 @@ class Complaint(Aggregate):
         self, *, handler: str, level: str, ctx: dict[str, Any], timestamp: datetime
     ) -> None:
         self._own(handler)
-        self.handlers.append(
-            {"handler": handler, "level": level, "at": _iso(timestamp), "by": ctx["actor"]}
+        self.handlers = (
+            *self.handlers,
+            {"handler": handler, "level": level, "at": _iso(timestamp), "by": ctx["actor"]},
         )
         self._step("HandlerAssigned", timestamp)
 
@@ -868,12 +892,14 @@ class Complaint(Aggregate):
         must happen next."""
         self._check(Command.REVIEW, ctx)
         status = self._status_after_review(outcome)
-        opening = REOPENING.get(status)
+        opened = self._opened(policy, REOPENING.get(status), ctx.at)
+        findings_kept = outcome == ReviewOutcome.UPHELD and self.findings is not None
         self._reviewed(
             outcome=outcome.value,
             notes=notes,
             status=status.value,
-            deadlines=self._opened(policy, opening, ctx.at),
+            deadlines=book.without_investigation(opened) if findings_kept else opened,
+            findings_kept=findings_kept,
             ctx=ctx.record(),
             timestamp=ctx.at,
         )
@@ -900,6 +926,7 @@ class Complaint(Aggregate):
         timestamp: datetime,
         status: str | None = None,
         deadlines: list[dict[str, Any]] | None = None,
+        findings_kept: bool = False,
     ) -> None:
         self.reviews.append(
             {
@@ -924,7 +951,11 @@ class Complaint(Aggregate):
         )
         opening = REOPENING.get(Status(self.status))
         self._step(
-            "Reviewed", timestamp, deadlines or [], opening=opening.value if opening else None
+            "Reviewed",
+            timestamp,
+            deadlines or [],
+            opening=opening.value if opening else None,
+            findings_kept=findings_kept or None,
         )
 
     def _status_before_escalation(self) -> str:
@@ -956,7 +987,7 @@ class Complaint(Aggregate):
     def _clock_resumed(self, *, ctx: dict[str, Any], timestamp: datetime) -> None:
         assert self.paused_at is not None
         paused_for = timestamp - self.paused_at
-        book.shift_paused(self.deadlines, paused_for)
+        book.shift_paused(self.deadlines, self.paused_at, timestamp)
         self._step("ClockResumed", timestamp, seconds=paused_for.total_seconds())
         self.pauses[-1]["to"] = _iso(timestamp)
         self.paused_at = None
@@ -1157,6 +1188,7 @@ class Complaint(Aggregate):
         version: int | None = None,
         by: dict[str, Any] | None = None,
         dates: dict[str, str] | None = None,
+        why: notices.Reason | None = None,
     ) -> None:
         """Ask for a message to the customer through the channel they chose: the gateway's
         (SMS, e-mail), staff's (letter, phone, visit), or given there and then at a hotline
@@ -1178,15 +1210,16 @@ class Complaint(Aggregate):
             "gateway_ref": None,
             "confirmed_by": by if live else None,
             "dates": dates or {},
+            **({"why": why.value} if why else {}),
         }
 
-    def _tell_if_later(self, promised: dict[str, str], at: datetime) -> None:
-        """The reply is now due later than the customer was told: tell them the new date
-        (告知进展)."""
+    def _tell_if_later(self, promised: dict[str, str], at: datetime, why: notices.Reason) -> None:
+        """The reply is now due later than the customer was told: tell them the new date, and
+        why (告知进展)."""
         later = self._dates("reply")
         if promised and later and later["reply"] > promised["reply"]:
             self._request_notification(
-                self._next_id("progress"), notices.Kind.PROGRESS_NOTICE, at, dates=later
+                self._next_id("progress"), notices.Kind.PROGRESS_NOTICE, at, dates=later, why=why
             )
 
     def _next_id(self, prefix: str) -> str:
@@ -1211,6 +1244,24 @@ class Complaint(Aggregate):
     @event("PersonalDataErased")
     def _personal_data_erased(self, *, ctx: dict[str, Any], timestamp: datetime) -> None:
         self.personal_data_erased_at = timestamp
+        for notification_id, notification in self.notifications.items():
+            if notification.get("task") and notification["status"] == "pending":
+                # Nobody to post to or call any more: the task is void, not left open.
+                self.notifications[notification_id] = {
+                    **notification,
+                    "status": "failed",
+                    "last_error": "the customer's contact details were erased",
+                    "last_failed_at": _iso(timestamp),
+                }
+
+    @property
+    def refused_for(self) -> str | None:
+        """The reason it was not accepted, while that refusal stands (archived or not); None
+        if it was accepted, or a regulator appeal reopened it."""
+        if self.refusal is None:
+            return None
+        reopened = any(e["at"] > self.refusal["at"] for e in self.escalations)
+        return None if reopened else str(self.refusal["reason"])
 
     # ------------------------------------------------------------------ deadlines
     def deadline_states(self, now: datetime) -> list[dict[str, Any]]:

@@ -6,7 +6,9 @@ it opens again (a second callback after a second reply), so every limit ever ope
 record. The functions here are the only code that changes them, whether the aggregate applies
 one of its events or `reassess` replays a complaint's timeline under another policy version. So
 a re-analysis under the policy that applied at the time gives exactly the deadlines the
-complaint had, and under another policy what the same history would have met.
+complaint had, and under another policy what the same history would have met. (Two
+exceptions: limits counted again when an official holiday schedule replaced an estimate, and
+extensions recorded before extensions moved several limits, replay as the policy says.)
 
 A limit is running until it is met (one of its `met_by` events), closed (the complaint was
 refused or archived, the status it asked an action of was left, or the same limit opened again:
@@ -88,6 +90,17 @@ def state(deadline: Mapping[str, Any], now: datetime, *, paused: bool = False) -
     )
 
 
+def is_regulators(deadline: Mapping[str, Any]) -> bool:
+    """A deadline the regulator set with an appeal, not the policy."""
+    return deadline.get("unit") == "regulator"
+
+
+def without_investigation(opened: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """What a review that upholds findings already recorded opens: not a new investigation
+    (no findings will come to meet it), only what follows the findings."""
+    return [d for d in opened if "FindingsRecorded" not in d["met_by"]]
+
+
 def key_for(book: Book, name: str) -> str:
     """`name` the first time, then `name.2`, `name.3`, …"""
     count = sum(1 for d in book.values() if d["name"] == name)
@@ -95,9 +108,10 @@ def key_for(book: Book, name: str) -> str:
 
 
 def open_limit(book: Book, deadline: Mapping[str, Any], at: datetime, event: str) -> str:
-    """Start a limit; the same limit still open is closed (it opened again)."""
+    """Start a limit; the same limit still open is closed (it opened again). A regulator's
+    deadline is its own promise: a second appeal's runs beside the first's."""
     for key, old in book.items():
-        if old["name"] == deadline["name"] and is_open(old):
+        if old["name"] == deadline["name"] and is_open(old) and not is_regulators(old):
             book[key] = {**old, "closed_at": iso(at), "closed_by": event}
     key = key_for(book, deadline["name"])
     book[key] = {**deadline, "key": key, "met_at": None}
@@ -181,19 +195,28 @@ def mark_escalated(book: Book, key: str, at: datetime) -> None:
     book[key] = {**book[key], "escalated_at": iso(at)}
 
 
-def shift_paused(book: Book, paused_for: timedelta) -> None:
-    """The pausable limits still open move on by the time the clock stood still."""
+def shift_paused(book: Book, paused_at: datetime, resumed_at: datetime) -> None:
+    """The pausable limits still open move on by the time their clock stood still: from the
+    pause, or from when they started if they started during it."""
     for key, deadline in book.items():
         if deadline["pausable"] and is_open(deadline):
-            due = datetime.fromisoformat(deadline["due_at"]) + paused_for
-            paused = deadline.get("paused_seconds", 0) + paused_for.total_seconds()
+            stood = resumed_at - max(paused_at, datetime.fromisoformat(deadline["starts_at"]))
+            if stood <= timedelta(0):
+                continue
+            due = datetime.fromisoformat(deadline["due_at"]) + stood
+            paused = deadline.get("paused_seconds", 0) + stood.total_seconds()
             book[key] = {**deadline, "due_at": iso(due), "paused_seconds": paused}
 
 
-def passed(book: Book, at: datetime) -> list[str]:
-    """The limits that passed before `at` and have not escalated the complaint yet."""
+def passed(book: Book, at: datetime, *, paused: bool = False) -> list[str]:
+    """The limits that passed before `at` and have not escalated the complaint yet (while the
+    clock is `paused`, a pausable limit stands still: it has not passed)."""
     return [
-        key for key, d in book.items() if is_pending(d) and datetime.fromisoformat(d["due_at"]) < at
+        key
+        for key, d in book.items()
+        if is_pending(d)
+        and datetime.fromisoformat(d["due_at"]) < at
+        and not (paused and d["pausable"])
     ]
 
 
@@ -207,12 +230,13 @@ def openings(
     found: list[dict[str, Any]] = list(step.get("deadlines") or [])
     if opening is not None:
         received = step.get("received_at")
-        found += policy.deadlines(
+        opened = policy.deadlines(
             {**facts, "level": step.get("level")},
             accepted_at=at,
             received_at=datetime.fromisoformat(received) if received else None,
             opening=Opening(opening),
         )
+        found += without_investigation(opened) if step.get("findings_kept") else opened
     return found
 
 
@@ -244,7 +268,7 @@ def reassess(
         elif event == "Extended":
             extend(book, policy.document.extension.moves, step["new_due_at"], at)
         elif event == "ClockResumed":
-            shift_paused(book, timedelta(seconds=step["seconds"]))
+            shift_paused(book, at - timedelta(seconds=step["seconds"]), at)
         elif event == "SupervisorsAlerted" and step["deadline"] in book:
             missed = book[step["deadline"]]
             mark_escalated(book, step["deadline"], at)

@@ -15,7 +15,7 @@ from uuid import UUID, uuid5
 
 from eventsourcing.domain import Aggregate, event
 
-from shared.domain.codes import NotEscalated, Status
+from shared.domain.codes import IncidentAction, NotEscalated, Status
 from shared.domain.complaint import Complaint
 from shared.domain.context import CommandContext
 from shared.domain.policy import Policy
@@ -168,11 +168,14 @@ class MajorIncident(Aggregate):
         *,
         category: str,
         area: str,
-        number: int,
-        window_minutes: int,
-        threshold: int,
-        members: list[dict[str, str]],
         timestamp: datetime,
+        number: int = 0,
+        window_minutes: int = 60,
+        threshold: int = 0,
+        members: list[dict[str, str]] | None = None,
+        window_start: datetime | None = None,
+        complaint_ids: list[str] | None = None,
+        escalated: str | None = None,
     ) -> None:
         self.category = category
         self.area = area
@@ -183,6 +186,9 @@ class MajorIncident(Aggregate):
         #: Each complaint: `complaint_id`, `accepted_at`, `done` (escalated: `from_level`,
         #: `to_level`; linked: `why`), in the order they joined.
         self.members: list[dict[str, str]] = []
+        if members is None:  # declared before incidents listed their members (wave 1)
+            members = _legacy_members(complaint_ids or [], escalated, window_start or timestamp)
+            self.threshold = len(members)
         self._add(members)
 
     @classmethod
@@ -216,6 +222,9 @@ class MajorIncident(Aggregate):
             threshold=config.threshold,
             members=cls._joined(incident_id, within, len(within), policy, ctx),
             timestamp=ctx.at,
+            window_start=None,
+            complaint_ids=None,
+            escalated=None,
         )
 
     def join(self, complaints: Sequence[Complaint], policy: Policy, ctx: CommandContext) -> bool:
@@ -291,6 +300,25 @@ class MajorIncident(Aggregate):
     @property
     def member_ids(self) -> list[UUID]:
         return [UUID(m["complaint_id"]) for m in self.members]
+
+
+def _legacy_members(
+    complaint_ids: list[str], escalated: str | None, window_start: datetime
+) -> list[dict[str, str]]:
+    """An incident declared by the first version, which recorded its complaints, the one it
+    escalated and the start of its (fixed) window, but not when each was accepted."""
+    return [
+        {
+            "complaint_id": complaint_id,
+            "accepted_at": window_start.isoformat(),
+            **(
+                {"done": IncidentAction.ESCALATED.value}
+                if complaint_id == escalated
+                else {"done": IncidentAction.LINKED.value, "why": NotEscalated.STATUS.value}
+            ),
+        }
+        for complaint_id in complaint_ids
+    ]
 
 
 def _accepted_at(member: dict[str, str]) -> datetime:

@@ -2,9 +2,10 @@
 
 For every status: the commands it allows, whether it is final (nothing runs on), and what
 happens next. For the time limits: the events that can meet a limit and the events that close
-every limit still running. The aggregate, the views, the deadline watch, major incidents,
-retention and the policy's validation all read them from here, so adding a command or a status
-touches this module and the aggregate, nothing else.
+every limit still running, what opens limits and which are bound to a status. The aggregate,
+the views, the deadline watch, major incidents, retention and the policy's validation all read
+them from here, so adding a command or a status touches this module and the aggregate (and,
+for a command clients give over HTTP, its route and `shared.http.routes`).
 
 A missing entry is caught when this module is imported, not on a read.
 """
@@ -228,14 +229,6 @@ REOPENING: dict[Status, Opening] = {
 def allows(status: Status | str, command: Command) -> bool:
     """Whether `command` is legal in `status` (before the command's own extra rules)."""
     return command in ALWAYS or command in STAGES[Status(status)].commands
-
-
-def statuses_allowing(command: Command) -> frozenset[Status]:
-    return frozenset(s for s in STAGES if allows(s, command))
-
-
-def is_final(status: Status | str) -> bool:
-    return STAGES[Status(status)].final
 
 
 def next_steps(status: Status | str) -> str:

@@ -27,6 +27,13 @@ class Kind(StrEnum):
     REPLY = "reply"
 
 
+class Reason(StrEnum):
+    """Why a reply date moved without staff writing a notice."""
+
+    COMPLEX = "complex"  # the assignment found the complaint complex
+    CALENDAR = "calendar"  # the official holiday schedule replaced an estimate
+
+
 #: Reply channels the gateway delivers; the others are staff tasks.
 GATEWAY = frozenset({ReplyChannel.SMS, ReplyChannel.EMAIL})
 #: Intake channels where the customer is talking to an agent who reads out the answer.
@@ -48,6 +55,12 @@ _REASONS = {
     RefusalReason.OUT_OF_SCOPE: "所反映问题不属于本公司责任范围",
     RefusalReason.TIME_BARRED: "已超过投诉时效",
     RefusalReason.REPEAT_WITH_CONCLUSION: "同一问题已有处理结论,且未提出新的事实和理由",
+}
+
+
+_MOVED = {
+    Reason.COMPLEX: "您的投诉经评估较为复杂,我们将在{}前答复您。",
+    Reason.CALENDAR: "根据国家公布的节假日安排,我们将在{}前答复您。",
 }
 
 
@@ -85,9 +98,9 @@ def text(
             f"{data['explanation']} 您可以:{data['redirect']}"
         )
     if kind is Kind.PROGRESS_NOTICE:
-        notice = data.get("progress_notice") or (
-            f"您的投诉经评估较为复杂,我们将在{_local(dates.get('reply'), tz)}前答复您。"
-        )
+        notice = data.get("progress_notice") or _MOVED[
+            Reason(notification.get("why") or Reason.COMPLEX)
+        ].format(_local(dates.get("reply"), tz))
         return f"【投诉进展 {acceptance_no}】{notice}"
     return (
         f"【投诉答复 {acceptance_no}】结论:{data['conclusion']} 依据:{data['basis']} "

@@ -198,7 +198,16 @@ class ExtensionConfig(_Strict):
     which may lie at most `max` after the investigation limit as first set."""
 
     max: Span = Span(amount=10, unit=Unit.WORKING_DAYS)
-    moves: tuple[str, ...] = ("investigation", "reply", "resolution")
+    #: The investigation limits an extension is asked for (the first, or the one a review
+    #: opened when it sent the complaint back).
+    extends: tuple[str, ...] = ("investigation", "reinvestigation")
+    moves: tuple[str, ...] = (
+        "investigation",
+        "reply",
+        "resolution",
+        "reinvestigation",
+        "reply_after_review",
+    )
     source: str = "policy choice: at most 10 working days beyond the first investigation limit"
 
 

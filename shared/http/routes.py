@@ -26,12 +26,19 @@ ROUTES: dict[Command, tuple[Service, str]] = {
 }
 
 
+#: Where a command is given differently in one status: only a regulator's appeal escalates a
+#: refused complaint.
+IN_STATUS: dict[tuple[Status, Command], tuple[Service, str]] = {
+    (Status.REFUSED, Command.ESCALATE): (Service.ESCALATION, "/appeals"),
+}
+
+
 def allowed_routes(status: str) -> list[str]:
     """What a client may send in this status: `POST <path> (<service>)`, for a 409."""
     found = {
         f"POST {path} ({service.value})"
         for command in STAGES[Status(status)].commands
         if command in ROUTES
-        for service, path in [ROUTES[command]]
+        for service, path in [IN_STATUS.get((Status(status), command), ROUTES[command])]
     }
     return sorted(found)

@@ -20,7 +20,7 @@ from uuid import UUID
 from sqlalchemy import and_, delete, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from shared.domain.codes import IncidentAction, Status
+from shared.domain.codes import IncidentAction
 from shared.domain.complaint import Complaint
 from shared.domain.indexes import MajorIncident
 from shared.readmodel.tables import (
@@ -155,9 +155,7 @@ def analysis_row(complaint: Complaint) -> dict[str, Any]:
         "root_cause": findings.get("root_cause"),
         "upheld": findings.get("upheld"),
         "status": str(complaint.status),
-        "refusal_reason": (complaint.refusal or {}).get("reason")
-        if complaint.status == Status.REFUSED
-        else None,
+        "refusal_reason": complaint.refused_for,
         "level": str(complaint.level),
         "repeat": complaint.repeat_of is not None,
         "escalations": len(complaint.escalations),
@@ -213,7 +211,7 @@ def notification_rows(complaint: Complaint) -> list[dict[str, Any]]:
 
 
 # ------------------------------------------------------------------------------ queries
-def open_limit() -> tuple[Any, ...]:
+def still_counting() -> tuple[Any, ...]:
     """Where a deadline row is neither met nor closed, and its clock runs."""
     d = deadlines.c
     return d.met_at.is_(None), d.closed_at.is_(None), d.paused.is_(False)
@@ -278,7 +276,7 @@ async def list_summaries(
         # of all limits to be both, where in a store of a year it is a few dozen.
         late = (
             select(deadlines.c.complaint_id)
-            .where(*open_limit(), deadlines.c.due_at < now)
+            .where(*still_counting(), deadlines.c.due_at < now)
             .distinct()
             .cte("late")
             .prefix_with("MATERIALIZED")

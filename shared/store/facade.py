@@ -40,6 +40,10 @@ from shared.store.idempotency import IdempotencyStore
 T = TypeVar("T")
 
 
+#: How far up a customer's thread of repeats a refusal looks for an answered complaint.
+MAX_THREAD_WALK = 50
+
+
 @dataclass(frozen=True)
 class Written:
     complaint: Complaint
@@ -147,9 +151,18 @@ class ComplaintStore:
         return await self._run(partial(self.app.load_as_of, complaint_id, as_of))
 
     async def earlier_of(self, complaint_id: UUID) -> Complaint | None:
-        """The complaint this one repeats (its thread's previous), if any."""
+        """The earlier complaint this one repeats: the nearest up its thread that the customer
+        was answered on, else the one it repeats directly (None if it repeats none)."""
         complaint = await self.get(complaint_id)
-        return await self.get(UUID(complaint.repeat_of)) if complaint.repeat_of else None
+        nearest = None
+        for _ in range(MAX_THREAD_WALK):
+            if not complaint.repeat_of:
+                break
+            complaint = await self.get(UUID(complaint.repeat_of))
+            nearest = nearest or complaint
+            if complaint.concluded:
+                return complaint
+        return nearest
 
     async def find_by_acceptance_no(self, acceptance_no: str) -> Complaint:
         return await self._run(partial(self.app.find_by_acceptance_no, acceptance_no))

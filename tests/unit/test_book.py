@@ -379,24 +379,43 @@ def test_a_second_extension_keeps_the_first_due_time_on_record() -> None:
 
 
 def test_a_resumed_clock_moves_the_open_pausable_limits_by_the_pause() -> None:
+    # Paused at NOW (Mon 23 Nov 02:00 UTC), resumed 26 h 30 min later (Tue 04:30 UTC).
+    before = "2026-11-22T02:00:00+00:00"
     kept: book.Book = {
-        "investigation": limit("investigation", "2026-11-26T02:00:00+00:00", pausable=True),
-        "operator_answer": limit("operator_answer", "2026-12-08T02:00:00+00:00"),
+        "investigation": limit(
+            "investigation", "2026-11-26T02:00:00+00:00", pausable=True, starts_at=before
+        ),
+        "operator_answer": limit("operator_answer", "2026-12-08T02:00:00+00:00", starts_at=before),
         "reply": limit(
-            "reply", "2026-11-26T15:59:59+00:00", pausable=True, met_at="2026-11-24T00:00:00+00:00"
+            "reply",
+            "2026-11-26T15:59:59+00:00",
+            pausable=True,
+            met_at="2026-11-24T00:00:00+00:00",
+            starts_at=before,
         ),
         "resolution": limit(
             "resolution",
             "2026-11-30T15:59:59+00:00",
             pausable=True,
             closed_at="2026-11-24T00:00:00+00:00",
+            starts_at=before,
+        ),
+        # Opened during the pause (an escalation at Tue 00:00 UTC): it stood still from then,
+        # 4 h 30 min, not for the whole pause.
+        "escalation_review": limit(
+            "escalation_review",
+            "2026-11-26T15:59:59+00:00",
+            pausable=True,
+            starts_at="2026-11-24T00:00:00+00:00",
         ),
     }
-    book.shift_paused(kept, timedelta(hours=26, minutes=30))
+    book.shift_paused(kept, NOW, NOW + timedelta(hours=26, minutes=30))
     assert kept["investigation"]["due_at"] == "2026-11-27T04:30:00+00:00"
+    assert kept["investigation"]["paused_seconds"] == 26.5 * 3600
     assert kept["operator_answer"]["due_at"] == "2026-12-08T02:00:00+00:00"
     assert kept["reply"]["due_at"] == "2026-11-26T15:59:59+00:00"  # met: stays
     assert kept["resolution"]["due_at"] == "2026-11-30T15:59:59+00:00"  # closed: stays
+    assert kept["escalation_review"]["due_at"] == "2026-11-26T20:29:59+00:00"
 
 
 def test_passed_lists_the_pending_limits_due_before_the_moment() -> None:

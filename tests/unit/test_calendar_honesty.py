@@ -14,6 +14,7 @@ import pytest
 from shared.domain.codes import Complexity
 from shared.domain.complaint import Complaint
 from shared.domain.errors import InvalidCommand
+from shared.domain.notices import text
 from shared.domain.policy import DEFAULT_POLICY_PATH, Policy, facts_of
 from tests.unit.test_lifecycle_invariant import as_
 from tests.unit.test_transitions import POLICY, new_complaint
@@ -98,8 +99,13 @@ def test_the_official_schedule_counts_the_running_limits_again_on_record() -> No
             "policy_version": "2027.1",
         },
     ]
-    # The reply moved later than the customer was told: a progress notice with the new date.
-    assert c.notifications["progress-1"]["dates"] == {"reply": "2027-01-07T17:59:59+00:00"}
+    # The reply moved later than the customer was told: a progress notice with the new date,
+    # saying why.
+    progress = c.notifications["progress-1"]
+    assert progress["dates"] == {"reply": "2027-01-07T17:59:59+00:00"}
+    assert text(progress, acceptance_no="N", data={}, tz=POLICY.tz) == (
+        "【投诉进展 N】根据国家公布的节假日安排,我们将在2027年01月08日01:59前答复您。"
+    )
     with pytest.raises(InvalidCommand):  # nothing left to count again
         c.recalculate_deadlines(OFFICIAL_2027, as_("system", at(5)))
 
@@ -113,7 +119,7 @@ def test_a_policy_that_still_estimates_changes_nothing() -> None:
     )
     with pytest.raises(InvalidCommand, match=r"2026\.3"):
         c.recalculate_deadlines(still, as_("system", at(1)))
-    assert c.recalculations == []
+    assert c.recalculations == ()
 
 
 def test_a_date_an_extension_promised_stays() -> None:
@@ -125,3 +131,26 @@ def test_a_date_an_extension_promised_stays() -> None:
     with pytest.raises(InvalidCommand):  # the estimated limits were all moved by the promise
         c.recalculate_deadlines(OFFICIAL_2027, as_("system", at(3)))
     assert c.deadlines["reply"]["due_at"] == promised.isoformat()
+
+
+def test_only_the_calendar_changes_not_the_length() -> None:
+    """A new version may also change the rules; a running limit keeps the length it started
+    with and is only counted again on the official calendar."""
+    longer = Policy.from_toml(
+        DEFAULT_POLICY_PATH.read_text(encoding="utf-8")
+        .replace('version = "2026.2"', 'version = "2027.2"')
+        .replace(
+            "extra_holidays = []     # e.g. 2026-12-31, a company holiday",
+            "extra_holidays = [2027-01-04]\nofficial_years = [2027]",
+        )
+        .replace(
+            'source = "seed 003: reply with the result within 3 working days"',
+            'source = "a longer draft"\n[[limit]]\nname = "reply"\namount = 10\n'
+            'unit = "working_days"\nmet_by = ["Replied"]\napplies = { channel = ["hotline"] }',
+        )
+    )
+    c = accepted_on_new_years_eve()
+    c.recalculate_deadlines(longer, as_("system", at(1)))
+    # Still 3 working days, counted officially: Tue 5, Wed 6, Thu 7 Jan.
+    assert c.deadlines["reply"]["due_at"] == "2027-01-07T15:59:59+00:00"
+    assert c.deadlines["reply"]["amount"] == 3

@@ -123,3 +123,29 @@ def test_after_it_closed_a_new_burst_is_the_next_incident() -> None:
     assert the_series.incidents == [first.id, second.id]
     assert len(first.members) == 5
     assert [m["complaint_id"] for m in second.members] == [str(c.id) for c in burst]
+
+
+def test_an_incident_declared_by_the_first_version_still_replays() -> None:
+    """Its Declared event held the fixed window's start, the complaints and the one it
+    escalated; rebuilding the read models replays it with today's code."""
+    start = NOW.replace(minute=0)
+    first, second = str(uuid4()), str(uuid4())
+    stored = object.__new__(MajorIncident.Declared)  # as the first version stored it
+    stored.__dict__.update(
+        originator_id=uuid4(),
+        originator_version=1,
+        timestamp=NOW,
+        originator_topic="shared.domain.indexes:MajorIncident",
+        category="fault_repair",
+        area="rural",
+        window_start=start,
+        complaint_ids=[first, second],
+        escalated=first,
+    )
+    replayed = stored.mutate(None)
+    assert isinstance(replayed, MajorIncident)
+    assert [(m["complaint_id"], m["done"]) for m in replayed.members] == [
+        (first, "escalated"),
+        (second, "linked"),
+    ]
+    assert replayed.first_member_at == start and replayed.threshold == 2

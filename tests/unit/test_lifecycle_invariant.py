@@ -101,7 +101,7 @@ ACTIONS: dict[str, Action] = {
 def watch(complaint: Complaint, now: datetime) -> None:
     """What the deadline watch does at `now`: every passed limit escalates (alerts at the
     top), in one command, as services/escalation/watch.py does."""
-    for key in book.passed(complaint.deadlines, now):
+    for key in book.passed(complaint.deadlines, now, paused=complaint.paused_at is not None):
         with contextlib.suppress(DomainError):  # met meanwhile, or paused: the watch skips it
             complaint.escalate_missed(key, POLICY, as_("system", now, "deadline-watch"))
 

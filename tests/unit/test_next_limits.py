@@ -21,7 +21,7 @@ from shared.domain.codes import (
     Status,
 )
 from shared.domain.complaint import Complaint
-from shared.domain.errors import InvalidCommand, NotOwner
+from shared.domain.errors import InvalidCommand, InvalidTransition, NotOwner
 from tests.unit.test_lifecycle_invariant import as_
 from tests.unit.test_transitions import NOW, POLICY, new_complaint
 
@@ -222,3 +222,86 @@ def test_an_extension_ends_within_the_policys_maximum() -> None:
         c.extend("r", datetime(2026, 12, 14, 16, tzinfo=UTC), "n", POLICY, as_("supervisor", at(1)))
     c.extend("r", datetime(2026, 12, 14, 15, tzinfo=UTC), "n", POLICY, as_("supervisor", at(1)))
     assert c.deadlines["investigation"]["due_at"] == utc("2026-12-14T15:00:00")
+
+
+def test_a_reopened_investigation_can_be_extended_too() -> None:
+    c = fixed_line_complex()
+    c.record_findings("c", "b", "r", False, as_("investigator", at(1), "inv-7"))
+    c.escalate(
+        EscalationTrigger.CUSTOMER_DISSATISFIED, "r", Level.PROVINCIAL, POLICY, as_("agent", at(2))
+    )
+    c.review(ReviewOutcome.REVISED, "look again", POLICY, as_("supervisor", at(3)))
+    # Sent back at 13:00 Beijing: investigate again within 72 hours (Thu 26 Nov 05:00 UTC),
+    # reply within 3 working days (the end of Thu 26 Nov).
+    new_due = datetime(2026, 12, 3, 10, 0, tzinfo=UTC)
+    c.extend("vendor", new_due, "notice", POLICY, as_("supervisor", at(4)))
+    assert c.extensions[-1]["deadline"] == "reinvestigation"
+    for key, first in (
+        ("reinvestigation", "2026-11-26T05:00:00"),
+        ("reply_after_review", "2026-11-26T15:59:59"),
+    ):
+        assert c.deadlines[key]["due_at"] == new_due.isoformat(), key
+        assert c.deadlines[key]["original_due_at"] == utc(first), key
+
+
+def test_a_second_appeal_runs_beside_the_first_and_the_same_one_is_not_taken_twice() -> None:
+    c = new_complaint()
+    c.escalate(
+        EscalationTrigger.REGULATOR_APPEAL,
+        "appeal",
+        Level.HEADQUARTERS,
+        POLICY,
+        as_("agent", at(1)),
+        regulator_ref="MIIT-1",
+        regulator_due_at=at(24 * 5),
+    )
+    c.escalate(
+        EscalationTrigger.REGULATOR_APPEAL,
+        "another",
+        Level.HEADQUARTERS,
+        POLICY,
+        as_("agent", at(2)),
+        regulator_ref="MIIT-2",
+        regulator_due_at=at(24 * 9),
+    )
+    assert states(c, at(2))["regulator_appeal"] == "running"  # the first still runs
+    assert c.deadlines["regulator_appeal.2"]["due_at"] == at(24 * 9).isoformat()
+    with pytest.raises(InvalidCommand, match="MIIT-2"):
+        c.escalate(
+            EscalationTrigger.REGULATOR_APPEAL,
+            "again",
+            Level.HEADQUARTERS,
+            POLICY,
+            as_("agent", at(3)),
+            regulator_ref="MIIT-2",
+            regulator_due_at=at(24 * 9),
+        )
+
+
+def test_at_the_top_an_escalation_without_an_appeal_does_not_start_the_limits_again() -> None:
+    c = new_complaint()
+    c.escalate(
+        EscalationTrigger.MAJOR_INCIDENT, "burst", Level.HEADQUARTERS, POLICY, as_("agent", NOW)
+    )
+    with pytest.raises(InvalidTransition, match="already at level 'headquarters'"):
+        c.escalate(
+            EscalationTrigger.REGULATOR_APPEAL,
+            "by hand, no reference",
+            Level.HEADQUARTERS,
+            POLICY,
+            as_("agent", at(1)),
+        )
+    assert "escalation_review.2" not in c.deadlines
+
+
+def test_an_upheld_review_of_findings_opens_no_new_investigation() -> None:
+    c = fixed_line_complex()
+    c.record_findings("c", "b", "r", True, as_("investigator", at(1), "inv-7"))
+    c.propose_resolution(["fix"], [], "eng-1", at(48), as_("investigator", at(2), "inv-7"))
+    c.escalate(
+        EscalationTrigger.CUSTOMER_DISSATISFIED, "r", Level.PROVINCIAL, POLICY, as_("agent", at(3))
+    )
+    c.review(ReviewOutcome.UPHELD, "the plan stands", POLICY, as_("supervisor", at(4)))
+    assert c.status == Status.RESOLUTION_PROPOSED
+    assert "reinvestigation" not in c.deadlines  # no findings will come to meet it
+    assert states(c, at(4))["reply_after_review"] == "running"

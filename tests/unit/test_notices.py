@@ -138,3 +138,29 @@ def test_dates_read_in_beijing_time() -> None:
         "dates": {"reply": datetime(2026, 11, 30, 16, tzinfo=UTC).isoformat()},
     }
     assert "2026年12月01日00:00" in text(late, acceptance_no="N", data={}, tz=TZ)
+
+
+def test_replaying_what_the_first_version_stored_sends_nothing() -> None:
+    """Its Accepted and Refused events asked for no message: when the read models are
+    rebuilt from them, no acknowledgement or refusal goes out years later."""
+    c = new_complaint()
+    c.refuse(RefusalReason.OUT_OF_SCOPE, "第三方业务", "请联系商家", as_("agent", at(1)))
+    events = c.collect_events()
+    for stored in events:
+        stored.__dict__.pop("acknowledge", None)  # as the first version stored them
+        stored.__dict__.pop("tell", None)
+    replayed = None
+    for stored in events:
+        replayed = stored.mutate(replayed)
+    assert replayed is not None and replayed.status == "refused"
+    assert replayed.notifications == {}
+
+
+def test_erasure_voids_the_staff_tasks_left() -> None:
+    c = new_complaint(channel="web", reply_channel="letter")
+    c.erase_personal_data(as_("admin", at(1)))
+    ack = c.notifications["ack-1"]
+    assert (ack["status"], ack["last_error"]) == (
+        "failed",
+        "the customer's contact details were erased",
+    )

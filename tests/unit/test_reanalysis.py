@@ -88,8 +88,10 @@ LIFECYCLES: dict[str, list[Callable[[Complaint], None]]] = {
 }
 
 
-def _due_and_met(deadlines: dict[str, dict[str, object]]) -> dict[str, tuple[object, object]]:
-    return {name: (d["due_at"], d["met_at"]) for name, d in deadlines.items()}
+def _due_and_met(
+    deadlines: dict[str, dict[str, object]],
+) -> dict[str, tuple[object, object, object]]:
+    return {name: (d["due_at"], d["met_at"], d.get("closed_at")) for name, d in deadlines.items()}
 
 
 def _timed(steps: list[Callable[[Complaint], None]]) -> Complaint:

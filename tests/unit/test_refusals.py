@@ -67,3 +67,23 @@ def test_out_of_scope_is_refused_with_its_explanation() -> None:
         "third party",
         "call the app",
     )
+
+
+def test_a_refusal_stands_when_archived_and_not_when_an_appeal_reopens_it() -> None:
+    c = new_complaint()
+    c.refuse(RefusalReason.OUT_OF_SCOPE, "third party", "call the app", as_("agent", at(1)))
+    c.archive("refused, filed", as_("callback", at(2)))
+    assert c.refused_for == "out_of_scope"  # reports count it with the refused
+    appealed = new_complaint()
+    appealed.refuse(RefusalReason.OUT_OF_SCOPE, "third party", "app", as_("agent", at(1)))
+    appealed.escalate(
+        EscalationTrigger.REGULATOR_APPEAL,
+        "appeal",
+        Level.HEADQUARTERS,
+        POLICY,
+        as_("agent", at(2)),
+        regulator_ref="MIIT-7",
+        regulator_due_at=at(24 * 10),
+    )
+    assert appealed.refused_for is None  # handled again: it counts like any other
+    assert new_complaint().refused_for is None

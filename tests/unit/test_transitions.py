@@ -410,23 +410,28 @@ def test_replies_and_progress_notices_request_messages() -> None:
         complaint.record_notification("reply-7", sent=True, detail="x", ctx=ctx())
 
 
-def test_a_missed_deadline_escalates_once_then_alerts_at_the_top() -> None:
+def test_one_lapse_escalates_once_then_the_levels_own_limits_run_and_alert_at_the_top() -> None:
     complaint = in_status(Status.INVESTIGATING)
-    late = ctx(minutes=60 * 24 * 30)
+    month = 60 * 24 * 30  # minutes: a month on, every limit has passed
     with pytest.raises(InvalidTransition):
         complaint.escalate_missed("reply", POLICY, ctx())  # not due yet
-    complaint.escalate_missed("reply", POLICY, late)
+    complaint.escalate_missed("reply", POLICY, ctx(minutes=month))
     assert complaint.status == Status.ESCALATED and complaint.level == Level.PROVINCIAL
     assert complaint.escalations[-1]["trigger"] == "deadline_missed"
-    assert complaint.deadlines["reply"]["escalated_at"]
+    # Every limit passed by then went up with it: one escalation, not one a limit.
+    for name in ("investigation", "reply", "resolution", "operator_answer"):
+        assert complaint.deadlines[name]["escalated_at"], name
     with pytest.raises(InvalidTransition):
-        complaint.escalate_missed("reply", POLICY, late)  # each missed deadline once
-    complaint.escalate_missed("investigation", POLICY, late)
+        complaint.escalate_missed("investigation", POLICY, ctx(minutes=month))
+    # The province's own limits run now: nobody named within 4 hours takes it higher.
+    complaint.escalate_missed("escalation_assignment", POLICY, ctx(minutes=month + 5 * 60))
     assert complaint.level == Level.HEADQUARTERS
-    complaint.escalate_missed("operator_answer", POLICY, late)
-    assert complaint.level == Level.HEADQUARTERS  # no higher level: supervisors alerted
-    assert [a["deadline"] for a in complaint.alerts] == ["operator_answer"]
+    # At the top there is no higher level: the supervisors are alerted, the limit runs again.
+    complaint.escalate_missed("escalation_assignment.2", POLICY, ctx(minutes=month + 10 * 60))
+    assert complaint.level == Level.HEADQUARTERS
+    assert [a["deadline"] for a in complaint.alerts] == ["escalation_assignment.2"]
     assert type(complaint.collect_events()[-1]).__name__ == "SupervisorsAlerted"
+    assert complaint.deadlines["escalation_assignment.3"]["follows"] == "escalation_assignment.2"
 
 
 LATE = 60 * 24 * 30  # minutes: a month on, every limit has passed
