@@ -125,8 +125,8 @@ def start(book: Book, deadlines: Iterable[Mapping[str, Any]], at: datetime, even
 
 def replace(book: Book, deadline: dict[str, Any], at: datetime) -> None:
     """A new limit replaces an open one of its name (an investigation chosen again for another
-    complexity). An extension promised to the customer is not taken back: the later due time
-    stands. If the old one had passed and escalated and the new one has passed too, that
+    complexity). Time the clock stood paused still counts, and an extension promised to the
+    customer is not taken back: the later due time stands. If the old one had passed and escalated and the new one has passed too, that
     escalation still stands (no second one)."""
     key = deadline["name"]
     old = book.get(key)
@@ -134,6 +134,11 @@ def replace(book: Book, deadline: dict[str, Any], at: datetime) -> None:
         return
     old = old or {}
     new = {**deadline, "key": key, "met_at": None}
+    if old.get("paused_seconds") and new.get("pausable"):
+        # The clock stood still before the limit was chosen again: it stood for this one too.
+        new["paused_seconds"] = old["paused_seconds"]
+        stood = timedelta(seconds=old["paused_seconds"])
+        new["due_at"] = iso(datetime.fromisoformat(new["due_at"]) + stood)
     if old.get("original_due_at"):
         new["original_due_at"] = old["original_due_at"]
         new["due_at"] = max(old["due_at"], deadline["due_at"], key=datetime.fromisoformat)

@@ -154,3 +154,64 @@ def test_only_the_calendar_changes_not_the_length() -> None:
     # Still 3 working days, counted officially: Tue 5, Wed 6, Thu 7 Jan.
     assert c.deadlines["reply"]["due_at"] == "2027-01-07T15:59:59+00:00"
     assert c.deadlines["reply"]["amount"] == 3
+
+
+def test_a_limit_is_counted_again_up_to_its_very_due_instant_but_not_once_it_passed() -> None:
+    c = accepted_on_new_years_eve()
+    # Estimated: the reply is due at the end of Wed 6 Jan, the resolution of Fri 8 Jan.
+    due = datetime.fromisoformat(c.deadlines["reply"]["due_at"])
+    c.recalculate_deadlines(OFFICIAL_2027, as_("system", due))
+    assert c.deadlines["reply"]["due_at"] == "2027-01-07T15:59:59+00:00"
+
+    later = accepted_on_new_years_eve()
+    later.recalculate_deadlines(OFFICIAL_2027, as_("system", due + timedelta(seconds=1)))
+    # The reply limit passed (it is missed, and escalates on its old date); only the
+    # resolution, still running, is counted again.
+    assert later.deadlines["reply"]["due_at"] == "2027-01-06T15:59:59+00:00"
+    assert [change["key"] for change in later.recalculations[0]["changes"]] == ["resolution"]
+
+
+def test_a_limit_met_on_an_estimated_calendar_stays_as_it_was() -> None:
+    c = accepted_on_new_years_eve()
+    c.assign("net", "inv-7", Complexity.SIMPLE, POLICY, as_("supervisor", at(1)))
+    c.record_findings("c", "b", "r", False, as_("supervisor", at(2)))
+    c.reply("sms", "c", "b", "p", "e", POLICY, as_("supervisor", at(3)))
+    c.recalculate_deadlines(OFFICIAL_2027, as_("system", at(4)))
+    assert c.deadlines["reply"]["due_at"] == "2027-01-06T15:59:59+00:00"
+    assert c.deadlines["reply"]["calendar"] == "estimated"
+    # Only the callback the reply opened is still running to be counted again.
+    assert [change["key"] for change in c.recalculations[0]["changes"]] == ["callback"]
+
+
+def test_limits_counted_on_official_days_only_are_not_counted_again() -> None:
+    """A complaint of early December 2026: its working days are all official already."""
+    c = new_complaint(at=NOW2 - timedelta(days=30), business_type="fixed_line")
+    with pytest.raises(InvalidCommand, match="No running limit was counted on an estimated"):
+        c.recalculate_deadlines(OFFICIAL_2027, as_("system", NOW2 - timedelta(days=29)))
+    assert c.recalculations == ()
+
+
+def test_a_limit_still_estimated_does_not_stop_the_others_being_counted_again() -> None:
+    """A policy whose first limit runs into 2028 (estimated under both versions): the reply
+    after it, official in 2027.1, is counted again all the same."""
+    survey = (
+        '[[limit]]\nname = "survey"\namount = 300\nunit = "working_days"\n'
+        'met_by = ["Archived"]\nsource = "a test"\n\n'
+    )
+
+    def with_survey(policy_text: str) -> Policy:
+        return Policy.from_toml(policy_text.replace("# --- acceptance", survey + "# --- a", 1))
+
+    base = DEFAULT_POLICY_PATH.read_text(encoding="utf-8")
+    before = with_survey(base)
+    official = with_survey(
+        base.replace('version = "2026.2"', 'version = "2027.1"').replace(
+            "extra_holidays = []     # e.g. 2026-12-31, a company holiday",
+            "extra_holidays = [2027-01-04]\nofficial_years = [2027]",
+        )
+    )
+    c = new_complaint(at=NOW2, business_type="fixed_line", policy=before)
+    assert next(iter(c.deadlines)) == "survey"
+    c.recalculate_deadlines(official, as_("system", at(1)))
+    assert c.deadlines["survey"]["calendar"] == "estimated"
+    assert [change["key"] for change in c.recalculations[0]["changes"]] == ["reply", "resolution"]
