@@ -126,8 +126,8 @@ def start(book: Book, deadlines: Iterable[Mapping[str, Any]], at: datetime, even
 def replace(book: Book, deadline: dict[str, Any], at: datetime) -> None:
     """A new limit replaces an open one of its name (an investigation chosen again for another
     complexity). Time the clock stood paused still counts, and an extension promised to the
-    customer is not taken back: the later due time stands. If the old one had passed and escalated and the new one has passed too, that
-    escalation still stands (no second one)."""
+    customer is not taken back: the later due time stands. If the old one had passed and
+    escalated and the new one has passed too, that escalation still stands (no second one)."""
     key = deadline["name"]
     old = book.get(key)
     if old is not None and not is_open(old):
