@@ -418,7 +418,7 @@ class SqlKeyStore:
         batch = batch or REWRAP_BATCH
         done = 0
         while True:
-            with self._transaction(commit=True) as cursor:
+            with self._transaction(commit=False) as cursor:
                 self._execute(
                     cursor,
                     f"SELECT key_id, customer_id, kek_id, wrapped FROM {KEY_TABLE} "
@@ -426,13 +426,16 @@ class SqlKeyStore:
                     (kek.id, batch),
                 )
                 rows = cursor.fetchall()
-                for row in rows:
-                    key = self._unwrap(row)
+            rewrapped = [(kek.wrap(self._unwrap(row)), row) for row in rows]
+            # A transaction that writes first (SQLite cannot turn a read into a write once
+            # another writer has committed); each row only if no one changed it meanwhile.
+            with self._transaction(commit=True) as cursor:
+                for wrapped, row in rewrapped:
                     self._execute(
                         cursor,
                         f"UPDATE {KEY_TABLE} SET kek_id = ?, wrapped = ? "
                         "WHERE key_id = ? AND kek_id = ?",
-                        (kek.id, kek.wrap(key), key.key_id, str(row["kek_id"])),
+                        (kek.id, wrapped, str(row["key_id"]), str(row["kek_id"])),
                     )
             done += len(rows)
             if len(rows) < batch:
