@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 export COMPLAINTS_ENVIRONMENT ?= development
 
 .PHONY: run test unit integration e2e lint format setup rebuild token clean bench bench-quick wrk \
-	mutation
+	mutation rotate-kek purge-keks
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 $(STAMP): pyproject.toml
@@ -76,6 +76,14 @@ setup: $(STAMP)
 ## Rebuild the read models and the audit chain from the first event (safe while running).
 rebuild: $(STAMP)
 	$(PY) -m shared.cli.rebuild $(NAMES)
+
+## Re-wrap every customer key under a new key-encryption key (a rerun finishes a stopped one).
+rotate-kek: $(STAMP)
+	$(PY) -m shared.cli.kek rotate
+
+## Destroy the KEKs superseded more than COMPLAINTS_KEK_RETENTION_DAYS (30) ago; run it daily.
+purge-keks: $(STAMP)
+	$(PY) -m shared.cli.kek purge
 
 ## Print a JWT for local use: make token ROLE=investigator SUB=inv-001
 ROLE ?= agent

@@ -506,6 +506,7 @@ def bench_env(database_url: str, workdir: Path) -> dict[str, str]:
         "COMPLAINTS_JWT_SECRET": SECRET,
         "COMPLAINTS_INDEX_KEY": "bench-index-key-0123456789",
         "COMPLAINTS_AUDIT_KEY_PATH": str(workdir / "audit.pem"),
+        "COMPLAINTS_KEK_PATH": str(workdir / "key-encryption-keys"),
         "COMPLAINTS_RATE_LIMIT_PER_SECOND": "0",  # one client drives it all
         "COMPLAINTS_NOTIFICATION_GATEWAY_URL": "http://127.0.0.1:9/none",
         # Every acceptance asks for an acknowledgement: with no gateway the dispatcher would

@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Any, cast
 from uuid import UUID, uuid4
 
 import asyncpg
@@ -63,7 +63,8 @@ from shared.store.application import (
     stored_event,
     thread_id_of,
 )
-from shared.store.sealing import CustomerKey, KeyRing, SealingMapper
+from shared.store.keystore import CustomerKey, KekFile, KeyStore
+from shared.store.sealing import KeyRing, SealingMapper
 
 CHUNK = 1_000  # complaints per step; a step's events take the next positions, in time order
 WORKERS = 2
@@ -118,7 +119,7 @@ class SeedKeys(KeyRing):
     per acceptance; to the mapper they are the key ring."""
 
     def __init__(self, keys: dict[str, CustomerKey]) -> None:
-        super().__init__(lambda: None, postgres=True)
+        super().__init__(cast("KeyStore", None))  # every method that would use it is overridden
         self.by_customer = keys
         self.by_complaint: dict[UUID, CustomerKey] = {}
 
@@ -159,7 +160,9 @@ class Lives:
         self.plans = plans
         self.policy = Policy.load(settings.policy_path)
         self.keys = SeedKeys(keys)
-        app = ComplaintsApplication(settings, self.policy)
+        app = ComplaintsApplication(
+            settings, self.policy, KekFile.load(settings.kek_path, create=False)
+        )
         try:
             self.mapper = SealingMapper(app.mapper.transcoder, keys=self.keys)
             self.secret = app.index_secret
@@ -438,12 +441,13 @@ async def seed_bulk(dsn: str, settings: Settings, seeds: list[Seed]) -> list[dic
             for n in range(plan.customers):  # made at the customer's first acceptance
                 keys[plan.customer(n)] = CustomerKey.new(plan.customer(n))
                 created[plan.customer(n)] = plan.at(n).timestamp()
+        kek = KekFile.load(settings.kek_path, create=False).current
         await conn.copy_records_to_table(
-            "customer_keys",
+            "wrapped_keys",
             records=[
-                (k.key_id, k.customer_id, k.secret, k.salt, created[c]) for c, k in keys.items()
+                (k.key_id, k.customer_id, kek.id, kek.wrap(k), created[c]) for c, k in keys.items()
             ],
-            columns=["key_id", "customer_id", "secret", "salt", "created_at"],
+            columns=["key_id", "customer_id", "kek_id", "wrapped", "created_at"],
         )
         ids: list[list[UUID]] = [[] for _ in plans]
         shared = [(k.key_id, k.customer_id, k.secret, k.salt) for k in keys.values()]

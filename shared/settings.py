@@ -63,6 +63,12 @@ class Settings(BaseSettings):
 
     #: Ed25519 private key (PEM) that signs audit checkpoints; created by setup in development.
     audit_key_path: Path = Path("./var/audit-signing-key.pem")
+    #: The key-encryption keys (KEKs) that wrap the customers' keys: a file, mode 600, kept
+    #: apart from the database and its backups; created by setup in development.
+    kek_path: Path = Path("./var/key-encryption-keys")
+    #: Days a KEK is kept after a rotation superseded it; `python -m shared.cli.kek purge`
+    #: destroys it then, and no copy of a key it wrapped (a backup, a WAL segment) opens again.
+    kek_retention_days: int = Field(default=30, ge=0, le=3650)
     #: Sign the audit chain head this often (seconds), when it has moved.
     checkpoint_seconds: float = Field(default=60.0, gt=0)
     #: Run the projections in this process (one process at a time holds the lease).

@@ -18,6 +18,7 @@ from shared.domain.policy import Policy
 from shared.http.auth import mint_token
 from shared.settings import Settings
 from shared.store.facade import ComplaintStore
+from shared.store.keystore import KekFile
 from tests.postgres import NoPostgres, create_database, drop_database, postgres_server
 
 TEST_SECRET = "test-secret-0123456789-0123456789-abcdef"
@@ -46,13 +47,15 @@ def postgres_template(postgres_admin_url: str) -> Iterator[str]:
 
 
 async def _create_schema(settings: Settings) -> None:
-    """The setup step, as `make setup` runs it; the test key is made whatever the environment."""
+    """The setup step, as `make setup` runs it; the test keys are made whatever the environment."""
     load_key(settings.audit_key_path, create=True)
+    KekFile.load(settings.kek_path, create=True)
     await setup(settings)
 
 
-#: One audit signing key for the whole run (created by the first setup).
+#: One audit signing key and one KEK file for the whole run (created by the first setup).
 AUDIT_KEY = Path(tempfile.mkdtemp(prefix="complaints-test-key-")) / "audit.pem"
+KEK_FILE = AUDIT_KEY.parent / "key-encryption-keys"
 
 
 def make_settings(database_url: str, **overrides: Any) -> Settings:
@@ -61,6 +64,7 @@ def make_settings(database_url: str, **overrides: Any) -> Settings:
         "jwt_secret": TEST_SECRET,
         "index_key": "test-index-key-0123456789",
         "audit_key_path": AUDIT_KEY,
+        "kek_path": KEK_FILE,
         "projector_poll_seconds": 0.05,
         **overrides,
     }

@@ -7,16 +7,20 @@ import asyncio
 from shared.audit.checkpoints import load_key
 from shared.settings import Settings
 from shared.store.facade import ComplaintStore
+from shared.store.keystore import KekFile
 
 
 async def setup(settings: Settings) -> None:
-    """Create the event tables, migrate ours, and in development make an audit signing key."""
+    """Create the event tables, migrate ours; in development make an audit signing key and a
+    key-encryption key file if there are none."""
+    development = settings.environment == "development"
+    KekFile.load(settings.kek_path, create=development)
     store = ComplaintStore(settings)
     try:
         await store.create_schema()
     finally:
         await store.close()
-    load_key(settings.audit_key_path, create=settings.environment == "development")
+    load_key(settings.audit_key_path, create=development)
 
 
 def main() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
@@ -19,6 +20,18 @@ def alembic_config(connection: Connection | None = None) -> Config:
     return config
 
 
-async def upgrade(engine: AsyncEngine) -> None:
+async def upgrade(engine: AsyncEngine, *, kek: Any = None, revision: str = "head") -> bool:
+    """Migrate to `revision`. `kek` (a `shared.store.keystore.Kek`) wraps the customer keys a
+    store from before the key store held in plaintext (revision 0014). Whether it moved any:
+    then the database must be scrubbed of them."""
+    attributes: dict[str, Any] = {}
+
+    def run(sync: Connection) -> None:
+        config = alembic_config(sync)
+        config.attributes["kek"] = kek
+        command.upgrade(config, revision)
+        attributes.update(config.attributes)
+
     async with engine.begin() as conn:
-        await conn.run_sync(lambda sync: command.upgrade(alembic_config(sync), "head"))
+        await conn.run_sync(run)
+    return bool(attributes.get("moved_plaintext_keys"))

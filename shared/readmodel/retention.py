@@ -9,7 +9,7 @@ from sqlalchemy import and_, exists, not_, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.domain.lifecycle import RETAINED_FROM
-from shared.readmodel.tables import complaint_summaries, customer_complaints, customer_keys
+from shared.readmodel.tables import complaint_summaries, customer_complaints, wrapped_keys
 from shared.readmodel.times import to_utc
 
 #: A complaint bound to its customer's key this long ago but never stored was lost (its
@@ -33,7 +33,7 @@ async def customers_due_for_erasure(
             )
         )
         .where(
-            link.customer_id == customer_keys.c.customer_id,
+            link.customer_id == wrapped_keys.c.customer_id,
             or_(
                 and_(summary.status.is_(None), link.bound_at > time.time() - LOST_AFTER_SECONDS),
                 summary.status != RETAINED_FROM.value,
@@ -42,13 +42,13 @@ async def customers_due_for_erasure(
         )
     )
     archived = select(link.complaint_id).where(
-        link.customer_id == customer_keys.c.customer_id,
+        link.customer_id == wrapped_keys.c.customer_id,
         link.complaint_id.in_(select(summary.complaint_id)),
     )
     query = (
-        select(customer_keys.c.customer_id)
+        select(wrapped_keys.c.customer_id)
         .where(exists(archived), not_(exists(kept)))
-        .order_by(customer_keys.c.customer_id)
+        .order_by(wrapped_keys.c.customer_id)
         .limit(limit)
     )
     async with engine.connect() as conn:

@@ -189,16 +189,18 @@ audit_chain = Table(
     Index("ix_audit_chain_at", "at"),
 )
 
-#: Each customer's key for their personal data in the events (see shared.store.sealing): at
-#: most one live key per customer; erasure deletes it. Read and written by the store's threads.
-customer_keys = Table(
-    "customer_keys",
+#: Each customer's key for their personal data in the events, wrapped by a key-encryption key
+#: kept outside the database (see shared.store.keystore): at most one live key per customer;
+#: erasure deletes it. Read and written by the store's threads.
+wrapped_keys = Table(
+    "wrapped_keys",
     metadata,
     Column("key_id", String(32), primary_key=True),
     Column("customer_id", String(64), nullable=False, unique=True),
-    Column("secret", LargeBinary, nullable=False),
-    Column("salt", String(32), nullable=False),
+    Column("kek_id", String(16), nullable=False),  # the KEK that wrapped it
+    Column("wrapped", LargeBinary, nullable=False),
     Column("created_at", Float, nullable=False),
+    Index("ix_wrapped_keys_kek", "kek_id"),
 )
 
 #: Which customer each complaint belongs to (how erasure finds a customer's complaints), and

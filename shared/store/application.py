@@ -43,6 +43,7 @@ from shared.domain.indexes import (
 from shared.domain.personal import EVENT_FIELDS, is_plaintext, leaves
 from shared.domain.policy import Policy
 from shared.settings import Settings
+from shared.store.keystore import KekFile, SqlKeyStore
 from shared.store.sealing import KeyRing, SealingMapper
 
 #: Fields of the stored domain event that are not the event's own data.
@@ -138,12 +139,17 @@ class ComplaintsApplication(Application[UUID]):
     name = "complaints"
     snapshotting_intervals: ClassVar[dict[type[Any], int]] = {Complaint: 50}
 
-    def __init__(self, settings: Settings, policy: Policy, *, create_table: bool = False):
-        #: Customers' keys, in the same database, through the store's own connection pool.
-        self.keys = KeyRing(
+    def __init__(
+        self, settings: Settings, policy: Policy, keks: KekFile, *, create_table: bool = False
+    ):
+        #: Customers' keys, wrapped by the KEKs, in a key store reached through the store's
+        #: own connection pool.
+        self.keystore = SqlKeyStore(
             lambda: getattr(self.recorder, "datastore"),  # noqa: B009  # both recorders have one
-            postgres=settings.is_postgres,
+            settings,
+            keks,
         )
+        self.keys = KeyRing(self.keystore)
         super().__init__(env=store_env(settings, create_table=create_table))
         # Per instance, so each store honours its own settings.
         self.snapshotting_intervals = {Complaint: settings.snapshot_interval}  # type: ignore[misc]
@@ -271,7 +277,7 @@ class ComplaintsApplication(Application[UUID]):
 
     def erase_customer(self, customer_id: str, ctx: CommandContext) -> Erasure:
         """Record the erasure on each of the customer's complaints, then destroy their key,
-        then record it on any complaint accepted meanwhile.
+        then record it on any complaint accepted meanwhile. (The store scrubs afterwards.)
 
         The key goes last, so a crash in between leaves a key that a retry (or the next
         retention run) destroys; complaints already recorded are not recorded twice.

@@ -12,7 +12,7 @@ import asyncio
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import partial
 from typing import Any, TypeVar
 from uuid import UUID
@@ -36,6 +36,7 @@ from shared.store.application import (
     store_threads,
 )
 from shared.store.idempotency import IdempotencyStore
+from shared.store.keystore import Kek, KekFile, checkpoint, destroyable
 
 T = TypeVar("T")
 
@@ -79,9 +80,17 @@ class ComplaintStore:
 
     # ------------------------------------------------------------------ lifecycle
     async def open(self) -> None:
-        self._app = await self._run(
-            partial(ComplaintsApplication, self.settings, self.policy, create_table=False)
+        """Open the store; refuses to if a customer key is wrapped by a KEK not at hand."""
+        keks = await self._run(partial(KekFile.load, self.settings.kek_path, create=False))
+        app = await self._run(
+            partial(ComplaintsApplication, self.settings, self.policy, keks, create_table=False)
         )
+        try:
+            await self._run(app.keystore.check)
+        except Exception:
+            await self._run(app.close)
+            raise
+        self._app = app
 
     async def close(self) -> None:
         if self._app is not None:
@@ -90,12 +99,17 @@ class ComplaintStore:
         await self._engine.dispose()
 
     async def create_schema(self) -> None:
-        """Create the event tables and our own tables once (the setup step, not at start-up)."""
+        """Create the event tables and our own tables once (the setup step, not at start-up).
+        Customer keys a store from before the key store held in plaintext are wrapped under
+        the current KEK, and the database scrubbed of them."""
+        keks = await self._run(partial(KekFile.load, self.settings.kek_path, create=False))
         app = await self._run(
-            partial(ComplaintsApplication, self.settings, self.policy, create_table=True)
+            partial(ComplaintsApplication, self.settings, self.policy, keks, create_table=True)
         )
         await self._run(app.close)
-        await upgrade(self._engine)
+        if await upgrade(self._engine, kek=keks.current) and not self.settings.is_postgres:
+            await self._engine.dispose()  # VACUUM needs the file to itself
+            await self._run(partial(checkpoint, self.settings, vacuum=True))
 
     # ------------------------------------------------------------------- commands
     async def accept(
@@ -139,10 +153,37 @@ class ComplaintStore:
 
     async def erase_customer(self, customer_id: str, ctx: CommandContext) -> Erasure:
         """Erase the customer's personal data everywhere: destroy their key, record the erasure
-        on each of their complaints, and forget the stored answers that held it."""
+        on each of their complaints, forget the stored answers that held it, then scrub what
+        the database keeps of deleted rows (every time: a retry after a crash finishes it)."""
         erasure = await self._run(partial(self.app.erase_customer, customer_id, ctx))
         await self.idempotency.forget_complaints(erasure.complaints)
+        await self._run(self.app.keys.scrub)
         return erasure
+
+    # ------------------------------------------------------------------ KEKs
+    async def rotate_kek(self) -> tuple[Kek, int, bool]:
+        """Re-wrap every customer key under a new KEK; the old one is kept for the retention.
+        A rotation that stopped half-way (keys still wrapped by an older KEK) is finished
+        instead of starting another. The KEK, how many keys were re-wrapped, and whether it
+        was a rotation finished."""
+        store = self.app.keystore
+        keks = store.keks
+        unfinished = bool(await self._run(store.kek_ids) - {keks.current.id})
+        kek = keks.current if unfinished else keks.add(self.clock())
+        return kek, await self._run(partial(store.rewrap, kek)), unfinished
+
+    async def purge_keks(self) -> list[Kek]:
+        """Destroy the KEKs superseded more than the retention ago; keys still wrapped by an
+        older KEK (by a process that had not seen a rotation yet) are re-wrapped first, so
+        none is lost. Returns the KEKs destroyed."""
+        store = self.app.keystore
+        keks = store.keks
+        await self._run(partial(store.rewrap, keks.current))
+        retention = timedelta(days=self.settings.kek_retention_days)
+        gone = destroyable(keks, await self._run(store.kek_ids), self.clock(), retention)
+        if gone:
+            keks.remove(k.id for k in gone)
+        return gone
 
     # ---------------------------------------------------------------------- reads
     async def get(self, complaint_id: UUID, *, as_of: datetime | None = None) -> Complaint:

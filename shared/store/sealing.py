@@ -1,17 +1,18 @@
 """Per-customer encryption of personal data in the event store (crypto-shredding).
 
-Each customer has one key (AES-256-GCM) and one salt, in the `customer_keys` table beside the
-events. The mapper seals every personal field (`shared.domain.personal`) of an event or a
-snapshot on its way into the store, and opens it on its way out, so the aggregate, the
-projections and the reads work with plaintext while the stored events and snapshots hold only
-ciphertext. A sealed field keeps the salted SHA-256 digest the audit chain commits to.
+Each customer has one key (AES-256-GCM) and one salt, kept wrapped in a key store of their
+own (`shared.store.keystore`). The mapper seals every personal field (`shared.domain.personal`)
+of an event or a snapshot on its way into the store, and opens it on its way out, so the
+aggregate, the projections and the reads work with plaintext while the stored events and
+snapshots hold only ciphertext. A sealed field keeps the salted SHA-256 digest the audit chain
+commits to.
 
 Erasure deletes the customer's key: from then on every sealed field of that customer reads as
 `Erased` (carrying its digest), wherever it is stored, and nothing else of the complaint
 changes. A customer seen again after erasure gets a new key.
 
-The keys are read and written through the event store's own connection pool (the mapper runs
-in the store's worker threads, where nothing awaits).
+The key store is reached through the event store's own connection pool (the mapper runs in the
+store's worker threads, where nothing awaits).
 """
 
 from __future__ import annotations
@@ -19,15 +20,12 @@ from __future__ import annotations
 import base64
 import secrets
 import threading
-import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from uuid import UUID
 
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from eventsourcing.domain import DomainEventProtocol, Snapshot
 from eventsourcing.persistence import Cipher, Compressor, Mapper, StoredEvent, Transcoder
 
@@ -41,6 +39,7 @@ from shared.domain.personal import (
     is_plaintext,
     leaves,
 )
+from shared.store.keystore import CustomerKey, KeyStore
 
 T = TypeVar("T")
 
@@ -50,40 +49,18 @@ BINDINGS_KEPT = 100_000
 SNAPSHOT_FIELDS: tuple[Path, ...] = tuple(("state", *path) for path in STATE_FIELDS)
 
 
-@dataclass(frozen=True)
-class CustomerKey:
-    key_id: str
-    customer_id: str
-    secret: bytes
-    salt: str  # 32 lowercase hex digits
-    aead: AESGCM = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "aead", AESGCM(self.secret))  # made once, used per field
-
-    @classmethod
-    def new(cls, customer_id: str) -> CustomerKey:
-        """A fresh key and salt for the customer."""
-        return cls(
-            key_id=secrets.token_hex(16),
-            customer_id=customer_id,
-            secret=AESGCM.generate_key(bit_length=256),
-            salt=secrets.token_hex(16),
-        )
-
-
 class KeyRing:
     """The customers' keys, and the key each complaint was accepted under (synchronous).
 
     A complaint stays bound to the key in force at its acceptance: once that key is destroyed,
     whatever personal data the complaint records later is stored erased, never under a newer
     key of the same customer. Keys read are remembered only within a `scope()` (one call into
-    the store), so a key destroyed by another process is not used after that call.
+    the store), so a key destroyed by another process is not used after that call. The keys
+    themselves are in a key store (`shared.store.keystore`).
     """
 
-    def __init__(self, datastore: Callable[[], Any], *, postgres: bool) -> None:
-        self._datastore = datastore
-        self._postgres = postgres
+    def __init__(self, store: KeyStore) -> None:
+        self.store = store
         self._local = threading.local()
         #: The key each complaint is bound to never changes: remembered for good (bounded).
         self._bindings: OrderedDict[UUID, str] = OrderedDict()
@@ -114,33 +91,17 @@ class KeyRing:
     def bind(self, complaint_id: UUID, customer_id: str) -> CustomerKey | None:
         """Bind an accepted complaint to its customer's live key, made if they have none (a
         first complaint, or the first since their erasure); a complaint bound before keeps
-        its key. The key to seal it with, None if that key is destroyed. One transaction."""
+        its key. The key to seal it with, None if that key is destroyed."""
         memo = self._memo
         if complaint_id in memo.bound:
             return memo.bound[complaint_id]
         # Committed durably before any event is sealed with the key: a key lost in a crash
         # would leave events that no key opens (an asynchronous commit did exactly that when
         # the database crashed between this commit and the events' save, which was retried).
-        new = CustomerKey.new(customer_id)
-        with self._transaction(commit=True) as cursor:
-            self._execute(
-                cursor,
-                "INSERT INTO customer_keys (key_id, customer_id, secret, salt, created_at) "
-                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (customer_id) DO NOTHING",
-                (new.key_id, customer_id, new.secret, new.salt, time.time()),
-            )
-            self._execute(
-                cursor,
-                "INSERT INTO customer_complaints (complaint_id, customer_id, key_id, bound_at) "
-                "SELECT ?, customer_id, key_id, ? FROM customer_keys WHERE customer_id = ? "
-                "ON CONFLICT (complaint_id) DO NOTHING",
-                (str(complaint_id), time.time(), customer_id),
-            )
-            (row,) = self._bound_keys(cursor, [str(complaint_id)])
-        self._remember_binding(complaint_id, str(row["bound"]))
-        key = _key(row) if row["key_id"] is not None else None
-        memo.keys[str(row["bound"])] = memo.bound[complaint_id] = key
-        return key
+        bound = self.store.bind(str(complaint_id), customer_id)
+        self._remember_binding(complaint_id, bound.key_id)
+        memo.keys[bound.key_id] = memo.bound[complaint_id] = bound.key
+        return bound.key
 
     def complaint_key(self, complaint_id: UUID) -> CustomerKey | None:
         """The key the complaint is bound to, None once destroyed."""
@@ -151,7 +112,7 @@ class KeyRing:
         """A key by its id, or None once destroyed."""
         memo = self._memo
         if key_id not in memo.keys:
-            memo.keys[key_id] = self._select_key("key_id", key_id)
+            memo.keys[key_id] = self.store.get(key_id)
         return memo.keys[key_id]
 
     def preload(self, complaint_ids: Iterable[UUID | str]) -> None:
@@ -161,14 +122,11 @@ class KeyRing:
         if not wanted:
             return
         memo = self._memo
-        with self._transaction(commit=False) as cursor:
-            rows = self._bound_keys(cursor, wanted)
         # Only this scope's keys: bindings read here are not remembered for good (an export
         # reads every complaint there is, and would crowd out the ones commands use).
-        for row in rows:
-            bound = str(row["bound"])
-            if bound not in memo.keys:
-                memo.keys[bound] = _key(row) if row["key_id"] is not None else None
+        for bound in self.store.bindings(wanted).values():
+            if bound.key_id not in memo.keys:
+                memo.keys[bound.key_id] = bound.key
 
     def opened(self, complaint_id: UUID, key: CustomerKey) -> None:
         self._memo.opened[complaint_id] = key
@@ -187,7 +145,7 @@ class KeyRing:
         sealed = self._memo.sealed
         if None in sealed:
             return True
-        return not all(self._select_key("key_id", k) for k in sorted(k for k in sealed if k))
+        return not all(self.store.get(k) for k in sorted(k for k in sealed if k))
 
     def salt_opened(self, complaint_id: UUID) -> str | None:
         """The salt of the key that opened this complaint's fields in this scope."""
@@ -195,83 +153,37 @@ class KeyRing:
         return key.salt if key else None
 
     def complaints_of(self, customer_id: str) -> list[UUID]:
-        with self._transaction(commit=False) as cursor:
-            self._execute(
-                cursor,
-                "SELECT complaint_id FROM customer_complaints WHERE customer_id = ? "
-                "ORDER BY complaint_id",
-                (customer_id,),
-            )
-            return [UUID(str(row["complaint_id"])) for row in cursor.fetchall()]
+        return [UUID(c) for c in self.store.complaints_of(customer_id)]
 
     def destroy(self, customer_id: str) -> int:
-        """Delete the customer's key; how many were deleted (0 or 1)."""
-        with self._transaction(commit=True) as cursor:
-            self._execute(
-                cursor,
-                "DELETE FROM customer_keys WHERE customer_id = ? RETURNING key_id",
-                (customer_id,),
-            )
-            destroyed = len(cursor.fetchall())
+        """Delete the customer's key; how many were deleted (0 or 1). `scrub` follows."""
+        destroyed = self.store.destroy(customer_id)
         memo = self._memo
         memo.keys.clear()
         memo.bound.clear()
         memo.opened.clear()
         return destroyed
 
+    def scrub(self) -> None:
+        """Wipe what the database keeps of deleted keys (and of other rows deleted since)."""
+        self.store.scrub()
+
     # ---------------------------------------------------------------- helpers
     def _binding(self, complaint_id: UUID) -> str | None:
         with self._bindings_lock:
             key_id = self._bindings.get(complaint_id)
         if key_id is None:
-            with self._transaction(commit=False) as cursor:
-                self._execute(
-                    cursor,
-                    "SELECT key_id FROM customer_complaints WHERE complaint_id = ?",
-                    (str(complaint_id),),
-                )
-                row = cursor.fetchone()
-            if row is None:
+            key_id = self.store.bound_key_id(str(complaint_id))
+            if key_id is None:
                 return None
-            key_id = str(row["key_id"])
             self._remember_binding(complaint_id, key_id)
         return key_id
-
-    def _bound_keys(self, cursor: Any, complaint_ids: list[str]) -> list[Any]:
-        """For each complaint bound: the id of its key (`bound`) and the key, its columns
-        null once destroyed."""
-        self._execute(
-            cursor,
-            "SELECT c.complaint_id, c.key_id AS bound, k.key_id, k.customer_id, k.secret, "
-            "k.salt FROM customer_complaints c LEFT JOIN customer_keys k "
-            "ON k.key_id = c.key_id WHERE c.complaint_id IN "
-            f"({', '.join('?' * len(complaint_ids))})",
-            tuple(complaint_ids),
-        )
-        return list(cursor.fetchall())
 
     def _remember_binding(self, complaint_id: UUID, key_id: str) -> None:
         with self._bindings_lock:
             self._bindings[complaint_id] = key_id
             if len(self._bindings) > BINDINGS_KEPT:
                 self._bindings.popitem(last=False)
-
-    def _select_key(self, column: str, value: str) -> CustomerKey | None:
-        with self._transaction(commit=False) as cursor:
-            self._execute(
-                cursor,
-                f"SELECT key_id, customer_id, secret, salt FROM customer_keys WHERE {column} = ?",
-                (value,),
-            )
-            return _key(cursor.fetchone())
-
-    @contextmanager
-    def _transaction(self, *, commit: bool) -> Iterator[Any]:
-        with self._datastore().transaction(commit=commit) as cursor:
-            yield cursor
-
-    def _execute(self, cursor: Any, sql: str, params: tuple[Any, ...]) -> None:
-        cursor.execute(sql.replace("?", "%s") if self._postgres else sql, params)
 
 
 class _Memo:
@@ -282,17 +194,6 @@ class _Memo:
         self.bound: dict[UUID, CustomerKey | None] = {}
         self.opened: dict[UUID, CustomerKey] = {}
         self.sealed: set[str | None] = set()
-
-
-def _key(row: Any) -> CustomerKey | None:
-    if row is None:
-        return None
-    return CustomerKey(
-        key_id=str(row["key_id"]),
-        customer_id=str(row["customer_id"]),
-        secret=bytes(row["secret"]),
-        salt=str(row["salt"]),
-    )
 
 
 def _aad(complaint_id: UUID, key_id: str) -> bytes:

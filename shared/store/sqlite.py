@@ -11,8 +11,10 @@ from __future__ import annotations
 from eventsourcing.sqlite import SQLiteConnection, SQLiteConnectionPool, SQLiteFactory
 from eventsourcing.utils import Environment, EnvType
 
-#: What every connection to a SQLite store runs first (the read-model engine too).
-DURABLE_PRAGMAS = ("PRAGMA synchronous=FULL",)
+#: What every connection to a SQLite store runs first (the read-model engine too). Deleted
+#: content is overwritten with zeros (an erased customer's key, a forgotten stored answer), in
+#: the database file and its free pages; the erasure then truncates the WAL (keystore).
+DURABLE_PRAGMAS = ("PRAGMA synchronous=FULL", "PRAGMA secure_delete=ON")
 
 
 class DurableConnectionPool(SQLiteConnectionPool):

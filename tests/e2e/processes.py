@@ -14,7 +14,8 @@ import pytest
 
 from shared.audit.checkpoints import load_key
 from shared.cli.run import free_port, service_command, stop_process, wait_ready
-from tests.conftest import AUDIT_KEY, TEST_SECRET
+from shared.store.keystore import KekFile
+from tests.conftest import AUDIT_KEY, KEK_FILE, TEST_SECRET
 
 ROOT = Path(__file__).resolve().parents[2]
 #: The uvicorn process behind each running service's URL.
@@ -62,12 +63,14 @@ def service(name: str, env: dict[str, str], log_level: str = "warning") -> Itera
 def service_env(database_url: str, **extra: str) -> dict[str, str]:
     """The environment of a test's service processes: its store and the test keys."""
     load_key(AUDIT_KEY, create=True)
+    KekFile.load(KEK_FILE, create=True)
     return {
         **os.environ,
         "COMPLAINTS_DATABASE_URL": database_url,
         "COMPLAINTS_JWT_SECRET": TEST_SECRET,
         "COMPLAINTS_INDEX_KEY": "test-index-key-0123456789",
         "COMPLAINTS_AUDIT_KEY_PATH": str(AUDIT_KEY),
+        "COMPLAINTS_KEK_PATH": str(KEK_FILE),
         **extra,
     }
 

@@ -275,7 +275,7 @@ async def test_what_an_erased_complaint_records_later_is_erased_at_once(
     assert {e["summary"] for e in shown["evidence"]} == {ERASED_TEXT}
     blobs = await _database(store.engine)
     assert not any(f"EV-{n}".encode() in blob for n in range(4) for blob in blobs.values())
-    assert CUSTOMER.encode() not in blobs["customer_keys"]
+    assert CUSTOMER.encode() not in blobs["wrapped_keys"]
     second = await api.client.post(f"/customers/{CUSTOMER}/erasure", headers=api.headers("admin"))
     assert second.json()["keys_destroyed"] == 0
     assert (await api.get(f"/complaints/{cid}")).json()["version"] == shown["version"]

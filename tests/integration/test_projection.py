@@ -95,6 +95,7 @@ def _projector_process(settings: Settings) -> subprocess.Popen[bytes]:
         "COMPLAINTS_JWT_SECRET": settings.jwt_secret.get_secret_value(),
         "COMPLAINTS_INDEX_KEY": settings.index_key.get_secret_value(),
         "COMPLAINTS_AUDIT_KEY_PATH": str(settings.audit_key_path),
+        "COMPLAINTS_KEK_PATH": str(settings.kek_path),
         "COMPLAINTS_PROJECTOR_LEASE_SECONDS": "0.5",
         "COMPLAINTS_PROJECTOR_POLL_SECONDS": "0.02",
     }

@@ -1,0 +1,517 @@
+"""The customers' keys, in a key store of their own, each wrapped by a key-encryption key.
+
+A customer's key (AES-256-GCM) and salt (see `shared.store.sealing`) are stored only wrapped:
+sealed with AES-256-GCM under a key-encryption key (KEK) that never enters the database. The
+KEKs live in one file (`COMPLAINTS_KEK_PATH`, mode 600), one line each; the last line wraps
+new keys. Each wrapped key records the id of the KEK that wrapped it (the first 16 hex digits
+of the KEK's SHA-256), so a rotation that stopped half-way is finished by running it again.
+
+Erasure deletes the wrapped key and scrubs what the database engine keeps of it: SQLite
+overwrites deleted content (`secure_delete`, set on every connection) and the WAL is
+checkpointed and truncated; on PostgreSQL the key table is vacuumed. Dead tuples, WAL segments
+and backups may still hold the wrapped key: KEK rotation re-wraps every live key under a new
+KEK, and the old KEK is destroyed `COMPLAINTS_KEK_RETENTION_DAYS` after it was superseded, from
+when on no copy wrapped by it opens.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import logging
+import os
+import secrets
+import sqlite3
+import stat
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import closing, contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Protocol
+
+import psycopg
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from shared.settings import Settings
+
+log = logging.getLogger(__name__)
+
+#: The table of wrapped customer keys, and the table binding each complaint to its key.
+KEY_TABLE = "wrapped_keys"
+BINDING_TABLE = "customer_complaints"
+#: Keys re-wrapped per transaction by a rotation.
+REWRAP_BATCH = 500
+KEK_BYTES = 32
+SALT_BYTES = 16
+FILE_HEADER = (
+    "# Key-encryption keys of the complaint service (COMPLAINTS_KEK_PATH): never back this\n"
+    "# file up with the database. One per line: <id> <created at> <key, base64>; the last\n"
+    "# line wraps new keys. Managed by `python -m shared.cli.kek`.\n"
+)
+
+
+class KekFileError(ValueError):
+    """The KEK file is missing or malformed."""
+
+
+class KekMissing(LookupError):
+    """A wrapped key names a KEK that the KEK file does not hold (any more)."""
+
+
+@dataclass(frozen=True)
+class CustomerKey:
+    key_id: str
+    customer_id: str
+    secret: bytes
+    salt: str  # 32 lowercase hex digits
+    aead: AESGCM = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "aead", AESGCM(self.secret))  # made once, used per field
+
+    @classmethod
+    def new(cls, customer_id: str) -> CustomerKey:
+        """A fresh key and salt for the customer."""
+        return cls(
+            key_id=secrets.token_hex(16),
+            customer_id=customer_id,
+            secret=AESGCM.generate_key(bit_length=256),
+            salt=secrets.token_hex(SALT_BYTES),
+        )
+
+
+def fingerprint(secret: bytes) -> str:
+    """A KEK's id: the first 16 hex digits of its SHA-256."""
+    return hashlib.sha256(secret).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Kek:
+    """One key-encryption key."""
+
+    id: str
+    created_at: datetime
+    secret: bytes = field(repr=False)
+
+    @classmethod
+    def new(cls, now: datetime) -> Kek:
+        secret = AESGCM.generate_key(bit_length=256)
+        return cls(fingerprint(secret), now.astimezone(UTC).replace(microsecond=0), secret)
+
+    def wrap(self, key: CustomerKey) -> bytes:
+        """The key and salt sealed under this KEK, bound to the key's id and customer."""
+        nonce = secrets.token_bytes(12)
+        plain = key.secret + bytes.fromhex(key.salt)
+        return nonce + AESGCM(self.secret).encrypt(
+            nonce, plain, self._aad(key.key_id, key.customer_id)
+        )
+
+    def unwrap(self, key_id: str, customer_id: str, wrapped: bytes) -> CustomerKey:
+        plain = AESGCM(self.secret).decrypt(
+            wrapped[:12], wrapped[12:], self._aad(key_id, customer_id)
+        )
+        return CustomerKey(key_id, customer_id, plain[:KEK_BYTES], plain[KEK_BYTES:].hex())
+
+    def _aad(self, key_id: str, customer_id: str) -> bytes:
+        return f"complaints-key:{self.id}:{key_id}:{customer_id}".encode()
+
+    def line(self) -> str:
+        at = self.created_at.astimezone(UTC).isoformat().replace("+00:00", "Z")
+        return f"{self.id} {at} {base64.b64encode(self.secret).decode('ascii')}\n"
+
+
+class KekFile:
+    """The KEKs in their file, oldest first; the last one wraps new keys (thread-safe).
+
+    The file is read again when it changes (a rotation by another process), and when a wrapped
+    key names a KEK not known yet.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._keks: list[Kek] = []
+        self._stamp: tuple[int, int, int] | None = None
+        self._read()
+
+    @classmethod
+    def load(cls, path: Path, *, create: bool, now: datetime | None = None) -> KekFile:
+        """The KEK file; created (mode 600, one new KEK) only where `create` allows, e.g. by
+        the setup step in development."""
+        if not path.exists():
+            if not create:
+                raise KekFileError(
+                    f"no key-encryption key file at {path}: create one with `python -m "
+                    "shared.cli.kek create` (or `make setup` in development) and set "
+                    "COMPLAINTS_KEK_PATH to it; keep it apart from the database and its backups"
+                )
+            path.parent.mkdir(parents=True, exist_ok=True)
+            _write(path, [Kek.new(now or datetime.now(UTC))], exclusive=True)
+        return cls(path)
+
+    # ------------------------------------------------------------------ reading
+    @property
+    def keks(self) -> list[Kek]:
+        self.refresh()
+        with self._lock:
+            return list(self._keks)
+
+    @property
+    def current(self) -> Kek:
+        """The KEK that wraps new keys."""
+        return self.keks[-1]
+
+    def get(self, kek_id: str) -> Kek:
+        with self._lock:
+            found = next((k for k in self._keks if k.id == kek_id), None)
+        if found is None:
+            self.refresh(force=True)
+            with self._lock:
+                found = next((k for k in self._keks if k.id == kek_id), None)
+        if found is None:
+            raise KekMissing(
+                f"a customer key is wrapped by KEK {kek_id}, which {self.path} does not hold: "
+                "it was destroyed (a copy of the database older than the KEK retention can no "
+                "longer be read, by design), or COMPLAINTS_KEK_PATH names the wrong file"
+            )
+        return found
+
+    def retired_at(self, kek: Kek) -> datetime | None:
+        """When the KEK was superseded (its successor's creation); None while current."""
+        keks = self.keks
+        index = [k.id for k in keks].index(kek.id)
+        return keks[index + 1].created_at if index + 1 < len(keks) else None
+
+    def refresh(self, *, force: bool = False) -> None:
+        try:
+            info = os.stat(self.path)
+        except OSError:
+            return  # keep what was read; the next look tries again
+        if force or (info.st_ino, info.st_mtime_ns, info.st_size) != self._stamp:
+            self._read()
+
+    def _read(self) -> None:
+        try:
+            info = os.stat(self.path)
+            text = self.path.read_text("ascii")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise KekFileError(f"cannot read the KEK file {self.path}: {exc}") from None
+        if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+            log.warning("%s can be read by others than its owner: chmod 600 it", self.path)
+        keks = [_parse(self.path, n, line) for n, line in _lines(text)]
+        if not keks:
+            raise KekFileError(f"{self.path} holds no key-encryption key")
+        with self._lock:
+            self._keks = keks
+            self._stamp = (info.st_ino, info.st_mtime_ns, info.st_size)
+
+    # ------------------------------------------------------------------ writing
+    def add(self, now: datetime) -> Kek:
+        """A new KEK, from now on the one that wraps new keys (written atomically)."""
+        kek = Kek.new(now)
+        _write(self.path, [*self.keks, kek])
+        self._read()
+        return kek
+
+    def remove(self, kek_ids: Iterable[str]) -> None:
+        """Destroy these KEKs (never the current one): the file is rewritten without them."""
+        gone = set(kek_ids)
+        keks = self.keks
+        if keks[-1].id in gone:
+            raise ValueError("the current KEK cannot be destroyed")
+        _write(self.path, [k for k in keks if k.id not in gone])
+        self._read()
+
+
+def _lines(text: str) -> Iterator[tuple[int, str]]:
+    for number, line in enumerate(text.splitlines(), 1):
+        if line.strip() and not line.lstrip().startswith("#"):
+            yield number, line
+
+
+def _parse(path: Path, number: int, line: str) -> Kek:
+    where = f"{path}, line {number}"
+    parts = line.split()
+    if len(parts) != 3:
+        raise KekFileError(f"{where}: expected `<id> <created at> <key, base64>`")
+    kek_id, created, encoded = parts
+    try:
+        secret = base64.b64decode(encoded, validate=True)
+        created_at = datetime.fromisoformat(created.replace("Z", "+00:00"))
+    except (binascii.Error, ValueError) as exc:
+        raise KekFileError(f"{where}: {exc}") from None
+    if len(secret) != KEK_BYTES:
+        raise KekFileError(f"{where}: a KEK is {KEK_BYTES} bytes, this one is {len(secret)}")
+    if created_at.tzinfo is None:
+        raise KekFileError(f"{where}: the creation time needs a time zone (…Z)")
+    if fingerprint(secret) != kek_id:
+        raise KekFileError(f"{where}: the key does not match its id {kek_id}; is the file damaged?")
+    return Kek(kek_id, created_at, secret)
+
+
+def _write(path: Path, keks: list[Kek], *, exclusive: bool = False) -> None:
+    """Write the file whole, mode 600: a temporary file, synced, then renamed over it."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, (FILE_HEADER + "".join(k.line() for k in keks)).encode("ascii"))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    if exclusive and path.exists():
+        tmp.unlink()
+        raise KekFileError(f"{path} exists already")
+    os.replace(tmp, path)
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+
+
+# --------------------------------------------------------------------------- the key store
+@dataclass(frozen=True)
+class Bound:
+    """A complaint's binding: the id of the key it was accepted under, and that key (None once
+    destroyed)."""
+
+    key_id: str
+    key: CustomerKey | None
+
+
+class KeyStore(Protocol):
+    """Where the customers' keys live, and which key each complaint is bound to (synchronous:
+    called from the event store's worker threads)."""
+
+    def bind(self, complaint_id: str, customer_id: str) -> Bound:
+        """Bind the complaint to its customer's live key, made if they have none; a complaint
+        bound before keeps its key. Committed durably before it returns."""
+        ...
+
+    def bindings(self, complaint_ids: list[str]) -> dict[str, Bound]:
+        """The bindings of these complaints (those bound), in one query."""
+        ...
+
+    def bound_key_id(self, complaint_id: str) -> str | None: ...
+
+    def get(self, key_id: str) -> CustomerKey | None:
+        """A key by its id; None once destroyed."""
+        ...
+
+    def complaints_of(self, customer_id: str) -> list[str]: ...
+
+    def destroy(self, customer_id: str) -> int:
+        """Delete the customer's key (0 or 1 deleted); `scrub` then wipes what is left of it."""
+        ...
+
+    def scrub(self) -> None:
+        """Wipe what the database engine keeps of deleted rows, as far as it can."""
+        ...
+
+    def kek_ids(self) -> set[str]:
+        """The KEKs that wrap live keys."""
+        ...
+
+    def rewrap(self, kek: Kek, *, batch: int | None = None) -> int:
+        """Re-wrap every live key not wrapped by `kek` under it; how many were."""
+        ...
+
+
+class SqlKeyStore:
+    """The key store as a table in the event store's database, reached through the event
+    store's own connection pool; every key in it is wrapped by a KEK from `keks`."""
+
+    def __init__(self, datastore: Callable[[], Any], settings: Settings, keks: KekFile) -> None:
+        self._datastore = datastore
+        self._settings = settings
+        self._postgres = settings.is_postgres
+        self.keks = keks
+
+    def bind(self, complaint_id: str, customer_id: str) -> Bound:
+        new = CustomerKey.new(customer_id)
+        kek = self.keks.current
+        with self._transaction(commit=True) as cursor:
+            self._execute(
+                cursor,
+                f"INSERT INTO {KEY_TABLE} (key_id, customer_id, kek_id, wrapped, created_at) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (customer_id) DO NOTHING",
+                (new.key_id, customer_id, kek.id, kek.wrap(new), time.time()),
+            )
+            self._execute(
+                cursor,
+                f"INSERT INTO {BINDING_TABLE} (complaint_id, customer_id, key_id, bound_at) "
+                f"SELECT ?, customer_id, key_id, ? FROM {KEY_TABLE} WHERE customer_id = ? "
+                "ON CONFLICT (complaint_id) DO NOTHING",
+                (complaint_id, time.time(), customer_id),
+            )
+            rows = self._bound(cursor, [complaint_id])
+        return self._binding(rows[0])
+
+    def bindings(self, complaint_ids: list[str]) -> dict[str, Bound]:
+        if not complaint_ids:
+            return {}
+        with self._transaction(commit=False) as cursor:
+            rows = self._bound(cursor, complaint_ids)
+        return {str(row["complaint_id"]): self._binding(row) for row in rows}
+
+    def bound_key_id(self, complaint_id: str) -> str | None:
+        with self._transaction(commit=False) as cursor:
+            self._execute(
+                cursor,
+                f"SELECT key_id FROM {BINDING_TABLE} WHERE complaint_id = ?",
+                (complaint_id,),
+            )
+            row = cursor.fetchone()
+        return str(row["key_id"]) if row is not None else None
+
+    def get(self, key_id: str) -> CustomerKey | None:
+        with self._transaction(commit=False) as cursor:
+            self._execute(
+                cursor,
+                f"SELECT key_id, customer_id, kek_id, wrapped FROM {KEY_TABLE} WHERE key_id = ?",
+                (key_id,),
+            )
+            row = cursor.fetchone()
+        return self._unwrap(row) if row is not None else None
+
+    def complaints_of(self, customer_id: str) -> list[str]:
+        with self._transaction(commit=False) as cursor:
+            self._execute(
+                cursor,
+                f"SELECT complaint_id FROM {BINDING_TABLE} WHERE customer_id = ? "
+                "ORDER BY complaint_id",
+                (customer_id,),
+            )
+            return [str(row["complaint_id"]) for row in cursor.fetchall()]
+
+    def destroy(self, customer_id: str) -> int:
+        with self._transaction(commit=True) as cursor:
+            self._execute(
+                cursor,
+                f"DELETE FROM {KEY_TABLE} WHERE customer_id = ? RETURNING key_id",
+                (customer_id,),
+            )
+            return len(cursor.fetchall())
+
+    def scrub(self) -> None:
+        if self._postgres:
+            self._vacuum()
+        else:
+            checkpoint(self._settings)
+
+    def check(self) -> None:
+        """Raise KekMissing unless every KEK that wraps a live key is at hand."""
+        for kek_id in sorted(self.kek_ids()):
+            self.keks.get(kek_id)
+
+    def kek_ids(self) -> set[str]:
+        with self._transaction(commit=False) as cursor:
+            self._execute(cursor, f"SELECT DISTINCT kek_id FROM {KEY_TABLE}", ())
+            return {str(row["kek_id"]) for row in cursor.fetchall()}
+
+    def rewrap(self, kek: Kek, *, batch: int | None = None) -> int:
+        batch = batch or REWRAP_BATCH
+        done = 0
+        while True:
+            with self._transaction(commit=False) as cursor:
+                self._execute(
+                    cursor,
+                    f"SELECT key_id, customer_id, kek_id, wrapped FROM {KEY_TABLE} "
+                    "WHERE kek_id <> ? ORDER BY key_id LIMIT ?",
+                    (kek.id, batch),
+                )
+                rows = cursor.fetchall()
+            rewrapped = [(kek.wrap(self._unwrap(row)), row) for row in rows]
+            # A transaction that writes first (SQLite cannot turn a read into a write once
+            # another writer has committed); each row only if no one changed it meanwhile.
+            with self._transaction(commit=True) as cursor:
+                for wrapped, row in rewrapped:
+                    self._execute(
+                        cursor,
+                        f"UPDATE {KEY_TABLE} SET kek_id = ?, wrapped = ? "
+                        "WHERE key_id = ? AND kek_id = ?",
+                        (kek.id, wrapped, str(row["key_id"]), str(row["kek_id"])),
+                    )
+            done += len(rows)
+            if len(rows) < batch:
+                return done
+
+    # ------------------------------------------------------------------ helpers
+    def _bound(self, cursor: Any, complaint_ids: list[str]) -> list[Any]:
+        self._execute(
+            cursor,
+            "SELECT c.complaint_id, c.key_id AS bound, k.key_id, k.customer_id, k.kek_id, "
+            f"k.wrapped FROM {BINDING_TABLE} c LEFT JOIN {KEY_TABLE} k "
+            "ON k.key_id = c.key_id WHERE c.complaint_id IN "
+            f"({', '.join('?' * len(complaint_ids))})",
+            tuple(complaint_ids),
+        )
+        return list(cursor.fetchall())
+
+    def _binding(self, row: Any) -> Bound:
+        key = self._unwrap(row) if row["key_id"] is not None else None
+        return Bound(str(row["bound"]), key)
+
+    def _unwrap(self, row: Any) -> CustomerKey:
+        kek = self.keks.get(str(row["kek_id"]))
+        try:
+            return kek.unwrap(str(row["key_id"]), str(row["customer_id"]), bytes(row["wrapped"]))
+        except InvalidTag:
+            raise KekMissing(
+                f"customer key {row['key_id']} does not open with KEK {kek.id}: the key table "
+                "or the KEK file was altered"
+            ) from None
+
+    def _vacuum(self) -> None:
+        """VACUUM cannot run inside a transaction: a connection of its own, in autocommit."""
+        url = self._settings.url.set(drivername="postgresql")
+        dsn = url.render_as_string(hide_password=False)
+        with closing(psycopg.connect(dsn, autocommit=True, connect_timeout=5)) as conn:
+            conn.execute(f"VACUUM {KEY_TABLE}")
+
+    @contextmanager
+    def _transaction(self, *, commit: bool) -> Iterator[Any]:
+        with self._datastore().transaction(commit=commit) as cursor:
+            yield cursor
+
+    def _execute(self, cursor: Any, sql: str, params: tuple[Any, ...]) -> None:
+        cursor.execute(sql.replace("?", "%s") if self._postgres else sql, params)
+
+
+#: Attempts at truncating the WAL while readers hold it.
+CHECKPOINT_ATTEMPTS = 3
+
+
+def checkpoint(settings: Settings, *, vacuum: bool = False) -> bool:
+    """SQLite: copy the WAL into the database file and truncate it to nothing, so frames that
+    held deleted rows are gone (`vacuum`: rebuild the file first, which drops its free pages).
+    Whether the WAL was truncated; a WAL still in use by readers is left for the next one."""
+    database = settings.url.database
+    if not database or database == ":memory:":
+        return True
+    with closing(sqlite3.connect(database, timeout=10, isolation_level=None)) as conn:
+        conn.execute("PRAGMA secure_delete=ON")
+        if vacuum:
+            conn.execute("VACUUM")
+        for _ in range(CHECKPOINT_ATTEMPTS):
+            busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            if not busy:
+                return True
+    log.warning("the SQLite WAL is busy and was not truncated now; the next erasure does it")
+    return False
+
+
+def destroyable(keks: KekFile, in_use: set[str], now: datetime, retention: timedelta) -> list[Kek]:
+    """The KEKs superseded longer than `retention` ago that wrap no live key."""
+    return [
+        kek
+        for kek in keks.keks[:-1]
+        if kek.id not in in_use
+        and (retired := keks.retired_at(kek)) is not None
+        and retired + retention <= now
+    ]
