@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from shared.audit.checkpoints import load_key
+from shared.audit.checkpoints import load_key, public_pem
 from shared.cli.setup_store import setup
 from shared.domain.clock import FixedClock
 from shared.domain.policy import Policy
@@ -53,6 +53,11 @@ async def _create_schema(settings: Settings) -> None:
 
 #: One audit signing key for the whole run (created by the first setup).
 AUDIT_KEY = Path(tempfile.mkdtemp(prefix="complaints-test-key-")) / "audit.pem"
+
+
+def pinned_key() -> str:
+    """The run's audit signing key as a regulator pins it: the public key, PEM."""
+    return public_pem(load_key(AUDIT_KEY, create=False))
 
 
 def make_settings(database_url: str, **overrides: Any) -> Settings:
