@@ -4,8 +4,9 @@
 
 Needs only the Python standard library and `cryptography`; imports nothing else from the
 complaint platform, so it can be copied out and read on its own. It answers `valid` (exit 0),
-or names the first bad line and why (exit 1); unreadable files or key: exit 2; no `--key`:
-exit 3, never `valid` (whoever can change the files could re-sign them with a key of their own).
+or names the first bad line and why, or says the export is incomplete (exit 1); unreadable
+files or key: exit 2; no `--key`: exit 3, never `valid` (whoever can change the files could
+re-sign them with a key of their own).
 
 What it checks:
 - every line is a JSON object of the documented shape, positions strictly increase;
@@ -18,6 +19,8 @@ What it checks:
   allowed); a key signs no checkpoint after the one announcing its successor. Checkpoints from
   before the pinned key took over (up to the one announcing it) are not checked;
 - every checkpoint inside the export's range matches the hash of the line at its position;
+- the trailer states the export complete (the chain held every event committed before the
+  period's end when it was made) and names its last position;
 - the trailer line is present, signed by the pinned key or an announced successor (a retired
   key only for exports ending no later than its retirement), and names the period, the number
   of lines and both ends of the chain: an export cut short, padded or begun late is caught (an
@@ -187,14 +190,21 @@ def checkpoint_message(
     return canonical_json(message)
 
 
-TRAILER_KEYS = frozenset(
+#: The trailer of exports made before trailers stated their completeness: still verifiable.
+LEGACY_TRAILER_KEYS = frozenset(
     {"from", "to", "count", "first_prev_hash", "last_hash", "signed_at", "signature"}
 )
+#: `last_position`: the position of the last line (null if none). `complete`: whether the
+#: chain held every event committed before the period's end (`to`, capped at the time of the
+#: export) when the export was made.
+TRAILER_KEYS = LEGACY_TRAILER_KEYS | {"last_position", "complete"}
 
 
 def trailer_message(trailer: dict[str, Any]) -> bytes:
-    """What the export's signature covers: its period, its size, and both ends of its chain."""
-    signed = {key: trailer[key] for key in TRAILER_KEYS - {"signature"}}
+    """What the export's signature covers: its period, its size, both ends of its chain and
+    whether it is complete (every field but the signature)."""
+    keys = TRAILER_KEYS if "complete" in trailer else LEGACY_TRAILER_KEYS
+    signed = {key: trailer[key] for key in keys - {"signature"}}
     return canonical_json({"scheme": SCHEME, "kind": "export", **signed})
 
 
@@ -370,7 +380,11 @@ def _check_trailer(
     last_position: int | None,
 ) -> _Tenure:
     trailer = line["trailer"]
-    if set(line) != {"trailer"} or not isinstance(trailer, dict) or set(trailer) != TRAILER_KEYS:
+    if (
+        set(line) != {"trailer"}
+        or not isinstance(trailer, dict)
+        or set(trailer) not in (TRAILER_KEYS, LEGACY_TRAILER_KEYS)
+    ):
         raise Invalid(number, "a malformed trailer")
     message = trailer_message(trailer)
     signer = next((t for t in trust.tenures if _signed(t.key, trailer["signature"], message)), None)
@@ -392,6 +406,11 @@ def _check_trailer(
         raise Invalid(number, "the lines do not run from the signed first to the signed last")
     if trailer["from"] is None and count and first_prev != GENESIS:
         raise Invalid(number, "an export from the beginning must start at the genesis")
+    if "complete" in trailer:
+        if trailer["last_position"] != last_position:
+            raise Invalid(number, "the signed trailer names another last position")
+        if not isinstance(trailer["complete"], bool):
+            raise Invalid(number, "the trailer's `complete` is not true or false")
     return signer
 
 
@@ -555,10 +574,27 @@ def verify(
         notes.insert(
             0, f"keys: {keys} (pinned first); the trailer is signed by {_short(signer.fingerprint)}"
         )
-        message = f"valid: {count} events, {len(seen_heads)} checkpoint(s) matched"
+        message = f"{count} events, {len(seen_heads)} checkpoint(s) matched"
         if known is not None:
             message += f", {len(seen_known)} known checkpoint(s) matched"
-        return Verdict(True, message, notes=tuple(notes))
+        end = trailer["to"] or trailer["signed_at"]
+        if "complete" not in trailer:
+            notes.append(
+                "the trailer does not say whether the export is complete (made before trailers did)"
+            )
+        elif not trailer["complete"]:
+            return Verdict(
+                False,
+                f"incomplete: {message}, but the chain had not reached every event committed "
+                f"before {end} when the export was made: export the period again",
+                notes=tuple(notes),
+            )
+        else:
+            notes.append(
+                f"complete: every event committed before {end} is here (up to "
+                f"position {trailer['last_position']})"
+            )
+        return Verdict(True, f"valid: {message}", notes=tuple(notes))
     except Invalid as bad:
         where = f"line {bad.line}: " if bad.line is not None else ""
         return Verdict(False, f"invalid: {where}{bad.message}", bad.line)
@@ -610,7 +646,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="verify.py",
         description="Verify an audit export against the signed checkpoints and a pinned key.",
-        epilog="exit status: 0 valid, 1 invalid, 2 unreadable input, 3 no --key (never valid)",
+        epilog="exit status: 0 valid, 1 invalid or incomplete, 2 unreadable input, 3 no --key "
+        "(never valid)",
     )
     parser.add_argument("export", help="the export (NDJSON) from GET /audit/export")
     parser.add_argument("checkpoints", help="the checkpoints (JSON) from GET /audit/checkpoints")

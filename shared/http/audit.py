@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import timedelta
 from typing import Annotated, Any
 
@@ -10,14 +11,16 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
+from shared.audit.chain import ChainProjection
 from shared.audit.checkpoints import Checkpoints, KeyRetired, key_fingerprint, public_pem
 from shared.audit.export import export_lines, first_chained_at
 from shared.domain.codes import Role
 from shared.domain.context import Actor
 from shared.http.auth import require_roles
-from shared.http.deps import ClockDep, SettingsDep, StoreDep
+from shared.http.deps import ClockDep, PrincipalDep, SettingsDep, StoreDep
 from shared.http.errors import AUDIT_UNAVAILABLE, READ_RESPONSES, invalid_field
 from shared.http.fields import Timestamp
+from shared.readmodel.projector import wait_for_position
 
 router = APIRouter(tags=["audit"], responses=READ_RESPONSES)
 
@@ -81,6 +84,7 @@ class AuditPublicKey(BaseModel):
 )
 async def audit_export(
     _: Auditor,
+    principal: PrincipalDep,
     store: StoreDep,
     key: SigningKeyDep,
     clock: ClockDep,
@@ -90,7 +94,13 @@ async def audit_export(
 ) -> StreamingResponse:
     """Every event of [from, to) in global order, with the hash chain; check it with
     `shared/audit/verify.py` and the checkpoints. `from` defaults to the first event, `to` to
-    now; one export covers at most `COMPLAINTS_AUDIT_EXPORT_MAX_DAYS` (366) days."""
+    now; one export covers at most `COMPLAINTS_AUDIT_EXPORT_MAX_DAYS` (366) days.
+
+    Personal data is masked as in every read: for roles that see it masked (`regulator`,
+    `analyst`) each personal field carries its salted digest and the line no salt; the chain
+    verifies the same. The export covers every event committed before `to` (capped at now):
+    it waits up to `COMPLAINTS_AUDIT_EXPORT_WAIT_SECONDS` for the chain to get there, else 503
+    with Retry-After. The trailer names the last position and `complete`."""
     if start is not None and end is not None and end <= start:
         raise invalid_field("query", "to", "must be after `from`")
     now = clock()
@@ -103,10 +113,27 @@ async def audit_export(
             f"one export covers at most {max_days} days: export period by period (each "
             "export's first prev_hash is the last hash of the one before)",
         )
-    return StreamingResponse(
-        export_lines(store, store.engine, key, start=start, end=end, now=now),
-        media_type="application/x-ndjson",
+    committed = await store.ping()
+    wait = settings.audit_export_wait_seconds
+    chained = await wait_for_position(store.engine, ChainProjection.name, committed, wait)
+    if chained < committed:
+        raise HTTPException(
+            503,
+            f"The audit chain has reached position {chained} of {committed}: the export would "
+            "miss events. Retry shortly.",
+            headers={"Retry-After": str(max(1, math.ceil(wait)))},
+        )
+    lines = export_lines(
+        store,
+        store.engine,
+        key,
+        start=start,
+        end=end,
+        now=now,
+        unmasked=principal.sees_personal_data,
+        complete=True,
     )
+    return StreamingResponse(lines, media_type="application/x-ndjson")
 
 
 @router.get("/audit/public-key", responses=AUDIT_UNAVAILABLE)

@@ -81,6 +81,7 @@ def _resigned_trailer(lines: Lines, key: Ed25519PrivateKey, **changes: Any) -> L
         count=len(records),
         first_prev_hash=records[0]["prev_hash"] if records else None,
         last_hash=records[-1]["hash"] if records else None,
+        last_position=records[-1]["position"] if records else None,
     )
     trailer["signature"] = _sign(key, trailer_message(trailer))
     return [*lines[:-1], (json.dumps({"trailer": trailer}) + "\n").encode()]

@@ -133,7 +133,8 @@ async def _settled(api: Api) -> int:
 
 
 async def _export(api: Api) -> list[bytes]:
-    export = await api.client.get("/audit/export", headers=api.headers("regulator"))
+    """The export as a role that reads plaintext sees it (a regulator's reads digests)."""
+    export = await api.client.get("/audit/export", headers=api.headers("admin"))
     assert export.status_code == 200
     return export.content.splitlines(keepends=True)
 
