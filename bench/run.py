@@ -950,8 +950,22 @@ def export_rate(
         checkpoints.write_text(
             httpx.get(f"{url}/audit/checkpoints", headers=headers).raise_for_status().text
         )
+        key = workdir / "audit-public-key.pem"
+        key.write_text(
+            httpx.get(f"{url}/audit/public-key", headers=headers)
+            .raise_for_status()
+            .json()["public_key"]
+        )
         checked = subprocess.run(
-            [sys.executable, "-m", "shared.audit.verify", str(kept), str(checkpoints)],
+            [
+                sys.executable,
+                "-m",
+                "shared.audit.verify",
+                str(kept),
+                str(checkpoints),
+                "--key",
+                str(key),
+            ],
             cwd=ROOT,
             capture_output=True,
             text=True,

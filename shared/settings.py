@@ -53,6 +53,9 @@ class Settings(BaseSettings):
     #: Longest period one audit export may cover (422 beyond); a longer one is exported period
     #: by period, each export's first `prev_hash` being the last `hash` of the one before.
     audit_export_max_days: int = Field(default=366, ge=1, le=36500)
+    #: How long an audit export waits for the chain (built asynchronously) to reach every event
+    #: committed before the request; 503 with Retry-After if it does not get there in time.
+    audit_export_wait_seconds: float = Field(default=2.0, ge=0, le=30)
     #: Largest request body accepted (413 beyond).
     max_body_bytes: int = Field(default=256 * 1024, ge=1024)
     #: Requests per second each client (token `sub`, else address) may make on average, and

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from shared.audit.checkpoints import load_key
+from shared.audit.checkpoints import load_key, public_pem
 from shared.cli.setup_store import setup
 from shared.domain.clock import FixedClock
 from shared.domain.policy import Policy
@@ -56,6 +56,11 @@ async def _create_schema(settings: Settings) -> None:
 #: One audit signing key and one KEK file for the whole run (created by the first setup).
 AUDIT_KEY = Path(tempfile.mkdtemp(prefix="complaints-test-key-")) / "audit.pem"
 KEK_FILE = AUDIT_KEY.parent / "key-encryption-keys"
+
+
+def pinned_key() -> str:
+    """The run's audit signing key as a regulator pins it: the public key, PEM."""
+    return public_pem(load_key(AUDIT_KEY, create=False))
 
 
 def make_settings(database_url: str, **overrides: Any) -> Settings:

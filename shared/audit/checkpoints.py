@@ -1,8 +1,15 @@
-"""Signed chain heads: Ed25519 over (position, hash, signed_at)."""
+"""Signed chain heads: Ed25519 over (position, hash, signed_at), and the signing key's rotation.
+
+A rotation (`python -m shared.cli.rotate_audit_key`) has the key in force sign one checkpoint
+that announces its successor (public key and fingerprint); from then on only the successor
+signs. Each process notices by the announcement in the store, and takes the successor from
+`COMPLAINTS_AUDIT_KEY_PATH`, where the rotation put it.
+"""
 
 from __future__ import annotations
 
 import base64
+import logging
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -13,8 +20,18 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shared.audit.verify import SCHEME, checkpoint_message
+from shared.audit.verify import GENESIS, SCHEME, checkpoint_message, fingerprint
 from shared.readmodel.tables import audit_chain, audit_checkpoints
+
+log = logging.getLogger("complaints.audit")
+
+
+class KeyRetired(Exception):
+    """This process's signing key has been succeeded, and the successor is not installed."""
+
+
+class RotationRefused(Exception):
+    """A rotation that cannot be made now; the message says why."""
 
 
 def load_key(path: Path, *, create: bool) -> Ed25519PrivateKey:
@@ -49,13 +66,113 @@ def public_pem(key: Ed25519PrivateKey) -> str:
     )
 
 
+def key_fingerprint(key: Ed25519PrivateKey) -> str:
+    """The fingerprint a regulator pins (defined once, in the verifier)."""
+    return fingerprint(key.public_key())
+
+
+def successor_of(pem: str) -> dict[str, str]:
+    """How a checkpoint names the key that signs after it."""
+    key = serialization.load_pem_public_key(pem.encode("ascii"))
+    return {"public_key": pem, "fingerprint": fingerprint(key)}
+
+
 class Checkpoints:
-    def __init__(self, engine: AsyncEngine, key: Ed25519PrivateKey) -> None:
+    def __init__(
+        self, engine: AsyncEngine, key: Ed25519PrivateKey, key_path: Path | None = None
+    ) -> None:
+        """`key_path`: where a successor is found once a rotation has announced one."""
         self.engine = engine
         self.key = key
+        self.key_path = key_path
+
+    async def _announced(self) -> str | None:
+        """The fingerprint of the newest successor announced (None before any rotation)."""
+        async with self.engine.connect() as conn:
+            pem = await conn.scalar(
+                select(audit_checkpoints.c.successor)
+                .where(audit_checkpoints.c.successor.is_not(None))
+                .order_by(audit_checkpoints.c.position.desc())
+                .limit(1)
+            )
+        return successor_of(pem)["fingerprint"] if pem else None
+
+    async def signing_key(self) -> Ed25519PrivateKey:
+        """The key in force: this process's, or the successor a rotation announced (read again
+        from the key file). KeyRetired when the key file still holds a retired key."""
+        announced = await self._announced()
+        if announced is None or announced == key_fingerprint(self.key):
+            return self.key
+        if self.key_path is not None and self.key_path.exists():
+            installed = load_key(self.key_path, create=False)
+            if key_fingerprint(installed) == announced:
+                log.info("audit: signing with the successor key %s", announced[:16])
+                self.key = installed
+                return installed
+        raise KeyRetired(
+            f"the audit signing key {key_fingerprint(self.key)[:16]}… has been succeeded by "
+            f"{announced[:16]}…, which is not installed at COMPLAINTS_AUDIT_KEY_PATH"
+        )
+
+    async def announce_successor(self, successor: Ed25519PrivateKey, now: datetime) -> bool:
+        """Sign the chain head with the key in force, naming `successor` as the key that signs
+        from then on. False if that successor is announced already (a rotation retried)."""
+        new = key_fingerprint(successor)
+        announced = await self._announced()
+        if announced == new:
+            return False
+        if announced is not None and announced != key_fingerprint(self.key):
+            raise RotationRefused(
+                f"the key at COMPLAINTS_AUDIT_KEY_PATH ({key_fingerprint(self.key)[:16]}…) is "
+                f"not the key in force ({announced[:16]}…)"
+            )
+        if new == key_fingerprint(self.key):
+            raise RotationRefused("the successor is the key in force itself")
+        async with self.engine.begin() as conn:
+            head = (
+                await conn.execute(
+                    select(audit_chain.c.position, audit_chain.c.hash)
+                    .order_by(audit_chain.c.position.desc())
+                    .limit(1)
+                )
+            ).first()
+            position, chain_hash = (head.position, head.hash) if head else (0, GENESIS)
+            existing = (
+                await conn.execute(
+                    select(audit_checkpoints.c.successor).where(
+                        audit_checkpoints.c.position == position
+                    )
+                )
+            ).first()
+            if existing is not None and existing.successor is not None:
+                raise RotationRefused(
+                    "the chain has not moved since the last rotation: rotate again after the "
+                    "next event"
+                )
+            signed_at = now.isoformat()
+            pem = public_pem(successor)
+            signature = self.key.sign(checkpoint_message(position, chain_hash, signed_at, new))
+            row = {
+                "hash": chain_hash,
+                "signed_at": signed_at,
+                "signature": base64.b64encode(signature).decode("ascii"),
+                "successor": pem,
+            }
+            # A plain checkpoint of this head is replaced by the announcement: same position
+            # and hash, signed by the same key, saying more.
+            if existing is None:
+                await conn.execute(audit_checkpoints.insert().values(position=position, **row))
+            else:
+                await conn.execute(
+                    audit_checkpoints.update()
+                    .where(audit_checkpoints.c.position == position)
+                    .values(**row)
+                )
+        return True
 
     async def sign_head(self, now: datetime) -> dict[str, Any] | None:
         """Sign the current chain head unless it is signed already; returns the checkpoint."""
+        key = await self.signing_key()
         async with self.engine.connect() as conn:
             head = (
                 await conn.execute(
@@ -78,9 +195,9 @@ class Checkpoints:
                 .first()
             )
         if existing is not None:
-            return dict(existing)
+            return _shown(existing)
         signed_at = now.isoformat()
-        signature = self.key.sign(checkpoint_message(head.position, head.hash, signed_at))
+        signature = key.sign(checkpoint_message(head.position, head.hash, signed_at))
         checkpoint = {
             "position": head.position,
             "hash": head.hash,
@@ -99,10 +216,23 @@ class Checkpoints:
             rows = (
                 await conn.execute(select(audit_checkpoints).order_by(audit_checkpoints.c.position))
             ).mappings()
-            checkpoints = [dict(r) for r in rows]
+            checkpoints = [_shown(r) for r in rows]
+        try:
+            key = await self.signing_key()
+        except KeyRetired:
+            key = self.key
         return {
             "algorithm": "Ed25519",
             "scheme": SCHEME,
-            "public_key": public_pem(self.key),
+            "public_key": public_pem(key),
+            "fingerprint": key_fingerprint(key),
             "checkpoints": checkpoints,
         }
+
+
+def _shown(row: Any) -> dict[str, Any]:
+    """A checkpoint as published: `successor` only on the one announcing a rotation."""
+    checkpoint = {k: row[k] for k in ("position", "hash", "signed_at", "signature")}
+    if row["successor"] is not None:
+        checkpoint["successor"] = successor_of(row["successor"])
+    return checkpoint

@@ -5,7 +5,9 @@ A period is exported as one unbroken run of the chain: from the first event at o
 `from` to the last event before `to`, as chained when the export starts. (Event times come
 from the requests' clocks and need not rise with the position, so a filter on time alone
 could leave holes in the chain.) The trailer counts the lines and is signed, so an export
-cannot be cut short or padded without the verifier noticing.
+cannot be cut short or padded without the verifier noticing; it names the last position and
+whether the export is complete (the chain held every event committed before the period's
+end). Lines are masked as every other read is for the role that asks.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import Row, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shared.audit.chain import record_of
+from shared.audit.chain import masked, record_of
 from shared.audit.verify import trailer_message
 from shared.readmodel.tables import audit_chain
 from shared.readmodel.times import from_db, to_utc
@@ -100,11 +102,15 @@ async def export_lines(
     start: datetime | None,
     end: datetime | None,
     now: datetime,
+    unmasked: bool,
+    complete: bool,
 ) -> AsyncIterator[bytes]:
     """The lines of the period, a page at a time, then the signed trailer. The next page is
-    read while this one is written out."""
+    read while this one is written out. `unmasked`: personal data in plaintext (with its
+    salt), else as digests. `complete`: whether the chain has reached every event committed
+    before the period's end (the trailer says so)."""
     first, last = await _bounds(engine, start, end)
-    count, first_prev, last_hash = 0, None, None
+    count, first_prev, last_hash, last_position = 0, None, None, None
     pending = _prefetch(store, engine, first - 1, last) if first else None
     try:
         while pending is not None:
@@ -116,10 +122,12 @@ async def export_lines(
             page = []
             for row in rows:
                 line = record_of(by_position[row.position])
+                if not unmasked:
+                    line = masked(line)
                 line["hash"], line["prev_hash"] = row.hash, row.prev_hash
                 page.append(_line(line))
                 first_prev = row.prev_hash if first_prev is None else first_prev
-                count, last_hash = count + 1, row.hash
+                count, last_hash, last_position = count + 1, row.hash, row.position
             yield b"".join(page)  # a write per line would cost more than the line
     finally:
         if pending is not None:  # the client went away
@@ -130,6 +138,8 @@ async def export_lines(
         "count": count,
         "first_prev_hash": first_prev,
         "last_hash": last_hash,
+        "last_position": last_position,
+        "complete": complete,
         "signed_at": now.isoformat(),
     }
     signature = key.sign(trailer_message(trailer))

@@ -21,7 +21,8 @@ async def project(settings: Settings) -> None:
     store = ComplaintStore(settings)
     await store.open()
     try:
-        checkpoints = Checkpoints(store.engine, load_key(settings.audit_key_path, create=False))
+        key = load_key(settings.audit_key_path, create=False)
+        checkpoints = Checkpoints(store.engine, key, settings.audit_key_path)
         await projection_runner(settings, store, checkpoints, system_clock, "projector").run()
     finally:
         await store.close()

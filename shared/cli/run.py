@@ -11,6 +11,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+from shared.audit.checkpoints import key_fingerprint, load_key
 from shared.cli.setup_store import main as setup_main
 from shared.settings import Settings
 
@@ -118,6 +119,9 @@ def main() -> None:
     print("\nAll four services are up:")
     for name, port in SERVICES.items():
         print(f"  {name:<14} http://{host}:{port}   docs: http://{host}:{port}/docs")
+    fingerprint = key_fingerprint(load_key(settings.audit_key_path, create=False))
+    print(f"\nAudit signing key, SHA-256 fingerprint: {fingerprint}")
+    print("  (GET /audit/public-key; give it to regulators by a channel of your own to pin)")
     print(
         "\nMint a token:  make token ROLE=agent        (roles: agent, investigator, "
         "supervisor, callback, analyst, regulator, admin)"

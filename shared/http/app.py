@@ -15,7 +15,7 @@ from fastapi import APIRouter, FastAPI
 from prometheus_client import CollectorRegistry
 
 from shared.audit.chain import ChainProjection
-from shared.audit.checkpoints import Checkpoints, load_key
+from shared.audit.checkpoints import Checkpoints, KeyRetired, load_key
 from shared.domain.clock import Clock, system_clock
 from shared.domain.codes import Service
 from shared.domain.context import Actor, CommandContext
@@ -96,7 +96,10 @@ def projection_runner(
         at = clock()
         now = at.timestamp()
         if now - last["signed"] >= settings.checkpoint_seconds:
-            await checkpoints.sign_head(at)
+            try:
+                await checkpoints.sign_head(at)
+            except KeyRetired as exc:
+                log.warning("audit: no checkpoint signed: %s", exc)
             last["signed"] = now
         if now - last["purged"] >= PURGE_SECONDS:
             await store.idempotency.forget_older_than(settings.idempotency_retention_hours * 3600)
@@ -142,7 +145,7 @@ def create_service_app(
             log.warning("using the development JWT secret; set COMPLAINTS_JWT_SECRET")
         key = load_key(settings.audit_key_path, create=False)
         await the_store.open()
-        checkpoints = Checkpoints(the_store.engine, key)
+        checkpoints = Checkpoints(the_store.engine, key, settings.audit_key_path)
         app.state.checkpoints = checkpoints
         runner = projection_runner(settings, the_store, checkpoints, clock, service.value)
         app.state.projector = runner

@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import math
 from datetime import timedelta
 from typing import Annotated, Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, Field
 
-from shared.audit.checkpoints import Checkpoints
+from shared.audit.chain import ChainProjection
+from shared.audit.checkpoints import Checkpoints, KeyRetired, key_fingerprint, public_pem
 from shared.audit.export import export_lines, first_chained_at
 from shared.domain.codes import Role
 from shared.domain.context import Actor
 from shared.http.auth import require_roles
-from shared.http.deps import ClockDep, SettingsDep, StoreDep
-from shared.http.errors import READ_RESPONSES, invalid_field
+from shared.http.deps import ClockDep, PrincipalDep, SettingsDep, StoreDep
+from shared.http.errors import AUDIT_UNAVAILABLE, READ_RESPONSES, invalid_field
 from shared.http.fields import Timestamp
+from shared.readmodel.projector import wait_for_position
 
 router = APIRouter(tags=["audit"], responses=READ_RESPONSES)
 
@@ -31,6 +36,41 @@ def _checkpoints(request: Request) -> Checkpoints:
 CheckpointsDep = Annotated[Checkpoints, Depends(_checkpoints)]
 
 
+def _cannot_sign(exc: KeyRetired) -> HTTPException:
+    return HTTPException(
+        503,
+        f"Cannot sign: {exc}. Retry after the successor is installed.",
+        headers={"Retry-After": "60"},
+    )
+
+
+async def _signing_key(checkpoints: CheckpointsDep) -> Ed25519PrivateKey:
+    """The key in force; 503 while a rotation's successor is not installed here."""
+    try:
+        return await checkpoints.signing_key()
+    except KeyRetired as exc:
+        raise _cannot_sign(exc) from exc
+
+
+SigningKeyDep = Annotated[Ed25519PrivateKey, Depends(_signing_key)]
+
+
+class AuditPublicKey(BaseModel):
+    """The key that signs checkpoints and export trailers now."""
+
+    algorithm: str = Field(examples=["Ed25519"])
+    public_key: str = Field(
+        description="PEM (SubjectPublicKeyInfo): save it as the file verify.py's --key reads",
+        examples=["-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEA…\n-----END PUBLIC KEY-----\n"],
+    )
+    fingerprint: str = Field(
+        description="SHA-256 over the key's DER SubjectPublicKeyInfo, lowercase hex: compare "
+        "it with the operator's through another channel before pinning the key",
+        pattern="^[0-9a-f]{64}$",
+        examples=["3b0c1f5e" * 8],
+    )
+
+
 @router.get(
     "/audit/export",
     response_class=StreamingResponse,
@@ -38,13 +78,15 @@ CheckpointsDep = Annotated[Checkpoints, Depends(_checkpoints)]
         200: {
             "content": {"application/x-ndjson": {}},
             "description": "one event per line, then a trailer line",
-        }
+        },
+        **AUDIT_UNAVAILABLE,
     },
 )
 async def audit_export(
     _: Auditor,
+    principal: PrincipalDep,
     store: StoreDep,
-    checkpoints: CheckpointsDep,
+    key: SigningKeyDep,
     clock: ClockDep,
     settings: SettingsDep,
     start: Annotated[Timestamp | None, Query(alias="from")] = None,
@@ -52,7 +94,13 @@ async def audit_export(
 ) -> StreamingResponse:
     """Every event of [from, to) in global order, with the hash chain; check it with
     `shared/audit/verify.py` and the checkpoints. `from` defaults to the first event, `to` to
-    now; one export covers at most `COMPLAINTS_AUDIT_EXPORT_MAX_DAYS` (366) days."""
+    now; one export covers at most `COMPLAINTS_AUDIT_EXPORT_MAX_DAYS` (366) days.
+
+    Personal data is masked as in every read: for roles that see it masked (`regulator`,
+    `analyst`) each personal field carries its salted digest and the line no salt; the chain
+    verifies the same. The export covers every event committed before `to` (capped at now):
+    it waits up to `COMPLAINTS_AUDIT_EXPORT_WAIT_SECONDS` for the chain to get there, else 503
+    with Retry-After. The trailer names the last position and `complete`."""
     if start is not None and end is not None and end <= start:
         raise invalid_field("query", "to", "must be after `from`")
     now = clock()
@@ -65,24 +113,55 @@ async def audit_export(
             f"one export covers at most {max_days} days: export period by period (each "
             "export's first prev_hash is the last hash of the one before)",
         )
-    return StreamingResponse(
-        export_lines(store, store.engine, checkpoints.key, start=start, end=end, now=now),
-        media_type="application/x-ndjson",
+    committed = await store.ping()
+    wait = settings.audit_export_wait_seconds
+    chained = await wait_for_position(store.engine, ChainProjection.name, committed, wait)
+    if chained < committed:
+        raise HTTPException(
+            503,
+            f"The audit chain has reached position {chained} of {committed}: the export would "
+            "miss events. Retry shortly.",
+            headers={"Retry-After": str(max(1, math.ceil(wait)))},
+        )
+    lines = export_lines(
+        store,
+        store.engine,
+        key,
+        start=start,
+        end=end,
+        now=now,
+        unmasked=principal.sees_personal_data,
+        complete=True,
+    )
+    return StreamingResponse(lines, media_type="application/x-ndjson")
+
+
+@router.get("/audit/public-key", responses=AUDIT_UNAVAILABLE)
+async def audit_public_key(_: Auditor, key: SigningKeyDep) -> AuditPublicKey:
+    """The key that signs checkpoints and exports now, for a regulator to pin (`verify.py
+    --key`). A rotation has the retiring key announce its successor in a checkpoint, so a
+    pinned key stays valid across rotations."""
+    return AuditPublicKey(
+        algorithm="Ed25519", public_key=public_pem(key), fingerprint=key_fingerprint(key)
     )
 
 
 @router.get("/audit/checkpoints")
 async def audit_checkpoints(_: Auditor, checkpoints: CheckpointsDep) -> dict[str, Any]:
-    """Signed chain heads (position, hash, signed_at, signature) and the Ed25519 public key."""
+    """Signed chain heads (position, hash, signed_at, signature; `successor` on one that
+    announces a key rotation), and the public key in force with its fingerprint."""
     return await checkpoints.listing()
 
 
-@router.post("/audit/checkpoints", status_code=201)
+@router.post("/audit/checkpoints", status_code=201, responses=AUDIT_UNAVAILABLE)
 async def sign_checkpoint(
     _: Signer, checkpoints: CheckpointsDep, clock: ClockDep
 ) -> dict[str, Any]:
     """Sign the current chain head now (it is also signed periodically)."""
-    signed = await checkpoints.sign_head(clock())
+    try:
+        signed = await checkpoints.sign_head(clock())
+    except KeyRetired as exc:
+        raise _cannot_sign(exc) from exc
     if signed is None:
         raise HTTPException(409, "Nothing has been chained yet.")
     return signed

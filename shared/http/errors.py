@@ -229,6 +229,14 @@ def _problem_doc(description: str) -> dict[str, Any]:
     return {"model": Problem, "description": description, "content": {PROBLEM_JSON: {}}}
 
 
+#: What the audit routes answer while they cannot serve yet: a 503 with `Retry-After`.
+AUDIT_UNAVAILABLE: dict[int | str, dict[str, Any]] = {
+    503: _problem_doc(
+        "Not yet: the audit chain has not caught up with the store, or a rotated signing key "
+        "is not installed here yet; retry after `Retry-After` seconds"
+    )
+}
+
 #: OpenAPI `responses` shared by the routes, so /docs shows every error a client can meet.
 READ_RESPONSES: dict[int | str, dict[str, Any]] = {
     401: _problem_doc("Missing or invalid token"),

@@ -215,7 +215,8 @@ customer_complaints = Table(
     Index("ix_customer_complaints_customer", "customer_id"),
 )
 
-#: Signed chain heads.
+#: Signed chain heads. `successor`: on the checkpoint that announces a key rotation, the public
+#: key (PEM) that signs from then on.
 audit_checkpoints = Table(
     "audit_checkpoints",
     metadata,
@@ -223,4 +224,5 @@ audit_checkpoints = Table(
     Column("hash", String(64), nullable=False),
     Column("signed_at", String(40), nullable=False),
     Column("signature", Text, nullable=False),
+    Column("successor", Text, nullable=True),
 )

@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from shared.audit.checkpoints import public_pem
 from shared.audit.verify import checkpoint_message, digest, verify
 from shared.domain.clock import FixedClock
-from tests.conftest import intake_body
+from tests.conftest import intake_body, pinned_key
 from tests.integration.conftest import Api
 
 TRIALS = 300
@@ -71,7 +71,7 @@ async def _signed_head(api: Api) -> None:
 
 async def test_an_untouched_export_is_valid(api: Api, clock: FixedClock) -> None:
     lines, checkpoints = await _chained(api, clock)
-    verdict = verify(lines, checkpoints)
+    verdict = verify(lines, checkpoints, key=pinned_key())
     assert verdict.valid, verdict.message
     records = [json.loads(line) for line in lines[:-1]]
     assert [r["position"] for r in records] == sorted(r["position"] for r in records)
@@ -87,7 +87,7 @@ async def test_tampering_is_caught_every_time(api: Api, clock: FixedClock) -> No
     for trial in range(TRIALS):
         kind = kinds[trial % len(kinds)]
         tampered = _tamper(kind, lines, rng)
-        verdict = verify(tampered, checkpoints)
+        verdict = verify(tampered, checkpoints, key=pinned_key())
         assert not verdict.valid, f"trial {trial} ({kind}) was not caught"
 
 
@@ -122,16 +122,18 @@ async def test_forged_checkpoints_are_refused(api: Api, clock: FixedClock) -> No
     sig = bytearray(base64.b64decode(forged_signature["checkpoints"][-1]["signature"]))
     sig[0] ^= 1
     forged_signature["checkpoints"][-1]["signature"] = base64.b64encode(sig).decode()
-    assert not verify(lines, forged_signature).valid
+    assert not verify(lines, forged_signature, key=pinned_key()).valid
 
     moved = copy.deepcopy(checkpoints)
     moved["checkpoints"][-1]["hash"] = "f" * 64
-    assert not verify(lines, moved).valid
+    assert not verify(lines, moved, key=pinned_key()).valid
 
+    # The key the checkpoints file names is no credential: only the pinned one counts.
     other_key = Ed25519PrivateKey.generate()
     impostor = copy.deepcopy(checkpoints)
     impostor["public_key"] = public_pem(other_key)
-    assert not verify(lines, impostor).valid
+    assert verify(lines, impostor, key=pinned_key()).valid
+    assert not verify(lines, checkpoints, key=public_pem(other_key)).valid
 
 
 async def test_a_rewritten_history_fails_against_the_checkpoint(
@@ -150,7 +152,7 @@ async def test_a_rewritten_history_fails_against_the_checkpoint(
         record["hash"] = prev = record_hash(prev, record)
     trailer = {"trailer": {"count": len(records), "last_hash": prev}}
     rewritten = [json.dumps(r, ensure_ascii=False).encode() for r in [*records, trailer]]
-    verdict = verify(rewritten, checkpoints)
+    verdict = verify(rewritten, checkpoints, key=pinned_key())
     assert not verdict.valid
     assert "checkpoint" in verdict.message
 
@@ -158,7 +160,9 @@ async def test_a_rewritten_history_fails_against_the_checkpoint(
 async def test_a_redacted_copy_still_verifies(api: Api, clock: FixedClock) -> None:
     """A holder of an export may redact its personal data to the digests (as erasure leaves
     it) before passing it on: digests instead of plaintext, no salt. The chain holds."""
-    lines, checkpoints = await _chained(api, clock)
+    _, checkpoints = await _chained(api, clock)
+    lines = (await api.get("/audit/export", role="admin")).content.splitlines(keepends=True)
+    assert b"13900001111" in b"".join(lines)  # admin reads plaintext
     erased = []
     for line in lines[:-1]:
         record = json.loads(line)
@@ -172,7 +176,7 @@ async def test_a_redacted_copy_still_verifies(api: Api, clock: FixedClock) -> No
                 intake[field] = {"sha256": digest(line and json.loads(line)["salt"], intake[field])}
         erased.append(json.dumps(record, ensure_ascii=False).encode())
     erased.append(lines[-1])
-    verdict = verify(erased, checkpoints)
+    verdict = verify(erased, checkpoints, key=pinned_key())
     assert verdict.valid, verdict.message
     assert b"13900001111" not in b"".join(erased)
 
@@ -216,7 +220,7 @@ async def test_long_periods_are_exported_in_linked_parts(api: Api, clock: FixedC
         parts.append(part.content.splitlines(keepends=True))
     checkpoints = (await api.get("/audit/checkpoints", role="regulator")).json()
     for part in parts:
-        assert verify(part, checkpoints).valid
+        assert verify(part, checkpoints, key=pinned_key()).valid
     trailers = [json.loads(part[-1])["trailer"] for part in parts]
     assert trailers[0]["first_prev_hash"] == "0" * 64
     assert trailers[0]["last_hash"] == trailers[1]["first_prev_hash"]
@@ -245,10 +249,12 @@ async def test_an_export_cut_at_both_ends_with_a_new_trailer_is_refused(
             "last_hash": records[-1]["hash"],
         }
     }
-    verdict = verify([*kept, json.dumps(forged).encode()], checkpoints)
+    verdict = verify([*kept, json.dumps(forged).encode()], checkpoints, key=pinned_key())
     assert not verdict.valid
     assert "signature" in verdict.message
-    only_trailer = verify([lines[-1].replace(b'"count":', b'"count":0,"x":')], checkpoints)
+    only_trailer = verify(
+        [lines[-1].replace(b'"count":', b'"count":0,"x":')], checkpoints, key=pinned_key()
+    )
     assert not only_trailer.valid
 
 
@@ -256,7 +262,7 @@ async def test_a_repeated_key_is_refused(api: Api, clock: FixedClock) -> None:
     lines, checkpoints = await _chained(api, clock)
     record = lines[0].decode().rstrip("\n")
     doubled = record[:-1] + ',"data":{"forged":true}}'
-    assert not verify([doubled.encode(), *lines[1:]], checkpoints).valid
+    assert not verify([doubled.encode(), *lines[1:]], checkpoints, key=pinned_key()).valid
 
 
 async def test_a_period_export_verifies_even_when_clocks_disagree(
@@ -275,7 +281,7 @@ async def test_a_period_export_verifies_even_when_clocks_disagree(
         "/audit/export", params={"from": start}, headers=api.headers("regulator")
     )
     period_lines = period.content.splitlines(keepends=True)
-    verdict = verify(period_lines, checkpoints)
+    verdict = verify(period_lines, checkpoints, key=pinned_key())
     assert verdict.valid, verdict.message
     got = [json.loads(line)["position"] for line in period_lines[:-1]]
     since = datetime.fromisoformat(start)

@@ -138,6 +138,7 @@ MATRIX: list[tuple[str, str, str, dict[str, Any] | None, frozenset[str]]] = [
         for row in (
             (service, "GET", "/audit/export", None, frozenset({"regulator", "analyst"})),
             (service, "GET", "/audit/checkpoints", None, frozenset({"regulator", "analyst"})),
+            (service, "GET", "/audit/public-key", None, frozenset({"regulator", "analyst"})),
             # the regulator never writes
             (service, "POST", "/audit/checkpoints", None, frozenset({"analyst"})),
         )

@@ -23,7 +23,7 @@ from shared.domain.personal import ERASED_TEXT
 from shared.readmodel.summaries import SummaryProjection
 from shared.settings import Settings
 from shared.store.facade import ComplaintStore
-from tests.conftest import TokenFactory, intake_body, make_settings
+from tests.conftest import TokenFactory, intake_body, make_settings, pinned_key
 from tests.integration.conftest import Api, catch_up
 from tests.integration.test_callback import call
 from tests.integration.test_investigation import BODIES, command
@@ -133,7 +133,8 @@ async def _settled(api: Api) -> int:
 
 
 async def _export(api: Api) -> list[bytes]:
-    export = await api.client.get("/audit/export", headers=api.headers("regulator"))
+    """The export as a role that reads plaintext sees it (a regulator's reads digests)."""
+    export = await api.client.get("/audit/export", headers=api.headers("admin"))
     assert export.status_code == 200
     return export.content.splitlines(keepends=True)
 
@@ -166,7 +167,11 @@ async def test_erasure_leaves_no_plaintext_and_the_chain_verifies(
     assert before["callbacks"][0]["comments"] == SECRETS["callback"]
     assert before["archive_summary"] == SECRETS["archive"]
     history_before = (await api.get(f"/complaints/{cid}/history")).json()["events"]
-    assert verify(await _export(api), (await api.get("/audit/checkpoints", "regulator")).json())
+    assert verify(
+        await _export(api),
+        (await api.get("/audit/checkpoints", "regulator")).json(),
+        key=pinned_key(),
+    ).valid
 
     # Only admin may erase.
     for role in ("agent", "supervisor", "regulator"):
@@ -217,7 +222,9 @@ async def test_erasure_leaves_no_plaintext_and_the_chain_verifies(
     assert _found(await _database(store.engine)) == set()
     lines = await _export(api)
     assert not any(value.encode() in b"".join(lines) for value in SECRETS.values())
-    verdict = verify(lines, (await api.get("/audit/checkpoints", "regulator")).json())
+    verdict = verify(
+        lines, (await api.get("/audit/checkpoints", "regulator")).json(), key=pinned_key()
+    )
     assert verdict.valid, verdict.message
     logged = "\n".join(r.getMessage() + str(r.__dict__) for r in caplog.records)
     assert not any(value in logged for value in SECRETS.values())
@@ -227,7 +234,11 @@ async def test_erasure_leaves_no_plaintext_and_the_chain_verifies(
         await ChainProjection().reset(conn)
         await conn.execute(table("projection_tracking").delete())
     await catch_up(store, SummaryProjection(store), ChainProjection())
-    rebuilt = verify(await _export(api), (await api.get("/audit/checkpoints", "regulator")).json())
+    rebuilt = verify(
+        await _export(api),
+        (await api.get("/audit/checkpoints", "regulator")).json(),
+        key=pinned_key(),
+    )
     assert rebuilt.valid, rebuilt.message
 
     # Another customer is untouched; the erased customer's next complaint is readable.
