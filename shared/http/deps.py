@@ -11,6 +11,7 @@ from shared.domain.clock import Clock
 from shared.domain.codes import Channel, Role
 from shared.domain.context import Actor, CommandContext
 from shared.http.auth import Principal, authenticate, require_roles
+from shared.http.fingerprint import STATE_KEY as FINGERPRINT
 from shared.settings import Settings
 from shared.store.facade import ComplaintStore
 
@@ -85,13 +86,15 @@ def command_context(
         ] = None,
     ) -> CommandContext:
         now: datetime = request.app.state.clock()
+        state = request.scope.get("state", {})
         return CommandContext(
             actor=actor,
             service=request.app.state.service,
             at=now,
             channel=x_channel.value if x_channel else None,
             idempotency_key=idempotency_key,
-            recovering=bool(request.scope.get("state", {}).get("idempotency_recovering")),
+            recovering=bool(state.get("idempotency_recovering")),
+            request_fingerprint=state.get(FINGERPRINT),
         )
 
     return dependency

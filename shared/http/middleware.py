@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import math
@@ -18,8 +17,10 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from shared.domain.errors import IdempotencyKeyReused
 from shared.http.auth import InvalidToken, decode_token
-from shared.http.errors import problem_response
+from shared.http.errors import KEY_REUSED, problem_response, problem_type
+from shared.http.fingerprint import STATE_KEY, legacy_request_hash, request_fingerprint
 from shared.logs import correlation_id, new_correlation_id
 from shared.store.facade import ComplaintStore
 from shared.store.idempotency import Claimed, InProgress, Mismatch, Replay
@@ -69,13 +70,6 @@ async def _read_body(receive: Receive, limit: int) -> bytes:
         chunks.append(chunk)
         if not message.get("more_body", False):
             return b"".join(chunks)
-
-
-def _canonical(body: bytes) -> bytes:
-    try:
-        return json.dumps(json.loads(body), sort_keys=True, separators=(",", ":")).encode()
-    except (ValueError, RecursionError):
-        return body
 
 
 #: Paths ops probes call, without a token, and that must answer while clients are throttled.
@@ -153,6 +147,13 @@ class CommandGuard:
             return
 
         replay = _replayer(body)
+        client = client_of(scope, headers)
+        if client is None:  # no valid token: the route answers 401, nothing to remember
+            await self.app(scope, replay, send)
+            return
+        secret = scope["app"].state.settings.index_key.get_secret_value().encode()
+        fingerprint = request_fingerprint(secret, scope["method"], path, client, body)
+        scope.setdefault("state", {})[STATE_KEY] = fingerprint  # recorded on its events
         key = headers.get("idempotency-key")
         if key is None:
             await self.app(scope, replay, send)
@@ -166,15 +167,10 @@ class CommandGuard:
                 "Idempotency-Key must be 1 to 255 visible ASCII characters.",
             )
             return
-        client = client_of(scope, headers)
-        if client is None:  # no valid token: the route answers 401, nothing to remember
-            await self.app(scope, replay, send)
-            return
         store: ComplaintStore = scope["app"].state.store
-        request_hash = hashlib.sha256(
-            scope["method"].encode() + b" " + path.encode() + b"\n" + _canonical(body)
-        ).hexdigest()
-        claim = await store.idempotency.claim(client, key, request_hash)
+        claim = await store.idempotency.claim(
+            client, key, fingerprint, legacy_hash=legacy_request_hash(scope["method"], path, body)
+        )
         if isinstance(claim, Replay):
             await self._send_replay(send, claim)
         elif isinstance(claim, InProgress):
@@ -189,12 +185,7 @@ class CommandGuard:
             )
         elif isinstance(claim, Mismatch):
             await self._problem(
-                scope,
-                receive,
-                send,
-                422,
-                "This Idempotency-Key was used with a different request.",
-                slug="idempotency-key-reused",
+                scope, receive, send, 422, str(IdempotencyKeyReused()), slug=KEY_REUSED
             )
         else:
             await self._run_claimed(scope, replay, send, store, client, key, claim)
@@ -228,7 +219,7 @@ class CommandGuard:
         if captured["status"] >= 500:
             await store.idempotency.abandon(client, key, claim)
             return
-        if captured["status"] in _NOT_STORED:
+        if captured["status"] in _NOT_STORED or _key_reused(captured):
             await store.idempotency.release(client, key, claim)
             return
         kept = {
@@ -275,6 +266,16 @@ class CommandGuard:
             status, detail, instance=scope["path"], headers=headers, slug=slug
         )
         await response(scope, receive, send)
+
+
+def _key_reused(captured: dict[str, Any]) -> bool:
+    """The route found the key used by another request whose answer is no longer stored: the
+    key stays that request's, nothing of this one is remembered."""
+    if captured["status"] != 422:
+        return False
+    with contextlib.suppress(ValueError, AttributeError):
+        return bool(json.loads(b"".join(captured["body"])).get("type") == problem_type(KEY_REUSED))
+    return False
 
 
 def _replayer(body: bytes) -> Receive:

@@ -56,7 +56,11 @@ class IdempotencyStore:
     def _now(self) -> float:
         return self.clock().timestamp()
 
-    async def claim(self, client: str, key: str, request_hash: str) -> ClaimResult:
+    async def claim(
+        self, client: str, key: str, request_hash: str, *, legacy_hash: str | None = None
+    ) -> ClaimResult:
+        """Claim the key for the request with this fingerprint (`shared.http.fingerprint`);
+        a claim taken before revision 0015 names its request by `legacy_hash` instead."""
         now = self._now()
         try:
             async with self.engine.begin() as conn:
@@ -77,7 +81,7 @@ class IdempotencyStore:
             row = (await conn.execute(select(idempotency_keys).where(where))).mappings().first()
             if row is None:  # released meanwhile: let the client retry
                 return InProgress()
-            if row["request_hash"] != request_hash:
+            if row["request_hash"] not in (request_hash, legacy_hash):
                 return Mismatch()
             if row["state"] == "done":
                 headers: dict[str, Any] = row["headers"] or {}
