@@ -15,6 +15,10 @@ from shared.http.fingerprint import STATE_KEY as FINGERPRINT
 from shared.settings import Settings
 from shared.store.facade import ComplaintStore
 
+#: Where a command's context leaves, for the Idempotency-Key guard, the time and the role its
+#: answer is shown at and to (`shared.http.commands.answer_recipe`).
+ANSWERED_AS = "answered_as"
+
 _ETAG = re.compile(r'^\s*(?:W/)?"?(\d{1,18})"?\s*$')
 
 
@@ -86,7 +90,8 @@ def command_context(
         ] = None,
     ) -> CommandContext:
         now: datetime = request.app.state.clock()
-        state = request.scope.get("state", {})
+        state = request.scope.setdefault("state", {})
+        state[ANSWERED_AS] = {"at": now.isoformat(), "role": actor.role}
         return CommandContext(
             actor=actor,
             service=request.app.state.service,

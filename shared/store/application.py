@@ -321,6 +321,7 @@ class ComplaintsApplication(Application[UUID]):
         complaint goes unrecorded, and no answer holds the plaintext."""
         if not self.keys.erased_meanwhile():
             return complaint
+        self.keys.forget_read()  # the key this command read is gone: read nothing with it
         self._record_erasure(complaint.id, ctx)
         return self.load(complaint.id)
 
