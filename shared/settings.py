@@ -44,7 +44,8 @@ class Settings(BaseSettings):
     write_attempts: int = Field(default=12, ge=1, le=100)
     #: A claimed Idempotency-Key whose request died is taken over after this many seconds.
     idempotency_lease_seconds: float = Field(default=30.0, gt=0)
-    #: How long the answer to an Idempotency-Key is kept (it holds personal data).
+    #: How long the answer to an Idempotency-Key is kept (a retry after that finds what its
+    #: request wrote; the answer holds no personal data).
     idempotency_retention_hours: float = Field(default=24.0, ge=1, le=24 * 90)
     #: Days an archived complaint keeps its customer's personal data: once every complaint of a
     #: customer has been archived this long, their data is erased by itself (as by

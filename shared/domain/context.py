@@ -29,6 +29,9 @@ class CommandContext:
     request_id: str = field(default_factory=lambda: uuid4().hex)
     #: Ties the event to the request's (or task's) logs and to the calls it caused.
     correlation_id: str | None = field(default_factory=current_correlation_id.get)
+    #: What the HTTP request was (`shared.http.fingerprint`: a keyed digest, no personal data),
+    #: so a reused Idempotency-Key is told from a retry; None for work no request asked for.
+    request_fingerprint: str | None = None
 
     def record(self) -> dict[str, Any]:
         """The context as stored in the event (the time is the event's own timestamp)."""
@@ -39,6 +42,7 @@ class CommandContext:
             "idempotency_key": self.idempotency_key,
             "request_id": self.request_id,
             "correlation_id": self.correlation_id,
+            "request_fingerprint": self.request_fingerprint,
         }
 
     def at_time(self, at: datetime) -> CommandContext:

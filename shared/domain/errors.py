@@ -65,5 +65,16 @@ class ConcurrentModification(DomainError):
     """Other writers kept winning the race after every retry (→ 409)."""
 
 
+class IdempotencyKeyReused(DomainError):
+    """An Idempotency-Key presented with another request than the one it was first used for,
+    after that request's stored answer is gone (→ 422)."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "This Idempotency-Key was used with a different request; "
+            "send this request with a new key."
+        )
+
+
 class PolicyError(DomainError):
     """The time-limit policy file is invalid."""

@@ -40,7 +40,7 @@ Part of the event-sourced complaint platform. Every complaint is rebuilt from it
   Locally: `make token ROLE=agent`.
 * **Errors**: `application/problem+json` (RFC 9457); validation errors list each field.
 * **Retries**: send `Idempotency-Key` on any POST; the same key and body return the first
-  answer and append nothing.
+  answer and append nothing; the same key with another body → 422 `idempotency-key-reused`.
 * **Concurrency**: reads return `ETag: "<version>"`; send it back as `If-Match` to get 412
   instead of acting on a stale view.
 """

@@ -11,8 +11,13 @@ from shared.domain.clock import Clock
 from shared.domain.codes import Channel, Role
 from shared.domain.context import Actor, CommandContext
 from shared.http.auth import Principal, authenticate, require_roles
+from shared.http.fingerprint import STATE_KEY as FINGERPRINT
 from shared.settings import Settings
 from shared.store.facade import ComplaintStore
+
+#: Where a command's context leaves, for the Idempotency-Key guard, the time and the role its
+#: answer is shown at and to (`shared.http.commands.answer_recipe`).
+ANSWERED_AS = "answered_as"
 
 _ETAG = re.compile(r'^\s*(?:W/)?"?(\d{1,18})"?\s*$')
 
@@ -85,13 +90,16 @@ def command_context(
         ] = None,
     ) -> CommandContext:
         now: datetime = request.app.state.clock()
+        state = request.scope.setdefault("state", {})
+        state[ANSWERED_AS] = {"at": now.isoformat(), "role": actor.role}
         return CommandContext(
             actor=actor,
             service=request.app.state.service,
             at=now,
             channel=x_channel.value if x_channel else None,
             idempotency_key=idempotency_key,
-            recovering=bool(request.scope.get("state", {}).get("idempotency_recovering")),
+            recovering=bool(state.get("idempotency_recovering")),
+            request_fingerprint=state.get(FINGERPRINT),
         )
 
     return dependency

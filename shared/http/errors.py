@@ -17,6 +17,7 @@ from shared.domain.errors import (
     ComplaintNotFound,
     ConcurrentModification,
     DomainError,
+    IdempotencyKeyReused,
     IncidentNotFound,
     InvalidCommand,
     InvalidTransition,
@@ -29,6 +30,8 @@ from shared.http.routes import allowed_routes
 log = logging.getLogger("complaints.http")
 
 PROBLEM_JSON = "application/problem+json"
+#: The problem slug of an Idempotency-Key used with another request (never stored as its answer).
+KEY_REUSED = "idempotency-key-reused"
 
 #: Domain error → (status, problem slug, title). The only place this mapping lives.
 DOMAIN_STATUS: dict[type[DomainError], tuple[int, str, str]] = {
@@ -40,6 +43,7 @@ DOMAIN_STATUS: dict[type[DomainError], tuple[int, str, str]] = {
     ConcurrentModification: (409, "concurrent-modification", "Concurrent modification"),
     VersionMismatch: (412, "version-mismatch", "The complaint has moved on"),
     InvalidCommand: (422, "invalid-command", "The command contradicts the complaint"),
+    IdempotencyKeyReused: (422, KEY_REUSED, "Idempotency-Key reused"),
 }
 
 _HTTP_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})

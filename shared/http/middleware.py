@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import math
 import re
 import time
 from typing import Any
+from uuid import UUID
 
 from limits import RateLimitItemPerSecond
 from limits.aio.storage import MemoryStorage
@@ -18,8 +18,12 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from shared.http.auth import InvalidToken, decode_token
-from shared.http.errors import problem_response
+from shared.domain.errors import IdempotencyKeyReused
+from shared.http.auth import InvalidToken, Principal, decode_token
+from shared.http.commands import answer_again, answer_recipe
+from shared.http.deps import ANSWERED_AS
+from shared.http.errors import KEY_REUSED, problem_response, problem_type
+from shared.http.fingerprint import STATE_KEY, legacy_request_hash, request_fingerprint
 from shared.logs import correlation_id, new_correlation_id
 from shared.store.facade import ComplaintStore
 from shared.store.idempotency import Claimed, InProgress, Mismatch, Replay
@@ -32,23 +36,29 @@ _KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 _REPLAYED_HEADERS = ("content-type", "etag", "location", "content-location", "event-position")
 #: Answers that wrote nothing and may differ on a retry: the key is released, not stored.
 _NOT_STORED = frozenset({401, 403, 408, 409, 429})
-_SUB = "complaints.sub"
+_PRINCIPAL = "complaints.principal"
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
-def client_of(scope: Scope, headers: Headers) -> str | None:
-    """The `sub` of the request's valid bearer token, if it has one (decoded once a request)."""
-    if _SUB in scope:
-        cached: str | None = scope[_SUB]
+def principal_of(scope: Scope, headers: Headers) -> Principal | None:
+    """Who the request's valid bearer token names, if it has one (decoded once a request)."""
+    if _PRINCIPAL in scope:
+        cached: Principal | None = scope[_PRINCIPAL]
         return cached
     authorization = headers.get("authorization", "")
     scheme, _, token = authorization.partition(" ")
-    sub = None
+    principal = None
     if scheme.lower() == "bearer" and token:
         with contextlib.suppress(InvalidToken):
-            sub = decode_token(token.strip(), scope["app"].state.settings).sub
-    scope[_SUB] = sub
-    return sub
+            principal = decode_token(token.strip(), scope["app"].state.settings)
+    scope[_PRINCIPAL] = principal
+    return principal
+
+
+def client_of(scope: Scope, headers: Headers) -> str | None:
+    """The `sub` of the request's valid bearer token, if it has one."""
+    principal = principal_of(scope, headers)
+    return principal.sub if principal else None
 
 
 class BodyTooLarge(Exception):
@@ -69,13 +79,6 @@ async def _read_body(receive: Receive, limit: int) -> bytes:
         chunks.append(chunk)
         if not message.get("more_body", False):
             return b"".join(chunks)
-
-
-def _canonical(body: bytes) -> bytes:
-    try:
-        return json.dumps(json.loads(body), sort_keys=True, separators=(",", ":")).encode()
-    except (ValueError, RecursionError):
-        return body
 
 
 #: Paths ops probes call, without a token, and that must answer while clients are throttled.
@@ -118,12 +121,15 @@ class RateLimit:
 class CommandGuard:
     """Guards every write request before it reaches a route.
 
-    Bodies over the limit → 413; bodies that are not JSON by media type → 415. With an
-    Idempotency-Key the request is claimed in the database first: the same key and body
-    return the stored answer and append nothing, another body → 422, the first still running
-    → 409. Answers are stored, except those that wrote nothing and may differ next time
-    (401, 403, 409, 429: the key is released). After a failure on our side the key is
-    abandoned: the next retry takes it over and looks for what this attempt wrote.
+    Bodies over the limit → 413; bodies that are not JSON by media type → 415. Every request
+    with a valid token gets its fingerprint, which its events record. With an Idempotency-Key
+    the request is claimed in the database first, under that fingerprint: the same key and
+    body return the stored answer and append nothing, another body → 422, the first still
+    running → 409. Answers are stored, except those that wrote nothing and may differ next
+    time (401, 403, 409, 429, and a 422 for a key another request used: the key is released);
+    an answer about a complaint is stored without its body and shown again from the store.
+    After a failure on our side the key is abandoned: the next retry takes it over and looks
+    for what this attempt wrote.
     """
 
     def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
@@ -153,6 +159,13 @@ class CommandGuard:
             return
 
         replay = _replayer(body)
+        client = client_of(scope, headers)
+        if client is None:  # no valid token: the route answers 401, nothing to remember
+            await self.app(scope, replay, send)
+            return
+        secret = scope["app"].state.settings.index_key.get_secret_value().encode()
+        fingerprint = request_fingerprint(secret, scope["method"], path, client, body)
+        scope.setdefault("state", {})[STATE_KEY] = fingerprint  # recorded on its events
         key = headers.get("idempotency-key")
         if key is None:
             await self.app(scope, replay, send)
@@ -166,17 +179,12 @@ class CommandGuard:
                 "Idempotency-Key must be 1 to 255 visible ASCII characters.",
             )
             return
-        client = client_of(scope, headers)
-        if client is None:  # no valid token: the route answers 401, nothing to remember
-            await self.app(scope, replay, send)
-            return
         store: ComplaintStore = scope["app"].state.store
-        request_hash = hashlib.sha256(
-            scope["method"].encode() + b" " + path.encode() + b"\n" + _canonical(body)
-        ).hexdigest()
-        claim = await store.idempotency.claim(client, key, request_hash)
+        claim = await store.idempotency.claim(
+            client, key, fingerprint, legacy_hash=legacy_request_hash(scope["method"], path, body)
+        )
         if isinstance(claim, Replay):
-            await self._send_replay(send, claim)
+            await self._send_replay(scope, send, store, claim)
         elif isinstance(claim, InProgress):
             await self._problem(
                 scope,
@@ -189,12 +197,7 @@ class CommandGuard:
             )
         elif isinstance(claim, Mismatch):
             await self._problem(
-                scope,
-                receive,
-                send,
-                422,
-                "This Idempotency-Key was used with a different request.",
-                slug="idempotency-key-reused",
+                scope, receive, send, 422, str(IdempotencyKeyReused()), slug=KEY_REUSED
             )
         else:
             await self._run_claimed(scope, replay, send, store, client, key, claim)
@@ -228,7 +231,7 @@ class CommandGuard:
         if captured["status"] >= 500:
             await store.idempotency.abandon(client, key, claim)
             return
-        if captured["status"] in _NOT_STORED:
+        if captured["status"] in _NOT_STORED or _key_reused(captured):
             await store.idempotency.release(client, key, claim)
             return
         kept = {
@@ -236,29 +239,36 @@ class CommandGuard:
             for k, v in captured["headers"]
             if k.decode("latin-1").lower() in _REPLAYED_HEADERS
         }
-        location = kept.get("content-location", "")  # the complaint the answer shows
+        body: bytes | None = b"".join(captured["body"])
+        # An answer about a complaint holds personal data: kept as a recipe, never as sent.
+        complaint_id = kept.get("content-location", "").removeprefix("/complaints/") or None
+        recipe = None
+        if complaint_id is not None:
+            recipe = answer_recipe(body or b"", scope["state"].get(ANSWERED_AS))
+            if recipe is None:  # cannot be shown again: not remembered
+                await store.idempotency.release(client, key, claim)
+                return
+            body = None
         await store.idempotency.complete(
-            client,
-            key,
-            claim,
-            captured["status"],
-            kept,
-            b"".join(captured["body"]),
-            complaint_id=location.removeprefix("/complaints/") or None,
+            client, key, claim, captured["status"], kept, body, complaint_id, recipe
         )
 
     def _too_large(self) -> str:
         return f"The body is larger than {self.max_body_bytes} bytes."
 
     @staticmethod
-    async def _send_replay(send: Send, replay: Replay) -> None:
+    async def _send_replay(scope: Scope, send: Send, store: ComplaintStore, replay: Replay) -> None:
+        body = replay.body
+        if replay.complaint_id is not None and replay.recipe is not None:
+            caller = principal_of(scope, Headers(scope=scope))
+            body = await answer_again(store, UUID(replay.complaint_id), replay.recipe, caller)
         headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in replay.headers.items()]
         headers.append((b"idempotent-replayed", b"true"))
-        headers.append((b"content-length", str(len(replay.body)).encode()))
+        headers.append((b"content-length", str(len(body)).encode()))
         await send(
             {"type": "http.response.start", "status": replay.status_code, "headers": headers}
         )
-        await send({"type": "http.response.body", "body": replay.body})
+        await send({"type": "http.response.body", "body": body})
 
     @staticmethod
     async def _problem(
@@ -275,6 +285,16 @@ class CommandGuard:
             status, detail, instance=scope["path"], headers=headers, slug=slug
         )
         await response(scope, receive, send)
+
+
+def _key_reused(captured: dict[str, Any]) -> bool:
+    """The route found the key used by another request whose answer is no longer stored: the
+    key stays that request's, nothing of this one is remembered."""
+    if captured["status"] != 422:
+        return False
+    with contextlib.suppress(ValueError, AttributeError):
+        return bool(json.loads(b"".join(captured["body"])).get("type") == problem_type(KEY_REUSED))
+    return False
 
 
 def _replayer(body: bytes) -> Receive:

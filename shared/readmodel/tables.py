@@ -33,8 +33,10 @@ idempotency_keys = Table(
     Column("status_code", Integer),
     Column("headers", JSON),
     Column("body", LargeBinary),
-    #: The complaint the answer is about: erasing its customer's data forgets the answer.
+    #: The complaint the answer is about; its body is then not kept (it would hold personal
+    #: data) but shown again from the store by the recipe (shared.http.commands.answer_recipe).
     Column("complaint_id", String(36)),
+    Column("recipe", JSON),
     Index("ix_idempotency_state_claimed", "state", "claimed_at"),  # forgetting old answers
     Index("ix_idempotency_complaint", "complaint_id"),
 )

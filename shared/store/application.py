@@ -6,6 +6,7 @@ writes one table with one total order. Only this package knows which persistence
 
 from __future__ import annotations
 
+import json
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from shared.domain.context import CommandContext
 from shared.domain.errors import (
     ComplaintNotFound,
     ConcurrentModification,
+    IdempotencyKeyReused,
     IncidentNotFound,
     VersionMismatch,
 )
@@ -178,12 +180,11 @@ class ComplaintsApplication(Application[UUID]):
         complaint already existed).
 
         With an Idempotency-Key the id is derived from the client and the key, so a retry after
-        a crash finds the complaint instead of creating it twice.
+        a crash, or after its stored answer is gone, finds the complaint instead of creating
+        it twice; the key presented with another request is refused (`IdempotencyKeyReused`).
         """
         complaint_id = (
-            uuid5(NAMESPACE, f"complaint:{ctx.actor.id}:{ctx.idempotency_key}")
-            if ctx.idempotency_key
-            else uuid4()
+            key_complaint_id(ctx.actor.id, ctx.idempotency_key) if ctx.idempotency_key else uuid4()
         )
         Complaint.check_intake_times(intake, ctx.at)
         policy = self.policy
@@ -191,7 +192,9 @@ class ComplaintsApplication(Application[UUID]):
             with attempt:
                 self.keys.start_command()
                 # Without a key the id is new: nothing to look for.
-                existing = self._find(complaint_id) if ctx.idempotency_key else None
+                existing = (
+                    self._accepted_with_key(complaint_id, ctx) if ctx.idempotency_key else None
+                )
                 if existing is not None:
                     return existing, None
                 thread_id = self._thread_id(complaint_id, intake)
@@ -226,14 +229,18 @@ class ComplaintsApplication(Application[UUID]):
         *,
         expected_version: int | None,
         ctx: CommandContext,
+        find_own: bool = True,
     ) -> tuple[Complaint, int | None]:
         """Load, check the version, call the command, save; retried when another writer won.
 
-        Before every retry, and when a crashed request's Idempotency-Key is taken over, the
-        events written since are checked for this request's own: a save that did commit (a
-        connection lost during COMMIT, a request that outlived its claim) is not applied twice.
+        Before every retry the events written since are checked for this request's own: a save
+        that did commit (a connection lost during COMMIT) is not applied twice. With an
+        Idempotency-Key every event of the complaint is checked first: a request with this key
+        that wrote already (it crashed, or its stored answer is gone) is answered as of what it
+        wrote; another request with the key is refused (`IdempotencyKeyReused`). `find_own`
+        off: the command is harmless to repeat and looks for nothing (an erasure).
         """
-        first_version: int | None = 0 if ctx.recovering and ctx.idempotency_key else None
+        first_version: int | None = 0 if ctx.idempotency_key and find_own else None
         for attempt in self._attempts():
             with attempt:
                 self.keys.start_command()
@@ -308,6 +315,7 @@ class ComplaintsApplication(Application[UUID]):
                 lambda c: c.erase_personal_data(ctx),
                 expected_version=None,
                 ctx=ctx,
+                find_own=False,  # recorded once anyway; the key may have written just now
             )
         except ComplaintNotFound:
             return False
@@ -319,6 +327,7 @@ class ComplaintsApplication(Application[UUID]):
         complaint goes unrecorded, and no answer holds the plaintext."""
         if not self.keys.erased_meanwhile():
             return complaint
+        self.keys.forget_read()  # the key this command read is gone: read nothing with it
         self._record_erasure(complaint.id, ctx)
         return self.load(complaint.id)
 
@@ -408,11 +417,21 @@ class ComplaintsApplication(Application[UUID]):
             "Other writers changed this complaint at the same time; read it again and retry."
         )
 
-    def _find(self, complaint_id: UUID) -> Complaint | None:
-        try:
-            return self.load(complaint_id)
-        except ComplaintNotFound:
-            return None
+    def _accepted_with_key(self, complaint_id: UUID, ctx: CommandContext) -> Complaint | None:
+        """The complaint this client's Idempotency-Key accepted already, if any (a complaint
+        accepted before ids had their present form is found under its old id, when its
+        acceptance records this very client and key). `IdempotencyKeyReused` if another
+        request accepted it."""
+        assert ctx.idempotency_key is not None
+        for candidate in (complaint_id, legacy_key_complaint_id(ctx.actor.id, ctx.idempotency_key)):
+            accepted: Any = next(iter(self.events.get(candidate, lte=1)), None)
+            recorded = (getattr(accepted, "ctx", None) or {}) if accepted else {}
+            if not _same_key(recorded, ctx):
+                continue  # none, or an old id that another client's key gave
+            if _other_request(recorded, ctx):
+                raise IdempotencyKeyReused()
+            return self.load(candidate)
+        return None
 
     def _replay(self, aggregate_id: UUID, version: int | None = None) -> Any:
         """An index aggregate (a thread, an incident, a series) replayed from its events
@@ -432,11 +451,9 @@ class ComplaintsApplication(Application[UUID]):
         for stored in self.events.get(complaint_id, gt=version):
             recorded = getattr(stored, "ctx", None) or {}
             same_request = recorded.get("request_id") == ctx.request_id
-            same_key = (
-                ctx.idempotency_key is not None
-                and recorded.get("idempotency_key") == ctx.idempotency_key
-                and recorded.get("actor", {}).get("id") == ctx.actor.id
-            )
+            same_key = _same_key(recorded, ctx)
+            if same_key and not same_request and _other_request(recorded, ctx):
+                raise IdempotencyKeyReused()
             if same_request or same_key:
                 last = stored.originator_version
                 # A command may write several events (a callback that escalates): take all.
@@ -458,6 +475,38 @@ class ComplaintsApplication(Application[UUID]):
 
     def _stored(self, event: Any, position: int | None = None) -> StoredEvent:
         return stored_event(event, position=position, salt_of=self.keys.salt_opened)
+
+
+def key_complaint_id(actor_id: str, key: str) -> UUID:
+    """The id of the complaint an acceptance with an Idempotency-Key creates. Client and key
+    enter as a JSON array: no pair of them gives another pair's id."""
+    return uuid5(NAMESPACE, json.dumps(["complaint", actor_id, key], separators=(",", ":")))
+
+
+def legacy_key_complaint_id(actor_id: str, key: str) -> UUID:
+    """The id such a complaint had before: ambiguous (client `ops` with key `alice:k1` and
+    client `ops:alice` with key `k1` get the same), so a complaint found under it counts only
+    if its acceptance records this client and key. Kept while retries of acceptances made
+    before the change may come (a crashed one, or one whose answer was forgotten)."""
+    return uuid5(NAMESPACE, f"complaint:{actor_id}:{key}")
+
+
+def _same_key(recorded: dict[str, Any], ctx: CommandContext) -> bool:
+    """The recorded event was written with this client's Idempotency-Key."""
+    return (
+        ctx.idempotency_key is not None
+        and recorded.get("idempotency_key") == ctx.idempotency_key
+        and (recorded.get("actor") or {}).get("id") == ctx.actor.id
+    )
+
+
+def _other_request(recorded: dict[str, Any], ctx: CommandContext) -> bool:
+    """The recorded event was written by another request than this one, by their fingerprints
+    (events recorded before fingerprints were, and work no request asked for, have none:
+    they are taken as the same request, as they were before)."""
+    theirs = recorded.get("request_fingerprint")
+    ours = ctx.request_fingerprint
+    return theirs is not None and ours is not None and theirs != ours
 
 
 def thread_id_of(intake: dict[str, Any], salt: str, secret: bytes) -> UUID:

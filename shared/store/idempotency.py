@@ -1,4 +1,10 @@
-"""Durable Idempotency-Key records: a claim while the first request runs, then its answer."""
+"""Durable Idempotency-Key records: a claim while the first request runs, then its answer.
+
+An answer about a complaint is kept without its body, which would hold the customer's personal
+data: only the complaint's id and a recipe to show it again (the version shown, when and to
+whom; see `shared.http.commands.answer_recipe`). Other answers (problems, an erasure's account)
+hold no personal data and are kept as they were sent.
+"""
 
 from __future__ import annotations
 
@@ -32,6 +38,9 @@ class Replay:
     status_code: int
     headers: dict[str, str]
     body: bytes
+    #: An answer about a complaint: shown again from the store by this recipe, `body` empty.
+    complaint_id: str | None = None
+    recipe: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -56,7 +65,11 @@ class IdempotencyStore:
     def _now(self) -> float:
         return self.clock().timestamp()
 
-    async def claim(self, client: str, key: str, request_hash: str) -> ClaimResult:
+    async def claim(
+        self, client: str, key: str, request_hash: str, *, legacy_hash: str | None = None
+    ) -> ClaimResult:
+        """Claim the key for the request with this fingerprint (`shared.http.fingerprint`);
+        a claim taken before revision 0015 names its request by `legacy_hash` instead."""
         now = self._now()
         try:
             async with self.engine.begin() as conn:
@@ -77,11 +90,17 @@ class IdempotencyStore:
             row = (await conn.execute(select(idempotency_keys).where(where))).mappings().first()
             if row is None:  # released meanwhile: let the client retry
                 return InProgress()
-            if row["request_hash"] != request_hash:
+            if row["request_hash"] not in (request_hash, legacy_hash):
                 return Mismatch()
             if row["state"] == "done":
                 headers: dict[str, Any] = row["headers"] or {}
-                return Replay(row["status_code"], dict(headers), bytes(row["body"] or b""))
+                return Replay(
+                    row["status_code"],
+                    dict(headers),
+                    bytes(row["body"] or b""),
+                    row["complaint_id"],
+                    row["recipe"],
+                )
             if row["claimed_at"] > now - self.lease_seconds:
                 return InProgress()
             taken = await conn.execute(
@@ -106,11 +125,13 @@ class IdempotencyStore:
         claim: Claimed,
         status_code: int,
         headers: dict[str, str],
-        body: bytes,
+        body: bytes | None,
         complaint_id: str | None = None,
+        recipe: dict[str, Any] | None = None,
     ) -> None:
         """Store the answer, unless another request took the claim over meanwhile. An answer
-        about a complaint is noted with its id, so erasing the customer's data forgets it."""
+        about a complaint is stored as its id and `recipe`, without a body."""
+        assert complaint_id is None or (body is None and recipe is not None)
         async with self.engine.begin() as conn:
             await conn.execute(
                 update(idempotency_keys)
@@ -121,6 +142,7 @@ class IdempotencyStore:
                     headers=headers,
                     body=body,
                     complaint_id=complaint_id,
+                    recipe=recipe,
                 )
             )
 
@@ -138,7 +160,8 @@ class IdempotencyStore:
             )
 
     async def forget_complaints(self, complaint_ids: Iterable[UUID]) -> int:
-        """Drop the stored answers about these complaints (their customer's data is erased)."""
+        """Drop the stored answers about these complaints (their customer's data is erased).
+        They hold none of it; a retry finds what its request wrote all the same."""
         ids = [str(i) for i in complaint_ids]
         if not ids:
             return 0
@@ -151,10 +174,10 @@ class IdempotencyStore:
     async def forget_older_than(self, seconds: float) -> int:
         """Drop stored answers claimed more than `seconds` ago; returns how many.
 
-        They hold the complaint as it was answered, personal data included, so they are not
-        kept for ever. A retry after that is a new request (an acceptance still finds its
-        complaint: its id comes from the key). Abandoned claims stay: a retry must still find
-        out what their request wrote.
+        A retry after that finds what its request wrote (an acceptance its complaint, by the id
+        the key gives; a command its event, by the key recorded on it), and the key presented
+        with another request is refused by the fingerprint recorded on those events. Abandoned
+        claims stay: a retry must still find out what their request wrote.
         """
         cutoff = self._now() - seconds
         async with self.engine.begin() as conn:

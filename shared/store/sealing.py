@@ -147,6 +147,14 @@ class KeyRing:
             return True
         return not all(self.store.get(k) for k in sorted(k for k in sealed if k))
 
+    def forget_read(self) -> None:
+        """Forget the keys read in this scope: one was destroyed since (by another process),
+        and what is read next must not be opened with it."""
+        memo = self._memo
+        memo.keys.clear()
+        memo.bound.clear()
+        memo.opened.clear()
+
     def salt_opened(self, complaint_id: UUID) -> str | None:
         """The salt of the key that opened this complaint's fields in this scope."""
         key = self._memo.opened.get(complaint_id)

@@ -156,11 +156,11 @@ async def test_erasure_leaves_no_plaintext_and_the_chain_verifies(
     other_id = (await api.accept(_body("cust-keep-2", other))).json()["id"]
     await _settled(api)
 
-    # Sealed at rest: the event store and its snapshots hold no plaintext even now. Only the
-    # stored answer of the Idempotency-Key holds it (for 24 h).
+    # Sealed at rest: the event store and its snapshots hold no plaintext even now, nor does
+    # the stored answer of the Idempotency-Key.
     blobs = await _database(store.engine)
     assert any(blob for name, blob in blobs.items() if name.endswith("snapshots")), "no snapshot"
-    assert {t for t, _ in _found(blobs)} == {"idempotency_keys"}
+    assert _found(blobs) == set()
     assert {t for t, _ in _found(blobs, other)} == set()
     before = (await api.get(f"/complaints/{cid}")).json()
     assert before["customer"]["name"] == SECRETS["name"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any
@@ -13,9 +14,10 @@ import pytest
 from shared.domain.clock import FixedClock
 from shared.domain.codes import Complexity
 from shared.domain.context import Actor, CommandContext
+from shared.http.fingerprint import request_fingerprint
 from shared.settings import Settings
 from shared.store.facade import ComplaintStore
-from tests.conftest import POLICY, intake_body
+from tests.conftest import POLICY, intake_body, make_settings
 from tests.integration.conftest import Api
 
 REFUSAL = {"reason": "out_of_scope", "explanation": "第三方应用", "redirect": "应用提供商"}
@@ -70,13 +72,9 @@ async def test_keys_belong_to_their_client(api: Api) -> None:
 
 
 async def test_key_still_running_is_409(api: Api, store: ComplaintStore) -> None:
-    import hashlib
-    import json
-
     # Another process holds the key right now (claimed, not finished).
     body = intake_body()
-    canonical = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
-    digest = hashlib.sha256(b"POST /complaints\n" + canonical).hexdigest()
+    digest = _fingerprint("/complaints", "agent-1", body)
     await store.idempotency.claim("agent-1", "busy-key", digest)
     response = await api.accept(body, **{"Idempotency-Key": "busy-key"})
     assert response.status_code == 409
@@ -95,12 +93,8 @@ async def test_a_dead_claim_is_taken_over_without_a_second_event(
         lambda c: c.refuse(*_refusal_args(), ctx),
         ctx=ctx,
     )
-    import hashlib
-    import json
-
-    canonical = json.dumps(REFUSAL, sort_keys=True, separators=(",", ":")).encode()
     path = f"/complaints/{complaint_id}/refusal"
-    digest = hashlib.sha256(f"POST {path}\n".encode() + canonical).hexdigest()
+    digest = _fingerprint(path, "agent-1", REFUSAL)
     await store.idempotency.claim("agent-1", "dead-key", digest)  # never completed
     clock.advance(timedelta(seconds=31))  # the lease runs out
 
@@ -111,6 +105,12 @@ async def test_a_dead_claim_is_taken_over_without_a_second_event(
     assert retry.json()["version"] == 2
     history = (await api.get(f"/complaints/{complaint_id}/history")).json()["events"]
     assert [e["type"] for e in history] == ["Accepted", "Refused"]
+
+
+def _fingerprint(path: str, client: str, body: dict[str, Any]) -> str:
+    """The fingerprint the service gives this request (see shared.http.fingerprint)."""
+    secret = make_settings("sqlite:///unused.sqlite3").index_key.get_secret_value().encode()
+    return request_fingerprint(secret, "POST", path, client, json.dumps(body).encode())
 
 
 def _refusal_args() -> tuple[object, str, str]:
@@ -258,10 +258,11 @@ async def test_a_race_lost_to_our_own_committed_write_is_not_applied_twice(
     for s in stores:
         await s.open()
     try:
+        setup = replace(ours, idempotency_key=None, request_id="setup")  # a request of its own
         await stores[0].execute(
             complaint_id,
-            lambda c: c.assign("net", "inv-1", Complexity.SIMPLE, POLICY, ours),
-            ctx=ours,
+            lambda c: c.assign("net", "inv-1", Complexity.SIMPLE, POLICY, setup),
+            ctx=setup,
         )
         other = ours if same == "request" else replace(ours, request_id="taken-over")
         raced = {"done": False}
