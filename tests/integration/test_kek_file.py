@@ -26,7 +26,7 @@ from tests.postgres import create_database, drop_database
 
 def test_setup_makes_a_kek_file_in_development_only(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'store.sqlite3'}"
-    production = make_settings(url, kek_path=tmp_path / "prod" / "keks")
+    production = make_settings(url, kek_path=tmp_path / "prod" / "keks", environment="production")
     with pytest.raises(KekFileError, match=r"python -m shared.cli.kek create"):
         asyncio.run(setup(production))
     development = production.model_copy(update={"environment": "development"})

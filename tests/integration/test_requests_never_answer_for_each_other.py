@@ -376,7 +376,7 @@ async def test_evidence_written_after_the_erasure_is_stored_and_replayed_erased(
 async def test_answers_stored_before_the_upgrade_lose_their_plaintext(
     api: Api, store: ComplaintStore
 ) -> None:
-    """Revision 0015 turns the bodies stored before it into recipes; the retry still finds
+    """Revision 0016 turns the bodies stored before it into recipes; the retry still finds
     its answer, masked unless the caller's token sees personal data."""
     from alembic import command as alembic
     from sqlalchemy import text
@@ -388,7 +388,7 @@ async def test_answers_stored_before_the_upgrade_lose_their_plaintext(
     async with store.engine.begin() as conn:
         await conn.execute(idempotency_keys.update().values(body=accepted.content, recipe=None))
         await conn.execute(text("ALTER TABLE idempotency_keys DROP COLUMN recipe"))
-        await conn.run_sync(lambda sync: alembic.stamp(alembic_config(sync), "0013"))
+        await conn.run_sync(lambda sync: alembic.stamp(alembic_config(sync), "0015"))
     async with store.engine.connect() as conn:
         (body,) = (await conn.execute(text("SELECT body FROM idempotency_keys"))).one()
     assert _plaintext_in(bytes(body)) == set(MARKED) - {"evidence"}
