@@ -50,6 +50,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check shared services tests devtools bench
 	$(VENV)/bin/ruff format --check shared services tests devtools bench
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 format: $(STAMP)
 	$(VENV)/bin/ruff format shared services tests devtools bench

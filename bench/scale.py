@@ -51,7 +51,6 @@ from shared.readmodel.summaries import analysis_row, deadline_rows, notification
 from shared.readmodel.tables import (
     complaint_analysis,
     complaint_summaries,
-    customer_complaints,
     deadlines,
     notifications,
 )
@@ -65,6 +64,7 @@ from shared.store.application import (
 )
 from shared.store.keystore import CustomerKey, KekFile, KeyStore
 from shared.store.sealing import KeyRing, SealingMapper
+from shared.store.tables import customer_complaints
 
 CHUNK = 1_000  # complaints per step; a step's events take the next positions, in time order
 WORKERS = 2

@@ -29,9 +29,9 @@ from shared.domain.context import Actor, CommandContext
 from shared.domain.errors import DomainError
 from shared.domain.personal import is_erased
 from shared.logs import correlation_id, new_correlation_id
-from shared.readmodel.lease import Lease
 from shared.readmodel.tables import notifications
 from shared.store.facade import ComplaintStore
+from shared.store.lease import Lease
 
 log = logging.getLogger("complaints.dispatcher")
 

@@ -13,9 +13,9 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from shared.audit.tables import audit_chain
 from shared.audit.verify import GENESIS, committed_data, record_hash
 from shared.domain.personal import as_record
-from shared.readmodel.tables import audit_chain
 from shared.readmodel.times import to_utc
 from shared.store.application import StoredEvent
 

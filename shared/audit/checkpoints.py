@@ -20,8 +20,8 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from shared.audit.tables import audit_chain, audit_checkpoints
 from shared.audit.verify import GENESIS, SCHEME, checkpoint_message, fingerprint
-from shared.readmodel.tables import audit_chain, audit_checkpoints
 
 log = logging.getLogger("complaints.audit")
 

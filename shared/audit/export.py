@@ -24,8 +24,8 @@ from sqlalchemy import Row, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.audit.chain import masked, record_of
+from shared.audit.tables import audit_chain
 from shared.audit.verify import trailer_message
-from shared.readmodel.tables import audit_chain
 from shared.readmodel.times import from_db, to_utc
 from shared.store.application import StoredEvent
 from shared.store.facade import ComplaintStore, consume

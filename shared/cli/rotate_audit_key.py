@@ -24,8 +24,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from shared.audit.checkpoints import Checkpoints, RotationRefused, key_fingerprint, load_key
 from shared.domain.clock import Clock, system_clock
-from shared.readmodel.engine import create_engine
 from shared.settings import Settings
+from shared.store.engine import create_engine
 
 
 def _write_private(path: Path, key: Ed25519PrivateKey) -> None:

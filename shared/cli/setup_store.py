@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from shared.audit.checkpoints import load_key
+from shared.readmodel.migrate import upgrade
 from shared.settings import Settings
 from shared.store.facade import ComplaintStore
 from shared.store.keystore import KekFile
@@ -17,7 +18,7 @@ async def setup(settings: Settings) -> None:
     KekFile.load(settings.kek_path, create=development)
     store = ComplaintStore(settings)
     try:
-        await store.create_schema()
+        await store.create_schema(lambda engine, kek: upgrade(engine, kek=kek))
     finally:
         await store.close()
     load_key(settings.audit_key_path, create=development)

@@ -20,10 +20,10 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from shared.readmodel.lease import Lease
 from shared.readmodel.tables import projection_tracking
 from shared.store.application import StoredEvent
 from shared.store.facade import ComplaintStore
+from shared.store.lease import Lease
 
 log = logging.getLogger("complaints.projector")
 

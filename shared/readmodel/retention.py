@@ -9,8 +9,9 @@ from sqlalchemy import and_, exists, not_, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.domain.lifecycle import RETAINED_FROM
-from shared.readmodel.tables import complaint_summaries, customer_complaints, wrapped_keys
+from shared.readmodel.tables import complaint_summaries
 from shared.readmodel.times import to_utc
+from shared.store.tables import customer_complaints, wrapped_keys
 
 #: A complaint bound to its customer's key this long ago but never stored was lost (its
 #: acceptance failed): it no longer keeps the customer's data.

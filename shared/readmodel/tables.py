@@ -1,5 +1,7 @@
-"""Our own SQL tables beside the event store, in the same database. Alembic migrates them
-(`shared/readmodel/migrations`); the event store's tables belong to the eventsourcing library."""
+"""The read models' SQL tables: what the projections write from the events and the lists,
+watches and reports read (never a replay). Alembic migrates them (`shared/readmodel/migrations`,
+one history with the store's tables in shared.store.tables and the audit chain's in
+shared.audit.tables)."""
 
 from __future__ import annotations
 
@@ -12,34 +14,12 @@ from sqlalchemy import (
     Float,
     Index,
     Integer,
-    LargeBinary,
     MetaData,
     String,
     Table,
-    Text,
 )
 
 metadata = MetaData()
-
-#: Idempotency-Key claims and the answers they got (see shared.store.idempotency).
-idempotency_keys = Table(
-    "idempotency_keys",
-    metadata,
-    Column("client", String(200), primary_key=True),
-    Column("key", String(255), primary_key=True),
-    Column("request_hash", String(64), nullable=False),
-    Column("state", String(10), nullable=False),  # running | done
-    Column("claimed_at", Float, nullable=False),  # seconds since the epoch
-    Column("status_code", Integer),
-    Column("headers", JSON),
-    Column("body", LargeBinary),
-    #: The complaint the answer is about; its body is then not kept (it would hold personal
-    #: data) but shown again from the store by the recipe (shared.http.commands.answer_recipe).
-    Column("complaint_id", String(36)),
-    Column("recipe", JSON),
-    Index("ix_idempotency_state_claimed", "state", "claimed_at"),  # forgetting old answers
-    Index("ix_idempotency_complaint", "complaint_id"),
-)
 
 #: How far each projection has read the event store. Written in the same transaction as the
 #: projection's rows, so a projection applies every event exactly once.
@@ -48,16 +28,6 @@ projection_tracking = Table(
     metadata,
     Column("name", String(64), primary_key=True),
     Column("position", BigInteger, nullable=False),
-)
-
-#: Who runs the projections: one holder at a time, for as long as it keeps renewing.
-projection_leases = Table(
-    "projection_leases",
-    metadata,
-    Column("name", String(64), primary_key=True),
-    Column("holder", String(128), nullable=False),
-    Column("expires_at", Float, nullable=False),
-    Column("fencing", BigInteger, nullable=False),
 )
 
 #: One row per complaint: what lists and filters read (never a replay).
@@ -178,53 +148,4 @@ notifications = Table(
     Column("requested_at", DateTime(timezone=True), nullable=False),
     Column("last_failed_at", DateTime(timezone=True)),
     Index("ix_notifications_pending", "status", "requested_at"),
-)
-
-#: One SHA-256 chain over every event in global order (see shared.audit).
-audit_chain = Table(
-    "audit_chain",
-    metadata,
-    Column("position", BigInteger, primary_key=True, autoincrement=False),
-    Column("at", DateTime(timezone=True), nullable=False),
-    Column("hash", String(64), nullable=False),
-    Column("prev_hash", String(64), nullable=False),
-    Index("ix_audit_chain_at", "at"),
-)
-
-#: Each customer's key for their personal data in the events, wrapped by a key-encryption key
-#: kept outside the database (see shared.store.keystore): at most one live key per customer;
-#: erasure deletes it. Read and written by the store's threads.
-wrapped_keys = Table(
-    "wrapped_keys",
-    metadata,
-    Column("key_id", String(32), primary_key=True),
-    Column("customer_id", String(64), nullable=False, unique=True),
-    Column("kek_id", String(16), nullable=False),  # the KEK that wrapped it
-    Column("wrapped", LargeBinary, nullable=False),
-    Column("created_at", Float, nullable=False),
-    Index("ix_wrapped_keys_kek", "kek_id"),
-)
-
-#: Which customer each complaint belongs to (how erasure finds a customer's complaints), and
-#: the key it was accepted under: what it records stays sealed with that key.
-customer_complaints = Table(
-    "customer_complaints",
-    metadata,
-    Column("complaint_id", String(36), primary_key=True),
-    Column("customer_id", String(64), nullable=False),
-    Column("key_id", String(32), nullable=False),
-    Column("bound_at", Float, nullable=False),  # seconds since the epoch
-    Index("ix_customer_complaints_customer", "customer_id"),
-)
-
-#: Signed chain heads. `successor`: on the checkpoint that announces a key rotation, the public
-#: key (PEM) that signs from then on.
-audit_checkpoints = Table(
-    "audit_checkpoints",
-    metadata,
-    Column("position", BigInteger, primary_key=True, autoincrement=False),
-    Column("hash", String(64), nullable=False),
-    Column("signed_at", String(40), nullable=False),
-    Column("signature", Text, nullable=False),
-    Column("successor", Text, nullable=True),
 )

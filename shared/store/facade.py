@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
@@ -26,8 +26,6 @@ from shared.domain.complaint import Complaint
 from shared.domain.context import CommandContext
 from shared.domain.indexes import MajorIncident
 from shared.domain.policy import Policy
-from shared.readmodel.engine import create_engine
-from shared.readmodel.migrate import upgrade
 from shared.settings import Settings
 from shared.store.application import (
     ComplaintsApplication,
@@ -35,10 +33,15 @@ from shared.store.application import (
     StoredEvent,
     store_threads,
 )
+from shared.store.engine import create_engine
 from shared.store.idempotency import IdempotencyStore
 from shared.store.keystore import Kek, KekFile, checkpoint, destroyable
 
 T = TypeVar("T")
+
+#: Brings our own tables to the newest schema (`shared.readmodel.migrate.upgrade`, handed in by
+#: the setup step): whether it wrapped plaintext customer keys, which must then be scrubbed.
+Migrate = Callable[[AsyncEngine, Kek], Awaitable[bool]]
 
 
 #: How far up a customer's thread of repeats a refusal looks for an answered complaint.
@@ -98,16 +101,16 @@ class ComplaintStore:
             self._app = None
         await self._engine.dispose()
 
-    async def create_schema(self) -> None:
-        """Create the event tables and our own tables once (the setup step, not at start-up).
-        Customer keys a store from before the key store held in plaintext are wrapped under
-        the current KEK, and the database scrubbed of them."""
+    async def create_schema(self, migrate: Migrate) -> None:
+        """Create the event tables, and our own tables by `migrate`, once (the setup step, not
+        at start-up). Customer keys a store from before the key store held in plaintext are
+        wrapped under the current KEK, and the database scrubbed of them."""
         keks = await self._run(partial(KekFile.load, self.settings.kek_path, create=False))
         app = await self._run(
             partial(ComplaintsApplication, self.settings, self.policy, keks, create_table=True)
         )
         await self._run(app.close)
-        if await upgrade(self._engine, kek=keks.current) and not self.settings.is_postgres:
+        if await migrate(self._engine, keks.current) and not self.settings.is_postgres:
             await self._engine.dispose()  # VACUUM needs the file to itself
             await self._run(partial(checkpoint, self.settings, vacuum=True))
 

@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.domain.clock import Clock
-from shared.readmodel.tables import idempotency_keys
+from shared.store.tables import idempotency_keys
 
 
 @dataclass(frozen=True)

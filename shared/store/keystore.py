@@ -38,12 +38,13 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from shared.settings import Settings
+from shared.store.tables import customer_complaints, wrapped_keys
 
 log = logging.getLogger(__name__)
 
 #: The table of wrapped customer keys, and the table binding each complaint to its key.
-KEY_TABLE = "wrapped_keys"
-BINDING_TABLE = "customer_complaints"
+KEY_TABLE = wrapped_keys.name
+BINDING_TABLE = customer_complaints.name
 #: Keys re-wrapped per transaction by a rotation.
 REWRAP_BATCH = 500
 KEK_BYTES = 32

@@ -17,13 +17,13 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.audit.chain import ChainProjection
+from shared.audit.tables import audit_chain
 from shared.domain.clock import FixedClock
 from shared.domain.codes import Complexity, RefusalReason
 from shared.domain.context import Actor, CommandContext
 from shared.readmodel.projector import Projection, catch_up_once, position_of, reset
 from shared.readmodel.summaries import SummaryProjection
 from shared.readmodel.tables import (
-    audit_chain,
     complaint_analysis,
     complaint_summaries,
     deadlines,

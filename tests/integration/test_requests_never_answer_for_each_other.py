@@ -13,10 +13,10 @@ import pytest
 from sqlalchemy import select
 
 from shared.domain.context import Actor, CommandContext
-from shared.readmodel.tables import idempotency_keys
 from shared.settings import Settings
 from shared.store import application
 from shared.store.facade import ComplaintStore
+from shared.store.tables import idempotency_keys
 from tests.conftest import intake_body
 from tests.integration.conftest import Api
 from tests.integration.test_investigation import ASSIGN, EVIDENCE

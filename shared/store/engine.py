@@ -1,4 +1,5 @@
-"""The async SQLAlchemy engine for our own tables (asyncpg on PostgreSQL, aiosqlite on SQLite)."""
+"""The async SQLAlchemy engine for our own tables beside the library's event tables (the store's,
+the read models', the audit chain's): asyncpg on PostgreSQL, aiosqlite on SQLite."""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""A lease in the database elects one projector among all service processes."""
+"""A lease in the database elects one process, among all service processes, for a job that one
+at a time does: the projections (whose leader also signs checkpoints and does the
+housekeeping) and the notification dispatcher."""
 
 from __future__ import annotations
 
@@ -6,7 +8,7 @@ from sqlalchemy import insert, or_, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from shared.readmodel.tables import projection_leases
+from shared.store.tables import projection_leases
 
 
 async def database_time(conn: AsyncConnection) -> float:

@@ -1,0 +1,41 @@
+"""The audit chain's SQL tables: the chain over every event (a projection, rebuilt from the
+events by `make rebuild`) and its signed heads (never rebuilt: a signature is made once, with
+the key of its day). Migrated by Alembic with every other table (`shared/readmodel/migrations`)."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Index,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+#: One SHA-256 chain over every event in global order (see shared.audit).
+audit_chain = Table(
+    "audit_chain",
+    metadata,
+    Column("position", BigInteger, primary_key=True, autoincrement=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("hash", String(64), nullable=False),
+    Column("prev_hash", String(64), nullable=False),
+    Index("ix_audit_chain_at", "at"),
+)
+
+#: Signed chain heads. `successor`: on the checkpoint that announces a key rotation, the public
+#: key (PEM) that signs from then on.
+audit_checkpoints = Table(
+    "audit_checkpoints",
+    metadata,
+    Column("position", BigInteger, primary_key=True, autoincrement=False),
+    Column("hash", String(64), nullable=False),
+    Column("signed_at", String(40), nullable=False),
+    Column("signature", Text, nullable=False),
+    Column("successor", Text, nullable=True),
+)
