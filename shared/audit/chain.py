@@ -25,8 +25,10 @@ def record_of(event: StoredEvent) -> dict[str, Any]:
 
     Personal data appears in plaintext with the salt of the customer's key, or, once erased,
     as the salted digest the chain committed to; either way the line hashes the same. A
-    major incident's events concern many complaints: their `complaint_id` is null.
+    major incident's events concern many complaints: their `complaint_id` is null. The
+    event's ctx and data enter as stored, never upcast (`StoredEvent.committed`).
     """
+    ctx, data = event.committed
     return {
         "position": event.position,
         "aggregate": event.aggregate,
@@ -35,8 +37,8 @@ def record_of(event: StoredEvent) -> dict[str, Any]:
         "version": event.version,
         "type": event.type,
         "at": event.at.isoformat(),
-        "ctx": as_record(event.ctx) or None,
-        "data": as_record(event.data),
+        "ctx": as_record(ctx) or None,
+        "data": as_record(data),
         "salt": event.salt,
     }
 

@@ -19,6 +19,7 @@ from shared.domain.codes import IncidentAction, NotEscalated, Status
 from shared.domain.complaint import Complaint
 from shared.domain.context import CommandContext
 from shared.domain.policy import Policy
+from shared.domain.upcasts import install as install_upcasts
 
 NAMESPACE = UUID("6f0c1d2e-8a53-4f8e-9d6b-3c4a5e7f9012")
 
@@ -323,3 +324,7 @@ def _legacy_members(
 
 def _accepted_at(member: dict[str, str]) -> datetime:
     return datetime.fromisoformat(member["accepted_at"])
+
+
+for _aggregate in (AcceptanceNumber, ComplaintThread, IncidentSeries, MajorIncident):
+    install_upcasts(_aggregate)

@@ -267,14 +267,15 @@ class History(BaseModel):
 
 def _hashed_record(complaint_id: UUID, event: StoredEvent) -> dict[str, Any]:
     """Personal fields enter by their salted digests, so the links stay the same after the
-    customer's data is erased."""
+    customer's data is erased; ctx and data enter as stored, never upcast."""
+    ctx, data = event.committed
     return {
         "complaint_id": str(complaint_id),
         "version": event.version,
         "type": event.type,
         "at": event.at.isoformat(),
-        "ctx": event.ctx,
-        "data": committed_data(as_record(event.data), event.salt),
+        "ctx": ctx,
+        "data": committed_data(as_record(data), event.salt),
     }
 
 

@@ -9,13 +9,14 @@ from __future__ import annotations
 import json
 import secrets
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar
 from uuid import UUID, uuid4, uuid5
 
 from eventsourcing.application import AggregateNotFoundError, Application
-from eventsourcing.persistence import IntegrityError, Mapper
+from eventsourcing.persistence import IntegrityError, Mapper, Recording
 from eventsourcing.utils import Environment, EnvType
 from stdnum import luhn
 from tenacity import (
@@ -47,6 +48,7 @@ from shared.domain.policy import Policy
 from shared.settings import Settings
 from shared.store.keystore import KekFile, SqlKeyStore
 from shared.store.sealing import KeyRing, SealingMapper
+from shared.store.snapshots import CurrentSnapshots
 
 #: Fields of the stored domain event that are not the event's own data.
 ENVELOPE = frozenset({"originator_id", "originator_version", "timestamp", "originator_topic"})
@@ -117,6 +119,15 @@ class StoredEvent:
     #: The salt of the customer's key, when the event holds personal data in plaintext (the
     #: audit chain commits to salted digests of it); None once erased.
     salt: str | None = None
+    #: Its ctx and data as stored, where an upcast (`shared.domain.upcasts`) changed their
+    #: shape; None where they are `ctx` and `data` already.
+    as_stored: tuple[dict[str, Any], dict[str, Any]] | None = None
+
+    @property
+    def committed(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(ctx, data) as the audit chain and the history's hash links commit to them: as
+        stored, never upcast, so no hash changes when an upcast is added."""
+        return self.as_stored or (self.ctx, self.data)
 
     @property
     def complaint_id(self) -> UUID | None:
@@ -168,6 +179,24 @@ class ComplaintsApplication(Application[UUID]):
         """The library's mapper, sealing personal data with each customer's key."""
         mapper = super().construct_mapper()
         return SealingMapper(mapper.transcoder, mapper.compressor, mapper.cipher, keys=self.keys)
+
+    def construct_snapshot_store(self) -> CurrentSnapshots:
+        """Snapshots that fit the current code only (`shared.store.snapshots`)."""
+        recorder = self.factory.aggregate_recorder(purpose="snapshots")
+        return CurrentSnapshots(mapper=self.mapper, recorder=recorder)
+
+    def save(self, *objs: Any, **kwargs: Any) -> list[Recording[UUID]]:
+        """Save, then snapshot anew each complaint whose snapshot was stale when read (unless
+        the save took one at its snapshot point already). The events are committed by then:
+        a snapshot that fails is only a cache missed, never the command's failure."""
+        recordings = super().save(*objs, **kwargs)
+        snapshots = self.snapshots
+        assert isinstance(snapshots, CurrentSnapshots)
+        for obj in objs:
+            if isinstance(obj, Complaint) and snapshots.is_stale(obj.id):
+                with suppress(IntegrityError):  # taken meanwhile: one is enough
+                    self.take_snapshot(obj.id, obj.version)
+        return recordings
 
     # ------------------------------------------------------------------ commands
     def accept(
@@ -380,14 +409,14 @@ class ComplaintsApplication(Application[UUID]):
         return self.load(number.complaint_id)
 
     def history(self, complaint_id: UUID) -> list[StoredEvent]:
-        events = [self._stored(e) for e in self.events.get(complaint_id)]
+        events = self._decoded(complaint_id)
         if not events or events[0].type != "Accepted":
             raise ComplaintNotFound(complaint_id)
         return events
 
     def event_at(self, complaint_id: UUID, version: int) -> StoredEvent:
-        for event in self.events.get(complaint_id, gt=version - 1, lte=version):
-            return self._stored(event)
+        for event in self._decoded(complaint_id, gt=version - 1, lte=version):
+            return event
         raise ComplaintNotFound(complaint_id, f"Complaint {complaint_id} has no event {version}.")
 
     def ping(self) -> int:
@@ -399,7 +428,7 @@ class ComplaintsApplication(Application[UUID]):
             after, limit, stop=stop, inclusive_of_start=False
         )
         self.keys.preload(n.originator_id for n in notifications)
-        return [self._stored(self.mapper.to_domain_event(n), position=n.id) for n in notifications]
+        return [self._stored(n, position=n.id) for n in notifications]
 
     # ------------------------------------------------------------------ helpers
     def _attempts(self) -> Retrying:
@@ -473,8 +502,19 @@ class ComplaintsApplication(Application[UUID]):
         ]
         return max(ids) if ids else 0
 
-    def _stored(self, event: Any, position: int | None = None) -> StoredEvent:
-        return stored_event(event, position=position, salt_of=self.keys.salt_opened)
+    def _decoded(
+        self, aggregate_id: UUID, gt: int | None = None, lte: int | None = None
+    ) -> list[StoredEvent]:
+        return [self._stored(s) for s in self.recorder.select_events(aggregate_id, gt=gt, lte=lte)]
+
+    def _stored(self, record: Any, position: int | None = None) -> StoredEvent:
+        """A stored record decoded for reads, projections and the audit chain."""
+        mapper = self.mapper
+        assert isinstance(mapper, SealingMapper)
+        event, as_stored = mapper.decode(record)
+        return stored_event(
+            event, position=position, salt_of=self.keys.salt_opened, as_stored=as_stored
+        )
 
 
 def key_complaint_id(actor_id: str, key: str) -> UUID:
@@ -520,11 +560,16 @@ def thread_id_of(intake: dict[str, Any], salt: str, secret: bytes) -> UUID:
 
 
 def stored_event(
-    event: Any, *, position: int | None, salt_of: Callable[[UUID], str | None]
+    event: Any,
+    *,
+    position: int | None,
+    salt_of: Callable[[UUID], str | None],
+    as_stored: dict[str, Any] | None = None,
 ) -> StoredEvent:
     """A domain event as reads, projections and the audit chain see it; `salt_of` names the
-    salt of the key its personal data was opened with (see `StoredEvent.salt`)."""
-    data = {k: v for k, v in event.__dict__.items() if k not in ENVELOPE and k != "ctx"}
+    salt of the key its personal data was opened with (see `StoredEvent.salt`); `as_stored`
+    its fields as stored, where an upcast changed them (see `SealingMapper.decode`)."""
+    data = _data_of(event.__dict__)
     qualname = type(event).__qualname__
     plaintext = any(
         is_plaintext(parent[name]) for path in EVENT_FIELDS for parent, name in leaves(data, path)
@@ -539,4 +584,14 @@ def stored_event(
         aggregate=qualname.split(".")[0],
         position=position,
         salt=salt_of(event.originator_id) if plaintext else None,
+        as_stored=(
+            (dict(as_stored.get("ctx", {}) or {}), _data_of(as_stored))
+            if as_stored is not None
+            else None
+        ),
     )
+
+
+def _data_of(state: dict[str, Any]) -> dict[str, Any]:
+    """An event's own data: its fields but the envelope and the context."""
+    return {k: v for k, v in state.items() if k not in ENVELOPE and k != "ctx"}

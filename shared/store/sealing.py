@@ -281,14 +281,36 @@ class SealingMapper(Mapper[UUID]):
 
     def to_domain_event(self, stored_event: StoredEvent) -> DomainEventProtocol[UUID]:
         domain_event = super().to_domain_event(stored_event)
-        state = vars(domain_event)  # a fresh dict, decoded just now
-        complaint_id = domain_event.originator_id
-        for path in _paths(domain_event):
+        # A fresh dict, decoded just now (personal fields keep their paths when upcast).
+        self._open_fields(domain_event.originator_id, vars(domain_event), _paths(domain_event))
+        return domain_event
+
+    def decode(
+        self, stored_event: StoredEvent
+    ) -> tuple[DomainEventProtocol[UUID], dict[str, Any] | None]:
+        """The event in its current shape, and its fields as stored (personal data opened)
+        when an upcast (`shared.domain.upcasts`) changed them, else None: what the audit chain
+        commits to is the event as it was written, whatever the code reading it."""
+        domain_event = self.to_domain_event(stored_event)
+        class_version = getattr(type(domain_event), "class_version", 1)
+        if class_version == 1:
+            return domain_event, None  # no upcasts: as stored
+        state = self.state_of(stored_event)
+        if state.pop("class_version", 1) == class_version:
+            return domain_event, None
+        state["originator_id"] = domain_event.originator_id
+        state["originator_version"] = domain_event.originator_version
+        self._open_fields(domain_event.originator_id, state, _paths(domain_event))
+        return domain_event, state
+
+    def _open_fields(
+        self, complaint_id: UUID, state: dict[str, Any], paths: tuple[Path, ...]
+    ) -> None:
+        for path in paths:
             for parent, name in leaves(state, path):
                 value = parent[name]
                 if isinstance(value, dict) and "sha256" in value:
                     parent[name] = self._open(complaint_id, value)
-        return domain_event
 
     def _open(self, complaint_id: UUID, envelope: dict[str, Any]) -> str:
         key = self.keys.key(envelope["key"]) if SEALED in envelope else None
