@@ -134,7 +134,9 @@ async def export_lines(
             pending.cancel()
     trailer = {
         "from": start.isoformat() if start else None,
-        "to": end.isoformat() if end else None,
+        # The period ends at `to` capped at now: checkpoints signed after the export cannot
+        # lie within it (a witness's later copy is not "missing" from an earlier export).
+        "to": min(end, now).isoformat() if end else None,
         "count": count,
         "first_prev_hash": first_prev,
         "last_hash": last_hash,

@@ -39,7 +39,7 @@ def request_fingerprint(secret: bytes, method: str, path: str, client: str, body
 
 
 def legacy_request_hash(method: str, path: str, body: bytes) -> str:
-    """How Idempotency-Key claims taken before revision 0015 named their request (a plain
+    """How Idempotency-Key claims taken before revision 0016 named their request (a plain
     SHA-256, without the client). Only compared, never stored any more: such a claim, still
     held or abandoned by a crash, is still matched by its retry."""
     return hashlib.sha256(

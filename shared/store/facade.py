@@ -35,7 +35,8 @@ from shared.store.application import (
 )
 from shared.store.engine import create_engine
 from shared.store.idempotency import IdempotencyStore
-from shared.store.keystore import Kek, KekFile, checkpoint, destroyable
+from shared.store.keystore import KEY_TABLE, Kek, KekFile, checkpoint, destroyable, vacuum
+from shared.store.tables import idempotency_keys
 
 T = TypeVar("T")
 
@@ -110,9 +111,14 @@ class ComplaintStore:
             partial(ComplaintsApplication, self.settings, self.policy, keks, create_table=True)
         )
         await self._run(app.close)
-        if await migrate(self._engine, keks.current) and not self.settings.is_postgres:
+        moved_plaintext_keys = await migrate(self._engine, keks.current)
+        if self.settings.is_postgres:
+            # Rows an upgrade rewrote (plaintext keys wrapped, stored answers stripped of
+            # personal data) must not live on as dead row versions.
+            await self._run(partial(vacuum, self.settings, KEY_TABLE, idempotency_keys.name))
+        else:  # and nothing of them in the WAL (VACUUM, which drops free pages, if keys moved)
             await self._engine.dispose()  # VACUUM needs the file to itself
-            await self._run(partial(checkpoint, self.settings, vacuum=True))
+            await self._run(partial(checkpoint, self.settings, vacuum=moved_plaintext_keys))
 
     # ------------------------------------------------------------------- commands
     async def accept(

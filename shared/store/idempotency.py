@@ -69,7 +69,7 @@ class IdempotencyStore:
         self, client: str, key: str, request_hash: str, *, legacy_hash: str | None = None
     ) -> ClaimResult:
         """Claim the key for the request with this fingerprint (`shared.http.fingerprint`);
-        a claim taken before revision 0015 names its request by `legacy_hash` instead."""
+        a claim taken before revision 0016 names its request by `legacy_hash` instead."""
         now = self._now()
         try:
             async with self.engine.begin() as conn:

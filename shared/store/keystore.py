@@ -469,11 +469,7 @@ class SqlKeyStore:
             ) from None
 
     def _vacuum(self) -> None:
-        """VACUUM cannot run inside a transaction: a connection of its own, in autocommit."""
-        url = self._settings.url.set(drivername="postgresql")
-        dsn = url.render_as_string(hide_password=False)
-        with closing(psycopg.connect(dsn, autocommit=True, connect_timeout=5)) as conn:
-            conn.execute(f"VACUUM {KEY_TABLE}")
+        vacuum(self._settings, KEY_TABLE)
 
     @contextmanager
     def _transaction(self, *, commit: bool) -> Iterator[Any]:
@@ -486,6 +482,18 @@ class SqlKeyStore:
 
 #: Attempts at truncating the WAL while readers hold it.
 CHECKPOINT_ATTEMPTS = 3
+
+
+def vacuum(settings: Settings, *tables: str) -> None:
+    """PostgreSQL: VACUUM these tables, so that no dead row version keeps what was deleted or
+    rewritten. VACUUM cannot run inside a transaction: a connection of its own, in autocommit.
+    (The service's role must own the tables: for another role PostgreSQL skips them with a
+    warning.)"""
+    url = settings.url.set(drivername="postgresql")
+    dsn = url.render_as_string(hide_password=False)
+    with closing(psycopg.connect(dsn, autocommit=True, connect_timeout=5)) as conn:
+        for table in tables:
+            conn.execute(f"VACUUM {table}")
 
 
 def checkpoint(settings: Settings, *, vacuum: bool = False) -> bool:

@@ -390,3 +390,23 @@ async def test_an_interrupted_rotation_is_finished_by_running_it_again(
         announcing = [c for c in (await _checkpoints(api))["checkpoints"] if "successor" in c]
         assert [c["successor"]["fingerprint"] for c in announcing] == [in_force]
         assert retired == fingerprint(_real_key().public_key())
+
+
+async def test_an_export_to_a_future_date_agrees_with_checkpoints_signed_after_it(
+    api: Api, clock: FixedClock
+) -> None:
+    """A regulator asks for the period up to next week; a week later their witness copy holds
+    checkpoints of events recorded after the export. Those are outside it, not "missing"."""
+    await _record_some(api, clock)
+    await _signed_head(api)
+    to = (clock() + timedelta(days=7)).isoformat()
+    lines = await _export(api, to=to)
+    assert json.loads(lines[-1])["trailer"]["to"] == clock().isoformat()  # ends now
+    checkpoints = await _checkpoints(api)
+    clock.advance(timedelta(days=1))
+    await _record_some(api, clock)
+    await _signed_head(api)
+    witness = await _checkpoints(api)
+    verdict = verify(lines, checkpoints, key=pinned_key(), known=witness)
+    assert verdict.valid, verdict.message
+    assert any("outside this export, not checked" in note for note in verdict.notes)

@@ -302,9 +302,9 @@ async def test_on_postgresql_the_erasure_vacuums_the_key_table(
         assert row is not None
         return int(row[0]), row[1]
 
-    assert (await to_thread.run_sync(stats))[1] is None
+    before = (await to_thread.run_sync(stats))[1]  # the setup step vacuumed it, or nobody
     erased = await api.client.post(f"/customers/{CUSTOMER}/erasure", headers=api.headers("admin"))
     assert erased.json()["keys_destroyed"] == 1
     dead, vacuumed = await to_thread.run_sync(stats)
-    assert vacuumed is not None
+    assert vacuumed is not None and (before is None or vacuumed > before)
     assert dead == 0
