@@ -4,7 +4,8 @@
   setup in production (the setup step does it by itself in development).
 - `rotate`: add a new KEK and re-wrap every customer key under it. Safe while the services run
   (they read the file again when it changes). If a rotation stopped half-way, running it again
-  finishes that one instead of starting another.
+  finishes that one instead of starting another. Holds the KEK file's lock (`<file>.lock`)
+  throughout, so concurrent rotations and purges wait for each other.
 - `purge`: destroy the KEKs superseded more than `COMPLAINTS_KEK_RETENTION_DAYS` (30) ago:
   run it daily. From then on no copy of the database older than that (a backup, a WAL
   segment) yields any customer's key, erased or not.
@@ -19,7 +20,7 @@ from datetime import timedelta
 
 from shared.settings import Settings
 from shared.store.facade import ComplaintStore
-from shared.store.keystore import KekFile, KekFileError
+from shared.store.keystore import KekFile, KekFileError, KekMissing
 
 
 async def command(settings: Settings, name: str, store: ComplaintStore | None = None) -> str:
@@ -72,7 +73,7 @@ def main() -> None:
     settings.check()
     try:
         print(asyncio.run(command(settings, args.command)))
-    except KekFileError as exc:
+    except (KekFileError, KekMissing) as exc:
         raise SystemExit(str(exc)) from None
 
 

@@ -175,23 +175,31 @@ class ComplaintStore:
         A rotation that stopped half-way (keys still wrapped by an older KEK) is finished
         instead of starting another. The KEK, how many keys were re-wrapped, and whether it
         was a rotation finished."""
+        return await self._run(self._rotate_kek)
+
+    def _rotate_kek(self) -> tuple[Kek, int, bool]:
         store = self.app.keystore
         keks = store.keks
-        unfinished = bool(await self._run(store.kek_ids) - {keks.current.id})
-        kek = keks.current if unfinished else keks.add(self.clock())
-        return kek, await self._run(partial(store.rewrap, kek)), unfinished
+        with keks.locked():  # the whole rotation: no other rotation or purge interleaves
+            unfinished = bool(store.kek_ids() - {keks.current.id})
+            kek = keks.current if unfinished else keks.add(self.clock())
+            return kek, store.rewrap(kek), unfinished
 
     async def purge_keks(self) -> list[Kek]:
         """Destroy the KEKs superseded more than the retention ago; keys still wrapped by an
         older KEK (by a process that had not seen a rotation yet) are re-wrapped first, so
         none is lost. Returns the KEKs destroyed."""
+        return await self._run(self._purge_keks)
+
+    def _purge_keks(self) -> list[Kek]:
         store = self.app.keystore
         keks = store.keks
-        await self._run(partial(store.rewrap, keks.current))
         retention = timedelta(days=self.settings.kek_retention_days)
-        gone = destroyable(keks, await self._run(store.kek_ids), self.clock(), retention)
-        if gone:
-            keks.remove(k.id for k in gone)
+        with keks.locked():  # the whole purge: no rotation interleaves
+            store.rewrap(keks.current)
+            gone = destroyable(keks, store.kek_ids(), self.clock(), retention)
+            if gone:
+                keks.remove(k.id for k in gone)
         return gone
 
     # ---------------------------------------------------------------------- reads

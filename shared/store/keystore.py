@@ -5,6 +5,9 @@ sealed with AES-256-GCM under a key-encryption key (KEK) that never enters the d
 KEKs live in one file (`COMPLAINTS_KEK_PATH`, mode 600), one line each; the last line wraps
 new keys. Each wrapped key records the id of the KEK that wrapped it (the first 16 hex digits
 of the KEK's SHA-256), so a rotation that stopped half-way is finished by running it again.
+Every change of the file, and each whole rotation or purge, holds an exclusive `flock` on the
+lock file beside it (`<KEK file>.lock`, mode 600), so concurrent runs never lose a KEK; the
+kernel releases the lock when its process ends, crashed or not.
 
 Erasure deletes the wrapped key and scrubs what the database engine keeps of it: SQLite
 overwrites deleted content (`secure_delete`, set on every connection) and the WAL is
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import fcntl
 import hashlib
 import logging
 import os
@@ -126,16 +130,37 @@ class Kek:
         return f"{self.id} {at} {base64.b64encode(self.secret).decode('ascii')}\n"
 
 
+def lock_path(path: Path) -> Path:
+    """The lock file beside the KEK file, locked by whoever changes the KEK file."""
+    return path.with_name(f"{path.name}.lock")
+
+
+@contextmanager
+def _flock(path: Path) -> Iterator[None]:
+    """Hold an exclusive `flock` on the KEK file's lock file (made mode 600), waiting for any
+    other holder, in this process or another. Closing the descriptor, or the process ending in
+    any way, releases it."""
+    fd = os.open(lock_path(path), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
 class KekFile:
     """The KEKs in their file, oldest first; the last one wraps new keys (thread-safe).
 
     The file is read again when it changes (a rotation by another process), and when a wrapped
-    key names a KEK not known yet.
+    key names a KEK not known yet. Changes hold the file's lock (`locked`).
     """
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._lock = threading.Lock()
+        #: Held by the thread that holds the file's lock, which may take it again (reentrant).
+        self._writer = threading.RLock()
+        self._holding = False
         self._keks: list[Kek] = []
         self._stamp: tuple[int, int, int] | None = None
         self._read()
@@ -152,7 +177,9 @@ class KekFile:
                     "COMPLAINTS_KEK_PATH to it; keep it apart from the database and its backups"
                 )
             path.parent.mkdir(parents=True, exist_ok=True)
-            _write(path, [Kek.new(now or datetime.now(UTC))], exclusive=True)
+            with _flock(path):
+                if not path.exists():  # made meanwhile by another setup: keep that one
+                    _write(path, [Kek.new(now or datetime.now(UTC))], exclusive=True)
         return cls(path)
 
     # ------------------------------------------------------------------ reading
@@ -211,22 +238,55 @@ class KekFile:
             self._keks = keks
             self._stamp = (info.st_ino, info.st_mtime_ns, info.st_size)
 
+    def require(self, kek: Kek) -> None:
+        """Refuse (KekMissing) unless the file, read afresh, holds this KEK: no key may be
+        wrapped under a KEK that the services cannot find."""
+        self.refresh(force=True)
+        with self._lock:
+            held = any(k.id == kek.id and k.secret == kek.secret for k in self._keks)
+        if not held:
+            raise KekMissing(
+                f"refusing to re-wrap customer keys under KEK {kek.id}: {self.path} does not "
+                "hold it (another process rewrote the file, or COMPLAINTS_KEK_PATH names "
+                "another file); no key is wrapped under it. See `python -m shared.cli.kek "
+                "status`, then run the rotation again"
+            )
+
     # ------------------------------------------------------------------ writing
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the file's lock (`<file>.lock`): every change of the file does, and so does a
+        whole rotation or purge, so that none of them interleave. Reentrant in one thread."""
+        with self._writer:
+            if self._holding:
+                yield
+                return
+            with _flock(self.path):
+                self._holding = True
+                try:
+                    yield
+                finally:
+                    self._holding = False
+
     def add(self, now: datetime) -> Kek:
         """A new KEK, from now on the one that wraps new keys (written atomically)."""
         kek = Kek.new(now)
-        _write(self.path, [*self.keks, kek])
-        self._read()
+        with self.locked():
+            self._read()  # what the file holds now, not what was read before the lock
+            _write(self.path, [*self.keks, kek])
+            self._read()
         return kek
 
     def remove(self, kek_ids: Iterable[str]) -> None:
         """Destroy these KEKs (never the current one): the file is rewritten without them."""
         gone = set(kek_ids)
-        keks = self.keks
-        if keks[-1].id in gone:
-            raise ValueError("the current KEK cannot be destroyed")
-        _write(self.path, [k for k in keks if k.id not in gone])
-        self._read()
+        with self.locked():
+            self._read()
+            keks = self.keks
+            if keks[-1].id in gone:
+                raise ValueError("the current KEK cannot be destroyed")
+            _write(self.path, [k for k in keks if k.id not in gone])
+            self._read()
 
 
 def _lines(text: str) -> Iterator[tuple[int, str]]:
@@ -319,7 +379,8 @@ class KeyStore(Protocol):
         ...
 
     def rewrap(self, kek: Kek, *, batch: int | None = None) -> int:
-        """Re-wrap every live key not wrapped by `kek` under it; how many were."""
+        """Re-wrap every live key not wrapped by `kek` under it; how many were. Refused
+        (KekMissing) while the KEK file does not hold `kek`."""
         ...
 
 
@@ -419,6 +480,7 @@ class SqlKeyStore:
         batch = batch or REWRAP_BATCH
         done = 0
         while True:
+            self.keks.require(kek)  # read afresh before each batch
             with self._transaction(commit=False) as cursor:
                 self._execute(
                     cursor,

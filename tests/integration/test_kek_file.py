@@ -5,9 +5,14 @@ keys in plaintext) is upgraded by setup: its keys are wrapped and no plaintext k
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import os
 import secrets
 import stat
+import threading
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from anyio import to_thread
@@ -17,9 +22,10 @@ from shared.cli.setup_store import setup
 from shared.domain.policy import Policy
 from shared.readmodel.migrate import upgrade
 from shared.settings import Settings
+from shared.store import keystore
 from shared.store.application import ComplaintsApplication
 from shared.store.facade import ComplaintStore
-from shared.store.keystore import KekFile, KekFileError
+from shared.store.keystore import Kek, KekFile, KekFileError
 from tests.conftest import make_settings
 from tests.postgres import create_database, drop_database
 
@@ -139,3 +145,59 @@ async def test_setup_wraps_the_plaintext_keys_of_an_older_store(
         )
         for secret, salt in plain.values():
             assert secret not in raw and salt.encode() not in raw
+
+
+@pytest.mark.parametrize("change", ["add", "remove"])
+def test_a_change_of_the_kek_file_keeps_a_kek_added_meanwhile(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, change: str
+) -> None:
+    """Two processes change the file at once (a rotation and a purge, or two rotations): each
+    reads it, changes it and writes it back. The other's KEK, added between one's read and its
+    write, must survive; so the other waits for the lock until this change is written."""
+    path = tmp_path / "keks"
+    first = KekFile.load(path, create=True, now=datetime(2026, 1, 1, tzinfo=UTC))
+    old = first.current
+    first.add(datetime(2026, 2, 1, tzinfo=UTC))
+    ours, other = KekFile(path), KekFile(path)  # one per process; ours has read the file
+    write, waiting, theirs = keystore._write, [], []
+
+    def write_with_a_rival(target: Path, keks: list[Kek], **kwargs: Any) -> None:
+        """Between our read and our write, the other process adds a KEK if the lock lets it."""
+        if threading.current_thread() is threading.main_thread() and not waiting:
+            rival = threading.Thread(
+                target=lambda: theirs.append(other.add(datetime(2026, 3, 2, tzinfo=UTC)))
+            )
+            waiting.append(rival)
+            if _lock_is_free(path):
+                rival.run()  # it gets in now: its write lands before ours
+            else:
+                rival.start()  # it waits for our lock
+        write(target, keks, **kwargs)
+
+    monkeypatch.setattr(keystore, "_write", write_with_a_rival)
+    if change == "add":
+        added = ours.add(datetime(2026, 3, 1, tzinfo=UTC))
+    else:
+        ours.remove([old.id])
+    if waiting[0].ident is not None:
+        waiting[0].join()
+
+    kept = [k.id for k in KekFile(path).keks]
+    assert theirs[0].id in kept  # the rival's KEK, which its rotation re-wraps keys under
+    if change == "add":
+        assert added.id in kept and len(kept) == 4
+    else:
+        assert old.id not in kept and len(kept) == 2
+    assert stat.S_IMODE(keystore.lock_path(path).stat().st_mode) == 0o600
+
+
+def _lock_is_free(path: Path) -> bool:
+    """Whether another process could take the KEK file's lock now."""
+    fd = os.open(path.with_name(f"{path.name}.lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(fd)
+    return True

@@ -24,10 +24,11 @@ from shared.domain.personal import ERASED_TEXT
 from shared.settings import Settings
 from shared.store import keystore
 from shared.store.facade import ComplaintStore
-from shared.store.keystore import CustomerKey, KekFile, KekMissing
+from shared.store.keystore import CustomerKey, Kek, KekFile, KekMissing
 from tests.conftest import make_settings
 from tests.integration.conftest import Api
 from tests.integration.test_erasure import CUSTOMER, SECRETS, _archived_complaint, _body
+from tests.integration.test_kek_file import _lock_is_free
 from tests.postgres import create_database, drop_database
 
 OTHERS = ["cust-keep-a", "cust-keep-b", "cust-keep-c"]
@@ -308,3 +309,42 @@ async def test_on_postgresql_the_erasure_vacuums_the_key_table(
     dead, vacuumed = await to_thread.run_sync(stats)
     assert vacuumed is not None and (before is None or vacuumed > before)
     assert dead == 0
+
+
+async def test_a_rewrap_under_a_kek_missing_from_the_file_is_refused(
+    api: Api, settings: Settings, clock: FixedClock
+) -> None:
+    """A KEK that is not in the file (e.g. dropped by a concurrent writer) wraps no key: the
+    services could never open it again."""
+    store = _store(api)
+    cid = (await api.accept(_body("cust-keep-a"))).json()["id"]
+    keys = store.app.keystore
+    before = await to_thread.run_sync(keys.kek_ids)
+    stray = Kek.new(clock())
+
+    with pytest.raises(KekMissing, match=f"refusing to re-wrap .* {stray.id}: .* does not hold"):
+        await to_thread.run_sync(keys.rewrap, stray)
+
+    assert await to_thread.run_sync(keys.kek_ids) == before
+    assert (await api.get(f"/complaints/{cid}")).json()["description"] == SECRETS["description"]
+
+
+@pytest.mark.parametrize("name", ["rotate", "purge"])
+async def test_rotate_and_purge_hold_the_kek_files_lock_throughout(
+    api: Api, settings: Settings, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    """So a rotation and a purge (or two rotations) never interleave: while one re-wraps keys,
+    another process cannot take the lock."""
+    store = _store(api)
+    await api.accept(_body("cust-keep-a"))
+    keys = store.app.keystore
+    rewrap, seen = keys.rewrap, []
+
+    def rewrap_and_look(kek: Kek, **kwargs: Any) -> int:
+        seen.append(_lock_is_free(settings.kek_path))
+        return rewrap(kek, **kwargs)
+
+    monkeypatch.setattr(keys, "rewrap", rewrap_and_look)
+    await kek_command(settings, name, store)
+    assert seen == [False]
+    assert _lock_is_free(settings.kek_path)  # released when done
