@@ -4,6 +4,12 @@ A rotation (`python -m shared.cli.rotate_audit_key`) has the key in force sign o
 that announces its successor (public key and fingerprint); from then on only the successor
 signs. Each process notices by the announcement in the store, and takes the successor from
 `COMPLAINTS_AUDIT_KEY_PATH`, where the rotation put it.
+
+Signing a head and announcing a successor each run in one transaction that first takes the
+same lock (`_serialised`), and a signer checks there, against the newest announcement at or
+below the head it signs, that its key is still in force: a rotation that lands between a
+process choosing its key and inserting its checkpoint cannot leave a retired key's signature
+past the announcement (which every verifier would reject).
 """
 
 from __future__ import annotations
@@ -16,14 +22,36 @@ from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from shared.audit.tables import audit_chain, audit_checkpoints
 from shared.audit.verify import GENESIS, SCHEME, checkpoint_message, fingerprint
 
 log = logging.getLogger("complaints.audit")
+
+#: The PostgreSQL advisory lock (transaction-scoped) that signers and the rotation take.
+SIGNING_LOCK = 0x61756469745F6B65  # "audit_ke"
+
+
+async def _serialised(conn: AsyncConnection) -> None:
+    """Begin the transaction by taking the signing lock, held until it ends: on PostgreSQL an
+    advisory lock; on SQLite the database's write lock (`BEGIN IMMEDIATE`; the driver begins
+    no transaction before a read, so one begun by the first SELECT would not serialise)."""
+    if conn.dialect.name == "postgresql":
+        await conn.execute(select(func.pg_advisory_xact_lock(SIGNING_LOCK)))
+    else:
+        await conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+async def _announced(conn: AsyncConnection, at_most: int | None = None) -> str | None:
+    """The fingerprint of the newest successor announced (at or below position `at_most`),
+    None before any rotation."""
+    query = select(audit_checkpoints.c.successor).where(audit_checkpoints.c.successor.is_not(None))
+    if at_most is not None:
+        query = query.where(audit_checkpoints.c.position <= at_most)
+    pem = await conn.scalar(query.order_by(audit_checkpoints.c.position.desc()).limit(1))
+    return successor_of(pem)["fingerprint"] if pem else None
 
 
 class KeyRetired(Exception):
@@ -86,21 +114,11 @@ class Checkpoints:
         self.key = key
         self.key_path = key_path
 
-    async def _announced(self) -> str | None:
-        """The fingerprint of the newest successor announced (None before any rotation)."""
-        async with self.engine.connect() as conn:
-            pem = await conn.scalar(
-                select(audit_checkpoints.c.successor)
-                .where(audit_checkpoints.c.successor.is_not(None))
-                .order_by(audit_checkpoints.c.position.desc())
-                .limit(1)
-            )
-        return successor_of(pem)["fingerprint"] if pem else None
-
     async def signing_key(self) -> Ed25519PrivateKey:
         """The key in force: this process's, or the successor a rotation announced (read again
         from the key file). KeyRetired when the key file still holds a retired key."""
-        announced = await self._announced()
+        async with self.engine.connect() as conn:
+            announced = await _announced(conn)
         if announced is None or announced == key_fingerprint(self.key):
             return self.key
         if self.key_path is not None and self.key_path.exists():
@@ -118,17 +136,18 @@ class Checkpoints:
         """Sign the chain head with the key in force, naming `successor` as the key that signs
         from then on. False if that successor is announced already (a rotation retried)."""
         new = key_fingerprint(successor)
-        announced = await self._announced()
-        if announced == new:
-            return False
-        if announced is not None and announced != key_fingerprint(self.key):
-            raise RotationRefused(
-                f"the key at COMPLAINTS_AUDIT_KEY_PATH ({key_fingerprint(self.key)[:16]}…) is "
-                f"not the key in force ({announced[:16]}…)"
-            )
-        if new == key_fingerprint(self.key):
-            raise RotationRefused("the successor is the key in force itself")
         async with self.engine.begin() as conn:
+            await _serialised(conn)  # no checkpoint is signed meanwhile by the key it retires
+            announced = await _announced(conn)
+            if announced == new:
+                return False
+            if announced is not None and announced != key_fingerprint(self.key):
+                raise RotationRefused(
+                    f"the key at COMPLAINTS_AUDIT_KEY_PATH ({key_fingerprint(self.key)[:16]}…) is "
+                    f"not the key in force ({announced[:16]}…)"
+                )
+            if new == key_fingerprint(self.key):
+                raise RotationRefused("the successor is the key in force itself")
             head = (
                 await conn.execute(
                     select(audit_chain.c.position, audit_chain.c.hash)
@@ -171,9 +190,20 @@ class Checkpoints:
         return True
 
     async def sign_head(self, now: datetime) -> dict[str, Any] | None:
-        """Sign the current chain head unless it is signed already; returns the checkpoint."""
+        """Sign the current chain head unless it is signed already; returns the checkpoint
+        (None while nothing is chained). A rotation announced meanwhile: the key is chosen
+        again (the successor, or KeyRetired while it is not installed)."""
         key = await self.signing_key()
-        async with self.engine.connect() as conn:
+        try:
+            return await self._sign_head_with(key, now)
+        except KeyRetired:  # succeeded since signing_key() looked: look again
+            return await self._sign_head_with(await self.signing_key(), now)
+
+    async def _sign_head_with(self, key: Ed25519PrivateKey, now: datetime) -> dict[str, Any] | None:
+        """Sign the chain head with `key`, in one transaction under the signing lock; KeyRetired
+        (nothing signed) if an announcement at or below the head names another key."""
+        async with self.engine.begin() as conn:
+            await _serialised(conn)
             head = (
                 await conn.execute(
                     select(audit_chain.c.position, audit_chain.c.hash)
@@ -194,21 +224,29 @@ class Checkpoints:
                 .mappings()
                 .first()
             )
-        if existing is not None:
-            return _shown(existing)
-        signed_at = now.isoformat()
-        signature = key.sign(checkpoint_message(head.position, head.hash, signed_at))
-        checkpoint = {
-            "position": head.position,
-            "hash": head.hash,
-            "signed_at": signed_at,
-            "signature": base64.b64encode(signature).decode("ascii"),
-        }
-        try:
-            async with self.engine.begin() as conn:
-                await conn.execute(audit_checkpoints.insert().values(**checkpoint))
-        except IntegrityError:  # signed meanwhile by another process
-            pass
+            if existing is not None:
+                return _shown(existing)
+            announced = await _announced(conn, at_most=head.position)
+            if announced is not None and announced != key_fingerprint(key):
+                log.warning(
+                    "audit: not signing position %s with key %s: succeeded by %s",
+                    head.position,
+                    key_fingerprint(key)[:16],
+                    announced[:16],
+                )
+                raise KeyRetired(
+                    f"the audit signing key {key_fingerprint(key)[:16]}… has been succeeded by "
+                    f"{announced[:16]}…"
+                )
+            signed_at = now.isoformat()
+            signature = key.sign(checkpoint_message(head.position, head.hash, signed_at))
+            checkpoint = {
+                "position": head.position,
+                "hash": head.hash,
+                "signed_at": signed_at,
+                "signature": base64.b64encode(signature).decode("ascii"),
+            }
+            await conn.execute(audit_checkpoints.insert().values(**checkpoint))
         return checkpoint
 
     async def listing(self) -> dict[str, Any]:

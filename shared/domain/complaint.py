@@ -12,7 +12,8 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.domain import Aggregate, Snapshot, event
+from eventsourcing.domain import Aggregate, event
+from eventsourcing.domain import Snapshot as LibrarySnapshot
 
 from shared.domain import deadlines as book
 from shared.domain import notices
@@ -61,7 +62,7 @@ class Complaint(Aggregate):
     #: `shared.domain.upcasts`.
     class_version = 1
 
-    class Snapshot(Snapshot):
+    class Snapshot(LibrarySnapshot):
         """A snapshot that records the state version from the first (the library's records it
         only from 2), so the version of every stored snapshot can be read off its row."""
 

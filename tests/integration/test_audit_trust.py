@@ -19,7 +19,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from services.intake.main import create_app
-from shared.audit.checkpoints import load_key, public_pem
+from shared.audit.chain import ChainProjection
+from shared.audit.checkpoints import Checkpoints, KeyRetired, load_key, public_pem
 from shared.audit.verify import (
     checkpoint_message,
     fingerprint,
@@ -31,7 +32,7 @@ from shared.cli.rotate_audit_key import rotate
 from shared.domain.clock import FixedClock
 from shared.settings import Settings
 from tests.conftest import AUDIT_KEY, TokenFactory, pinned_key
-from tests.integration.conftest import Api, serving
+from tests.integration.conftest import Api, catch_up, serving
 from tests.integration.test_audit import _record_some, _signed_head
 
 VERIFY = Path(__file__).resolve().parents[2] / "shared" / "audit" / "verify.py"
@@ -410,3 +411,57 @@ async def test_an_export_to_a_future_date_agrees_with_checkpoints_signed_after_i
     verdict = verify(lines, checkpoints, key=pinned_key(), known=witness)
     assert verdict.valid, verdict.message
     assert any("outside this export, not checked" in note for note in verdict.notes)
+
+
+async def test_a_signer_that_chose_its_key_before_a_rotation_signs_nothing_past_it(
+    settings: Settings,
+    clock: FixedClock,
+    token: TokenFactory,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The race: a service reads which key is in force, a rotation announces a successor and
+    the chain moves on, then the service signs the head. The retired key must not sign past
+    its announcement: every checkpoints file would fail from then on."""
+    key_path = tmp_path / "audit.pem"
+    shutil.copy(AUDIT_KEY, key_path)
+    # No projector: the test moves the chain, and nothing signs but what the test calls.
+    own = settings.model_copy(update={"audit_key_path": key_path, "projector_enabled": False})
+    app = create_app(own, clock=clock)
+    async with serving(app, token) as api:
+        store, service = app.state.store, app.state.checkpoints
+        assert isinstance(service, Checkpoints)
+        await _record_some(api, clock)
+        await catch_up(store, ChainProjection())
+        old = await service.signing_key()  # chosen before the rotation
+        assert fingerprint(old.public_key()) == fingerprint(_real_key().public_key())
+        clock.advance(timedelta(minutes=1))
+        _, in_force = await rotate(own, clock=clock)
+        (announcing,) = (await _checkpoints(api))["checkpoints"]
+        await _record_some(api, clock)
+        await catch_up(store, ChainProjection())
+        head = await store.ping()
+        assert head > announcing["position"]
+
+        with pytest.raises(KeyRetired):
+            await service._sign_head_with(old, clock())
+        assert [c["position"] for c in (await _checkpoints(api))["checkpoints"]] == [
+            announcing["position"]
+        ]
+
+        # sign_head whose first look at the key predates the rotation takes the successor.
+        looks = iter([old])
+        real_look = service.signing_key
+
+        async def stale_then_real() -> Ed25519PrivateKey:
+            return next(looks, None) or await real_look()
+
+        monkeypatch.setattr(service, "signing_key", stale_then_real)
+        signed = await service.sign_head(clock())
+        monkeypatch.undo()
+        assert signed is not None and signed["position"] == head
+        lines, checkpoints = await _export(api), await _checkpoints(api)
+    assert [c["position"] for c in checkpoints["checkpoints"]] == [announcing["position"], head]
+    verdict = verify(lines, checkpoints, key=pinned_key())  # --key pinned to the retired key
+    assert verdict.valid, verdict.message
+    assert in_force[:16] in verdict.notes[0]
