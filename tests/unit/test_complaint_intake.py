@@ -15,32 +15,14 @@ from shared.domain.context import Actor, CommandContext
 from shared.domain.errors import InvalidCommand
 from shared.domain.policy import DEFAULT_POLICY_PATH, Policy
 from tests.unit.test_complaint_errors import assigned, replied
-from tests.unit.test_transitions import NOW, POLICY, ctx, new_complaint
-
-
-def intake(**overrides: object) -> dict[str, object]:
-    return {
-        "channel": "hotline",
-        "customer": {"id": "c1", "name": "n", "phone": "13800000000", "vip_tier": None},
-        "service_number": "13800000000",
-        "business_type": "mobile",
-        "category": "billing",
-        "area": None,
-        "occurred_at": "2026-11-20T00:00:00+00:00",
-        "received_at": None,
-        "description": "d",
-        "demand": "d",
-        "reply_channel": "sms",
-        "evidence": [],
-        **overrides,
-    }
+from tests.unit.test_transitions import NOW, POLICY, ctx, intake_of, new_complaint
 
 
 def accept(policy: Policy = POLICY, **overrides: object) -> Complaint:
     return Complaint.accept(
         complaint_id=uuid4(),
         acceptance_no="261123-000001-8",
-        intake=intake(**overrides),
+        intake=intake_of(**overrides),
         repeat_of=None,
         policy=policy,
         ctx=CommandContext(Actor("agent-1", "agent"), "test", NOW, "hotline"),
@@ -52,7 +34,7 @@ def test_the_complaint_keeps_the_id_the_application_chose() -> None:
     complaint = Complaint.accept(
         complaint_id=chosen,
         acceptance_no="261123-000001-8",
-        intake=intake(),
+        intake=intake_of(),
         repeat_of=None,
         policy=POLICY,
         ctx=CommandContext(Actor("agent-1", "agent"), "test", NOW, "hotline"),

@@ -33,12 +33,10 @@ def ctx(role: str = "supervisor", minutes: int = 0) -> CommandContext:
     )
 
 
-def new_complaint(
-    *, at: datetime = NOW, policy: Policy = POLICY, **intake_overrides: object
-) -> Complaint:
-    """A mobile billing complaint taken at the hotline at `at` (NOW: Monday 10:00 Beijing),
-    with any intake field changed."""
-    intake = {
+def intake_of(**overrides: object) -> dict[str, object]:
+    """A mobile billing complaint taken at the hotline, replied by SMS, with any field
+    changed."""
+    return {
         "channel": "hotline",
         "customer": {"id": "c1", "name": "n", "phone": "13800000000", "vip_tier": None},
         "service_number": "13800000000",
@@ -51,12 +49,18 @@ def new_complaint(
         "demand": "d",
         "reply_channel": "sms",
         "evidence": [],
-        **intake_overrides,
+        **overrides,
     }
+
+
+def new_complaint(
+    *, at: datetime = NOW, policy: Policy = POLICY, **intake_overrides: object
+) -> Complaint:
+    """That complaint (intake_of) accepted at `at` (NOW: Monday 10:00 Beijing)."""
     return Complaint.accept(
         complaint_id=uuid4(),
         acceptance_no="261123-000001-8",
-        intake=intake,
+        intake=intake_of(**intake_overrides),
         repeat_of=None,
         policy=policy,
         ctx=CommandContext(Actor("agent-1", "agent"), "test", at, "hotline"),
