@@ -17,6 +17,7 @@ from uuid import UUID
 import psycopg
 import pytest
 from anyio import to_thread
+from sqlalchemy import func, select
 
 from shared.cli.kek import command as kek_command
 from shared.domain.clock import FixedClock
@@ -25,6 +26,7 @@ from shared.settings import Settings
 from shared.store import keystore
 from shared.store.facade import ComplaintStore
 from shared.store.keystore import CustomerKey, Kek, KekFile, KekMissing
+from shared.store.tables import idempotency_keys
 from tests.conftest import make_settings
 from tests.integration.conftest import Api
 from tests.integration.test_erasure import CUSTOMER, SECRETS, _archived_complaint, _body
@@ -219,17 +221,23 @@ class _opened:
         await self.store.close()
 
 
-async def test_an_erasure_that_failed_while_scrubbing_is_finished_by_a_retry(
-    api: Api, settings: Settings, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("step", ["forget the stored answers", "scrub"])
+async def test_an_erasure_that_failed_half_way_is_finished_by_a_retry(
+    api: Api, settings: Settings, monkeypatch: pytest.MonkeyPatch, step: str
 ) -> None:
+    """The key is destroyed and the erasure recorded; then the process fails before the
+    stored answers are forgotten, or before the database is scrubbed. A retry finishes it."""
     store = _store(api)
-    cid = (await api.accept(_body())).json()["id"]
+    cid = (await api.accept(_body(), **{"Idempotency-Key": "erase-me"})).json()["id"]
     key, wrapped = await _key_of(store, cid)
 
-    def crash() -> None:
+    def crash(*_: Any) -> None:
         raise OSError("the disk went away")
 
-    monkeypatch.setattr(store.app.keystore, "scrub", crash)
+    if step == "scrub":
+        monkeypatch.setattr(store.app.keystore, "scrub", crash)
+    else:
+        monkeypatch.setattr(store.idempotency, "forget_complaints", crash)
     failed = await api.client.post(f"/customers/{CUSTOMER}/erasure", headers=api.headers("admin"))
     assert failed.status_code == 500
     monkeypatch.undo()
@@ -238,6 +246,10 @@ async def test_an_erasure_that_failed_while_scrubbing_is_finished_by_a_retry(
     assert retried.status_code == 200
     assert retried.json()["keys_destroyed"] == 0 and retried.json()["complaints"] == [cid]
     assert (await api.get(f"/complaints/{cid}")).json()["description"] == ERASED_TEXT
+    async with store.engine.connect() as conn:  # the stored answer is forgotten too
+        assert (
+            await conn.execute(select(func.count()).select_from(idempotency_keys))
+        ).scalar() == 0
     if not settings.is_postgres:
         assert _leaks(_raw(_database_file(settings)), key, wrapped) == []
 
