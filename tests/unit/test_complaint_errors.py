@@ -35,8 +35,9 @@ from tests.unit.test_transitions import NOW, POLICY, ctx, in_status, new_complai
 DAY = timedelta(days=1)
 
 
-def as_(actor_id: str, role: str = "investigator", *, days: float = 0) -> CommandContext:
-    return CommandContext(Actor(actor_id, role), "test", NOW + timedelta(days=days), "hotline")
+def by(actor_id: str, role: str = "supervisor", *, hours: float = 0) -> CommandContext:
+    """`actor_id` in `role` gives the command, `hours` after NOW."""
+    return CommandContext(Actor(actor_id, role), "test", NOW + timedelta(hours=hours), "hotline")
 
 
 def assigned(complexity: Complexity = Complexity.COMPLEX, **intake: object) -> Complaint:
@@ -98,13 +99,13 @@ CASES: dict[str, Case] = {
     # ---------------------------------------------------------------- owner (403)
     "another investigator is told who owns it": (
         assigned,
-        lambda c: c.add_evidence("call_record", "CDR-1", "s", as_("inv-8")),
+        lambda c: c.add_evidence("call_record", "CDR-1", "s", by("inv-8", "investigator")),
         NotOwner,
         "Only inv-7, who owns this complaint, or a supervisor may add evidence.",
     ),
     "a level's group must name a handler first": (
         at_headquarters,
-        lambda c: c.pause_clock("waiting", as_("inv-7")),
+        lambda c: c.pause_clock("waiting", by("inv-7", "investigator")),
         NotOwner,
         "Only a supervisor: the headquarters-supervisors have not named its handler yet "
         "may pause clock.",
@@ -112,7 +113,7 @@ CASES: dict[str, Case] = {
     "only a supervisor overrides the limitation check": (
         new_complaint,
         lambda c: c.refuse(
-            RefusalReason.TIME_BARRED, "late", "court", as_("agent-1", "agent"), override="old"
+            RefusalReason.TIME_BARRED, "late", "court", by("agent-1", "agent"), override="old"
         ),
         NotPermitted,
         "Only a supervisor may override the limitation check.",
@@ -181,7 +182,7 @@ CASES: dict[str, Case] = {
     ),
     "a passed limit is escalated, not extended": (
         assigned,
-        lambda c: c.extend("more", NOW + 5 * DAY, "n", POLICY, as_("sup", "supervisor", days=3)),
+        lambda c: c.extend("more", NOW + 5 * DAY, "n", POLICY, by("sup", hours=72)),
         InvalidTransition,
         "Cannot extend a complaint whose status is 'investigating'. The investigation limit has "
         "passed: it is escalated, not extended.",
@@ -255,29 +256,13 @@ CASES: dict[str, Case] = {
     ),
     "one appeal is recorded once": (
         lambda: at_headquarters_with_appeal("MIIT-1"),
-        lambda c: c.escalate(
-            EscalationTrigger.REGULATOR_APPEAL,
-            "again",
-            Level.HEADQUARTERS,
-            POLICY,
-            ctx(),
-            regulator_ref="MIIT-1",
-            regulator_due_at=NOW + 9 * DAY,
-        ),
+        lambda c: appeal(c, ctx(), NOW + 9 * DAY, ref="MIIT-1", reason="again"),
         InvalidCommand,
         "The regulator's appeal MIIT-1 is on record already.",
     ),
     "an appeal due in the past": (
         replied,
-        lambda c: c.escalate(
-            EscalationTrigger.REGULATOR_APPEAL,
-            "appeal",
-            Level.HEADQUARTERS,
-            POLICY,
-            ctx(),
-            regulator_ref="MIIT-2",
-            regulator_due_at=NOW,
-        ),
+        lambda c: appeal(c, ctx(), NOW, ref="MIIT-2"),
         InvalidCommand,
         "due_at of the appeal must lie in the future.",
     ),
@@ -386,17 +371,29 @@ CASES: dict[str, Case] = {
 }
 
 
-def at_headquarters_with_appeal(ref: str) -> Complaint:
-    complaint = replied()
+def appeal(
+    complaint: Complaint,
+    when: CommandContext,
+    due_at: datetime,
+    *,
+    ref: str = "MIIT-7",
+    reason: str = "appeal",
+) -> None:
+    """The regulator's appeal `ref`, to be answered by `due_at`: up to headquarters."""
     complaint.escalate(
         EscalationTrigger.REGULATOR_APPEAL,
-        "appeal",
+        reason,
         Level.HEADQUARTERS,
         POLICY,
-        ctx(),
+        when,
         regulator_ref=ref,
-        regulator_due_at=NOW + 9 * DAY,
+        regulator_due_at=due_at,
     )
+
+
+def at_headquarters_with_appeal(ref: str) -> Complaint:
+    complaint = replied()
+    appeal(complaint, ctx(), NOW + 9 * DAY, ref=ref)
     return complaint
 
 

@@ -19,7 +19,14 @@ from shared.domain.complaint import Complaint
 from shared.domain.context import Actor, CommandContext
 from shared.domain.errors import InvalidCommand
 from tests.unit.test_calendar_honesty import OFFICIAL_2027, accepted_on_new_years_eve
-from tests.unit.test_complaint_errors import assigned, at_headquarters, replied, with_findings
+from tests.unit.test_complaint_errors import (
+    appeal,
+    assigned,
+    at_headquarters,
+    by,
+    replied,
+    with_findings,
+)
 from tests.unit.test_transitions import COMMANDS, LEGAL, NOW, PATHS, POLICY, in_status
 
 #: Each command once, from the first status of PATHS where it is legal (resuming a clock that
@@ -44,10 +51,6 @@ def test_every_event_records_who_gave_the_command_and_when(command: str) -> None
         # The command's time (NOW, or the later time the command table gives), not the
         # machine's clock: a replay shows when it happened.
         assert NOW <= event.timestamp <= NOW + timedelta(days=30)
-
-
-def by(actor_id: str, role: str = "supervisor", *, hours: float = 0) -> CommandContext:
-    return CommandContext(Actor(actor_id, role), "test", NOW + timedelta(hours=hours), "hotline")
 
 
 def actor(actor_id: str, role: str = "supervisor") -> dict[str, str]:
@@ -153,30 +156,14 @@ def test_an_upheld_appeal_without_a_plan_goes_back_to_investigation() -> None:
     upholds it, yet the regulator must be answered by a new reply, so the complaint goes back
     to handling: to investigation, as there is no plan to carry out."""
     c = replied()
-    c.escalate(
-        EscalationTrigger.REGULATOR_APPEAL,
-        "appeal",
-        Level.HEADQUARTERS,
-        POLICY,
-        by("s"),
-        regulator_ref="MIIT-7",
-        regulator_due_at=NOW + timedelta(days=10),
-    )
+    appeal(c, by("s"), NOW + timedelta(days=10))
     c.review(ReviewOutcome.UPHELD, "answer the regulator", POLICY, by("hq", hours=1))
     assert c.status == "investigating"
 
 
 def test_an_appeal_limit_is_the_regulators_date_and_nothing_else() -> None:
     c = replied()
-    c.escalate(
-        EscalationTrigger.REGULATOR_APPEAL,
-        "appeal",
-        Level.HEADQUARTERS,
-        POLICY,
-        by("s", hours=1),
-        regulator_ref="MIIT-7",
-        regulator_due_at=NOW + timedelta(days=10),
-    )
+    appeal(c, by("s", hours=1), NOW + timedelta(days=10))
     assert c.deadlines["regulator_appeal"] == {
         "key": "regulator_appeal",
         "name": "regulator_appeal",
@@ -200,15 +187,7 @@ def test_an_appeal_limit_is_the_regulators_date_and_nothing_else() -> None:
 def test_an_appeal_due_now_is_already_late() -> None:
     c = replied()
     with pytest.raises(InvalidCommand, match="due_at of the appeal must lie in the future"):
-        c.escalate(
-            EscalationTrigger.REGULATOR_APPEAL,
-            "appeal",
-            Level.HEADQUARTERS,
-            POLICY,
-            by("s", hours=1),
-            regulator_ref="MIIT-7",
-            regulator_due_at=NOW + timedelta(hours=1),
-        )
+        appeal(c, by("s", hours=1), NOW + timedelta(hours=1))
 
 
 def test_a_missed_limit_escalates_with_the_reason_and_the_next_levels_limits() -> None:
