@@ -7,7 +7,7 @@ from dataclasses import replace
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Response, status
+from fastapi import APIRouter, Depends, Query, Response, status
 
 from services.escalation.incidents import list_incidents, member_states
 from services.escalation.schemas import (
@@ -26,7 +26,6 @@ from shared.http.commands import answer, execute
 from shared.http.deps import ClockDep, IfMatchDep, PrincipalDep, StoreDep, command_context
 from shared.http.errors import COMMAND_RESPONSES, READ_RESPONSES
 from shared.http.views import ComplaintView
-from shared.readmodel.summaries import InvalidCursor
 
 router = APIRouter(tags=["escalation"], responses=COMMAND_RESPONSES)
 incidents = APIRouter(tags=["major incidents"], responses=READ_RESPONSES)
@@ -150,18 +149,15 @@ async def list_major_incidents(
     """Declared major incidents from the read model, newest first: category, area, window
     and how many complaints each holds and escalated."""
     now = clock()
-    try:
-        rows, next_cursor = await list_incidents(
-            store.engine,
-            category=category,
-            area=area,
-            is_open=is_open,
-            now=now,
-            limit=limit,
-            cursor=cursor,
-        )
-    except InvalidCursor as exc:
-        raise HTTPException(422, str(exc)) from exc
+    rows, next_cursor = await list_incidents(
+        store.engine,
+        category=category,
+        area=area,
+        is_open=is_open,
+        now=now,
+        limit=limit,
+        cursor=cursor,
+    )
     return IncidentPage(
         items=[IncidentSummary.of(row, now) for row in rows], next_cursor=next_cursor
     )

@@ -26,6 +26,7 @@ from shared.domain.errors import (
     VersionMismatch,
 )
 from shared.http.routes import allowed_routes
+from shared.readmodel.summaries import InvalidCursor
 
 log = logging.getLogger("complaints.http")
 
@@ -176,6 +177,11 @@ async def _http_handler(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _cursor_handler(request: Request, exc: Exception) -> JSONResponse:
+    """A page cursor this API did not issue, on any list: 422 naming it."""
+    return await _http_handler(request, StarletteHTTPException(422, str(exc)))
+
+
 def _allowed_methods(request: Request) -> str:
     """Every method the API documents on this path (Starlette names only the first route's)."""
     table: list[tuple[re.Pattern[str], set[str]]] | None = getattr(
@@ -226,6 +232,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_handler)
     app.add_exception_handler(StarletteHTTPException, _http_handler)
     app.add_exception_handler(DomainError, _domain_handler)
+    app.add_exception_handler(InvalidCursor, _cursor_handler)
     app.add_exception_handler(Exception, _unhandled_handler)
 
 

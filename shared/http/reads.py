@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, HTTPException, Query, Response
+from fastapi import APIRouter, Query, Response
 
 from shared.domain.codes import BusinessType, Category, Status
 from shared.http.deps import ClockDep, PrincipalDep, SettingsDep, StoreDep, etag
@@ -20,7 +20,7 @@ from shared.http.views import (
     history_of,
 )
 from shared.readmodel.projector import wait_for_position
-from shared.readmodel.summaries import InvalidCursor, ListFilter, list_summaries
+from shared.readmodel.summaries import ListFilter, list_summaries
 
 router = APIRouter(tags=["reads"], responses=READ_RESPONSES)
 
@@ -74,12 +74,9 @@ async def list_complaints(
         customer_id=customer_id,
         acceptance_no=acceptance_no,
     )
-    try:
-        rows, next_cursor = await list_summaries(
-            store.engine, filters, now=now, limit=limit, cursor=cursor
-        )
-    except InvalidCursor as exc:
-        raise HTTPException(422, str(exc)) from exc
+    rows, next_cursor = await list_summaries(
+        store.engine, filters, now=now, limit=limit, cursor=cursor
+    )
     return ComplaintPage(
         items=[ComplaintSummary.of(row, now) for row in rows],
         next_cursor=next_cursor,
