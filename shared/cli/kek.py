@@ -26,7 +26,7 @@ from shared.store.keystore import KekFile, KekFileError, KekMissing
 async def command(settings: Settings, name: str, store: ComplaintStore | None = None) -> str:
     """Run one command; what it did, to print. `store`: an open store to use (tests)."""
     if name == "create":
-        KekFile.load(settings.kek_path, create=not settings.kek_path.exists())
+        KekFile.load(settings.kek_path, create=True)
         return f"KEK file ready: {settings.kek_path} (mode 600; keep it out of database backups)"
     own = store is None
     store = store or ComplaintStore(settings)
@@ -52,10 +52,10 @@ async def _status(store: ComplaintStore, settings: Settings) -> str:
     lines = []
     for kek in keks.keks:
         retired = keks.retired_at(kek)
+        due = keks.destroyed_from(kek, timedelta(days=settings.kek_retention_days))
         when = (
-            f"superseded {retired:%Y-%m-%d}, destroyed by purge from "
-            f"{retired + timedelta(days=settings.kek_retention_days):%Y-%m-%d}"
-            if retired
+            f"superseded {retired:%Y-%m-%d}, destroyed by purge from {due:%Y-%m-%d}"
+            if retired and due
             else "current"
         )
         wraps = "wraps live keys" if kek.id in in_use else "wraps no live key"

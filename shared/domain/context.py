@@ -23,8 +23,6 @@ class CommandContext:
     at: datetime
     channel: str | None = None
     idempotency_key: str | None = None
-    #: An earlier request with this Idempotency-Key died: check whether it was applied.
-    recovering: bool = False
     #: Unique per request; lets a retried save recognise its own event that did commit.
     request_id: str = field(default_factory=lambda: uuid4().hex)
     #: Ties the event to the request's (or task's) logs and to the calls it caused.

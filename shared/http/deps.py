@@ -98,7 +98,6 @@ def command_context(
             at=now,
             channel=x_channel.value if x_channel else None,
             idempotency_key=idempotency_key,
-            recovering=bool(state.get("idempotency_recovering")),
             request_fingerprint=state.get(FINGERPRINT),
         )
 

@@ -212,7 +212,6 @@ class CommandGuard:
         key: str,
         claim: Claimed,
     ) -> None:
-        scope.setdefault("state", {})["idempotency_recovering"] = claim.recovering
         captured: dict[str, Any] = {"status": 500, "headers": [], "body": []}
 
         async def capture(message: Message) -> None:

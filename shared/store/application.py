@@ -453,8 +453,7 @@ class ComplaintsApplication(Application[UUID]):
         request accepted it."""
         assert ctx.idempotency_key is not None
         for candidate in (complaint_id, legacy_key_complaint_id(ctx.actor.id, ctx.idempotency_key)):
-            accepted: Any = next(iter(self.events.get(candidate, lte=1)), None)
-            recorded = (getattr(accepted, "ctx", None) or {}) if accepted else {}
+            recorded = next((c for _, c in self._contexts(candidate, lte=1)), {})
             if not _same_key(recorded, ctx):
                 continue  # none, or an old id that another client's key gave
             if _other_request(recorded, ctx):
@@ -476,24 +475,33 @@ class ComplaintsApplication(Application[UUID]):
         self, complaint_id: UUID, version: int, ctx: CommandContext
     ) -> Complaint | None:
         """The complaint as of this request's event, if one was written after `version`."""
-        stored: Any
-        for stored in self.events.get(complaint_id, gt=version):
-            recorded = getattr(stored, "ctx", None) or {}
+        written = self._contexts(complaint_id, gt=version)
+        for at, (event_version, recorded) in enumerate(written):
             same_request = recorded.get("request_id") == ctx.request_id
             same_key = _same_key(recorded, ctx)
             if same_key and not same_request and _other_request(recorded, ctx):
                 raise IdempotencyKeyReused()
             if same_request or same_key:
-                last = stored.originator_version
+                last = event_version
                 # A command may write several events (a callback that escalates): take all.
-                for later in self.events.get(complaint_id, gt=last):
-                    if (getattr(later, "ctx", None) or {}).get("request_id") != recorded.get(
-                        "request_id"
-                    ):
+                for later_version, later in written[at + 1 :]:
+                    if later.get("request_id") != recorded.get("request_id"):
                         break
-                    last = later.originator_version
+                    last = later_version
                 return self.load(complaint_id, last)
         return None
+
+    def _contexts(
+        self, complaint_id: UUID, *, gt: int | None = None, lte: int | None = None
+    ) -> list[tuple[int, dict[str, Any]]]:
+        """Each stored event's version and request context, read from the stored state alone:
+        nothing is built or opened (no key read) to find which request wrote what."""
+        mapper = self.mapper
+        assert isinstance(mapper, SealingMapper)
+        return [
+            (stored.originator_version, mapper.state_of(stored).get("ctx") or {})
+            for stored in self.recorder.select_events(complaint_id, gt=gt, lte=lte)
+        ]
 
     @staticmethod
     def _position(recordings: list[Any], complaint_id: UUID) -> int:

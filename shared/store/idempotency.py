@@ -25,12 +25,10 @@ from shared.store.tables import idempotency_keys
 class Claimed:
     """This request owns the key until `complete`/`release`/`abandon`, or the lease runs out.
 
-    `recovering`: an earlier attempt held the key and its outcome is unknown.
     `token`: when the claim was taken; only its holder may finish it.
     """
 
     token: float
-    recovering: bool = False
 
 
 @dataclass(frozen=True)
@@ -108,7 +106,7 @@ class IdempotencyStore:
                 .where(where, idempotency_keys.c.claimed_at == row["claimed_at"])
                 .values(claimed_at=now)
             )
-            return Claimed(token=now, recovering=True) if taken.rowcount == 1 else InProgress()
+            return Claimed(token=now) if taken.rowcount == 1 else InProgress()
 
     def _held(self, client: str, key: str, claim: Claimed) -> Any:
         return and_(
@@ -153,7 +151,7 @@ class IdempotencyStore:
 
     async def abandon(self, client: str, key: str, claim: Claimed) -> None:
         """The request failed on our side and may have written: the next retry takes the key
-        over at once as `recovering`, and looks for what this one wrote before acting."""
+        over at once, and finds what this one wrote before acting (as every keyed command does)."""
         async with self.engine.begin() as conn:
             await conn.execute(
                 update(idempotency_keys).where(self._held(client, key, claim)).values(claimed_at=0)

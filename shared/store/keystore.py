@@ -215,6 +215,12 @@ class KekFile:
         index = [k.id for k in keks].index(kek.id)
         return keks[index + 1].created_at if index + 1 < len(keks) else None
 
+    def destroyed_from(self, kek: Kek, retention: timedelta) -> datetime | None:
+        """From when purge may destroy the KEK (superseded `retention` ago); None while
+        current."""
+        retired = self.retired_at(kek)
+        return retired + retention if retired is not None else None
+
     def refresh(self, *, force: bool = False) -> None:
         try:
             info = os.stat(self.path)
@@ -364,6 +370,10 @@ class KeyStore(Protocol):
         """A key by its id; None once destroyed."""
         ...
 
+    def live(self, key_ids: list[str]) -> set[str]:
+        """Which of these keys still exist (nothing unwrapped), in one query."""
+        ...
+
     def complaints_of(self, customer_id: str) -> list[str]: ...
 
     def destroy(self, customer_id: str) -> int:
@@ -441,6 +451,16 @@ class SqlKeyStore:
             row = cursor.fetchone()
         return self._unwrap(row) if row is not None else None
 
+    def live(self, key_ids: list[str]) -> set[str]:
+        if not key_ids:
+            return set()
+        with self._transaction(commit=False) as cursor:
+            marks = ", ".join("?" for _ in key_ids)
+            self._execute(
+                cursor, f"SELECT key_id FROM {KEY_TABLE} WHERE key_id IN ({marks})", tuple(key_ids)
+            )
+            return {str(row["key_id"]) for row in cursor.fetchall()}
+
     def complaints_of(self, customer_id: str) -> list[str]:
         with self._transaction(commit=False) as cursor:
             self._execute(
@@ -462,7 +482,7 @@ class SqlKeyStore:
 
     def scrub(self) -> None:
         if self._postgres:
-            self._vacuum()
+            vacuum(self._settings, KEY_TABLE)
         else:
             checkpoint(self._settings)
 
@@ -530,9 +550,6 @@ class SqlKeyStore:
                 "or the KEK file was altered"
             ) from None
 
-    def _vacuum(self) -> None:
-        vacuum(self._settings, KEY_TABLE)
-
     @contextmanager
     def _transaction(self, *, commit: bool) -> Iterator[Any]:
         with self._datastore().transaction(commit=commit) as cursor:
@@ -583,6 +600,6 @@ def destroyable(keks: KekFile, in_use: set[str], now: datetime, retention: timed
         kek
         for kek in keks.keks[:-1]
         if kek.id not in in_use
-        and (retired := keks.retired_at(kek)) is not None
-        and retired + retention <= now
+        and (due := keks.destroyed_from(kek, retention)) is not None
+        and due <= now
     ]

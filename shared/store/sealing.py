@@ -145,7 +145,8 @@ class KeyRing:
         sealed = self._memo.sealed
         if None in sealed:
             return True
-        return not all(self.store.get(k) for k in sorted(k for k in sealed if k))
+        used = sorted(k for k in sealed if k)
+        return not self.store.live(used) >= set(used)
 
     def forget_read(self) -> None:
         """Forget the keys read in this scope: one was destroyed since (by another process),
@@ -166,10 +167,7 @@ class KeyRing:
     def destroy(self, customer_id: str) -> int:
         """Delete the customer's key; how many were deleted (0 or 1). `scrub` follows."""
         destroyed = self.store.destroy(customer_id)
-        memo = self._memo
-        memo.keys.clear()
-        memo.bound.clear()
-        memo.opened.clear()
+        self.forget_read()
         return destroyed
 
     def scrub(self) -> None:
