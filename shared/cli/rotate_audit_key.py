@@ -19,28 +19,18 @@ import os
 import sys
 from pathlib import Path
 
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from shared.audit.checkpoints import Checkpoints, RotationRefused, key_fingerprint, load_key
+from shared.audit.checkpoints import (
+    Checkpoints,
+    RotationRefused,
+    key_fingerprint,
+    load_key,
+    write_key,
+)
 from shared.domain.clock import Clock, system_clock
 from shared.settings import Settings
 from shared.store.engine import create_engine
-
-
-def _write_private(path: Path, key: Ed25519PrivateKey) -> None:
-    """Write the key (mode 600) and make it durable before anything relies on it."""
-    pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, pem)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def pending_path(key_path: Path) -> Path:
@@ -63,9 +53,9 @@ async def rotate(
                 f"an interrupted rotation to another key waits at {pending}: run the command "
                 "again without --successor to finish it first"
             )
-        _write_private(pending, given)
+        write_key(pending, given)
     elif not pending.exists():
-        _write_private(pending, Ed25519PrivateKey.generate())
+        write_key(pending, Ed25519PrivateKey.generate())
     successor = load_key(pending, create=False)
     engine = create_engine(settings)
     try:

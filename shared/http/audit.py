@@ -131,7 +131,6 @@ async def audit_export(
         end=end,
         now=now,
         unmasked=principal.sees_personal_data,
-        complete=True,
     )
     return StreamingResponse(lines, media_type="application/x-ndjson")
 
