@@ -13,6 +13,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    text,
 )
 
 metadata = MetaData()
@@ -38,4 +39,11 @@ audit_checkpoints = Table(
     Column("signed_at", String(40), nullable=False),
     Column("signature", Text, nullable=False),
     Column("successor", Text, nullable=True),
+    # The newest announcement is asked for by every audit route and signature.
+    Index(
+        "ix_audit_checkpoints_announced",
+        "position",
+        postgresql_where=text("successor IS NOT NULL"),
+        sqlite_where=text("successor IS NOT NULL"),
+    ),
 )
