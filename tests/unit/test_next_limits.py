@@ -22,6 +22,7 @@ from shared.domain.codes import (
 )
 from shared.domain.complaint import Complaint
 from shared.domain.errors import InvalidCommand, InvalidTransition, NotOwner
+from tests.unit.test_complaint_errors import appeal
 from tests.unit.test_lifecycle_invariant import as_
 from tests.unit.test_transitions import NOW, POLICY, new_complaint
 
@@ -246,36 +247,12 @@ def test_a_reopened_investigation_can_be_extended_too() -> None:
 
 def test_a_second_appeal_runs_beside_the_first_and_the_same_one_is_not_taken_twice() -> None:
     c = new_complaint()
-    c.escalate(
-        EscalationTrigger.REGULATOR_APPEAL,
-        "appeal",
-        Level.HEADQUARTERS,
-        POLICY,
-        as_("agent", at(1)),
-        regulator_ref="MIIT-1",
-        regulator_due_at=at(24 * 5),
-    )
-    c.escalate(
-        EscalationTrigger.REGULATOR_APPEAL,
-        "another",
-        Level.HEADQUARTERS,
-        POLICY,
-        as_("agent", at(2)),
-        regulator_ref="MIIT-2",
-        regulator_due_at=at(24 * 9),
-    )
+    appeal(c, as_("agent", at(1)), at(24 * 5), ref="MIIT-1")
+    appeal(c, as_("agent", at(2)), at(24 * 9), ref="MIIT-2", reason="another")
     assert states(c, at(2))["regulator_appeal"] == "running"  # the first still runs
     assert c.deadlines["regulator_appeal.2"]["due_at"] == at(24 * 9).isoformat()
     with pytest.raises(InvalidCommand, match="MIIT-2"):
-        c.escalate(
-            EscalationTrigger.REGULATOR_APPEAL,
-            "again",
-            Level.HEADQUARTERS,
-            POLICY,
-            as_("agent", at(3)),
-            regulator_ref="MIIT-2",
-            regulator_due_at=at(24 * 9),
-        )
+        appeal(c, as_("agent", at(3)), at(24 * 9), ref="MIIT-2", reason="again")
 
 
 def test_at_the_top_an_escalation_without_an_appeal_does_not_start_the_limits_again() -> None:

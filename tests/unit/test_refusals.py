@@ -6,6 +6,7 @@ import pytest
 
 from shared.domain.codes import Complexity, EscalationTrigger, Level, RefusalReason, Status
 from shared.domain.errors import InvalidCommand, NotPermitted
+from tests.unit.test_complaint_errors import appeal
 from tests.unit.test_lifecycle_invariant import as_
 from tests.unit.test_next_limits import at, replied
 from tests.unit.test_transitions import POLICY, new_complaint
@@ -76,14 +77,6 @@ def test_a_refusal_stands_when_archived_and_not_when_an_appeal_reopens_it() -> N
     assert c.refused_for == "out_of_scope"  # reports count it with the refused
     appealed = new_complaint()
     appealed.refuse(RefusalReason.OUT_OF_SCOPE, "third party", "app", as_("agent", at(1)))
-    appealed.escalate(
-        EscalationTrigger.REGULATOR_APPEAL,
-        "appeal",
-        Level.HEADQUARTERS,
-        POLICY,
-        as_("agent", at(2)),
-        regulator_ref="MIIT-7",
-        regulator_due_at=at(24 * 10),
-    )
+    appeal(appealed, as_("agent", at(2)), at(24 * 10), ref="MIIT-7")
     assert appealed.refused_for is None  # handled again: it counts like any other
     assert new_complaint().refused_for is None
