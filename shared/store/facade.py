@@ -98,7 +98,18 @@ class ComplaintStore:
 
     async def close(self) -> None:
         if self._app is not None:
-            await self._run(self._app.close)
+            # Calls still running in worker threads (one a cancelled task left behind) finish
+            # first: closing the library's SQLite connections under a query crashes the process.
+            # Taking every thread token waits for them and lets no new call start.
+            limiter = self._limiter
+            borrowers = [object() for _ in range(int(limiter.total_tokens))]
+            for borrower in borrowers:
+                await limiter.acquire_on_behalf_of(borrower)
+            try:
+                await to_thread.run_sync(self._app.close)
+            finally:
+                for borrower in borrowers:
+                    limiter.release_on_behalf_of(borrower)
             self._app = None
         await self._engine.dispose()
 

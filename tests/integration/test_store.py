@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
 from datetime import timedelta
 from typing import Any
 from uuid import UUID
 
+import anyio
+import anyio.lowlevel
 import pytest
 
 from shared.domain.clock import FixedClock
@@ -102,3 +105,33 @@ async def test_every_connection_commits_durably(
             assert (await conn.exec_driver_sql(question)).scalar() == durable
     finally:
         await store.close()
+
+
+async def test_closing_waits_for_a_call_still_running_in_its_thread(settings: Settings) -> None:
+    """A task cancelled while its call runs on in a worker thread (a request gone, a watch
+    stopped) leaves that thread using the store's connections: closing waits for it, or the
+    process would crash closing a SQLite connection under a query."""
+    store = ComplaintStore(settings)
+    await store.open()
+    running, finish = threading.Event(), threading.Event()
+    order: list[str] = []
+
+    def slow_read() -> None:
+        running.set()
+        finish.wait(timeout=30)
+        store.app.ping()  # the store is still open
+        order.append("call done")
+
+    async def close() -> None:
+        await store.close()
+        order.append("closed")
+
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(store._run, slow_read)
+        await anyio.to_thread.run_sync(running.wait)
+        tasks.start_soon(close)
+        # Until close has either finished or is waiting for the thread's token.
+        while "closed" not in order and store._limiter.statistics().tasks_waiting == 0:
+            await anyio.lowlevel.checkpoint()
+        finish.set()
+    assert order == ["call done", "closed"]
