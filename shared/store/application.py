@@ -60,7 +60,7 @@ def store_env(settings: Settings, *, create_table: bool) -> dict[str, str]:
     env = {"CREATE_TABLE": "y" if create_table else "n"}
     if settings.is_postgres:
         env |= {
-            "PERSISTENCE_MODULE": "eventsourcing.postgres",
+            "PERSISTENCE_MODULE": "shared.store.postgres:OrderedPostgresFactory",
             "POSTGRES_DBNAME": url.database or "postgres",
             "POSTGRES_HOST": url.host or "127.0.0.1",
             "POSTGRES_PORT": str(url.port or 5432),
@@ -73,7 +73,9 @@ def store_env(settings: Settings, *, create_table: bool) -> dict[str, str]:
             "POSTGRES_POOL_SIZE": "2",
             "POSTGRES_MAX_OVERFLOW": str(max(settings.store_threads - 2, 0)),
             "POSTGRES_CONNECT_TIMEOUT": "5",
-            "POSTGRES_PRE_PING": "y",
+            # No ping before each use: a connection found dead fails its statement, which is
+            # retried on a fresh one (shared.store.postgres; the key store's calls likewise).
+            "POSTGRES_PRE_PING": "n",
             "POSTGRES_LOCK_TIMEOUT": "10",
         }
     else:
@@ -189,7 +191,9 @@ class ComplaintsApplication(Application[UUID]):
         """Save, then snapshot anew each complaint whose snapshot was stale when read (unless
         the save took one at its snapshot point already). The events are committed by then:
         a snapshot that fails is only a cache missed, never the command's failure."""
-        recordings = super().save(*objs, **kwargs)
+        # The recorder writes the bindings this command made, and checks its keys, in the
+        # events' own transaction (shared.store.postgres, shared.store.sqlite).
+        recordings = super().save(*objs, keys=self.keys, **kwargs)
         snapshots = self.snapshots
         assert isinstance(snapshots, CurrentSnapshots)
         for obj in objs:

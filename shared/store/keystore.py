@@ -29,7 +29,6 @@ import secrets
 import sqlite3
 import stat
 import threading
-import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
@@ -351,13 +350,27 @@ class Bound:
     key: CustomerKey | None
 
 
+@dataclass(frozen=True)
+class Binding:
+    """A binding to write with the events that use it, in their transaction: the complaint,
+    its customer, the key, and that key wrapped when it is new (the customer's first)."""
+
+    complaint_id: str
+    customer_id: str
+    key_id: str
+    kek_id: str | None = None
+    wrapped: bytes | None = None
+
+
 class KeyStore(Protocol):
     """Where the customers' keys live, and which key each complaint is bound to (synchronous:
     called from the event store's worker threads)."""
 
-    def bind(self, complaint_id: str, customer_id: str) -> Bound:
-        """Bind the complaint to its customer's live key, made if they have none; a complaint
-        bound before keeps its key. Committed durably before it returns."""
+    def prepare(self, complaint_id: str, customer_id: str) -> tuple[Bound, Binding | None]:
+        """The key to bind the complaint to, read in one query without writing: the one it
+        is bound to already, else the customer's live key, else a new one. The binding to
+        write with the complaint's events (None if it is bound already): the event store
+        writes it in the same transaction (`shared.store.postgres`, `shared.store.sqlite`)."""
         ...
 
     def bindings(self, complaint_ids: list[str]) -> dict[str, Bound]:
@@ -404,25 +417,27 @@ class SqlKeyStore:
         self._postgres = settings.is_postgres
         self.keks = keks
 
-    def bind(self, complaint_id: str, customer_id: str) -> Bound:
+    def prepare(self, complaint_id: str, customer_id: str) -> tuple[Bound, Binding | None]:
+        with self._transaction(commit=False) as cursor:
+            self._execute(
+                cursor,
+                "SELECT 0 AS rank, c.key_id AS bound, k.key_id, k.customer_id, k.kek_id, "
+                f"k.wrapped FROM {BINDING_TABLE} c LEFT JOIN {KEY_TABLE} k "
+                "ON k.key_id = c.key_id WHERE c.complaint_id = ? "
+                "UNION ALL SELECT 1 AS rank, key_id AS bound, key_id, customer_id, kek_id, "
+                f"wrapped FROM {KEY_TABLE} WHERE customer_id = ? ORDER BY rank",
+                (complaint_id, customer_id),
+            )
+            rows = cursor.fetchall()
+        if rows and rows[0]["rank"] == 0:
+            return self._binding(rows[0]), None  # bound before: it keeps its key
+        if rows:
+            key = self._unwrap(rows[0])
+            return Bound(key.key_id, key), Binding(complaint_id, customer_id, key.key_id)
         new = CustomerKey.new(customer_id)
         kek = self.keks.current
-        with self._transaction(commit=True) as cursor:
-            self._execute(
-                cursor,
-                f"INSERT INTO {KEY_TABLE} (key_id, customer_id, kek_id, wrapped, created_at) "
-                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (customer_id) DO NOTHING",
-                (new.key_id, customer_id, kek.id, kek.wrap(new), time.time()),
-            )
-            self._execute(
-                cursor,
-                f"INSERT INTO {BINDING_TABLE} (complaint_id, customer_id, key_id, bound_at) "
-                f"SELECT ?, customer_id, key_id, ? FROM {KEY_TABLE} WHERE customer_id = ? "
-                "ON CONFLICT (complaint_id) DO NOTHING",
-                (complaint_id, time.time(), customer_id),
-            )
-            rows = self._bound(cursor, [complaint_id])
-        return self._binding(rows[0])
+        binding = Binding(complaint_id, customer_id, new.key_id, kek.id, kek.wrap(new))
+        return Bound(new.key_id, new), binding
 
     def bindings(self, complaint_ids: list[str]) -> dict[str, Bound]:
         if not complaint_ids:

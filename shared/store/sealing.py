@@ -39,7 +39,7 @@ from shared.domain.personal import (
     is_plaintext,
     leaves,
 )
-from shared.store.keystore import CustomerKey, KeyStore
+from shared.store.keystore import Binding, CustomerKey, KeyStore
 
 T = TypeVar("T")
 
@@ -91,17 +91,39 @@ class KeyRing:
     def bind(self, complaint_id: UUID, customer_id: str) -> CustomerKey | None:
         """Bind an accepted complaint to its customer's live key, made if they have none (a
         first complaint, or the first since their erasure); a complaint bound before keeps
-        its key. The key to seal it with, None if that key is destroyed."""
+        its key. The key to seal it with, None if that key is destroyed.
+
+        A new binding (and a new key) is written by the event store in the transaction that
+        saves the complaint's events (`pending`): never a key without its events, nor events
+        sealed with a key that was not committed with them."""
         memo = self._memo
         if complaint_id in memo.bound:
             return memo.bound[complaint_id]
-        # Committed durably before any event is sealed with the key: a key lost in a crash
-        # would leave events that no key opens (an asynchronous commit did exactly that when
-        # the database crashed between this commit and the events' save, which was retried).
-        bound = self.store.bind(str(complaint_id), customer_id)
-        self._remember_binding(complaint_id, bound.key_id)
+        bound, binding = self.store.prepare(str(complaint_id), customer_id)
+        if binding is None:
+            self._remember_binding(complaint_id, bound.key_id)
+        else:
+            memo.pending[complaint_id] = binding
         memo.keys[bound.key_id] = memo.bound[complaint_id] = bound.key
         return bound.key
+
+    def pending(self) -> tuple[list[Binding], list[str]]:
+        """What the save about to be written must write and check in its transaction: the
+        new bindings, and the keys this command sealed with or binds to (which must still
+        exist when it commits; the store locks them until then, so an erasure waits)."""
+        memo = self._memo
+        used = {k for k in memo.sealed if k} | {b.key_id for b in memo.pending.values()}
+        memo.checking = used
+        return list(memo.pending.values()), sorted(used)
+
+    def written(self, live: Iterable[str]) -> None:
+        """The save committed its bindings; of the keys it used, these still existed."""
+        memo = self._memo
+        for complaint_id, binding in memo.pending.items():
+            self._remember_binding(complaint_id, binding.key_id)
+        memo.pending.clear()
+        memo.live = set(live)
+        memo.checked = memo.checking
 
     def complaint_key(self, complaint_id: UUID) -> CustomerKey | None:
         """The key the complaint is bound to, None once destroyed."""
@@ -136,17 +158,28 @@ class KeyRing:
         self._memo.sealed.add(key.key_id if key else None)
 
     def start_command(self) -> None:
-        """A command begins: nothing sealed by it yet."""
-        self._memo.sealed.clear()
+        """A command begins (or begins again): nothing sealed or bound by it yet."""
+        memo = self._memo
+        memo.sealed.clear()
+        for complaint_id in memo.pending:  # bindings of a save that failed: not made
+            memo.bound.pop(complaint_id, None)
+        memo.pending.clear()
+        memo.live = None
+        memo.checked = memo.checking = set()
 
     def erased_meanwhile(self) -> bool:
         """Whether personal data this command stored is erased already: its key was destroyed
         before it was sealed, or since (checked now)."""
-        sealed = self._memo.sealed
+        memo = self._memo
+        sealed = memo.sealed
         if None in sealed:
             return True
-        used = sorted(k for k in sealed if k)
-        return not self.store.live(used) >= set(used)
+        used = {k for k in sealed if k}
+        # Keys the save checked as it committed; any other (a snapshot taken after it sealed
+        # with one) is checked now.
+        checked = memo.checked if memo.live is not None else set()
+        live = (memo.live or set()) | self.store.live(sorted(used - checked))
+        return not live >= used
 
     def forget_read(self) -> None:
         """Forget the keys read in this scope: one was destroyed since (by another process),
@@ -200,6 +233,14 @@ class _Memo:
         self.bound: dict[UUID, CustomerKey | None] = {}
         self.opened: dict[UUID, CustomerKey] = {}
         self.sealed: set[str | None] = set()
+        #: Bindings made by this command, written with its events (`KeyRing.pending`).
+        self.pending: dict[UUID, Binding] = {}
+        #: Of the keys the command's save used, those that existed when it committed (None
+        #: until a save reports them).
+        self.live: set[str] | None = None
+        #: The keys that save checked (and those the save being written checks).
+        self.checked: set[str] = set()
+        self.checking: set[str] = set()
 
 
 def _aad(complaint_id: UUID, key_id: str) -> bytes:

@@ -8,8 +8,22 @@ library reads `PERSISTENCE_MODULE` as a factory class, which is how this one is 
 
 from __future__ import annotations
 
-from eventsourcing.sqlite import SQLiteConnection, SQLiteConnectionPool, SQLiteFactory
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from eventsourcing.persistence import IntegrityError, StoredEvent
+from eventsourcing.sqlite import (
+    SQLiteApplicationRecorder,
+    SQLiteConnection,
+    SQLiteConnectionPool,
+    SQLiteCursor,
+    SQLiteFactory,
+)
 from eventsourcing.utils import Environment, EnvType
+
+from shared.store.sealing import KeyRing
+from shared.store.tables import customer_complaints, wrapped_keys
 
 #: What every connection to a SQLite store runs first (the read-model engine too). Deleted
 #: content is overwritten with zeros (an erased customer's key, a forgotten stored answer), in
@@ -26,7 +40,62 @@ class DurableConnectionPool(SQLiteConnectionPool):
         return connection
 
 
+class BindingRecorder(SQLiteApplicationRecorder):
+    """The library's recorder, writing the customer key and binding a command made, and
+    checking its keys, in the events' transaction (as `complaints_events_append` does on
+    PostgreSQL). The events go first: the transaction then holds the write lock, so no other
+    writer commits between the checks and the commit."""
+
+    def insert_events(
+        self, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        keys: KeyRing | None = kwargs.get("keys")
+        with self.datastore.transaction(commit=True) as c:
+            positions = self._insert_events(c, stored_events, **kwargs)
+            live = self._bind(c, keys) if keys is not None and stored_events else None
+        if keys is not None and live is not None:
+            keys.written(live)  # committed
+        return positions
+
+    @staticmethod
+    def _bind(c: SQLiteCursor, keys: KeyRing) -> set[str]:
+        """Write the command's bindings (and new keys); the keys it used that exist."""
+        bindings, used = keys.pending()
+        now = time.time()
+        c.executemany(
+            f"INSERT INTO {wrapped_keys.name} (key_id, customer_id, kek_id, wrapped, created_at) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (customer_id) DO NOTHING",
+            [(b.key_id, b.customer_id, b.kek_id, b.wrapped, now) for b in bindings if b.wrapped],
+        )
+        marks = ", ".join("?" for _ in used)
+        c.execute(
+            f"SELECT key_id, customer_id FROM {wrapped_keys.name} WHERE key_id IN ({marks})",
+            used,
+        )
+        live = {str(row[0]) for row in c.fetchall()}
+        customers = sorted({b.customer_id for b in bindings})
+        c.execute(
+            f"SELECT customer_id, key_id FROM {wrapped_keys.name} "
+            f"WHERE customer_id IN ({', '.join('?' for _ in customers)})",
+            customers,
+        )
+        owned = {str(row[0]): str(row[1]) for row in c.fetchall()}
+        if any(owned.get(b.customer_id, b.key_id) != b.key_id for b in bindings):
+            # Another first complaint of the customer made their key first: retried. (A key
+            # erased meanwhile is bound all the same; the store records the erasure.)
+            raise IntegrityError("the customer's key changed while the complaint was accepted")
+        c.executemany(
+            f"INSERT INTO {customer_complaints.name} "
+            "(complaint_id, customer_id, key_id, bound_at) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (complaint_id) DO NOTHING",
+            [(b.complaint_id, b.customer_id, b.key_id, now) for b in bindings],
+        )
+        return live
+
+
 class DurableSQLiteFactory(SQLiteFactory):
+    application_recorder_class = BindingRecorder
+
     def __init__(self, env: Environment | EnvType | None) -> None:
         super().__init__(env)
         pool = self.datastore.pool  # not used yet: it opens connections on demand

@@ -295,15 +295,18 @@ async def test_what_an_erased_complaint_records_later_is_erased_at_once(
 async def test_an_acceptance_overtaken_by_the_erasure_records_it(
     api: Api, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The customer is erased between the moment the acceptance takes the customer's key and
-    the moment it is stored: the complaint records the erasure, and the answer is erased."""
+    """The customer's key is destroyed between the moment the acceptance takes it (a customer
+    with an earlier complaint) and the moment it is stored: the complaint records the
+    erasure, and the answer is erased. (A first complaint's key is written with its events:
+    an erasure before that finds no key, and the complaint is a new one after it.)"""
+    assert (await api.accept(_body(), **{"Idempotency-Key": "earlier-1"})).status_code == 201
     app_store: ComplaintStore = api.client._transport.app.state.store  # type: ignore[attr-defined]
     keys = app_store.app.keys
     bind = keys.bind
 
     def erased_meanwhile(complaint_id: UUID, customer_id: str) -> Any:
         key = bind(complaint_id, customer_id)
-        keys.destroy(customer_id)
+        keys.store.destroy(customer_id)  # by another process: this one remembers nothing
         return key
 
     monkeypatch.setattr(keys, "bind", erased_meanwhile)

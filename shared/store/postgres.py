@@ -1,0 +1,200 @@
+"""The PostgreSQL event recorder: writers never wait for each other, readers never skip.
+
+The `eventsourcing` library keeps its notification ids in commit order by taking
+`LOCK TABLE … IN EXCLUSIVE MODE` in every write transaction, and wakes readers by `NOTIFY`
+inside it, which takes a cluster-wide lock through the commit. Every writer then commits one
+at a time, and PostgreSQL cannot group their commits. This recorder takes neither lock:
+
+- **Writes.** One statement, in autocommit: a function (`complaints_events_append`, migration
+  0018) that first gives its transaction an id (`pg_current_xact_id()`), writes the customer
+  key and binding an acceptance needs, locks the keys the events are sealed with (an erasure
+  waits for the commit) and inserts the events, whose positions come from the table's
+  sequence: one round trip, one commit per command. Optimistic concurrency stays the
+  unique (stream, version). `NOTIFY` goes out after the commit, on the same connection, in a
+  transaction of its own that writes nothing (no WAL flush, no lock held through a commit).
+- **Reads in global order.** Without the lock, a transaction may take position 7, stay open,
+  while another takes 8 and commits: a reader that went on to 8 would never see 7. So a reader
+  only reads up to a *horizon* every event below which has committed or never will. The
+  horizon is found without a lock: read the sequence's last value L, then (in a later
+  statement, so a later snapshot) the transactions in progress. A transaction holding a
+  position ≤ L took it after it got its id (the function above), so it is in that list or
+  already committed. Once every one of them has finished, L is safe. Each recorder keeps the
+  (L, in-progress) pairs it has seen, so a reader is never blocked by a write: it reads up to
+  the newest safe L and the rest a moment later (the writer's NOTIFY wakes it).
+
+Positions remain strictly increasing in the order readers see; there can be gaps (a write
+that failed took a value from the sequence), as there could before. Major incidents' and
+snapshots' tables are unchanged.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Sequence
+from typing import Any
+
+from eventsourcing.persistence import (
+    InterfaceError,
+    Notification,
+    OperationalError,
+    StoredEvent,
+)
+from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore, PostgresFactory
+from eventsourcing.utils import retry
+from psycopg import Cursor
+from psycopg.rows import DictRow
+from psycopg.sql import SQL, Identifier
+
+from shared.store.sealing import KeyRing
+
+#: How many (last value, in-progress) pairs a recorder remembers while waiting for them.
+PENDING_KEPT = 64
+#: How long a read in global order waits for writes in progress before it reads what is safe.
+READ_WAIT_SECONDS = 1.0
+#: How long a reader that wants the head (`max_notification_id`) waits for writes in progress.
+HEAD_WAIT_SECONDS = 10.0
+
+
+class OrderedRecorder(PostgresApplicationRecorder):
+    """The library's recorder, without its table lock and NOTIFY in the write (see above)."""
+
+    def __init__(self, datastore: PostgresDatastore, *, events_table_name: str = "stored_events"):
+        super().__init__(datastore, events_table_name=events_table_name)
+        schema = Identifier(datastore.schema)
+        table = Identifier(events_table_name)
+        # Created by the migration that owns it (0018), with the key tables it writes.
+        self.append_statement = SQL(
+            "SELECT appended, live_keys FROM {schema}.{function}"
+            "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+        ).format(schema=schema, function=Identifier(f"{events_table_name}_append"))
+        self.notify_statement = SQL("NOTIFY {0}").format(Identifier(self.channel_name))
+        self.last_value_statement = SQL(
+            "SELECT CASE WHEN is_called THEN last_value ELSE 0 END AS last FROM {0}"
+        ).format(Identifier(f"{events_table_name}_notification_id_seq"))
+        self.in_progress_statement = SQL(
+            "SELECT ARRAY(SELECT pg_snapshot_xip(pg_current_snapshot()))::text[] AS xids"
+        )
+        self.last_below_statement = SQL(
+            "SELECT MAX(notification_id) AS last FROM {schema}.{table} WHERE notification_id <= %s"
+        ).format(schema=schema, table=table)
+        #: How long reads wait for writes in progress (`READ_WAIT_SECONDS`, `HEAD_WAIT_SECONDS`).
+        self.read_wait = READ_WAIT_SECONDS
+        self.head_wait = HEAD_WAIT_SECONDS
+        self._lock = threading.Lock()
+        self._pending: deque[tuple[int, frozenset[str]]] = deque()
+        self._safe = 0
+
+    # ------------------------------------------------------------------- writes
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    def insert_events(
+        self, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        """Insert the events, with the bindings and keys they need (`keys`, a KeyRing), in
+        one statement and one commit; their positions."""
+        if not stored_events:
+            return []
+        keys: KeyRing | None = kwargs.get("keys")
+        bindings, used = keys.pending() if keys is not None else ([], [])
+        new = [b for b in bindings if b.wrapped is not None]
+        rows = [
+            self.construct_pg_stored_event(e.originator_id, e.originator_version, e.topic, e.state)
+            for e in stored_events
+        ]
+        params = (
+            rows,
+            [b.key_id for b in new],
+            [b.customer_id for b in new],
+            [b.kek_id for b in new],
+            [b.wrapped for b in new],
+            [b.complaint_id for b in bindings],
+            [b.customer_id for b in bindings],
+            [b.key_id for b in bindings],
+            used,
+            time.time(),
+        )
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(self.append_statement, params, prepare=True)
+            written = curs.fetchall()
+            curs.execute(self.notify_statement)
+        if keys is not None:
+            keys.written(written[0]["live_keys"] if written else ())
+        return [int(row["appended"]) for row in written]
+
+    # -------------------------------------------------------------------- reads
+    def select_notifications(
+        self,
+        start: int | None,
+        limit: int,
+        stop: int | None = None,
+        topics: Sequence[str] = (),
+        *,
+        inclusive_of_start: bool = True,
+    ) -> Sequence[Notification]:
+        """Events in global order, never past the horizon; what was written before the call
+        is waited for (briefly), so a reader sees its own writes."""
+        horizon = self._wait_for(self._last_value(), self.read_wait)
+        notifications: Sequence[Notification] = super().select_notifications(
+            start,
+            limit,
+            min(stop, horizon) if stop is not None else horizon,
+            topics,
+            inclusive_of_start=inclusive_of_start,
+        )
+        return notifications
+
+    def max_notification_id(self) -> int | None:
+        """The last position a reader can read up to now, after waiting for the writes in
+        progress (up to `HEAD_WAIT_SECONDS`): every event at or below it has committed."""
+        horizon = self._wait_for(self._last_value(), self.head_wait)
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(self.last_below_statement, (horizon,), prepare=True)
+            row = curs.fetchone()
+        return row["last"] if row else None
+
+    def _wait_for(self, wanted: int, seconds: float) -> int:
+        """The horizon, once it reaches `wanted` or `seconds` have passed (whichever first):
+        transactions in progress, of this store or of any other database on the server,
+        finish within milliseconds."""
+        deadline = time.monotonic() + seconds
+        while (horizon := self.horizon()) < wanted and time.monotonic() < deadline:
+            time.sleep(0.001)
+        return horizon
+
+    def horizon(self) -> int:
+        """The highest position below which every event has committed or never will.
+
+        One reader at a time per process: each pair is judged by transactions seen in
+        progress after it was taken."""
+        with self._lock:
+            with self.datastore.get_connection() as conn, conn.cursor() as curs:
+                last = self._read_last(curs)
+                curs.execute(self.in_progress_statement, prepare=True)
+                row = curs.fetchone()
+            running = frozenset(row["xids"] if row else ())
+            self._pending.append((last, running))
+            while self._pending:
+                seen_last, seen_running = self._pending[0]
+                if seen_running & running:
+                    break  # one of them still runs (and later pairs saw it too)
+                self._safe = max(self._safe, seen_last)
+                self._pending.popleft()
+            while len(self._pending) > PENDING_KEPT:
+                self._pending.popleft()  # an older pair only delays; a newer one will do
+            return self._safe
+
+    def _last_value(self) -> int:
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            return self._read_last(curs)
+
+    def _read_last(self, curs: Cursor[DictRow]) -> int:
+        curs.execute(self.last_value_statement, prepare=True)
+        row = curs.fetchone()
+        return int(row["last"]) if row else 0
+
+
+class OrderedPostgresFactory(PostgresFactory):
+    """The library's PostgreSQL persistence with our recorder (`PERSISTENCE_MODULE`)."""
+
+    application_recorder_class = OrderedRecorder
