@@ -27,6 +27,9 @@ LIST_P99_MS = 50.0
 #: "No slower than on an empty store", for single runs: within this factor (run-to-run noise
 #: here is of that order); intake, measured repeatedly, must reach the empty store's lowest.
 NOISE = 1.2
+#: Issue 16: round trips and durable commits per acceptance, with an Idempotency-Key or not.
+TRIPS_GOAL = 2
+COMMITS_GOAL = 1
 
 
 def _scale_rows(scale: dict[str, Any], empty_rebuild: list[dict[str, Any]]) -> list[str]:
@@ -106,6 +109,27 @@ def _spread(s: dict[str, float], fmt: str = "{:.0f}") -> str:
 
 def _verdict(ok: bool, miss: str) -> str:
     return "met" if ok else f"**missed**: {miss}"
+
+
+def _trips_rows(counted: dict[str, Any]) -> list[str]:
+    rows = []
+    for kind, label in (("accept", "without"), ("accept_keyed", "with")):
+        found = counted.get(kind)
+        if not found:
+            continue
+        trips, commits = found["round_trips"], found["commits"]
+        misses = []
+        if trips > TRIPS_GOAL:
+            misses.append(f"{trips:.0f} round trips, not {TRIPS_GOAL}")
+        if commits > COMMITS_GOAL:
+            misses.append(f"{commits:.0f} commits, not {COMMITS_GOAL}")
+        rows.append(
+            f"| round trips / durable commits per acceptance, {label} an Idempotency-Key "
+            f"(median of {found['requests']}, counted in the process; `bench/trips.py`) | 1 "
+            f"| {trips:.0f} / {commits:.0f} | 1 / 1 (one INSERT + COMMIT) | — | — "
+            f"| ≤ {TRIPS_GOAL} / {COMMITS_GOAL} | {_verdict(not misses, '; '.join(misses))} |"
+        )
+    return rows
 
 
 def table(document: dict[str, Any]) -> str:
@@ -230,6 +254,8 @@ def table(document: dict[str, Any]) -> str:
         + ", ".join(f"{name} {mb:.0f} MB" for name, mb in memory.items())
         + f" | — | — | — | ≤ 250 MB | {_verdict(worst <= RSS_MB, over)} |"
     )
+    if "trips" in r:
+        lines += _trips_rows(r["trips"])
     if "scale" in r:
         lines += _scale_rows(r["scale"], r["rebuild"])
     # Small backlogs are timed by the 0.1 s poll more than by the projector: left out.

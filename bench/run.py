@@ -43,7 +43,7 @@ import asyncpg
 import httpx
 import psutil
 
-from bench import peer, profile, report
+from bench import peer, profile, report, trips
 from bench.scale import INVESTIGATOR, Seed, Stage, seed_bulk
 from bench.scale import ctx as bench_ctx
 from shared.cli.run import free_port, service_command, stop_process, wait_ready
@@ -624,11 +624,18 @@ def measure(plan: Plan, admin_url: str) -> dict[str, Any]:
             role: mint_token(settings, f"bench-{role}", [role], timedelta(hours=2), now)
             for role in ("agent", "investigator", "regulator", "analyst")
         }
+        print("round trips per acceptance…", flush=True)
+        counted = asyncio.run(trips.measure(trips.quiet_settings()))
         print("seeding…", flush=True)
         seeded = asyncio.run(seed(settings, plan, dsn))
         ids_file = workdir / "evidence-ids.txt"
         ids_file.write_text("\n".join(str(i) for i in seeded["targets"]) + "\n")
-        results: dict[str, Any] = {"intake": [], "evidence": [], "rebuild": []}
+        results: dict[str, Any] = {
+            "intake": [],
+            "evidence": [],
+            "rebuild": [],
+            "trips": counted,
+        }
         with running_services(env, workdir) as services:
             pids = {name: s["process"].pid for name, s in services.items()}
             intake_url = services["intake"]["url"]

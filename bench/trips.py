@@ -1,0 +1,168 @@
+"""Round trips and commits per request: what one acceptance (with and without an
+Idempotency-Key) costs the database, counted in the process that serves it.
+
+The intake app runs in-process on a PostgreSQL database of its own, its background jobs off
+(the projector's statements are not the request's). Every statement the request sends is
+counted where it leaves the process: psycopg's `execute` (the event store's recorder and key
+store) and SQLAlchemy's cursor executions (our own tables, asyncpg), plus each transaction's
+BEGIN and COMMIT on the SQLAlchemy side. A *durable commit* is a transaction that wrote: an
+autocommit statement that inserts events, or a SQLAlchemy transaction that ran an INSERT,
+UPDATE or DELETE; PostgreSQL flushes its WAL for each.
+
+    python -m bench.trips    # prints JSON: the median per request of each kind
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+from sqlalchemy import event
+
+from services.intake.main import create_app
+from shared.http.auth import mint_token
+from shared.settings import Settings
+
+WRITES = ("INSERT", "UPDATE", "DELETE")
+#: Statements of the event store that write in autocommit (one durable commit each).
+AUTOCOMMIT_WRITES = ("complaints_events_append",)
+
+
+class Counter:
+    def __init__(self) -> None:
+        self.trips = 0
+        self.commits = 0
+        self._writing: dict[int, bool] = {}
+
+    @contextmanager
+    def psycopg(self) -> Iterator[None]:
+        execute = psycopg.Cursor.execute
+
+        def counted(cursor: Any, query: Any, *args: Any, **kwargs: Any) -> Any:
+            self.trips += 1
+            text = query if isinstance(query, str) else query.as_string(cursor.connection)
+            if any(mark in text for mark in AUTOCOMMIT_WRITES):
+                self.commits += 1
+            return execute(cursor, query, *args, **kwargs)
+
+        psycopg.Cursor.execute = counted  # type: ignore[method-assign,assignment]
+        try:
+            yield
+        finally:
+            psycopg.Cursor.execute = execute  # type: ignore[method-assign]
+
+    def sqlalchemy(self, engine: Any) -> None:
+        sync = engine.sync_engine
+        ping = sync.dialect.do_ping
+
+        def counted_ping(dbapi_connection: Any) -> Any:
+            self.trips += 1  # the pool's check before it hands out a connection
+            return ping(dbapi_connection)
+
+        sync.dialect.do_ping = counted_ping
+
+        @event.listens_for(sync, "before_cursor_execute")
+        def statement(conn: Any, _c: Any, text: str, *_: Any) -> None:
+            self.trips += 1
+            if text.lstrip().upper().startswith(WRITES):
+                self._writing[id(conn.connection)] = True
+
+        @event.listens_for(sync, "begin")
+        def begin(conn: Any) -> None:
+            self.trips += 1
+            self._writing[id(conn.connection)] = False
+
+        @event.listens_for(sync, "commit")
+        def commit(conn: Any) -> None:
+            self.trips += 1
+            if self._writing.pop(id(conn.connection), False):
+                self.commits += 1
+
+        @event.listens_for(sync, "rollback")
+        def rollback(conn: Any) -> None:
+            self.trips += 1
+            self._writing.pop(id(conn.connection), None)
+
+    def take(self) -> tuple[int, int]:
+        taken = self.trips, self.commits
+        self.trips = self.commits = 0
+        return taken
+
+
+async def measure(settings: Settings, requests: int = 30) -> dict[str, Any]:
+    from bench.run import _intake
+
+    app = create_app(settings)
+    counter = Counter()
+    now = datetime.now(UTC)
+    agent = mint_token(settings, "agent-trips", ["agent"], timedelta(hours=1), now)
+    headers = {"Authorization": f"Bearer {agent}"}
+    found: dict[str, list[tuple[int, int]]] = {"accept": [], "accept_keyed": []}
+    async with app.router.lifespan_context(app):
+        counter.sqlalchemy(app.state.store.engine)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://trips") as client:
+            with counter.psycopg():
+                for n in range(requests + 3):  # the first few warm caches and prepare
+                    counter.take()
+                    body = _intake(f"trips-{n}")
+                    answer = await client.post("/complaints", json=body, headers=headers)
+                    assert answer.status_code == 201, answer.text
+                    if n >= 3:
+                        found["accept"].append(counter.take())
+                for n in range(requests + 3):
+                    counter.take()
+                    keyed = {**headers, "Idempotency-Key": f"trips-key-{n}"}
+                    answer = await client.post(
+                        "/complaints", json=_intake(f"trips-keyed-{n}"), headers=keyed
+                    )
+                    assert answer.status_code == 201, answer.text
+                    if n >= 3:
+                        found["accept_keyed"].append(counter.take())
+    return {
+        kind: {
+            "round_trips": statistics.median(t for t, _ in rows),
+            "commits": statistics.median(c for _, c in rows),
+            "requests": len(rows),
+        }
+        for kind, rows in found.items()
+        if rows
+    }
+
+
+def main() -> None:
+    """On a database of its own on the server at the URL given (default: the local one)."""
+    from bench.run import bench_env
+    from tests.postgres import create_database, drop_database, postgres_server
+
+    with postgres_server() as admin:
+        dsn = create_database(admin)
+        try:
+            env = bench_env(dsn, Path(tempfile.mkdtemp(prefix="complaints-trips-")))
+            os.environ.update(env)
+            subprocess.run([sys.executable, "-m", "shared.cli.setup_store"], env=env, check=True)
+            print(json.dumps(asyncio.run(measure(quiet_settings())), indent=2))
+        finally:
+            drop_database(admin, dsn)
+
+
+def quiet_settings() -> Settings:
+    """The environment's settings, without the background jobs (their statements are not
+    the requests')."""
+    return Settings(projector_enabled=False, deadline_watch_enabled=False, dispatcher_enabled=False)
+
+
+if __name__ == "__main__":
+    main()
