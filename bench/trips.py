@@ -6,8 +6,9 @@ The intake app runs in-process on a PostgreSQL database of its own, its backgrou
 counted where it leaves the process: psycopg's `execute` (the event store's recorder and key
 store) and SQLAlchemy's cursor executions (our own tables, asyncpg), plus each transaction's
 BEGIN and COMMIT on the SQLAlchemy side. A *durable commit* is a transaction that wrote: an
-autocommit statement that inserts events, or a SQLAlchemy transaction that ran an INSERT,
-UPDATE or DELETE; PostgreSQL flushes its WAL for each.
+autocommit statement that writes (the events' append, an Idempotency-Key claim or answer), or
+a SQLAlchemy transaction that ran an INSERT, UPDATE or DELETE; PostgreSQL flushes its WAL for
+each.
 
     python -m bench.trips    # prints JSON: the median per request of each kind
 """
@@ -73,27 +74,37 @@ class Counter:
 
         sync.dialect.do_ping = counted_ping
 
+        def autocommit(conn: Any) -> bool:
+            """BEGIN, COMMIT and ROLLBACK are not sent in autocommit (only their events run)."""
+            return bool(conn.get_execution_options().get("isolation_level") == "AUTOCOMMIT")
+
         @event.listens_for(sync, "before_cursor_execute")
         def statement(conn: Any, _c: Any, text: str, *_: Any) -> None:
             self.trips += 1
             if text.lstrip().upper().startswith(WRITES):
-                self._writing[id(conn.connection)] = True
+                if autocommit(conn):
+                    self.commits += 1  # commits by itself
+                else:
+                    self._writing[id(conn.connection)] = True
 
         @event.listens_for(sync, "begin")
         def begin(conn: Any) -> None:
-            self.trips += 1
-            self._writing[id(conn.connection)] = False
+            if not autocommit(conn):
+                self.trips += 1
+                self._writing[id(conn.connection)] = False
 
         @event.listens_for(sync, "commit")
         def commit(conn: Any) -> None:
-            self.trips += 1
-            if self._writing.pop(id(conn.connection), False):
-                self.commits += 1
+            if not autocommit(conn):
+                self.trips += 1
+                if self._writing.pop(id(conn.connection), False):
+                    self.commits += 1
 
         @event.listens_for(sync, "rollback")
         def rollback(conn: Any) -> None:
-            self.trips += 1
-            self._writing.pop(id(conn.connection), None)
+            if not autocommit(conn):
+                self.trips += 1
+                self._writing.pop(id(conn.connection), None)
 
     def take(self) -> tuple[int, int]:
         taken = self.trips, self.commits

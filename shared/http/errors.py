@@ -10,6 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
+from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import compile_path
 
@@ -27,6 +28,7 @@ from shared.domain.errors import (
 )
 from shared.http.routes import allowed_routes
 from shared.readmodel.summaries import InvalidCursor
+from shared.store.facade import CONNECTION_LOST
 
 log = logging.getLogger("complaints.http")
 
@@ -219,6 +221,29 @@ async def _domain_handler(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+def lost_database(exc: BaseException) -> bool:
+    """The database connection was lost or refused (a restart, an outage): not a bug."""
+    if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, (sa_exc.OperationalError, sa_exc.InterfaceError, *CONNECTION_LOST))
+
+
+async def _database_handler(request: Request, exc: Exception) -> JSONResponse:
+    """A connection found dead: the pool drops it (no ping before each use) and the next
+    request takes a fresh one. The request is answered 503; a retry (with the same
+    Idempotency-Key) finds what it wrote, if anything."""
+    if not lost_database(exc):
+        return await _unhandled_handler(request, exc)
+    log.warning("database unavailable on %s %s: %s", request.method, request.url.path, exc)
+    return problem_response(
+        503,
+        "The database could not be reached; retry in a moment (with the same "
+        "Idempotency-Key, if the request had one).",
+        instance=request.url.path,
+        headers={"Retry-After": "1"},
+    )
+
+
 async def _unhandled_handler(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return problem_response(
@@ -233,6 +258,9 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _http_handler)
     app.add_exception_handler(DomainError, _domain_handler)
     app.add_exception_handler(InvalidCursor, _cursor_handler)
+    lost_kinds: tuple[type[Exception], ...] = (sa_exc.DBAPIError, *CONNECTION_LOST)
+    for lost in lost_kinds:
+        app.add_exception_handler(lost, _database_handler)
     app.add_exception_handler(Exception, _unhandled_handler)
 
 

@@ -20,7 +20,10 @@ def create_engine(settings: Settings) -> AsyncEngine:
             url.set(drivername="postgresql+asyncpg"),
             pool_size=2,
             max_overflow=8,
-            pool_pre_ping=True,
+            # No ping before each use (a round trip per checkout): a connection found dead
+            # fails its statement, the pool drops every connection of that age, and the
+            # request answers 503 (shared.http.errors) for the client to retry.
+            pool_pre_ping=False,
             connect_args={"timeout": 5, "command_timeout": 30},
         )
     if url.database and url.database != ":memory:":

@@ -19,6 +19,7 @@ from uuid import UUID
 
 import anyio
 from anyio import to_thread
+from eventsourcing.persistence import InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.domain.clock import Clock, system_clock
@@ -44,6 +45,9 @@ T = TypeVar("T")
 #: the setup step): whether it wrapped plaintext customer keys, which must then be scrubbed.
 Migrate = Callable[[AsyncEngine, Kek], Awaitable[bool]]
 
+
+#: What the event store raises when its connection to the database is lost or refused.
+CONNECTION_LOST: tuple[type[Exception], ...] = (OperationalError, InterfaceError)
 
 #: How far up a customer's thread of repeats a refusal looks for an answered complaint.
 MAX_THREAD_WALK = 50

@@ -8,14 +8,15 @@ hold no personal data and are kept as they were sent.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
 from sqlalchemy import and_, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from shared.domain.clock import Clock
 from shared.store.tables import idempotency_keys
@@ -63,6 +64,13 @@ class IdempotencyStore:
     def _now(self) -> float:
         return self.clock().timestamp()
 
+    @asynccontextmanager
+    async def _statements(self) -> AsyncIterator[AsyncConnection]:
+        """A connection whose every statement commits by itself: each change here is one
+        statement (a claim, a compare-and-set), so no BEGIN and COMMIT round trips."""
+        async with self.engine.connect() as conn:
+            yield await conn.execution_options(isolation_level="AUTOCOMMIT")
+
     async def claim(
         self, client: str, key: str, request_hash: str, *, legacy_hash: str | None = None
     ) -> ClaimResult:
@@ -70,7 +78,7 @@ class IdempotencyStore:
         a claim taken before revision 0016 names its request by `legacy_hash` instead."""
         now = self._now()
         try:
-            async with self.engine.begin() as conn:
+            async with self._statements() as conn:
                 await conn.execute(
                     insert(idempotency_keys).values(
                         client=client,
@@ -84,7 +92,7 @@ class IdempotencyStore:
         except IntegrityError:
             pass
         where = and_(idempotency_keys.c.client == client, idempotency_keys.c.key == key)
-        async with self.engine.begin() as conn:
+        async with self._statements() as conn:  # the take-over below is compared-and-set
             row = (await conn.execute(select(idempotency_keys).where(where))).mappings().first()
             if row is None:  # released meanwhile: let the client retry
                 return InProgress()
@@ -130,7 +138,7 @@ class IdempotencyStore:
         """Store the answer, unless another request took the claim over meanwhile. An answer
         about a complaint is stored as its id and `recipe`, without a body."""
         assert complaint_id is None or (body is None and recipe is not None)
-        async with self.engine.begin() as conn:
+        async with self._statements() as conn:
             await conn.execute(
                 update(idempotency_keys)
                 .where(self._held(client, key, claim))
@@ -146,13 +154,13 @@ class IdempotencyStore:
 
     async def release(self, client: str, key: str, claim: Claimed) -> None:
         """Forget a claim whose request wrote nothing (refused, unauthorised, conflicting)."""
-        async with self.engine.begin() as conn:
+        async with self._statements() as conn:
             await conn.execute(delete(idempotency_keys).where(self._held(client, key, claim)))
 
     async def abandon(self, client: str, key: str, claim: Claimed) -> None:
         """The request failed on our side and may have written: the next retry takes the key
         over at once, and finds what this one wrote before acting (as every keyed command does)."""
-        async with self.engine.begin() as conn:
+        async with self._statements() as conn:
             await conn.execute(
                 update(idempotency_keys).where(self._held(client, key, claim)).values(claimed_at=0)
             )

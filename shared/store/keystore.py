@@ -39,6 +39,8 @@ from typing import Any, Protocol
 import psycopg
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from eventsourcing.persistence import InterfaceError, OperationalError
+from eventsourcing.utils import retry
 
 from shared.settings import Settings
 from shared.store.tables import customer_complaints, wrapped_keys
@@ -417,6 +419,7 @@ class SqlKeyStore:
         self._postgres = settings.is_postgres
         self.keks = keks
 
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)  # reads only
     def prepare(self, complaint_id: str, customer_id: str) -> tuple[Bound, Binding | None]:
         with self._transaction(commit=False) as cursor:
             self._execute(
@@ -439,6 +442,7 @@ class SqlKeyStore:
         binding = Binding(complaint_id, customer_id, new.key_id, kek.id, kek.wrap(new))
         return Bound(new.key_id, new), binding
 
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)  # reads only
     def bindings(self, complaint_ids: list[str]) -> dict[str, Bound]:
         if not complaint_ids:
             return {}
@@ -446,6 +450,7 @@ class SqlKeyStore:
             rows = self._bound(cursor, complaint_ids)
         return {str(row["complaint_id"]): self._binding(row) for row in rows}
 
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)  # reads only
     def bound_key_id(self, complaint_id: str) -> str | None:
         with self._transaction(commit=False) as cursor:
             self._execute(
@@ -456,6 +461,7 @@ class SqlKeyStore:
             row = cursor.fetchone()
         return str(row["key_id"]) if row is not None else None
 
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)  # reads only
     def get(self, key_id: str) -> CustomerKey | None:
         with self._transaction(commit=False) as cursor:
             self._execute(
@@ -466,6 +472,7 @@ class SqlKeyStore:
             row = cursor.fetchone()
         return self._unwrap(row) if row is not None else None
 
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)  # reads only
     def live(self, key_ids: list[str]) -> set[str]:
         if not key_ids:
             return set()
@@ -476,6 +483,7 @@ class SqlKeyStore:
             )
             return {str(row["key_id"]) for row in cursor.fetchall()}
 
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)  # reads only
     def complaints_of(self, customer_id: str) -> list[str]:
         with self._transaction(commit=False) as cursor:
             self._execute(
@@ -506,6 +514,7 @@ class SqlKeyStore:
         for kek_id in sorted(self.kek_ids()):
             self.keks.get(kek_id)
 
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)  # reads only
     def kek_ids(self) -> set[str]:
         with self._transaction(commit=False) as cursor:
             self._execute(cursor, f"SELECT DISTINCT kek_id FROM {KEY_TABLE}", ())

@@ -32,7 +32,8 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from eventsourcing.persistence import (
@@ -42,8 +43,8 @@ from eventsourcing.persistence import (
     StoredEvent,
 )
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore, PostgresFactory
-from eventsourcing.utils import retry
-from psycopg import Cursor
+from eventsourcing.utils import Environment, EnvType, retry
+from psycopg import Connection, Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
 
@@ -144,6 +145,7 @@ class OrderedRecorder(PostgresApplicationRecorder):
         )
         return notifications
 
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
     def max_notification_id(self) -> int | None:
         """The last position a reader can read up to now, after waiting for the writes in
         progress (up to `HEAD_WAIT_SECONDS`): every event at or below it has committed."""
@@ -158,10 +160,13 @@ class OrderedRecorder(PostgresApplicationRecorder):
         transactions in progress, of this store or of any other database on the server,
         finish within milliseconds."""
         deadline = time.monotonic() + seconds
-        while (horizon := self.horizon()) < wanted and time.monotonic() < deadline:
+        horizon: int = self.horizon()
+        while horizon < wanted and time.monotonic() < deadline:
             time.sleep(0.001)
+            horizon = self.horizon()
         return horizon
 
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
     def horizon(self) -> int:
         """The highest position below which every event has committed or never will.
 
@@ -184,6 +189,7 @@ class OrderedRecorder(PostgresApplicationRecorder):
                 self._pending.popleft()  # an older pair only delays; a newer one will do
             return self._safe
 
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
     def _last_value(self) -> int:
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
             return self._read_last(curs)
@@ -194,7 +200,26 @@ class OrderedRecorder(PostgresApplicationRecorder):
         return int(row["last"]) if row else 0
 
 
+class DrainingDatastore(PostgresDatastore):
+    """Connections are not pinged before each use. One found dead (the server restarted, or
+    dropped it) fails its statement; then every connection in the pool is replaced, since
+    those idle beside it died with it, and the caller's retry takes a fresh one."""
+
+    @contextmanager
+    def get_connection(self) -> Iterator[Connection[DictRow]]:
+        try:
+            with super().get_connection() as conn:
+                yield conn
+        except (OperationalError, InterfaceError):
+            self.pool.drain()
+            raise
+
+
 class OrderedPostgresFactory(PostgresFactory):
     """The library's PostgreSQL persistence with our recorder (`PERSISTENCE_MODULE`)."""
 
     application_recorder_class = OrderedRecorder
+
+    def __init__(self, env: Environment | EnvType | None) -> None:
+        super().__init__(env)
+        self.datastore.__class__ = DrainingDatastore  # made by the library's constructor

@@ -5,8 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import jwt
+import psycopg
 import pytest
 
+from shared.settings import Settings
 from tests.conftest import TEST_SECRET, intake_body
 from tests.integration.conftest import Api
 
@@ -106,3 +108,34 @@ async def test_ready_says_no_when_the_store_is_gone(api: Api) -> None:
     assert response.status_code == 503
     assert response.headers["content-type"] == "application/problem+json"
     await store.open()
+
+
+@pytest.mark.parametrize(
+    "backend", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
+)
+async def test_connections_the_database_dropped_answer_503_then_recover(
+    api: Api, settings: Settings
+) -> None:
+    """Connections are not pinged before each use: when the server has dropped them (a
+    restart, a failover), a request that meets one answers 503 with Retry-After — never a
+    500 — and the requests after it work on fresh connections."""
+    created = await api.accept(intake_body())
+    assert created.status_code == 201
+    assert (await api.get("/complaints")).status_code == 200  # pooled connections in use
+    admin = settings.url.set(drivername="postgresql", database="postgres")
+    with psycopg.connect(admin.render_as_string(hide_password=False), autocommit=True) as conn:
+        dropped = conn.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = %s AND pid <> pg_backend_pid()",
+            (settings.url.database,),
+        ).fetchone()
+    assert dropped and dropped[0] > 0
+    answers = [(await api.get("/complaints")).status_code for _ in range(3)]
+    assert 500 not in answers
+    assert answers[-1] == 200
+    failed = [a for a in answers if a != 200]
+    assert set(failed) <= {503}
+    again = await api.accept(intake_body(service_number="13900001111"))
+    assert again.status_code == 201
+    fetched = await api.get(f"/complaints/{again.json()['id']}")
+    assert fetched.status_code == 200
