@@ -41,12 +41,12 @@ def postgres_admin_url() -> Iterator[str]:
 def postgres_template(postgres_admin_url: str) -> Iterator[str]:
     """A database with the schema already created, copied for each test (fast)."""
     url = create_database(postgres_admin_url)
-    asyncio.run(_create_schema(make_settings(url)))
+    asyncio.run(create_schema(make_settings(url)))
     yield url.rsplit("/", 1)[1]
     drop_database(postgres_admin_url, url)
 
 
-async def _create_schema(settings: Settings) -> None:
+async def create_schema(settings: Settings) -> None:
     """The setup step, as `make setup` runs it; the test keys are made whatever the environment."""
     load_key(settings.audit_key_path, create=True)
     KekFile.load(settings.kek_path, create=True)
@@ -86,7 +86,7 @@ def database_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -
     """A fresh store with its tables created, on the backend under test."""
     if backend == "sqlite":
         url = f"sqlite:///{tmp_path / 'complaints.sqlite3'}"
-        asyncio.run(_create_schema(make_settings(url)))
+        asyncio.run(create_schema(make_settings(url)))
         yield url
         return
     admin = request.getfixturevalue("postgres_admin_url")

@@ -47,9 +47,10 @@ class NoPostgres(RuntimeError):
 class Cluster:
     """A throwaway PostgreSQL cluster from the local binaries (`initdb`, `pg_ctl`), on a free
     port. It can be crashed (`stop -m immediate`: no shutdown checkpoint, like a power cut for
-    the server process) and started again on the same data."""
+    the server process) and started again on the same data. `options`: server settings
+    (`-c name=value`) it always runs with."""
 
-    def __init__(self) -> None:
+    def __init__(self, *options: str) -> None:
         initdb, pg_ctl = _binary("initdb"), _binary("pg_ctl")
         if not initdb or not pg_ctl:
             raise NoPostgres(
@@ -57,6 +58,7 @@ class Cluster:
                 "PostgreSQL 15 (e.g. `apt-get install postgresql`)."
             )
         self.pg_ctl = pg_ctl
+        self.options = "".join(f" -c {option}" for option in options)
         self.workdir = tempfile.mkdtemp(prefix="complaints-pg-")
         self.prefix: list[str] = []
         if os.geteuid() == 0:  # initdb refuses to run as root
@@ -82,7 +84,7 @@ class Cluster:
                 os.path.join(self.workdir, "log"),
                 "-w",
                 "-o",
-                f"-p {self.port} -k {self.workdir} -c listen_addresses=127.0.0.1",
+                f"-p {self.port} -k {self.workdir} -c listen_addresses=127.0.0.1{self.options}",
                 "start",
             ],
             check=True,
