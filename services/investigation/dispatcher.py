@@ -27,7 +27,7 @@ from shared.domain.clock import Clock
 from shared.domain.complaint import Complaint
 from shared.domain.context import Actor, CommandContext
 from shared.domain.errors import DomainError
-from shared.domain.personal import is_erased
+from shared.domain.personal import is_erased, text_of
 from shared.logs import correlation_id, new_correlation_id
 from shared.readmodel.tables import notifications
 from shared.store.facade import ComplaintStore
@@ -166,5 +166,5 @@ class Dispatcher:
             tz=self.store.policy.tz,
         )
         customer = complaint.intake["customer"]
-        to = customer["email"] if notification["channel"] == "email" else customer["phone"]
+        to = text_of(customer["email"] if notification["channel"] == "email" else customer["phone"])
         return Message(notification["channel"], to, text, complaint.acceptance_no)

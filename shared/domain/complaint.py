@@ -4,6 +4,10 @@ Public methods are the commands: they check that the step is legal in the curren
 raise a domain error if not, then trigger one past-tense event. The private `@event` methods
 only apply an event's facts to the state; they run again on every replay, so they never check
 rules and never read a clock.
+
+No rule reads the customer's personal data (`shared.domain.personal`): a complaint read from
+the store holds it sealed, opened only by what shows it (a view, a message to the customer).
+State may carry it along (a handover copies the last callback), never look into it.
 """
 
 from __future__ import annotations

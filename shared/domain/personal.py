@@ -8,14 +8,20 @@ summaries, callback comments and the archive summary. Staff's account of the han
 (findings, replies, reasons) and every code, time and id stay readable, so an erased complaint
 still replays and still counts in the reports.
 
+No rule of the aggregate reads personal data. So a complaint read from the store carries its
+personal fields sealed (`Sealed`): into its snapshots, and into events that copy them (a
+handover), without opening them. Only what shows them opens them (`opened`, `text_of`): a
+view, a message to the customer. Reading a complaint of 1,000 events for a command or a
+projection opens nothing; showing it opens each field it shows once.
+
 Paths are tuples of keys; `*` stands for every item of a list.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, TypeVar
 
 from shared.domain.chain import json_default
 
@@ -48,6 +54,8 @@ STATE_FIELDS: tuple[Path, ...] = (
 #: How an erased value reads.
 ERASED_TEXT = "[erased]"
 
+T = TypeVar("T")
+
 
 class Erased(str):
     """A personal value whose key was destroyed: reads as "[erased]" and keeps the salted
@@ -62,6 +70,88 @@ class Erased(str):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (Erased, (self.sha256,))
+
+
+class Sealed:
+    """A personal value as the store keeps it, not opened (`shared.store.sealing` makes them,
+    with what opens them). `open()` gives its text. Two are equal when they hold the same text
+    of the same customer: their salted digests (the ones the audit chain commits to) are equal.
+    Neither its text nor anything that opens it shows in its repr."""
+
+    __slots__ = ("sha256",)
+
+    def __init__(self, sha256: str) -> None:
+        self.sha256 = sha256
+
+    def open(self) -> str:
+        raise NotImplementedError
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Sealed) and other.sha256 == self.sha256
+
+    def __hash__(self) -> int:
+        return hash(self.sha256)
+
+    def __repr__(self) -> str:
+        return "Sealed(…)"
+
+
+def text_of(value: T) -> T | str:
+    """A personal value as shown: opened if sealed (erased stays erased)."""
+    return value.open() if isinstance(value, Sealed) else value
+
+
+def opened(data: T, paths: tuple[Path, ...]) -> T:
+    """`data` with every sealed value at `paths` opened, for showing. `data` itself stays as
+    it is: the dicts and lists on the way to an opened value are new, the rest is shared."""
+    for path in paths:
+        data = _opened_at(data, path)
+    return data
+
+
+def _opened_at(data: Any, path: Path) -> Any:
+    head, rest = path[0], path[1:]
+    if head == "*":
+        if not isinstance(data, list):
+            return data
+        if len(rest) == 1:  # a field of every item: the common case, inline
+            name = rest[0]
+            return [
+                {**item, name: item[name].open()}
+                if isinstance(item, dict) and isinstance(item.get(name), Sealed)
+                else item
+                for item in data
+            ]
+        return [_opened_at(item, rest) for item in data]
+    if not isinstance(data, dict) or head not in data:
+        return data
+    value = data[head]
+    new = _opened_at(value, rest) if rest else text_of(value)
+    return data if new is value else {**data, head: new}
+
+
+def replace(data: Any, path: Path, change: Callable[[Any], Any]) -> None:
+    """Replace, in place, every value at `path` in `data` that is present by `change(value)`
+    (one walk, without the generator `leaves` needs: a snapshot holds a field per event)."""
+    head, rest = path[0], path[1:]
+    if head == "*":
+        if not isinstance(data, list):
+            return
+        if len(rest) == 1:  # a field of every item: the common case, inline
+            name = rest[0]
+            for item in data:
+                if isinstance(item, dict) and name in item:
+                    item[name] = change(item[name])
+        else:
+            for item in data:
+                replace(item, rest, change)
+        return
+    if not isinstance(data, dict) or head not in data:
+        return
+    if rest:
+        replace(data[head], rest, change)
+    else:
+        data[head] = change(data[head])
 
 
 def leaves(data: Any, path: Path) -> Iterator[tuple[dict[str, Any], str]]:
@@ -119,7 +209,7 @@ def as_record(value: Any) -> Any:
         return {k if type(k) is str else _key(k): as_record(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [as_record(v) for v in value]
-    if isinstance(value, Erased):
+    if isinstance(value, Erased | Sealed):  # what the chain commits to for either
         return {"sha256": value.sha256}
     if isinstance(value, str):  # a StrEnum member and the like: its text
         return str.__str__(value)

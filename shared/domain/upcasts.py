@@ -17,8 +17,8 @@ Stored events never change; the code that reads them does. Two tools, in this or
    every reader: aggregates, projections, history, exports).
 
 Rules for a step:
-- Personal fields (`shared.domain.personal.EVENT_FIELDS`) stay at their paths; they are opened
-  before the upcast and sealed only as stored.
+- Personal fields (`shared.domain.personal.EVENT_FIELDS`) stay at their paths; a step sees
+  them as stored (sealed), and reads nothing of them.
 - The audit chain and the history's hash links commit to the event *as stored*, never to its
   upcast form (`shared.store.sealing.SealingMapper.decode`), so adding a step here changes no
   hash, no checkpoint and no exported line.

@@ -14,7 +14,7 @@ from shared.domain import lifecycle
 from shared.domain.chain import chain
 from shared.domain.codes import Status
 from shared.domain.complaint import Complaint
-from shared.domain.personal import ERASED_TEXT, as_record, is_erased
+from shared.domain.personal import ERASED_TEXT, STATE_FIELDS, as_record, is_erased, opened
 from shared.store.application import StoredEvent
 
 
@@ -175,7 +175,8 @@ class ComplaintView(BaseModel):
         as_of: datetime | None = None,
         position: int | None = None,
     ) -> ComplaintView:
-        intake = complaint.intake if unmasked else masked_intake(complaint.intake)
+        shown = _personal_data_opened(complaint)
+        intake = shown["intake"] if unmasked else masked_intake(shown["intake"])
         customer = intake["customer"]
         return cls(
             id=complaint.id,
@@ -200,7 +201,7 @@ class ComplaintView(BaseModel):
             description=intake["description"],
             demand=intake["demand"],
             reply_channel=intake["reply_channel"],
-            evidence=complaint.evidence,
+            evidence=shown["evidence"],
             repeat_of=complaint.repeat_of,
             incident_id=complaint.incident_id,
             time_barred=complaint.time_barred,
@@ -217,9 +218,9 @@ class ComplaintView(BaseModel):
             reply=complaint.reply_sent,
             escalations=complaint.escalations,
             reviews=complaint.reviews,
-            callbacks=complaint.callbacks,
-            callback_attempts=complaint.callback_attempts,
-            archive_summary=complaint.archive_summary,
+            callbacks=shown["callbacks"],
+            callback_attempts=shown["callback_attempts"],
+            archive_summary=shown["archive_summary"],
             alerts=complaint.alerts,
             notifications=list(complaint.notifications.values()),
             clock_paused=complaint.paused_at is not None,
@@ -227,6 +228,15 @@ class ComplaintView(BaseModel):
             as_of=as_of,
             position=position,
         )
+
+
+def _personal_data_opened(complaint: Complaint) -> dict[str, Any]:
+    """The parts of the complaint's state that hold personal data (`STATE_FIELDS`: intake,
+    evidence, callbacks, …), opened for showing. A complaint read from the store keeps them
+    sealed (`shared.domain.personal.Sealed`): a view opens what it shows, and only then. (Every
+    role sees every one of them: masking shows part of the phone, e-mail and service number.)"""
+    parts = {path[0]: getattr(complaint, path[0]) for path in STATE_FIELDS}
+    return opened(parts, STATE_FIELDS)
 
 
 class ErasureView(BaseModel):

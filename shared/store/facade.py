@@ -219,6 +219,8 @@ class ComplaintStore:
 
     # ---------------------------------------------------------------------- reads
     async def get(self, complaint_id: UUID, *, as_of: datetime | None = None) -> Complaint:
+        """The complaint rebuilt from its events (as of a time), its personal data sealed
+        (`shared.domain.personal.Sealed`): what shows it opens it."""
         if as_of is None:
             return await self._run(partial(self.app.load, complaint_id))
         return await self._run(partial(self.app.load_as_of, complaint_id, as_of))

@@ -2,10 +2,15 @@
 
 Each customer has one key (AES-256-GCM) and one salt, kept wrapped in a key store of their
 own (`shared.store.keystore`). The mapper seals every personal field (`shared.domain.personal`)
-of an event or a snapshot on its way into the store, and opens it on its way out, so the
-aggregate, the projections and the reads work with plaintext while the stored events and
-snapshots hold only ciphertext. A sealed field keeps the salted SHA-256 digest the audit chain
-commits to.
+of an event or a snapshot on its way into the store, so the stored events and snapshots hold
+only ciphertext. A sealed field keeps the salted SHA-256 digest the audit chain commits to.
+
+On the way out there are two readers. What decodes stored events for the history, the
+projections and the audit chain (`SealingMapper.decode`) gets them opened. What builds an
+aggregate (events and snapshots through the library's stores, `to_domain_event`) gets them
+still sealed (`SealedText`, with the key read for it): no rule of the aggregate reads personal
+data, so nothing is decrypted to rebuild a complaint, to run a command on it or to snapshot it
+(a sealed value is stored again as it was read); a view opens what it shows.
 
 Erasure deletes the customer's key: from then on every sealed field of that customer reads as
 `Erased` (carrying its digest), wherever it is stored, and nothing else of the complaint
@@ -18,6 +23,7 @@ store's worker threads, where nothing awaits).
 from __future__ import annotations
 
 import base64
+import binascii
 import secrets
 import threading
 from collections import OrderedDict
@@ -35,9 +41,10 @@ from shared.domain.personal import (
     STATE_FIELDS,
     Erased,
     Path,
+    Sealed,
     copied_along,
     is_plaintext,
-    leaves,
+    replace,
 )
 from shared.store.keystore import Binding, CustomerKey, KeyStore
 
@@ -55,8 +62,11 @@ class KeyRing:
     A complaint stays bound to the key in force at its acceptance: once that key is destroyed,
     whatever personal data the complaint records later is stored erased, never under a newer
     key of the same customer. Keys read are remembered only within a `scope()` (one call into
-    the store), so a key destroyed by another process is not used after that call. The keys
-    themselves are in a key store (`shared.store.keystore`).
+    the store), so a key destroyed by another process is not used by a later call: what a
+    call reads after the key is gone reads as erased. (A value that call read still sealed
+    keeps the key it was read with, `SealedText`: shown later, it shows what it would have
+    shown had it been opened when read.) The keys themselves are in a key store
+    (`shared.store.keystore`).
     """
 
     def __init__(self, store: KeyStore) -> None:
@@ -259,9 +269,37 @@ def seal(key: CustomerKey, complaint_id: UUID, plaintext: str) -> dict[str, str]
 
 
 def unseal(key: CustomerKey, complaint_id: UUID, envelope: dict[str, Any]) -> str:
-    raw = base64.b64decode(envelope[SEALED])
-    plaintext = key.aead.decrypt(raw[:12], raw[12:], _aad(complaint_id, key.key_id))
-    return plaintext.decode("utf-8")
+    return _decrypt(key, _aad(complaint_id, key.key_id), envelope)
+
+
+def _decrypt(key: CustomerKey, aad: bytes, envelope: dict[str, Any]) -> str:
+    raw = binascii.a2b_base64(envelope[SEALED])
+    return key.aead.decrypt(raw[:12], raw[12:], aad).decode("utf-8")
+
+
+class SealedText(Sealed):
+    """A personal value read from the store and left sealed: the stored envelope, and the
+    customer's key as it was when the value was read (see `KeyRing`). Opened only when shown;
+    stored again as it is when the aggregate writes it anew (a snapshot, a handover)."""
+
+    __slots__ = ("_aad", "_key", "complaint_id", "envelope")
+
+    def __init__(
+        self, envelope: dict[str, Any], complaint_id: UUID, key: CustomerKey, aad: bytes
+    ) -> None:
+        # (Sealed.__init__ inlined: a snapshot makes one of these per personal field it holds.)
+        self.sha256 = envelope["sha256"]
+        self.envelope = envelope
+        self.complaint_id = complaint_id
+        self._key = key
+        self._aad = aad
+
+    @property
+    def key(self) -> CustomerKey:
+        return self._key
+
+    def open(self) -> str:
+        return _decrypt(self._key, self._aad, self.envelope)
 
 
 class SealingMapper(Mapper[UUID]):
@@ -280,29 +318,48 @@ class SealingMapper(Mapper[UUID]):
 
     def to_stored_event(self, domain_event: DomainEventProtocol[UUID]) -> StoredEvent:
         state = vars(domain_event)
-        paths = _paths(domain_event)
-        values = [parent[name] for path in paths for parent, name in leaves(state, path)]
-        plain = any(is_plaintext(value) for value in values)
-        if not plain and not any(isinstance(value, Erased) for value in values):
+        paths = tuple(path for path in _paths(domain_event) if path[0] in state)
+        if not paths:
             return super().to_stored_event(domain_event)
         complaint_id = domain_event.originator_id
-        key = None
-        if plain:
-            intake = state.get("intake")
-            key = (
-                self.keys.bind(complaint_id, intake["customer"]["id"])
-                if isinstance(intake, dict)  # the acceptance
-                else self.keys.complaint_key(complaint_id)
-            )
         sealed_state = copied_along(state, paths)
+        # The customer's key, taken at the first plaintext (None once destroyed).
+        taken: list[CustomerKey | None] = []
+        kept: dict[str, CustomerKey] = {}
+        erased = False
+
+        def key_for_plaintext() -> CustomerKey | None:
+            if not taken:
+                intake = state.get("intake")
+                taken.append(
+                    self.keys.bind(complaint_id, intake["customer"]["id"])
+                    if isinstance(intake, dict)  # the acceptance
+                    else self.keys.complaint_key(complaint_id)
+                )
+            return taken[0]
+
+        def seal_field(value: Any) -> Any:
+            nonlocal erased
+            if isinstance(value, SealedText) and value.complaint_id == complaint_id:
+                # As read from this complaint: stored again as it was.
+                kept[value.key.key_id] = value.key
+                return value.envelope
+            if isinstance(value, Erased):
+                erased = True
+                return {"sha256": value.sha256}
+            if isinstance(value, Sealed):  # read from another complaint: sealed anew, with
+                value = value.open()  # this one's key (an envelope is bound to its complaint)
+            if is_plaintext(value):
+                key = key_for_plaintext()
+                return seal(key, complaint_id, value) if key else _born_erased(value)
+            return value
+
         for path in paths:
-            for parent, name in leaves(sealed_state, path):
-                value = parent[name]
-                if isinstance(value, Erased):
-                    parent[name] = {"sha256": value.sha256}
-                elif is_plaintext(value):
-                    parent[name] = seal(key, complaint_id, value) if key else _born_erased(value)
-        self.keys.sealed(key)
+            replace(sealed_state, path, seal_field)
+        if taken or erased:
+            self.keys.sealed(taken[0] if taken else None)
+        for kept_key in kept.values():  # stored under it again: erased meanwhile if it is gone
+            self.keys.sealed(kept_key)
         sealed_event = object.__new__(type(domain_event))
         object.__setattr__(sealed_event, "__dict__", sealed_state)
         return super().to_stored_event(sealed_event)
@@ -319,18 +376,23 @@ class SealingMapper(Mapper[UUID]):
         return decoded
 
     def to_domain_event(self, stored_event: StoredEvent) -> DomainEventProtocol[UUID]:
+        """The event (or snapshot) as an aggregate is built from it: its personal fields are
+        left sealed (`SealedText`), or read as `Erased` once their key is destroyed. Nothing is
+        decrypted (personal fields keep their paths when upcast)."""
         domain_event = super().to_domain_event(stored_event)
-        # A fresh dict, decoded just now (personal fields keep their paths when upcast).
-        self._open_fields(domain_event.originator_id, vars(domain_event), _paths(domain_event))
+        self._keep_sealed(domain_event.originator_id, vars(domain_event), _paths(domain_event))
         return domain_event
 
     def decode(
         self, stored_event: StoredEvent
     ) -> tuple[DomainEventProtocol[UUID], dict[str, Any] | None]:
-        """The event in its current shape, and its fields as stored (personal data opened)
-        when an upcast (`shared.domain.upcasts`) changed them, else None: what the audit chain
-        commits to is the event as it was written, whatever the code reading it."""
-        domain_event = self.to_domain_event(stored_event)
+        """The event in its current shape, personal data opened, and its fields as stored
+        (personal data opened) when an upcast (`shared.domain.upcasts`) changed them, else
+        None: what the audit chain commits to is the event as it was written, whatever the
+        code reading it."""
+        domain_event = super().to_domain_event(stored_event)
+        paths = _paths(domain_event)
+        self._open_fields(domain_event.originator_id, vars(domain_event), paths)
         class_version = getattr(type(domain_event), "class_version", 1)
         if class_version == 1:
             return domain_event, None  # no upcasts: as stored
@@ -339,17 +401,18 @@ class SealingMapper(Mapper[UUID]):
             return domain_event, None
         state["originator_id"] = domain_event.originator_id
         state["originator_version"] = domain_event.originator_version
-        self._open_fields(domain_event.originator_id, state, _paths(domain_event))
+        self._open_fields(domain_event.originator_id, state, paths)
         return domain_event, state
 
     def _open_fields(
         self, complaint_id: UUID, state: dict[str, Any], paths: tuple[Path, ...]
     ) -> None:
+        def open_(value: Any) -> Any:
+            return self._open(complaint_id, value) if _is_envelope(value) else value
+
         for path in paths:
-            for parent, name in leaves(state, path):
-                value = parent[name]
-                if isinstance(value, dict) and "sha256" in value:
-                    parent[name] = self._open(complaint_id, value)
+            if path[0] in state:
+                replace(state, path, open_)
 
     def _open(self, complaint_id: UUID, envelope: dict[str, Any]) -> str:
         key = self.keys.key(envelope["key"]) if SEALED in envelope else None
@@ -357,6 +420,35 @@ class SealingMapper(Mapper[UUID]):
             return Erased(str(envelope["sha256"]))
         self.keys.opened(complaint_id, key)
         return unseal(key, complaint_id, envelope)
+
+    def _keep_sealed(
+        self, complaint_id: UUID, state: dict[str, Any], paths: tuple[Path, ...]
+    ) -> None:
+        """Each stored envelope at `paths` as a `SealedText` with its key, or `Erased`."""
+        found: dict[str, tuple[CustomerKey, bytes] | None] = {}
+
+        def keep(value: Any) -> Any:
+            if type(value) is not dict or "sha256" not in value:
+                return value
+            key_id = value.get("key") if SEALED in value else None
+            if key_id is None:
+                return Erased(str(value["sha256"]))
+            if key_id not in found:
+                key = self.keys.key(key_id)
+                found[key_id] = (key, _aad(complaint_id, key_id)) if key else None
+            key_and_aad = found[key_id]
+            if key_and_aad is None:
+                return Erased(str(value["sha256"]))
+            return SealedText(value, complaint_id, *key_and_aad)
+
+        for path in paths:
+            if path[0] in state:  # (an event has few of the fields: most paths end here)
+                replace(state, path, keep)
+
+
+def _is_envelope(value: Any) -> bool:
+    """A personal field as stored: sealed, or erased (its digest alone)."""
+    return isinstance(value, dict) and "sha256" in value
 
 
 def _born_erased(plaintext: str) -> dict[str, str]:

@@ -16,6 +16,7 @@ from anyio import to_thread
 from sqlalchemy import column, inspect, select, table
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.escalation.main import create_app as create_escalation_app
 from shared.audit.chain import ChainProjection
 from shared.audit.verify import verify
 from shared.domain.clock import FixedClock
@@ -24,7 +25,7 @@ from shared.readmodel.summaries import SummaryProjection
 from shared.settings import Settings
 from shared.store.facade import ComplaintStore
 from tests.conftest import TokenFactory, intake_body, make_settings, pinned_key
-from tests.integration.conftest import Api, catch_up
+from tests.integration.conftest import Api, catch_up, serving
 from tests.integration.test_callback import call
 from tests.integration.test_investigation import BODIES, command
 
@@ -250,6 +251,58 @@ async def test_erasure_leaves_no_plaintext_and_the_chain_verifies(
     fresh = (await api.get(f"/complaints/{again.json()['id']}")).json()
     assert fresh["customer"]["name"] == SECRETS["name"]
     assert (await api.get(f"/complaints/{cid}")).json()["description"] == ERASED_TEXT
+
+
+async def test_a_handover_copies_what_it_read_sealed_and_shows_it(
+    api: Api, inv: Api, cb: Api, settings: Settings, clock: FixedClock, token: TokenFactory
+) -> None:
+    """A complaint read from the store holds its personal data sealed; an escalation of it
+    copies the last callback's comments into its handover as read, unopened. The handover
+    shows them like any other; after the erasure it reads erased, and the chain's links and
+    its verification stay as they were."""
+    cid = str((await api.accept(_body())).json()["id"])
+    for step in ("assignment", "findings", "resolution", "reply"):
+        assert (await command(inv, cid, step, BODIES[step])).status_code == 200, step
+    dissatisfied = {
+        "satisfaction": "dissatisfied",
+        "resolved": False,
+        "comments": SECRETS["callback"],
+    }
+    assert (await call(cb, cid, "callback", dissatisfied)).status_code == 200
+    esc_app = create_escalation_app(
+        settings.model_copy(update={"deadline_watch_enabled": False}), clock=clock
+    )
+    async with serving(esc_app, token) as esc:
+        up = {"trigger": "customer_dissatisfied", "reason": "still", "to_level": "headquarters"}
+        escalated = await esc.client.post(
+            f"/complaints/{cid}/escalation", json=up, headers=esc.headers("supervisor", "sup-9")
+        )
+    assert escalated.status_code == 200, escalated.text
+    assert escalated.json()["callbacks"][-1]["comments"] == SECRETS["callback"]
+
+    def handed_over(history: list[dict[str, Any]]) -> list[str]:
+        return [
+            e["data"]["handover"]["last_callback"]["comments"]
+            for e in history
+            if e["type"] == "Escalated"
+        ]
+
+    history = (await api.get(f"/complaints/{cid}/history")).json()["events"]
+    # The first escalation came with the callback itself; the second read it from the store.
+    assert handed_over(history) == [SECRETS["callback"]] * 2
+    await _settled(api)
+    checkpoints = (await api.get("/audit/checkpoints", "regulator")).json()
+    assert verify(await _export(api), checkpoints, key=pinned_key()).valid
+
+    erased = await api.client.post(f"/customers/{CUSTOMER}/erasure", headers=api.headers("admin"))
+    assert erased.status_code == 200
+    after = (await api.get(f"/complaints/{cid}/history")).json()["events"]
+    assert handed_over(after) == [ERASED_TEXT] * 2
+    assert [e["hash"] for e in after[: len(history)]] == [e["hash"] for e in history]
+    await _settled(api)
+    checkpoints = (await api.get("/audit/checkpoints", "regulator")).json()
+    verdict = verify(await _export(api), checkpoints, key=pinned_key())
+    assert verdict.valid, verdict.message
 
 
 async def test_a_repeated_erasure_changes_nothing_more(api: Api, store: ComplaintStore) -> None:

@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import select
 
 from shared.domain.context import Actor, CommandContext
+from shared.domain.personal import text_of
 from shared.settings import Settings
 from shared.store import application
 from shared.store.facade import ComplaintStore
@@ -350,7 +351,8 @@ async def test_evidence_written_after_the_erasure_is_stored_and_replayed_erased(
 
     def erased_meanwhile(self: Complaint, *args: Any, **kwargs: Any) -> None:
         monkeypatch.setattr(Complaint, "add_evidence", add_evidence)  # once
-        assert self.intake["customer"]["name"] == MARKED["name"]  # read before the erasure
+        # Read before the erasure: sealed under the customer's live key, which opens it.
+        assert text_of(self.intake["customer"]["name"]) == MARKED["name"]
         other.app.erase_customer("cust-zq4", admin)
         add_evidence(self, *args, **kwargs)
 
