@@ -113,7 +113,13 @@ def _verdict(ok: bool, miss: str) -> str:
 
 def _trips_rows(counted: dict[str, Any]) -> list[str]:
     rows = []
-    for kind, label in (("accept", "without"), ("accept_keyed", "with")):
+    labels = {
+        "accept": "per acceptance, without an Idempotency-Key",
+        "accept_keyed": "per acceptance, with an Idempotency-Key",
+        "evidence": "per `POST …/evidence`",
+        "read": "per `GET /complaints/{id}`",
+    }
+    for kind, label in labels.items():
         found = counted.get(kind)
         if not found:
             continue
@@ -121,10 +127,10 @@ def _trips_rows(counted: dict[str, Any]) -> list[str]:
         misses = []
         if trips > TRIPS_GOAL:
             misses.append(f"{trips:.0f} round trips, not {TRIPS_GOAL}")
-        if commits > COMMITS_GOAL:
+        if commits > (COMMITS_GOAL if kind != "read" else 0):
             misses.append(f"{commits:.0f} commits, not {COMMITS_GOAL}")
         rows.append(
-            f"| round trips / durable commits per acceptance, {label} an Idempotency-Key "
+            f"| round trips / durable commits {label} "
             f"(median of {found['requests']}, counted in the process; `bench/trips.py`) | 1 "
             f"| {trips:.0f} / {commits:.0f} | 1 / 1 (one INSERT + COMMIT) | — | — "
             f"| ≤ {TRIPS_GOAL} / {COMMITS_GOAL} | {_verdict(not misses, '; '.join(misses))} |"

@@ -1,5 +1,6 @@
 """Round trips and commits per request: what one acceptance (with and without an
-Idempotency-Key) costs the database, counted in the process that serves it.
+Idempotency-Key), one read of a complaint and one evidence item cost the database, counted in
+the process that serves them.
 
 The intake app runs in-process on a PostgreSQL database of its own, its background jobs off
 (the projector's statements are not the request's). Every statement the request sends is
@@ -113,35 +114,100 @@ class Counter:
 
 
 async def measure(settings: Settings, requests: int = 30) -> dict[str, Any]:
+    """Acceptances without and with an Idempotency-Key (intake), a read of a complaint
+    (intake) and an evidence item on an assigned complaint (investigation), each `requests`
+    times after three that warm caches and prepared statements; the medians."""
     from bench.run import _intake
+    from services.investigation.main import create_app as create_investigation_app
 
-    app = create_app(settings)
+    intake, investigation = create_app(settings), create_investigation_app(settings)
     counter = Counter()
     now = datetime.now(UTC)
-    agent = mint_token(settings, "agent-trips", ["agent"], timedelta(hours=1), now)
-    headers = {"Authorization": f"Bearer {agent}"}
-    found: dict[str, list[tuple[int, int]]] = {"accept": [], "accept_keyed": []}
-    async with app.router.lifespan_context(app):
-        counter.sqlalchemy(app.state.store.engine)
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://trips") as client:
+
+    def signed(role: str, **extra: str) -> dict[str, str]:
+        token = mint_token(settings, f"{role}-trips", [role], timedelta(hours=1), now)
+        return {"Authorization": f"Bearer {token}", **extra}
+
+    found: dict[str, list[tuple[int, int]]] = {
+        "accept": [],
+        "accept_keyed": [],
+        "read": [],
+        "evidence": [],
+    }
+
+    async def counted(kind: str, n: int, send: Any, status: int) -> Any:
+        counter.take()
+        answer = await send()
+        assert answer.status_code == status, answer.text
+        if n >= 3:
+            found[kind].append(counter.take())
+        return answer
+
+    async with (
+        intake.router.lifespan_context(intake),
+        investigation.router.lifespan_context(investigation),
+    ):
+        counter.sqlalchemy(intake.state.store.engine)
+        counter.sqlalchemy(investigation.state.store.engine)
+        clients = (
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://trips")
+            for app in (intake, investigation)
+        )
+        async with next(clients) as front, next(clients) as back:
             with counter.psycopg():
-                for n in range(requests + 3):  # the first few warm caches and prepare
-                    counter.take()
-                    body = _intake(f"trips-{n}")
-                    answer = await client.post("/complaints", json=body, headers=headers)
-                    assert answer.status_code == 201, answer.text
-                    if n >= 3:
-                        found["accept"].append(counter.take())
+                ids = []
                 for n in range(requests + 3):
-                    counter.take()
-                    keyed = {**headers, "Idempotency-Key": f"trips-key-{n}"}
-                    answer = await client.post(
-                        "/complaints", json=_intake(f"trips-keyed-{n}"), headers=keyed
+                    body = _intake(f"trips-{n}")
+                    answer = await counted(
+                        "accept",
+                        n,
+                        lambda body=body: front.post(
+                            "/complaints", json=body, headers=signed("agent")
+                        ),
+                        201,
                     )
-                    assert answer.status_code == 201, answer.text
-                    if n >= 3:
-                        found["accept_keyed"].append(counter.take())
+                    ids.append(answer.json()["id"])
+                for n in range(requests + 3):
+                    body = _intake(f"trips-keyed-{n}")
+                    keyed = signed("agent", **{"Idempotency-Key": f"trips-key-{n}"})
+                    await counted(
+                        "accept_keyed",
+                        n,
+                        lambda body=body, keyed=keyed: front.post(
+                            "/complaints", json=body, headers=keyed
+                        ),
+                        201,
+                    )
+                for n, complaint_id in enumerate(ids):
+                    await counted(
+                        "read",
+                        n,
+                        lambda c=complaint_id: front.get(
+                            f"/complaints/{c}", headers=signed("agent")
+                        ),
+                        200,
+                    )
+                    assigned = await back.post(
+                        f"/complaints/{complaint_id}/assignment",
+                        json={
+                            "department": "network",
+                            "investigator": "investigator-trips",
+                            "complexity": "simple",
+                        },
+                        headers=signed("supervisor"),
+                    )
+                    assert assigned.status_code == 200, assigned.text
+                    evidence = {"kind": "call_record", "ref": f"CDR-{n}", "summary": "checked"}
+                    await counted(
+                        "evidence",
+                        n,
+                        lambda c=complaint_id, evidence=evidence: back.post(
+                            f"/complaints/{c}/evidence",
+                            json=evidence,
+                            headers=signed("investigator"),
+                        ),
+                        200,
+                    )
     return {
         kind: {
             "round_trips": statistics.median(t for t, _ in rows),

@@ -433,7 +433,7 @@ class SqlKeyStore:
             )
             rows = cursor.fetchall()
         if rows and rows[0]["rank"] == 0:
-            return self._binding(rows[0]), None  # bound before: it keeps its key
+            return self.binding_of(rows[0]), None  # bound before: it keeps its key
         if rows:
             key = self._unwrap(rows[0])
             return Bound(key.key_id, key), Binding(complaint_id, customer_id, key.key_id)
@@ -448,7 +448,7 @@ class SqlKeyStore:
             return {}
         with self._transaction(commit=False) as cursor:
             rows = self._bound(cursor, complaint_ids)
-        return {str(row["complaint_id"]): self._binding(row) for row in rows}
+        return {str(row["complaint_id"]): self.binding_of(row) for row in rows}
 
     @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)  # reads only
     def bound_key_id(self, complaint_id: str) -> str | None:
@@ -560,7 +560,9 @@ class SqlKeyStore:
         )
         return list(cursor.fetchall())
 
-    def _binding(self, row: Any) -> Bound:
+    def binding_of(self, row: Any) -> Bound:
+        """A binding from a row of (bound, key_id, customer_id, kek_id, wrapped), the key
+        unwrapped (None once destroyed)."""
         key = self._unwrap(row) if row["key_id"] is not None else None
         return Bound(str(row["bound"]), key)
 

@@ -35,6 +35,7 @@ from collections import deque
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
+from uuid import UUID
 
 from eventsourcing.persistence import (
     InterfaceError,
@@ -49,6 +50,8 @@ from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
 
 from shared.store.sealing import KeyRing
+from shared.store.snapshots import split_snapshot
+from shared.store.tables import customer_complaints, wrapped_keys
 
 #: How many (last value, in-progress) pairs a recorder remembers while waiting for them.
 PENDING_KEPT = 64
@@ -193,6 +196,38 @@ class OrderedRecorder(PostgresApplicationRecorder):
     def _last_value(self) -> int:
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
             return self._read_last(curs)
+
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    def select_with_snapshot(
+        self, originator_id: UUID, lte: int | None, snapshots_table: str
+    ) -> tuple[StoredEvent | None, list[StoredEvent], dict[str, Any] | None]:
+        """The complaint's key binding, its latest snapshot at or below `lte` and the events
+        after it, in one query (`shared.store.application.ComplaintsApplication.load`)."""
+        statement = SQL(
+            "WITH s AS (SELECT originator_version, topic, state FROM {schema}.{snapshots} "
+            "WHERE originator_id = %(id)s AND (%(lte)s::bigint IS NULL "
+            "OR originator_version <= %(lte)s) ORDER BY originator_version DESC LIMIT 1) "
+            "SELECT 0 AS part, NULL::bigint AS originator_version, NULL::text AS topic, "
+            "NULL::bytea AS state, c.key_id AS bound, k.key_id, k.customer_id, k.kek_id, "
+            "k.wrapped FROM {bindings} c LEFT JOIN {keys} k ON k.key_id = c.key_id "
+            "WHERE c.complaint_id = %(complaint)s UNION ALL "
+            "SELECT 1, originator_version, topic, state, NULL, NULL, NULL, NULL, NULL FROM s "
+            "UNION ALL SELECT 2, e.originator_version, e.topic, e.state, NULL, NULL, NULL, "
+            "NULL, NULL FROM {schema}.{events} e WHERE e.originator_id = %(id)s AND "
+            "e.originator_version > coalesce((SELECT originator_version FROM s), 0) AND "
+            "(%(lte)s::bigint IS NULL OR e.originator_version <= %(lte)s) ORDER BY 1, 2"
+        ).format(
+            schema=Identifier(self.datastore.schema),
+            snapshots=Identifier(snapshots_table),
+            events=Identifier(self.events_table_name),
+            bindings=Identifier(customer_complaints.name),
+            keys=Identifier(wrapped_keys.name),
+        )
+        params = {"id": originator_id, "lte": lte, "complaint": str(originator_id)}
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(statement, params, prepare=True)
+            rows = curs.fetchall()
+        return split_snapshot(originator_id, rows)
 
     def _read_last(self, curs: Cursor[DictRow]) -> int:
         curs.execute(self.last_value_statement, prepare=True)

@@ -46,7 +46,7 @@ from shared.domain.personal import (
     is_plaintext,
     replace,
 )
-from shared.store.keystore import Binding, CustomerKey, KeyStore
+from shared.store.keystore import Binding, Bound, CustomerKey, KeyStore
 
 T = TypeVar("T")
 
@@ -159,6 +159,14 @@ class KeyRing:
         for bound in self.store.bindings(wanted).values():
             if bound.key_id not in memo.keys:
                 memo.keys[bound.key_id] = bound.key
+
+    def loaded(self, complaint_id: UUID, bound: Bound) -> None:
+        """A complaint's binding, read with its events: its key serves this scope, and the
+        binding (which never changes) is remembered."""
+        memo = self._memo
+        if bound.key_id not in memo.keys:
+            memo.keys[bound.key_id] = bound.key
+        self._remember_binding(complaint_id, bound.key_id)
 
     def opened(self, complaint_id: UUID, key: CustomerKey) -> None:
         self._memo.opened[complaint_id] = key

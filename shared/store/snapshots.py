@@ -23,7 +23,12 @@ from typing import Any
 from uuid import UUID
 
 from eventsourcing.domain import DomainEventProtocol
-from eventsourcing.persistence import EventStore, MapperDeserialisationError, Recording
+from eventsourcing.persistence import (
+    EventStore,
+    MapperDeserialisationError,
+    Recording,
+    StoredEvent,
+)
 from eventsourcing.utils import TopicError, resolve_topic
 
 logger = logging.getLogger(__name__)
@@ -56,21 +61,31 @@ class CurrentSnapshots(EventStore[UUID]):
     ) -> Iterator[DomainEventProtocol[UUID]]:
         stored = self.recorder.select_events(originator_id, gt=gt, lte=lte, desc=desc, limit=limit)
         for record in stored:
-            try:
-                snapshot: Any = self.mapper.to_domain_event(record)
-                state, topic = snapshot.state, snapshot.topic
-                fits = isinstance(state, dict) and state.get("class_version", 1) == state_version(
-                    resolve_topic(topic)
-                )
-            except (MapperDeserialisationError, TopicError, AttributeError) as error:
-                logger.warning(
-                    "snapshot %s@%s unreadable: %s", originator_id, record.originator_version, error
-                )
-                fits = False
-            if fits:
+            snapshot = self.fitting(record)
+            if snapshot is not None:
                 yield snapshot
-            else:
-                self._remember(originator_id)
+
+    def fitting(self, record: StoredEvent) -> Any:
+        """The stored snapshot decoded, if it fits the current code; else None (and its
+        aggregate is remembered, to be snapshotted anew at its next save)."""
+        try:
+            snapshot: Any = self.mapper.to_domain_event(record)
+            state, topic = snapshot.state, snapshot.topic
+            fits = isinstance(state, dict) and state.get("class_version", 1) == state_version(
+                resolve_topic(topic)
+            )
+        except (MapperDeserialisationError, TopicError, AttributeError) as error:
+            logger.warning(
+                "snapshot %s@%s unreadable: %s",
+                record.originator_id,
+                record.originator_version,
+                error,
+            )
+            fits = False
+        if fits:
+            return snapshot
+        self._remember(UUID(str(record.originator_id)))
+        return None
 
     def put(self, domain_events: Any, **kwargs: Any) -> list[Recording[UUID]]:
         """Store snapshots; their aggregates have a current one now."""
@@ -91,3 +106,43 @@ class CurrentSnapshots(EventStore[UUID]):
             self._stale.move_to_end(aggregate_id)
             if len(self._stale) > STALE_KEPT:
                 self._stale.popitem(last=False)
+
+
+#: What `split_snapshot` reads: the part (0 the complaint's key binding, 1 the snapshot, 2 an
+#: event), then the event's version, topic and state, then the binding's columns.
+LOAD_PARTS = (
+    "part",
+    "originator_version",
+    "topic",
+    "state",
+    "bound",
+    "key_id",
+    "customer_id",
+    "kek_id",
+    "wrapped",
+)
+
+
+def split_snapshot(
+    originator_id: UUID, rows: list[dict[str, Any]]
+) -> tuple[StoredEvent | None, list[StoredEvent], dict[str, Any] | None]:
+    """The rows of a load in one query (`LOAD_PARTS`, ordered by part and version): the
+    snapshot, the events after it, and the binding of the complaint's key (None if unbound)."""
+    snapshot = None
+    binding = None
+    events = []
+    for row in rows:
+        if row["part"] == 0:
+            binding = row
+            continue
+        stored = StoredEvent(
+            originator_id=originator_id,
+            originator_version=int(row["originator_version"]),
+            topic=str(row["topic"]),
+            state=bytes(row["state"]),
+        )
+        if row["part"] == 1:
+            snapshot = stored
+        else:
+            events.append(stored)
+    return snapshot, events, binding

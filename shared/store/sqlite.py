@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from typing import Any
+from uuid import UUID
 
 from eventsourcing.persistence import IntegrityError, StoredEvent
 from eventsourcing.sqlite import (
@@ -23,6 +24,7 @@ from eventsourcing.sqlite import (
 from eventsourcing.utils import Environment, EnvType
 
 from shared.store.sealing import KeyRing
+from shared.store.snapshots import LOAD_PARTS, split_snapshot
 from shared.store.tables import customer_complaints, wrapped_keys
 
 #: What every connection to a SQLite store runs first (the read-model engine too). Deleted
@@ -56,6 +58,31 @@ class BindingRecorder(SQLiteApplicationRecorder):
         if keys is not None and live is not None:
             keys.written(live)  # committed
         return positions
+
+    def select_with_snapshot(
+        self, originator_id: UUID, lte: int | None, snapshots_table: str
+    ) -> tuple[StoredEvent | None, list[StoredEvent], dict[str, Any] | None]:
+        """The complaint's key binding, its latest snapshot at or below `lte` and the events
+        after it, in one query (as `shared.store.postgres.OrderedRecorder`'s)."""
+        statement = (
+            f"WITH s AS (SELECT originator_version, topic, state FROM {snapshots_table} "
+            "WHERE originator_id = :id AND (:lte IS NULL OR originator_version <= :lte) "
+            "ORDER BY originator_version DESC LIMIT 1) "
+            "SELECT 0 AS part, NULL AS originator_version, NULL AS topic, NULL AS state, "
+            "c.key_id AS bound, k.key_id, k.customer_id, k.kek_id, k.wrapped "
+            f"FROM {customer_complaints.name} c LEFT JOIN {wrapped_keys.name} k "
+            "ON k.key_id = c.key_id WHERE c.complaint_id = :complaint UNION ALL "
+            "SELECT 1, originator_version, topic, state, NULL, NULL, NULL, NULL, NULL FROM s "
+            "UNION ALL SELECT 2, e.originator_version, e.topic, e.state, NULL, NULL, NULL, "
+            f"NULL, NULL FROM {self.events_table_name} e WHERE e.originator_id = :id AND "
+            "e.originator_version > coalesce((SELECT originator_version FROM s), 0) "
+            "AND (:lte IS NULL OR e.originator_version <= :lte) ORDER BY 1, 2"
+        )
+        params = {"id": originator_id.hex, "lte": lte, "complaint": str(originator_id)}
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(statement, params)
+            rows = [dict(zip(LOAD_PARTS, row, strict=True)) for row in c.fetchall()]
+        return split_snapshot(originator_id, rows)
 
     @staticmethod
     def _bind(c: SQLiteCursor, keys: KeyRing) -> set[str]:
