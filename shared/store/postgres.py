@@ -77,8 +77,14 @@ class OrderedRecorder(PostgresApplicationRecorder):
         self.last_value_statement = SQL(
             "SELECT CASE WHEN is_called THEN last_value ELSE 0 END AS last FROM {0}"
         ).format(Identifier(f"{events_table_name}_notification_id_seq"))
+        # Not pg_snapshot_xip(pg_current_snapshot()): a snapshot's xmax is the latest
+        # completed xid + 1, so a transaction in progress with a newer id is not listed.
+        # Every transaction's id is in its backend's slot (or, prepared, in
+        # pg_prepared_xacts) from its assignment until its commit is visible.
         self.in_progress_statement = SQL(
-            "SELECT ARRAY(SELECT pg_snapshot_xip(pg_current_snapshot()))::text[] AS xids"
+            "SELECT ARRAY(SELECT backend_xid::text FROM pg_stat_activity "
+            "WHERE backend_xid IS NOT NULL UNION SELECT transaction::text "
+            "FROM pg_prepared_xacts) AS xids"
         )
         self.last_below_statement = SQL(
             "SELECT MAX(notification_id) AS last FROM {schema}.{table} WHERE notification_id <= %s"
