@@ -29,6 +29,7 @@ snapshots' tables are unchanged.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections import deque
@@ -37,6 +38,7 @@ from contextlib import contextmanager
 from typing import Any
 from uuid import UUID
 
+import psycopg
 from eventsourcing.persistence import (
     InterfaceError,
     Notification,
@@ -127,7 +129,11 @@ class OrderedRecorder(PostgresApplicationRecorder):
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
             curs.execute(self.append_statement, params, prepare=True)
             written = curs.fetchall()
-            curs.execute(self.notify_statement)
+            # Committed: a NOTIFY that fails now (the connection lost) must not send the
+            # append again (it would find its own events and fail the command). Readers
+            # poll; the broken connection is discarded by the pool on its return.
+            with contextlib.suppress(psycopg.Error):
+                curs.execute(self.notify_statement)
         if keys is not None:
             keys.written(written[0]["live_keys"] if written else ())
         return [int(row["appended"]) for row in written]

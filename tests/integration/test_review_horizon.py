@@ -76,7 +76,9 @@ async def test_a_writer_newer_than_every_completed_transaction_is_not_passed(
         pass
     async with store.engine.connect() as conn:
         positions = list(
-            (await conn.scalars(text("SELECT notification_id FROM complaints_events ORDER BY 1"))).all()
+            (
+                await conn.scalars(text("SELECT notification_id FROM complaints_events ORDER BY 1"))
+            ).all()
         )
         chained = list(
             (await conn.scalars(select(audit_chain.c.position).order_by("position"))).all()
