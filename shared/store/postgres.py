@@ -85,8 +85,9 @@ class OrderedRecorder(PostgresApplicationRecorder):
         # pg_prepared_xacts) from its assignment until its commit is visible.
         self.in_progress_statement = SQL(
             "SELECT ARRAY(SELECT backend_xid::text FROM pg_stat_activity "
-            "WHERE backend_xid IS NOT NULL UNION SELECT transaction::text "
-            "FROM pg_prepared_xacts) AS xids"
+            "WHERE backend_xid IS NOT NULL AND datname = current_database() "
+            "UNION SELECT transaction::text FROM pg_prepared_xacts "
+            "WHERE database = current_database()) AS xids"
         )
         self.last_below_statement = SQL(
             "SELECT MAX(notification_id) AS last FROM {schema}.{table} WHERE notification_id <= %s"
