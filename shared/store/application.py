@@ -229,7 +229,7 @@ class ComplaintsApplication(Application[UUID]):
                     self._accepted_with_key(complaint_id, ctx) if ctx.idempotency_key else None
                 )
                 if existing is not None:
-                    return existing, None
+                    return self._unless_erased_unrecorded(existing, ctx), None
                 thread_id = self._thread_id(complaint_id, intake)
                 thread = self._replay(thread_id)
                 assert thread is None or isinstance(thread, ComplaintThread)
@@ -280,7 +280,7 @@ class ComplaintsApplication(Application[UUID]):
                 if first_version is not None:
                     own = self._own_event_since(complaint_id, first_version, ctx)
                     if own is not None:
-                        return own, None
+                        return self._unless_erased_unrecorded(own, ctx), None
                 complaint = self.load(complaint_id)
                 if first_version is None:
                     first_version = complaint.version
@@ -361,6 +361,16 @@ class ComplaintsApplication(Application[UUID]):
         if not self.keys.erased_meanwhile():
             return complaint
         self.keys.forget_read()  # the key this command read is gone: read nothing with it
+        self._record_erasure(complaint.id, ctx)
+        return self.load(complaint.id)
+
+    def _unless_erased_unrecorded(self, complaint: Complaint, ctx: CommandContext) -> Complaint:
+        """A request's own earlier write, found by its retry: if its key went meanwhile (the
+        erasure looked for the customer's complaints before that write committed, and the
+        write's own check never answered), the erasure is recorded now."""
+        if complaint.personal_data_erased_at is not None or not self.keys.destroyed(complaint.id):
+            return complaint
+        self.keys.forget_read()
         self._record_erasure(complaint.id, ctx)
         return self.load(complaint.id)
 

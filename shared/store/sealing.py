@@ -140,6 +140,11 @@ class KeyRing:
         key_id = self._binding(complaint_id)
         return self.key(key_id) if key_id else None
 
+    def destroyed(self, complaint_id: UUID) -> bool:
+        """Whether the complaint is bound to a key that no longer exists (read afresh)."""
+        key_id = self._binding(complaint_id)
+        return key_id is not None and not self.store.live([key_id])
+
     def key(self, key_id: str) -> CustomerKey | None:
         """A key by its id, or None once destroyed."""
         memo = self._memo
