@@ -15,6 +15,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
+from typing import Any
 
 import psycopg
 from psycopg import sql
@@ -147,3 +148,23 @@ def drop_database(admin_url: str, url: str) -> None:
         conn.execute(
             sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
         )
+
+
+#: The tables the projections write (the read models and the audit chain), each in a stable
+#: order: what the crash tests compare with a rebuild.
+READ_MODELS = {
+    "complaint_summaries": "complaint_id",
+    "deadlines": "complaint_id, name",
+    "complaint_analysis": "complaint_id",
+    "notifications": "complaint_id, notification_id",
+    "audit_chain": "position",
+}
+
+
+def read_models(url: str) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of every read model, in a stable order."""
+    with psycopg.connect(url) as conn:
+        return {
+            table: conn.execute(f"SELECT * FROM {table} ORDER BY {order}").fetchall()
+            for table, order in READ_MODELS.items()
+        }

@@ -34,7 +34,7 @@ from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar, cast
 
 import psycopg
 from cryptography.exceptions import InvalidTag
@@ -52,6 +52,15 @@ KEY_TABLE = wrapped_keys.name
 BINDING_TABLE = customer_complaints.name
 #: Keys re-wrapped per transaction by a rotation.
 REWRAP_BATCH = 500
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+#: The store's reads (and the library's, with the same policy) retried on a connection found
+#: lost: the pool then hands out a fresh one (`shared.store.postgres.DrainingDatastore`).
+def reconnecting(func: F) -> F:
+    return cast(F, retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)(func))
+
+
 KEK_BYTES = 32
 SALT_BYTES = 16
 FILE_HEADER = (
@@ -419,7 +428,7 @@ class SqlKeyStore:
         self._postgres = settings.is_postgres
         self.keks = keks
 
-    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)  # reads only
+    @reconnecting  # reads only
     def prepare(self, complaint_id: str, customer_id: str) -> tuple[Bound, Binding | None]:
         with self._transaction(commit=False) as cursor:
             self._execute(
@@ -442,7 +451,7 @@ class SqlKeyStore:
         binding = Binding(complaint_id, customer_id, new.key_id, kek.id, kek.wrap(new))
         return Bound(new.key_id, new), binding
 
-    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)  # reads only
+    @reconnecting  # reads only
     def bindings(self, complaint_ids: list[str]) -> dict[str, Bound]:
         if not complaint_ids:
             return {}
@@ -450,7 +459,7 @@ class SqlKeyStore:
             rows = self._bound(cursor, complaint_ids)
         return {str(row["complaint_id"]): self.binding_of(row) for row in rows}
 
-    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)  # reads only
+    @reconnecting  # reads only
     def bound_key_id(self, complaint_id: str) -> str | None:
         with self._transaction(commit=False) as cursor:
             self._execute(
@@ -461,7 +470,7 @@ class SqlKeyStore:
             row = cursor.fetchone()
         return str(row["key_id"]) if row is not None else None
 
-    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)  # reads only
+    @reconnecting  # reads only
     def get(self, key_id: str) -> CustomerKey | None:
         with self._transaction(commit=False) as cursor:
             self._execute(
@@ -472,7 +481,7 @@ class SqlKeyStore:
             row = cursor.fetchone()
         return self._unwrap(row) if row is not None else None
 
-    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)  # reads only
+    @reconnecting  # reads only
     def live(self, key_ids: list[str]) -> set[str]:
         if not key_ids:
             return set()
@@ -483,7 +492,7 @@ class SqlKeyStore:
             )
             return {str(row["key_id"]) for row in cursor.fetchall()}
 
-    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)  # reads only
+    @reconnecting  # reads only
     def complaints_of(self, customer_id: str) -> list[str]:
         with self._transaction(commit=False) as cursor:
             self._execute(
@@ -514,7 +523,7 @@ class SqlKeyStore:
         for kek_id in sorted(self.kek_ids()):
             self.keks.get(kek_id)
 
-    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)  # reads only
+    @reconnecting  # reads only
     def kek_ids(self) -> set[str]:
         with self._transaction(commit=False) as cursor:
             self._execute(cursor, f"SELECT DISTINCT kek_id FROM {KEY_TABLE}", ())

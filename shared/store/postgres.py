@@ -46,11 +46,12 @@ from eventsourcing.persistence import (
     StoredEvent,
 )
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore, PostgresFactory
-from eventsourcing.utils import Environment, EnvType, retry
-from psycopg import Connection, Cursor
+from eventsourcing.utils import Environment, EnvType
+from psycopg import Connection
 from psycopg.rows import DictRow
-from psycopg.sql import SQL, Identifier
+from psycopg.sql import SQL, Composed, Identifier
 
+from shared.store.keystore import reconnecting
 from shared.store.sealing import KeyRing
 from shared.store.snapshots import split_snapshot
 from shared.store.tables import customer_complaints, wrapped_keys
@@ -96,11 +97,12 @@ class OrderedRecorder(PostgresApplicationRecorder):
         self.read_wait = READ_WAIT_SECONDS
         self.head_wait = HEAD_WAIT_SECONDS
         self._lock = threading.Lock()
+        self._load_statements: dict[str, Composed] = {}
         self._pending: deque[tuple[int, frozenset[str]]] = deque()
         self._safe = 0
 
     # ------------------------------------------------------------------- writes
-    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    @reconnecting
     def insert_events(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
@@ -150,8 +152,8 @@ class OrderedRecorder(PostgresApplicationRecorder):
         inclusive_of_start: bool = True,
     ) -> Sequence[Notification]:
         """Events in global order, never past the horizon; what was written before the call
-        is waited for (briefly), so a reader sees its own writes."""
-        horizon = self._wait_for(self._last_value(), self.read_wait)
+        (up to `stop`) is waited for, briefly, so a reader sees its own writes."""
+        horizon = self._wait_for(self.read_wait, stop)
         notifications: Sequence[Notification] = super().select_notifications(
             start,
             limit,
@@ -161,36 +163,42 @@ class OrderedRecorder(PostgresApplicationRecorder):
         )
         return notifications
 
-    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    @reconnecting
     def max_notification_id(self) -> int | None:
         """The last position a reader can read up to now, after waiting for the writes in
         progress (up to `HEAD_WAIT_SECONDS`): every event at or below it has committed."""
-        horizon = self._wait_for(self._last_value(), self.head_wait)
+        horizon = self._wait_for(self.head_wait)
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
             curs.execute(self.last_below_statement, (horizon,), prepare=True)
             row = curs.fetchone()
         return row["last"] if row else None
 
-    def _wait_for(self, wanted: int, seconds: float) -> int:
-        """The horizon, once it reaches `wanted` or `seconds` have passed (whichever first):
-        transactions in progress, of this store or of any other database on the server,
-        finish within milliseconds."""
+    def _wait_for(self, seconds: float, stop: int | None = None) -> int:
+        """The horizon, once it reaches the positions taken before the call (up to `stop`),
+        or `seconds` have passed: writes in progress finish within milliseconds."""
         deadline = time.monotonic() + seconds
-        horizon: int = self.horizon()
+        last, horizon = self._observe()
+        wanted = last if stop is None else min(last, stop)
         while horizon < wanted and time.monotonic() < deadline:
             time.sleep(0.001)
-            horizon = self.horizon()
+            horizon = self._observe()[1]
         return horizon
 
-    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
     def horizon(self) -> int:
-        """The highest position below which every event has committed or never will.
+        """The highest position below which every event has committed or never will."""
+        return self._observe()[1]
+
+    @reconnecting
+    def _observe(self) -> tuple[int, int]:
+        """The sequence's last value now, and the horizon.
 
         One reader at a time per process: each pair is judged by transactions seen in
         progress after it was taken."""
         with self._lock:
             with self.datastore.get_connection() as conn, conn.cursor() as curs:
-                last = self._read_last(curs)
+                curs.execute(self.last_value_statement, prepare=True)
+                row = curs.fetchone()
+                last = int(row["last"]) if row else 0
                 curs.execute(self.in_progress_statement, prepare=True)
                 row = curs.fetchone()
             running = frozenset(row["xids"] if row else ())
@@ -203,20 +211,28 @@ class OrderedRecorder(PostgresApplicationRecorder):
                 self._pending.popleft()
             while len(self._pending) > PENDING_KEPT:
                 self._pending.popleft()  # an older pair only delays; a newer one will do
-            return self._safe
+            return last, self._safe
 
-    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
-    def _last_value(self) -> int:
-        with self.datastore.get_connection() as conn, conn.cursor() as curs:
-            return self._read_last(curs)
-
-    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    @reconnecting
     def select_with_snapshot(
         self, originator_id: UUID, lte: int | None, snapshots_table: str
     ) -> tuple[StoredEvent | None, list[StoredEvent], dict[str, Any] | None]:
         """The complaint's key binding, its latest snapshot at or below `lte` and the events
         after it, in one query (`shared.store.application.ComplaintsApplication.load`)."""
-        statement = SQL(
+        statement = self._load_statements.get(snapshots_table)
+        if statement is None:  # composed once per table, not per read
+            statement = self._load_statements[snapshots_table] = self._load_statement(
+                snapshots_table
+            )
+        params = {"id": originator_id, "lte": lte, "complaint": str(originator_id)}
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(statement, params, prepare=True)
+            rows = curs.fetchall()
+        return split_snapshot(originator_id, rows)
+
+    def _load_statement(self, snapshots_table: str) -> Composed:
+        """`select_with_snapshot`'s statement for this snapshots table."""
+        return SQL(
             "WITH s AS (SELECT originator_version, topic, state FROM {schema}.{snapshots} "
             "WHERE originator_id = %(id)s AND (%(lte)s::bigint IS NULL "
             "OR originator_version <= %(lte)s) ORDER BY originator_version DESC LIMIT 1) "
@@ -236,16 +252,6 @@ class OrderedRecorder(PostgresApplicationRecorder):
             bindings=Identifier(customer_complaints.name),
             keys=Identifier(wrapped_keys.name),
         )
-        params = {"id": originator_id, "lte": lte, "complaint": str(originator_id)}
-        with self.datastore.get_connection() as conn, conn.cursor() as curs:
-            curs.execute(statement, params, prepare=True)
-            rows = curs.fetchall()
-        return split_snapshot(originator_id, rows)
-
-    def _read_last(self, curs: Cursor[DictRow]) -> int:
-        curs.execute(self.last_value_statement, prepare=True)
-        row = curs.fetchone()
-        return int(row["last"]) if row else 0
 
 
 class DrainingDatastore(PostgresDatastore):
@@ -255,11 +261,16 @@ class DrainingDatastore(PostgresDatastore):
 
     @contextmanager
     def get_connection(self) -> Iterator[Connection[DictRow]]:
+        taken: Connection[DictRow] | None = None
         try:
             with super().get_connection() as conn:
+                taken = conn
                 yield conn
         except (OperationalError, InterfaceError):
-            self.pool.drain()
+            # Only a dead connection says the others are dead too (not a deadlock or a
+            # timeout, which would leave them all closed under load).
+            if taken is None or taken.broken or taken.closed:
+                self.pool.drain()
             raise
 
 

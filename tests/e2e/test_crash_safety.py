@@ -28,7 +28,7 @@ import pytest
 from shared.cli.run import service_command
 from tests.conftest import intake_body
 from tests.e2e.processes import ROOT, cli, free_port, log_file, service_env, setup_store, token
-from tests.postgres import Cluster, create_database
+from tests.postgres import Cluster, create_database, read_models
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 
@@ -38,14 +38,6 @@ KILLS = 6
 CRASHES = 3
 #: A logical request not acknowledged within this long fails the test.
 PATIENCE = 90.0
-#: The tables the projections write, in a stable order.
-READ_MODELS = {
-    "complaint_summaries": "complaint_id",
-    "deadlines": "complaint_id, name",
-    "complaint_analysis": "complaint_id",
-    "notifications": "complaint_id, notification_id",
-    "audit_chain": "position",
-}
 
 
 class Supervised:
@@ -185,14 +177,6 @@ def cluster() -> Iterator[Cluster]:
         cluster.remove()
 
 
-def _read_models(url: str) -> dict[str, list[tuple[Any, ...]]]:
-    with psycopg.connect(url) as conn:
-        return {
-            table: conn.execute(f"SELECT * FROM {table} ORDER BY {order}").fetchall()
-            for table, order in READ_MODELS.items()
-        }
-
-
 def _events_by_type(url: str) -> dict[str, dict[str, int]]:
     """For each complaint: how many events of each type it has."""
     with psycopg.connect(url) as conn:
@@ -283,10 +267,10 @@ def test_nothing_acknowledged_is_lost_through_kills_and_database_crashes(
             pytest.fail(f"projections did not catch up: {ready}")
         for service in services.values():
             service.stop()
-        projected = _read_models(url)
+        projected = read_models(url)
         assert len(projected["complaint_summaries"]) == len(acknowledged)
         cli(env, "rebuild")
-        assert _read_models(url) == projected
+        assert read_models(url) == projected
     finally:
         for service in services.values():
             service.stop()

@@ -67,7 +67,7 @@ from shared.store.application import StoredEvent
 from shared.store.facade import ComplaintStore
 from tests.conftest import START, TokenFactory, create_schema, intake_body, make_settings
 from tests.integration.conftest import Api, catch_up
-from tests.postgres import Cluster, create_database
+from tests.postgres import Cluster, create_database, read_models
 
 pytestmark = pytest.mark.postgres
 
@@ -75,14 +75,6 @@ pytestmark = pytest.mark.postgres
 ARMED: ContextVar[bool] = ContextVar("armed", default=False)
 #: How many times a client sends a request before the test gives up on it.
 ATTEMPTS = 12
-#: The read models and the audit chain, each in a stable order.
-READ_MODELS = {
-    "complaint_summaries": "complaint_id",
-    "deadlines": "complaint_id, name",
-    "complaint_analysis": "complaint_id",
-    "notifications": "complaint_id, notification_id",
-    "audit_chain": "position",
-}
 ASSIGN = {"department": "network-ops", "investigator": "inv-42", "complexity": "simple"}
 
 
@@ -311,11 +303,16 @@ def _intake(customer: str, n: int) -> dict[str, Any]:
     )
 
 
+def _acceptance(services: Services, body: dict[str, Any], key: str) -> Request:
+    """An agent's keyed acceptance at intake."""
+    return Request(services.intake, "/complaints", body, "agent", "agent-1", key, 201)
+
+
 async def new_customer(services: Services, n: int) -> Prepared:
     """An acceptance for a customer never seen: a new key and binding come with it."""
     customer = f"new-{n}"
     body = _intake(customer, n)
-    request = Request(services.intake, "/complaints", body, "agent", "agent-1", customer, 201)
+    request = _acceptance(services, body, customer)
     return Prepared(
         request,
         reads=((("customer", "name"), f"姓名 {customer}"), (("description",), body["description"])),
@@ -325,18 +322,10 @@ async def new_customer(services: Services, n: int) -> Prepared:
 async def known_customer(services: Services, n: int) -> Prepared:
     """A customer's second complaint about the same number: their key, their thread."""
     customer = f"known-{n}"
-    first = Request(
-        services.intake,
-        "/complaints",
-        _intake(customer, n),
-        "agent",
-        "agent-1",
-        f"{customer}-a",
-        201,
-    )
+    first = _acceptance(services, _intake(customer, n), f"{customer}-a")
     earlier = (await _until_answered(first, services)).json()["id"]
     body = {**_intake(customer, n), "description": f"还是没有信号 {customer}"}
-    request = Request(services.intake, "/complaints", body, "agent", "agent-1", customer, 201)
+    request = _acceptance(services, body, customer)
     return Prepared(
         request,
         repeats=earlier,
@@ -347,15 +336,7 @@ async def known_customer(services: Services, n: int) -> Prepared:
 async def evidence(services: Services, n: int) -> Prepared:
     """Evidence on an assigned complaint: personal data sealed with the customer's key."""
     customer = f"evidence-{n}"
-    accept = Request(
-        services.intake,
-        "/complaints",
-        _intake(customer, n),
-        "agent",
-        "agent-1",
-        f"{customer}-a",
-        201,
-    )
+    accept = _acceptance(services, _intake(customer, n), f"{customer}-a")
     complaint_id = (await _until_answered(accept, services)).json()["id"]
     path = f"/complaints/{complaint_id}"
     assign = Request(
@@ -465,14 +446,6 @@ def _nothing_half_written(url: str, events: list[StoredEvent]) -> None:
             assert numbers[AcceptanceNumber.id_for(event.data["acceptance_no"])] == complaint_id
 
 
-def _read_models(url: str) -> dict[str, list[tuple[Any, ...]]]:
-    with psycopg.connect(url) as conn:
-        return {
-            table: conn.execute(f"SELECT * FROM {table} ORDER BY {order}").fetchall()
-            for table, order in READ_MODELS.items()
-        }
-
-
 def _dig(view: Any, path: tuple[str, ...]) -> Any:
     for step in path:
         view = view[int(step)] if isinstance(view, list) else view[step]
@@ -530,10 +503,10 @@ async def test_a_crash_after_any_statement_of_a_command_leaves_nothing_half_writ
         assert sent[:crash_after] == statements[:crash_after], (crash_after, sent)
 
     print(f"{command}: answers on the way (status: count) {dict(services.refused)}")
-    projected = _read_models(services.url)
+    projected = read_models(services.url)
     assert len(projected["complaint_summaries"]) == len(await _accepted(services.store))
     await rebuild(services.settings, [], progress=False)
-    assert _read_models(services.url) == projected
+    assert read_models(services.url) == projected
 
 
 async def _accepted(store: ComplaintStore) -> set[UUID]:
