@@ -235,20 +235,23 @@ def table(document: dict[str, Any]) -> str:
         )
     watch = r.get("deadline_watch")
     if watch:
-        once = watch["escalated"] == watch["deadlines"] and not watch["still_waiting"]
+        complaints = watch.get("complaints", watch["deadlines"])  # results before 2026-12
+        once = watch["escalated"] == complaints and not watch["still_waiting"]
         ok = once and watch["seconds"] <= WATCH_SECONDS
         misses = []
         if watch["seconds"] > WATCH_SECONDS:
             misses.append(f"{watch['seconds'] - WATCH_SECONDS:.0f} s over")
         if not once:
             misses.append(
-                f"{watch['escalated']} escalations for {watch['deadlines']} limits, "
-                f"{watch['still_waiting']} left"
+                f"{watch['escalated']} escalations for {complaints} complaints, "
+                f"{watch['still_waiting']} limits left"
             )
         lines.append(
-            f"| deadline watch: {watch['deadlines']:,} limits passed before it starts | — "
-            f"| all escalated in {watch['seconds']:.1f} s, {watch['escalated']:,} escalations "
-            f"| — | — | — | within 60 s, each once | {_verdict(ok, '; '.join(misses))} |"
+            f"| deadline watch: {watch['deadlines']:,} limits of {complaints:,} complaints "
+            f"passed before it starts | — | all escalated in {watch['seconds']:.1f} s, "
+            f"{watch['escalated']:,} escalations (one per complaint: every limit passed goes "
+            f"up with it) | — | — | — | within 60 s, each once | "
+            f"{_verdict(ok, '; '.join(misses))} |"
         )
     memory = dict(r["memory_mb"])
     if watch:

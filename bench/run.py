@@ -345,19 +345,24 @@ async def projection_lag(
     }
 
 
-async def _overdue(dsn: str) -> tuple[int, int]:
-    """Passed limits nobody has escalated yet, and escalations recorded for missed limits."""
+async def _overdue(dsn: str) -> dict[str, int]:
+    """Passed limits nobody has escalated yet (`limits`), the complaints they belong to
+    (`complaints`), and escalations recorded for missed limits so far (`escalations`)."""
     conn = await asyncpg.connect(dsn)
     try:
-        waiting = await conn.fetchval(
-            "SELECT count(*) FROM deadlines WHERE met_at IS NULL AND escalated_at IS NULL "
-            "AND due_at < now()"
+        waiting = await conn.fetchrow(
+            "SELECT count(*) AS limits, count(DISTINCT complaint_id) AS complaints "
+            "FROM deadlines WHERE met_at IS NULL AND escalated_at IS NULL AND due_at < now()"
         )
         done = await conn.fetchval(
             "SELECT count(*) FROM complaints_events WHERE topic LIKE '%.SupervisorsAlerted' "
             "OR (topic LIKE '%.Escalated' AND state LIKE '%deadline_missed%')"
         )
-        return int(waiting), int(done)
+        return {
+            "limits": int(waiting["limits"]),
+            "complaints": int(waiting["complaints"]),
+            "escalations": int(done),
+        }
     finally:
         await conn.close()
 
@@ -366,8 +371,9 @@ def deadline_watch(
     env: dict[str, str], dsn: str, logs: Path, settle_seconds: float
 ) -> dict[str, Any]:
     """Start a deadline watch when thousands of limits have passed at once: how long until
-    each is escalated, and that each is escalated exactly once."""
-    expected, before = asyncio.run(_overdue(dsn))
+    every one is escalated, and that each complaint is escalated exactly once (one lapse, one
+    escalation: the complaint goes up with every limit passed by then)."""
+    before = asyncio.run(_overdue(dsn))
     port = free_port()
     watch_env = {**env, "COMPLAINTS_DEADLINE_WATCH_ENABLED": "true"}
     with (logs / "watch.log").open("wb") as log:
@@ -381,21 +387,21 @@ def deadline_watch(
     try:
         began = time.monotonic()
         _ready("watch", port, process, logs)
-        done = before
         while time.monotonic() - began < 300:
-            _, done = asyncio.run(_overdue(dsn))
-            if done - before >= expected:
+            now = asyncio.run(_overdue(dsn))
+            if now["escalations"] - before["escalations"] >= before["complaints"]:
                 break
             time.sleep(0.5)  # each look scans the events table: not too often
         seconds = time.monotonic() - began
         time.sleep(settle_seconds)  # a watch that escalated twice would show it now
         asyncio.run(settle(dsn))
-        waiting, final = asyncio.run(_overdue(dsn))
+        final = asyncio.run(_overdue(dsn))
         return {
-            "deadlines": expected,
+            "deadlines": before["limits"],
+            "complaints": before["complaints"],
             "seconds": seconds,
-            "escalated": final - before,
-            "still_waiting": waiting,
+            "escalated": final["escalations"] - before["escalations"],
+            "still_waiting": final["limits"],
             "rss_mb": peak_rss_mb(process.pid),
         }
     finally:
@@ -625,7 +631,7 @@ def measure(plan: Plan, admin_url: str) -> dict[str, Any]:
             for role in ("agent", "investigator", "regulator", "analyst")
         }
         print("round trips per acceptance…", flush=True)
-        counted = asyncio.run(trips.measure(trips.quiet_settings()))
+        counted = trips.apart(admin_url)
         print("seeding…", flush=True)
         seeded = asyncio.run(seed(settings, plan, dsn))
         ids_file = workdir / "evidence-ids.txt"
