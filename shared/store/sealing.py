@@ -136,7 +136,12 @@ class KeyRing:
         memo.checked = memo.checking
 
     def complaint_key(self, complaint_id: UUID) -> CustomerKey | None:
-        """The key the complaint is bound to, None once destroyed."""
+        """The key the complaint is bound to, None once destroyed. A binding made in this
+        scope comes first: a command saved with the acceptance seals with the key the
+        acceptance binds, which is written only with their events."""
+        memo = self._memo
+        if complaint_id in memo.bound:
+            return memo.bound[complaint_id]
         key_id = self._binding(complaint_id)
         return self.key(key_id) if key_id else None
 

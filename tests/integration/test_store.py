@@ -135,3 +135,24 @@ async def test_closing_waits_for_a_call_still_running_in_its_thread(settings: Se
             await anyio.lowlevel.checkpoint()
         finish.set()
     assert order == ["call done", "closed"]
+
+
+async def test_personal_data_recorded_with_the_acceptance_is_sealed_not_erased(
+    store: ComplaintStore, clock: FixedClock
+) -> None:
+    """A command saved with the acceptance (`then`) seals its personal data with the key the
+    acceptance binds, though that binding is not committed yet: the evidence reads back as
+    written, not as erased."""
+    ctx = CommandContext(Actor("agent-1", "agent"), "intake", clock(), "hotline")
+    body = intake_body()
+    body["evidence"] = []
+    investigator = CommandContext(Actor("inv-1", "investigator"), "investigation", clock())
+
+    def investigated(c: Complaint) -> None:
+        c.assign("net", "inv-1", Complexity.SIMPLE, POLICY, ctx)
+        c.add_evidence("system_log", "L1", "Drops every evening at 8", investigator)
+
+    written = await store.accept(body, ctx, then=investigated)
+    complaint = await store.get(written.complaint.id)
+    (evidence,) = complaint.evidence
+    assert evidence["summary"].open() == "Drops every evening at 8"
