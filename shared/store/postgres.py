@@ -49,7 +49,7 @@ from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastor
 from eventsourcing.utils import Environment, EnvType
 from psycopg import Connection
 from psycopg.rows import DictRow
-from psycopg.sql import SQL, Composed, Identifier
+from psycopg.sql import SQL, Composed, Identifier, Literal
 
 from shared.store.keystore import reconnecting
 from shared.store.sealing import KeyRing
@@ -83,13 +83,21 @@ class OrderedRecorder(PostgresApplicationRecorder):
         # Not pg_snapshot_xip(pg_current_snapshot()): a snapshot's xmax is the latest
         # completed xid + 1, so a transaction in progress with a newer id is not listed.
         # Every transaction's id is in its backend's slot (or, prepared, in
-        # pg_prepared_xacts) from its assignment until its commit is visible.
+        # pg_prepared_xacts) from its assignment until its commit is visible. Only the
+        # transactions that write to the events table count: a position is taken by the
+        # INSERT, after it has locked the table (ROW EXCLUSIVE, held until the commit is
+        # visible), so a writer with a position at or below the sequence's value read
+        # before holds that lock now, or has finished. A long transaction elsewhere in the
+        # database (a report, a migration, an operator's session) does not hold readers up.
         self.in_progress_statement = SQL(
-            "SELECT ARRAY(SELECT backend_xid::text FROM pg_stat_activity "
-            "WHERE backend_xid IS NOT NULL AND datname = current_database() "
+            "SELECT ARRAY(SELECT a.backend_xid::text FROM pg_locks l "
+            "JOIN pg_stat_activity a ON a.pid = l.pid "
+            "WHERE l.locktype = 'relation' AND l.database = "
+            "(SELECT oid FROM pg_database WHERE datname = current_database()) "
+            "AND l.relation = {table}::regclass AND a.backend_xid IS NOT NULL "
             "UNION SELECT transaction::text FROM pg_prepared_xacts "
             "WHERE database = current_database()) AS xids"
-        )
+        ).format(table=Literal(f'"{datastore.schema}"."{events_table_name}"'))
         self.last_below_statement = SQL(
             "SELECT MAX(notification_id) AS last FROM {schema}.{table} WHERE notification_id <= %s"
         ).format(schema=schema, table=table)

@@ -10,7 +10,7 @@ from typing import Any
 import psycopg
 import pytest
 from psycopg.types.composite import register_composite
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 
 from shared.audit.chain import ChainProjection
 from shared.audit.tables import audit_chain
@@ -85,3 +85,22 @@ async def test_a_writer_newer_than_every_completed_transaction_is_not_passed(
         )
     assert chained == positions
     _ = itertools
+
+
+async def test_a_long_transaction_that_writes_no_event_holds_no_reader_up(
+    store: ComplaintStore, settings: Settings, clock: FixedClock
+) -> None:
+    """An operator's session (or a report, a migration) holding a transaction id open for
+    minutes: complaints accepted meanwhile still reach the chain and the read models."""
+    recorder_of(store)
+    chain = ChainProjection()
+    dsn = settings.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(dsn) as elsewhere:
+        elsewhere.execute("SELECT pg_current_xact_id()")  # a transaction id, held open
+        accepted = await store.accept(intake_body(), context(clock))
+        while await catch_up_once(store, store.engine, chain):
+            pass
+        async with store.engine.connect() as conn:
+            chained = (await conn.scalar(select(func.max(audit_chain.c.position)))) or 0
+        elsewhere.rollback()
+    assert chained >= accepted.position, (chained, accepted.position)
