@@ -79,6 +79,51 @@ async def catch_up(store: ComplaintStore, projections: list[Projection], batch_s
     return time.perf_counter() - started
 
 
+#: The projector of another checkout (`--before`), timed in a process of its own on the same
+#: database: its projections reset, then caught up a tick at a time as its runner does.
+BEFORE = """
+import asyncio, time
+from shared.audit.chain import ChainProjection
+from shared.readmodel.projector import catch_up_once, reset
+from shared.readmodel.summaries import SummaryProjection
+from shared.settings import Settings
+from shared.store.facade import ComplaintStore
+
+async def main():
+    settings = Settings(
+        projector_enabled=False, deadline_watch_enabled=False, dispatcher_enabled=False
+    )
+    store = ComplaintStore(settings)
+    await store.open()
+    try:
+        projections = [SummaryProjection(store), ChainProjection()]
+        for projection in projections:
+            await reset(store.engine, projection)
+        started = time.perf_counter()
+        while sum([await catch_up_once(store, store.engine, p, BATCH) for p in projections]):
+            pass
+        print(time.perf_counter() - started)
+    finally:
+        await store.close()
+
+asyncio.run(main())
+"""
+
+
+async def before_in(checkout: Path, batch_size: int) -> float:
+    """Seconds the projector of `checkout` takes to catch up from the first event."""
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-c", BEFORE.replace("BATCH", str(batch_size))],
+        cwd=checkout,
+        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return float(done.stdout.strip().splitlines()[-1])
+
+
 async def measure(
     settings: Settings,
     complaints: int,
@@ -87,6 +132,7 @@ async def measure(
     paths: tuple[str, ...] = ("reload", "fold"),
     batch_size: int = 500,
     profile: Path | None = None,
+    before: Path | None = None,
 ) -> dict[str, Any]:
     from tests.postgres import read_models
 
@@ -103,8 +149,16 @@ async def measure(
         times: dict[str, list[float]] = {label: [] for label in paths}
         modes = {"reload": 0, "fold": settings.projection_cache_size}
         modes = {label: size for label, size in modes.items() if label in paths}
+        if before is not None:
+            modes = {"before": -1, **modes}
+            times["before"] = []
         # Alternated, so neither path always runs on the tables the other just emptied.
         for label in [label for _ in range(rounds) for label in modes]:
+            if label == "before":
+                assert before is not None
+                times[label].append(await before_in(before, batch_size))
+                rows[label] = read_models(settings.database_url)
+                continue
             profiler = cProfile.Profile() if profile and label == "fold" else None
             projections: list[Projection] = [
                 SummaryProjection(store, modes[label]),
@@ -125,10 +179,15 @@ async def measure(
                 "events_per_second": round(events / seconds),
                 "runs": [round(t, 3) for t in taken],
             }
-        if len(rows) == 2:
+        if "reload" in rows:
             found["identical_rows"] = rows["fold"] == rows["reload"]
             found["ratio"] = round(
                 found["fold"]["events_per_second"] / found["reload"]["events_per_second"], 2
+            )
+        if "before" in rows:
+            found["identical_to_before"] = rows["fold"] == rows["before"]
+            found["ratio_to_before"] = round(
+                found["fold"]["events_per_second"] / found["before"]["events_per_second"], 2
             )
         return found
     finally:
@@ -140,6 +199,7 @@ def apart(
     complaints: int = 2000,
     profile: Path | None = None,
     paths: tuple[str, ...] = ("reload", "fold"),
+    before: Path | None = None,
 ) -> dict[str, Any]:
     """`measure` on a database of its own on the server at `admin`, dropped afterwards; the
     process environment is restored."""
@@ -155,7 +215,9 @@ def apart(
         settings = Settings(
             projector_enabled=False, deadline_watch_enabled=False, dispatcher_enabled=False
         )
-        return asyncio.run(measure(settings, complaints, profile=profile, paths=paths))
+        return asyncio.run(
+            measure(settings, complaints, profile=profile, paths=paths, before=before)
+        )
     finally:
         os.environ.clear()
         os.environ.update(saved)
@@ -169,10 +231,16 @@ def main() -> None:
     parser.add_argument("complaints", nargs="?", type=int, default=2000)
     parser.add_argument("--profile", type=Path, help="write a cProfile of the fold catch-up")
     parser.add_argument("--fold-only", action="store_true", help="leave out the old path")
+    parser.add_argument(
+        "--before",
+        type=Path,
+        help="also time the projector of this checkout (e.g. `git archive main`) on the same "
+        "database, in a process of its own",
+    )
     args = parser.parse_args()
     paths = ("fold",) if args.fold_only else ("reload", "fold")
     with postgres_server() as admin:
-        print(json.dumps(apart(admin, args.complaints, args.profile, paths), indent=2))
+        print(json.dumps(apart(admin, args.complaints, args.profile, paths, args.before), indent=2))
 
 
 if __name__ == "__main__":
