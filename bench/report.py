@@ -30,6 +30,8 @@ NOISE = 1.2
 #: Issue 16: round trips and durable commits per acceptance, with an Idempotency-Key or not.
 TRIPS_GOAL = 2
 COMMITS_GOAL = 1
+#: Issue 16: the projector's catch-up, every read model and the chain from the first event.
+CATCHUP_GOAL = 5000
 
 
 def _scale_rows(scale: dict[str, Any], empty_rebuild: list[dict[str, Any]]) -> list[str]:
@@ -136,6 +138,27 @@ def _trips_rows(counted: dict[str, Any]) -> list[str]:
             f"| ≤ {TRIPS_GOAL} / {COMMITS_GOAL} | {_verdict(not misses, '; '.join(misses))} |"
         )
     return rows
+
+
+def _catchup_row(found: dict[str, Any]) -> str:
+    """Issue 16: the fold path's rate, beside the old reload-per-batch path's in the same run."""
+    fold, reload = found["fold"], found.get("reload")
+    rate = fold["events_per_second"]
+    misses = [] if rate >= CATCHUP_GOAL else [f"{CATCHUP_GOAL - rate:,} events/s short"]
+    if found.get("identical_rows") is False:
+        misses.append("invalid: its rows differ from the reloading path's")
+    old = (
+        f"{reload['events_per_second']:,} events/s reloading each complaint per batch (before)"
+        if reload
+        else "—"
+    )
+    ratio = f"{found['ratio']:.1f}× before" if reload else "—"
+    return (
+        f"| projector catch-up from the first event, both projections ({found['events']:,} "
+        f"events of {found['complaints']:,} complaints, median of {len(fold['runs'])}; "
+        f"`bench/catchup.py`) | 1 | {rate:,} events/s | {old} | {ratio} | — "
+        f"| ≥ {CATCHUP_GOAL:,} events/s | {_verdict(not misses, '; '.join(misses))} |"
+    )
 
 
 def table(document: dict[str, Any]) -> str:
@@ -265,6 +288,8 @@ def table(document: dict[str, Any]) -> str:
     )
     if "trips" in r:
         lines += _trips_rows(r["trips"])
+    if "catchup" in r:
+        lines.append(_catchup_row(r["catchup"]))
     if "scale" in r:
         lines += _scale_rows(r["scale"], r["rebuild"])
     # Small backlogs are timed by the 0.1 s poll more than by the projector: left out.

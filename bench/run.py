@@ -43,7 +43,7 @@ import asyncpg
 import httpx
 import psutil
 
-from bench import peer, profile, report, trips
+from bench import catchup, peer, profile, report, trips
 from bench.scale import INVESTIGATOR, Seed, Stage, seed_bulk
 from bench.scale import ctx as bench_ctx
 from shared.cli.run import free_port, service_command, stop_process, wait_ready
@@ -632,6 +632,8 @@ def measure(plan: Plan, admin_url: str) -> dict[str, Any]:
         }
         print("round trips per acceptance…", flush=True)
         counted = trips.apart(admin_url)
+        print("projector catch-up…", flush=True)
+        caught_up = catchup.apart(admin_url, 2000 if plan.name == "full" else 200)
         print("seeding…", flush=True)
         seeded = asyncio.run(seed(settings, plan, dsn))
         ids_file = workdir / "evidence-ids.txt"
@@ -641,6 +643,7 @@ def measure(plan: Plan, admin_url: str) -> dict[str, Any]:
             "evidence": [],
             "rebuild": [],
             "trips": counted,
+            "catchup": caught_up,
         }
         with running_services(env, workdir) as services:
             pids = {name: s["process"].pid for name, s in services.items()}

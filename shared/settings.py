@@ -80,6 +80,11 @@ class Settings(BaseSettings):
     projector_lease_seconds: float = Field(default=10.0, gt=0)
     #: How often a projector polls when no NOTIFY wakes it (SQLite always polls).
     projector_poll_seconds: float = Field(default=0.25, gt=0)
+    #: How many complaints the projector keeps in memory (least recently touched dropped
+    #: first), so a batch folds its events onto them instead of loading each from the
+    #: store; about 22 KB each for a complaint of four events (45 MB at 2,000), more for
+    #: longer ones. 0 loads every complaint a batch touches.
+    projection_cache_size: int = Field(default=2_000, ge=0)
     #: Run the deadline watch in escalation processes (any number may run at once).
     deadline_watch_enabled: bool = True
     #: How often the deadline watch looks for limits that have passed.

@@ -57,6 +57,7 @@ class ChainBatch:
 
 class ChainProjection:
     name = "audit_chain"
+    folds = False
 
     async def prepare(self, events: Sequence[StoredEvent]) -> ChainBatch:
         return ChainBatch(events)

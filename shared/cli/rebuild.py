@@ -13,7 +13,7 @@ import asyncio
 from tqdm import tqdm
 
 from shared.audit.chain import ChainProjection
-from shared.readmodel.projector import Projection, catch_up_once, position_of, reset
+from shared.readmodel.projector import Projection, catch_up_together, positions_of, reset
 from shared.readmodel.summaries import SummaryProjection
 from shared.settings import Settings
 from shared.store.facade import ComplaintStore
@@ -32,18 +32,21 @@ async def rebuild(settings: Settings, names: list[str], *, progress: bool = True
         if unknown:
             raise SystemExit(f"unknown projection(s) {sorted(unknown)}; use {sorted(available)}")
         head = await store.ping()
-        for name in names or list(available):
-            projection = available[name]
+        chosen = [available[name] for name in names or list(available)]
+        for projection in chosen:
             await reset(store.engine, projection)
-            with tqdm(total=head, desc=name, unit="event", disable=not progress) as bar:
-                while True:
-                    applied = await catch_up_once(store, store.engine, projection)
-                    position = await position_of(store.engine, name)
-                    bar.update(max(0, min(position, head) - bar.n))
-                    if applied == 0 and position >= head:
-                        break
-                    if applied == 0:
-                        await asyncio.sleep(0.05)  # a running projector got the batch first
+        # Together, as the projector runs them: each batch is read from the store once.
+        label = ", ".join(p.name for p in chosen)
+        with tqdm(total=head, desc=label, unit="event", disable=not progress) as bar:
+            while True:
+                applied = await catch_up_together(store, store.engine, chosen)
+                found = await positions_of(store.engine, [p.name for p in chosen])
+                position = min(found.get(p.name, 0) for p in chosen)
+                bar.update(max(0, min(position, head) - bar.n))
+                if applied == 0 and position >= head:
+                    break
+                if applied == 0:
+                    await asyncio.sleep(0.05)  # a running projector got the batch first
     finally:
         await store.close()
 

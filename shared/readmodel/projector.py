@@ -32,6 +32,9 @@ NOTIFY_CHANNEL = "complaints_events"
 
 class Projection(Protocol):
     name: str
+    #: Whether its batches fold complaints' events onto aggregates, and so read each such
+    #: event also as an aggregate is built from it (`StoredEvent.sealed`).
+    folds: bool
 
     async def prepare(self, events: Sequence[StoredEvent]) -> Any:
         """Read what the batch needs (outside the write transaction)."""
@@ -102,7 +105,63 @@ async def catch_up_once(
 ) -> int:
     """Apply the next batch of events; returns how many were applied."""
     position = await position_of(engine, projection.name)
-    events = await store.read(position, batch_size)
+    events = await store.read(position, batch_size, sealed=projection.folds)
+    return await apply_batch(engine, projection, position, events)
+
+
+async def catch_up_together(
+    store: ComplaintStore,
+    engine: AsyncEngine,
+    projections: Sequence[Projection],
+    batch_size: int = 500,
+    failed: Callable[[Projection], None] | None = None,
+) -> int:
+    """Apply the next batch of each projection; those at the same position (as they are,
+    running together) share one read of the store. Returns how many events were applied in
+    all. With `failed`, a projection whose batch raised is handed to it and the others go
+    on; without, the exception propagates.
+
+    Sharing is safe: no projection changes the events it is given (the one that folds
+    complaints folds `StoredEvent.sealed`, decoded apart from what the others read)."""
+    found = await positions_of(engine, [p.name for p in projections])
+    at: dict[int, list[Projection]] = {}
+    for projection in projections:
+        at.setdefault(found.get(projection.name, 0), []).append(projection)
+    applied = 0
+    for position, group in at.items():
+        try:
+            events = await store.read(position, batch_size, sealed=any(p.folds for p in group))
+        except Exception:
+            if failed is None:
+                raise
+            for projection in group:
+                failed(projection)
+            continue
+        for projection in group:
+            try:
+                applied += await apply_batch(engine, projection, position, events)
+            except Exception:
+                if failed is None:
+                    raise
+                failed(projection)
+    return applied
+
+
+async def positions_of(engine: AsyncEngine, names: Sequence[str]) -> dict[str, int]:
+    """The positions of the projections tracked under these names (untracked ones absent)."""
+    table = projection_tracking
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            select(table.c.name, table.c.position).where(table.c.name.in_(list(names)))
+        )
+        return {name: int(position) for name, position in rows}
+
+
+async def apply_batch(
+    engine: AsyncEngine, projection: Projection, position: int, events: Sequence[StoredEvent]
+) -> int:
+    """Apply `events`, read after `position`, and move the projection on from `position` to
+    the last of them, in one transaction; how many were applied (0 if it had moved)."""
     if not events:
         return 0
     if position == 0:
@@ -198,14 +257,15 @@ class ProjectionRunner:
             return
         # Cleared before reading, so a NOTIFY that arrives during the read is not lost.
         self._wake.clear()
-        applied = 0
-        for projection in self.projections:
-            try:
-                applied += await catch_up_once(self.store, self.engine, projection, self.batch_size)
-            except Exception:
-                # One broken projection must not stop the others; it is retried each tick
-                # and its lag shows in /ready.
-                log.exception("projection %s failed", projection.name)
+        # One broken projection must not stop the others; it is retried each tick and its
+        # lag shows in /ready.
+        applied = await catch_up_together(
+            self.store,
+            self.engine,
+            self.projections,
+            self.batch_size,
+            failed=lambda projection: log.exception("projection %s failed", projection.name),
+        )
         if self.after_batch is not None:
             await self.after_batch()
         if applied == 0:

@@ -3,20 +3,26 @@ and the index of messages still to send (the notification dispatcher); and one r
 incident (its list and the incident watch).
 
 Each row is a function of the complaint's (or incident's) state at the last event applied,
-computed by the aggregate itself (loaded at that version), so the projection never
-re-implements the rules.
+computed by the aggregate itself, so the projection never re-implements the rules. The
+projection keeps the complaints it touched last in memory (a bounded LRU): a batch folds its
+events onto the complaint held at the version just before them, with the aggregate's own
+`mutate`, and loads from the store only a complaint it does not hold at that version. A
+complaint whose personal data is erased is never held: it is loaded as the store gives it.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 from uuid import UUID
 
+from eventsourcing.domain import OriginatorIDError, OriginatorVersionError
 from sqlalchemy import and_, delete, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -47,28 +53,76 @@ class Rows:
 
 class SummaryProjection:
     name = "complaint_summaries"
+    folds = True
 
-    def __init__(self, store: ComplaintStore) -> None:
+    def __init__(self, store: ComplaintStore, cache_size: int | None = None) -> None:
         self.store = store
+        #: How many complaints it holds (`Settings.projection_cache_size`); 0 folds nothing
+        #: and loads every complaint a batch touches from the store.
+        self.cache_size = store.settings.projection_cache_size if cache_size is None else cache_size
+        #: Complaints as of their `version`, least recently touched first.
+        self._held: OrderedDict[UUID, Complaint] = OrderedDict()
 
     async def prepare(self, events: Sequence[StoredEvent]) -> Rows:
-        latest: dict[UUID, tuple[int, int]] = {}
+        touched: dict[UUID, list[StoredEvent]] = {}
         incidents: dict[UUID, int] = {}
         for event in events:
             if event.aggregate == "Complaint":
-                assert event.position is not None
-                latest[event.aggregate_id] = (event.version, event.position)
+                touched.setdefault(event.aggregate_id, []).append(event)
             elif event.aggregate == MajorIncident.__name__:
                 incidents[event.aggregate_id] = event.version
-        complaints = await self.store.load_versions({i: v for i, (v, _) in latest.items()})
+        complaints: dict[UUID, Complaint | None] = {
+            complaint_id: self._folded(complaint_id, own) for complaint_id, own in touched.items()
+        }
+        missing = {i: own[-1].version for i, own in touched.items() if complaints[i] is None}
+        if missing:
+            for loaded in await self.store.load_versions(missing):
+                complaints[loaded.id] = loaded
         summaries, due, messages, analysis = [], [], [], []
-        for complaint in complaints:
-            summaries.append(summary_row(complaint, latest[complaint.id][1]))
+        for complaint_id, complaint in complaints.items():
+            assert complaint is not None
+            self._hold(complaint)
+            position = touched[complaint_id][-1].position
+            assert position is not None
+            summaries.append(summary_row(complaint, position))
             due.extend(deadline_rows(complaint))
             messages.extend(notification_rows(complaint))
             analysis.append(analysis_row(complaint))
         declared = await self.store.load_incidents(incidents) if incidents else []
         return Rows(summaries, due, messages, analysis, [incident_row(i) for i in declared])
+
+    def _folded(self, complaint_id: UUID, events: list[StoredEvent]) -> Complaint | None:
+        """The complaint after `events` (its next ones, in order), folded onto the one held
+        at the version just before them (or begun by them); None if it must be loaded."""
+        held = self._held.pop(complaint_id, None)
+        if self.cache_size <= 0 or any(
+            e.sealed is None or e.type == "PersonalDataErased" for e in events
+        ):
+            return None  # the store's reading of an erased complaint, as ever
+        first = events[0].version
+        complaint: Any
+        if first == 1:
+            complaint = None
+        elif held is not None and held.version == first - 1:
+            complaint = held
+        else:
+            return None
+        try:
+            for event in events:
+                complaint = event.sealed.mutate(complaint)
+        except (OriginatorIDError, OriginatorVersionError):
+            return None  # not its next events after all: loaded
+        return complaint if isinstance(complaint, Complaint) else None
+
+    def _hold(self, complaint: Complaint) -> None:
+        held = self._held
+        if self.cache_size <= 0 or complaint.personal_data_erased_at is not None:
+            held.pop(complaint.id, None)
+            return
+        held[complaint.id] = complaint
+        held.move_to_end(complaint.id)
+        while len(held) > self.cache_size:
+            held.popitem(last=False)
 
     async def write(self, conn: AsyncConnection, prepared: Rows) -> None:
         await upsert(conn, complaint_summaries, prepared.summaries, ["complaint_id"])
@@ -164,19 +218,27 @@ def analysis_row(complaint: Complaint) -> dict[str, Any]:
         "unreached_callbacks": len(complaint.callback_attempts),
         "paused": complaint.paused_at is not None,
         "deadlines": list(complaint.deadlines.values()),
-        "timeline": complaint.timeline,
+        "timeline": list(complaint.timeline),
     }
 
 
 def _time(value: str | None) -> datetime | None:
-    return to_utc(datetime.fromisoformat(value)) if value else None
+    return _parsed(value) if value else None
+
+
+@lru_cache(maxsize=65_536)
+def _parsed(value: str) -> datetime:
+    """A stored time in UTC (a complaint's limits are written again each time it changes,
+    their times mostly the same: parsed once)."""
+    return to_utc(datetime.fromisoformat(value))
 
 
 def deadline_rows(complaint: Complaint) -> list[dict[str, Any]]:
     paused = complaint.paused_at is not None
+    complaint_id = str(complaint.id)
     return [
         {
-            "complaint_id": str(complaint.id),
+            "complaint_id": complaint_id,
             "key": key,
             "name": d["name"],
             "due_at": _time(d["due_at"]),

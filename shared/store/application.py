@@ -10,7 +10,7 @@ import json
 import secrets
 from collections.abc import Callable
 from contextlib import suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, ClassVar
 from uuid import UUID, uuid4, uuid5
@@ -124,6 +124,10 @@ class StoredEvent:
     #: Its ctx and data as stored, where an upcast (`shared.domain.upcasts`) changed their
     #: shape; None where they are `ctx` and `data` already.
     as_stored: tuple[dict[str, Any], dict[str, Any]] | None = None
+    #: A complaint's event as an aggregate is built from it (personal data left sealed, or
+    #: erased), for a projection to fold onto the complaint it holds; only where the read
+    #: asked for it (`ComplaintStore.read(..., sealed=True)`), else None.
+    sealed: Any = field(default=None, compare=False, repr=False)
 
     @property
     def committed(self) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -454,13 +458,26 @@ class ComplaintsApplication(Application[UUID]):
     def ping(self) -> int:
         return self.recorder.max_notification_id() or 0
 
-    def read(self, after: int, limit: int, stop: int | None = None) -> list[StoredEvent]:
-        """Events after a global position, in global order (for projections and exports)."""
+    def read(
+        self, after: int, limit: int, stop: int | None = None, *, sealed: bool = False
+    ) -> list[StoredEvent]:
+        """Events after a global position, in global order (for projections and exports);
+        with `sealed`, each complaint's event also as an aggregate folds it
+        (`StoredEvent.sealed`), decoded apart: nothing of one is shared with the other."""
         notifications = self.recorder.select_notifications(
             after, limit, stop=stop, inclusive_of_start=False
         )
         self.keys.preload(n.originator_id for n in notifications)
-        return [self._stored(n, position=n.id) for n in notifications]
+        events = [self._stored(n, position=n.id) for n in notifications]
+        if not sealed:
+            return events
+        mapper = self.mapper
+        return [
+            replace(event, sealed=mapper.to_domain_event(n))
+            if event.aggregate == "Complaint"
+            else event
+            for event, n in zip(events, notifications, strict=True)
+        ]
 
     # ------------------------------------------------------------------ helpers
     def _attempts(self) -> Retrying:
@@ -612,7 +629,10 @@ def stored_event(
     data = _data_of(event.__dict__)
     qualname = type(event).__qualname__
     plaintext = any(
-        is_plaintext(parent[name]) for path in EVENT_FIELDS for parent, name in leaves(data, path)
+        is_plaintext(parent[name])
+        for path in EVENT_FIELDS
+        if path[0] in data  # (an event has few of the fields: most paths end here)
+        for parent, name in leaves(data, path)
     )
     return StoredEvent(
         version=event.originator_version,

@@ -245,9 +245,13 @@ class ComplaintStore:
     async def history(self, complaint_id: UUID) -> list[StoredEvent]:
         return await self._run(partial(self.app.history, complaint_id))
 
-    async def read(self, after: int, limit: int, stop: int | None = None) -> list[StoredEvent]:
-        """Up to `limit` events after global position `after` (and up to `stop`), in order."""
-        return await self._run(partial(self.app.read, after, limit, stop))
+    async def read(
+        self, after: int, limit: int, stop: int | None = None, *, sealed: bool = False
+    ) -> list[StoredEvent]:
+        """Up to `limit` events after global position `after` (and up to `stop`), in order;
+        with `sealed`, each complaint's event also as an aggregate folds it
+        (`StoredEvent.sealed`: its personal data sealed, as `get` gives it)."""
+        return await self._run(partial(self.app.read, after, limit, stop, sealed=sealed))
 
     async def load_versions(self, wanted: dict[UUID, int]) -> list[Complaint]:
         """Each complaint as of the given version, in one trip to a worker thread."""
