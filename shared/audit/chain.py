@@ -57,10 +57,10 @@ def line_body(line: dict[str, Any]) -> str:
     return json.dumps(line, ensure_ascii=False, separators=(",", ":"))
 
 
-def export_line(body: str, chain_hash: str, prev_hash: str) -> bytes:
-    """The export line: its body with the hashes it chained with as its last fields (what
-    `json.dumps` of the line with `hash` and `prev_hash` added would give)."""
-    return f'{body[:-1]},"hash":"{chain_hash}","prev_hash":"{prev_hash}"}}\n'.encode()
+def export_line(body: str, chain_hash: str, prev_hash: str) -> str:
+    """The export line (UTF-8 on the wire): its body with the hashes it chained with as its
+    last fields (what `json.dumps` of the line with `hash` and `prev_hash` added would give)."""
+    return f'{body[:-1]},"hash":"{chain_hash}","prev_hash":"{prev_hash}"}}\n'
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ PAGE = 1000
 
 
 def _line(value: dict[str, Any]) -> bytes:
-    return line_body(value).encode() + b"\n"
+    return f"{line_body(value)}\n".encode()
 
 
 async def _bounds(
@@ -138,13 +138,13 @@ async def export_lines(
             pending = (
                 _prefetch(store, engine, after, last, unmasked=unmasked) if after < last else None
             )
-            page = []
-            for row in rows:
-                body = _body(row, by_position, unmasked=unmasked)
-                page.append(export_line(body, row.hash, row.prev_hash))
-                first_prev = row.prev_hash if first_prev is None else first_prev
-                count, last_hash, last_position = count + 1, row.hash, row.position
-            yield b"".join(page)  # a write per line would cost more than the line
+            page = "".join(
+                export_line(_body(row, by_position, unmasked=unmasked), row.hash, row.prev_hash)
+                for row in rows
+            )
+            first_prev = rows[0].prev_hash if first_prev is None else first_prev
+            count, last_hash, last_position = count + len(rows), rows[-1].hash, after
+            yield page.encode()  # a write per line would cost more than the line
     finally:
         if pending is not None:  # the client went away
             pending.cancel()
