@@ -7,7 +7,9 @@ from the requests' clocks and need not rise with the position, so a filter on ti
 could leave holes in the chain.) The trailer counts the lines and is signed, so an export
 cannot be cut short or padded without the verifier noticing; it names the last position and
 whether the export is complete (the chain held every event committed before the period's
-end). Lines are masked as every other read is for the role that asks.
+end). Lines are masked as every other read is for the role that asks. A masked line is the one
+the chain stored beside its link (`audit_chain.masked_line`: no personal data, never changed
+by an erasure), so that export reads no event but those chained before the chain kept them.
 """
 
 from __future__ import annotations
