@@ -33,7 +33,7 @@ import asyncpg
 import psycopg
 from sqlalchemy import JSON, Table
 
-from shared.audit.chain import record_of
+from shared.audit.chain import line_body, masked, record_of
 from shared.audit.verify import GENESIS, committed_record, link_hash
 from shared.domain.codes import (
     BusinessType,
@@ -137,11 +137,11 @@ class SeedKeys(KeyRing):
 
 @dataclass
 class Rows:
-    """What one step writes, per table; the chain as what each link commits to (the hashes
-    are chained in order by the parent)."""
+    """What one step writes, per table; the chain as what each link commits to and its masked
+    export line (the hashes are chained in order by the parent)."""
 
     events: list[tuple[Any, ...]] = field(default_factory=list)
-    chain: list[tuple[int, datetime, bytes]] = field(default_factory=list)
+    chain: list[tuple[int, datetime, bytes, str]] = field(default_factory=list)
     summaries: list[dict[str, Any]] = field(default_factory=list)
     deadlines: list[dict[str, Any]] = field(default_factory=list)
     notifications: list[dict[str, Any]] = field(default_factory=list)
@@ -197,7 +197,14 @@ class Lives:
                 )
             )
             line = record_of(stored_event(event, position=position, salt_of=self.keys.salt_opened))
-            rows.chain.append((position, to_utc(event.timestamp), committed_record(line)))
+            rows.chain.append(
+                (
+                    position,
+                    to_utc(event.timestamp),
+                    committed_record(line),
+                    line_body(masked(line)),
+                )
+            )
             life = lives.get(event.originator_id)
             if life is not None:
                 life[1] -= 1
@@ -356,8 +363,9 @@ def _start_worker(*args: Any) -> None:
 
 def _step(
     args: tuple[int, int, list[str]],
-) -> tuple[list[tuple[int, datetime, bytes]], list[UUID]]:
-    """A step in a worker: its rows written; what the chain commits to, and its ids returned."""
+) -> tuple[list[tuple[int, datetime, bytes, str]], list[UUID]]:
+    """A step in a worker: its rows written; what the chain commits to (and each event's
+    masked export line), and its ids returned."""
     global _lives
     if _lives is None:
         settings, plans, keys, dsn = _worker
@@ -458,12 +466,14 @@ async def seed_bulk(dsn: str, settings: Settings, seeds: list[Seed]) -> list[dic
                 steps, pool.imap(_step, steps), strict=True
             ):
                 chain = []
-                for position, at, committed in links:
+                for position, at, committed, masked_line in links:
                     current = link_hash(prev, committed)
-                    chain.append((position, at, current, prev))
+                    chain.append((position, at, current, prev, masked_line))
                     prev = current
                 await conn.copy_records_to_table(
-                    "audit_chain", records=chain, columns=["position", "at", "hash", "prev_hash"]
+                    "audit_chain",
+                    records=chain,
+                    columns=["position", "at", "hash", "prev_hash", "masked_line"],
                 )
                 ids[which] += step_ids
         await conn.execute("SELECT setval('complaints_events_notification_id_seq', $1)", head)

@@ -6,6 +6,7 @@ is by construction what a regulator's copy checks.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -50,6 +51,18 @@ def masked(record: dict[str, Any]) -> dict[str, Any]:
     return {**record, "data": committed_data(record["data"], record["salt"]), "salt": None}
 
 
+def line_body(line: dict[str, Any]) -> str:
+    """An export line without its hashes (`record_of`, masked or not): compact JSON, keys in
+    the record's order. The chain stores each event's masked body (`masked_line`)."""
+    return json.dumps(line, ensure_ascii=False, separators=(",", ":"))
+
+
+def export_line(body: str, chain_hash: str, prev_hash: str) -> str:
+    """The export line (UTF-8 on the wire): its body with the hashes it chained with as its
+    last fields (what `json.dumps` of the line with `hash` and `prev_hash` added would give)."""
+    return f'{body[:-1]},"hash":"{chain_hash}","prev_hash":"{prev_hash}"}}\n'
+
+
 @dataclass(frozen=True)
 class ChainBatch:
     events: Sequence[StoredEvent]
@@ -69,13 +82,16 @@ class ChainProjection:
         prev = head or GENESIS
         rows = []
         for event in prepared.events:
-            current = record_hash(prev, record_of(event))
+            # The masked line hashes as the record does: it holds the digests committed to.
+            line = masked(record_of(event))
+            current = record_hash(prev, line)
             rows.append(
                 {
                     "position": event.position,
                     "at": to_utc(event.at),
                     "hash": current,
                     "prev_hash": prev,
+                    "masked_line": line_body(line),
                 }
             )
             prev = current

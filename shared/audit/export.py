@@ -7,14 +7,15 @@ from the requests' clocks and need not rise with the position, so a filter on ti
 could leave holes in the chain.) The trailer counts the lines and is signed, so an export
 cannot be cut short or padded without the verifier noticing; it names the last position and
 whether the export is complete (the chain held every event committed before the period's
-end). Lines are masked as every other read is for the role that asks.
+end). Lines are masked as every other read is for the role that asks. A masked line is the one
+the chain stored beside its link (`audit_chain.masked_line`: no personal data, never changed
+by an erasure), so that export reads no event but those chained before the chain kept them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import json
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from typing import Any
@@ -23,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import Row, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shared.audit.chain import masked, record_of
+from shared.audit.chain import export_line, line_body, masked, record_of
 from shared.audit.tables import audit_chain
 from shared.audit.verify import trailer_message
 from shared.readmodel.times import from_db, to_utc
@@ -33,8 +34,8 @@ from shared.store.facade import ComplaintStore, consume
 PAGE = 1000
 
 
-def _line(value: object) -> bytes:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n"
+def _line(value: dict[str, Any]) -> bytes:
+    return f"{line_body(value)}\n".encode()
 
 
 async def _bounds(
@@ -60,24 +61,34 @@ async def first_chained_at(engine: AsyncEngine) -> datetime | None:
     return from_db(first)
 
 
+Page = tuple[Sequence[Row[Any]], dict[int | None, StoredEvent]]
+
+
 async def _page(
-    store: ComplaintStore, engine: AsyncEngine, after: int, last: int
-) -> tuple[Sequence[Row[Any]], dict[int | None, StoredEvent]]:
-    """The chain's next page after `after` (up to `last`) and its events by position."""
+    store: ComplaintStore, engine: AsyncEngine, after: int, last: int, *, unmasked: bool
+) -> Page:
+    """The chain's next page after `after` (up to `last`) and the events by position of its
+    rows whose line is not stored: every row's for `unmasked`, else those chained before the
+    chain kept masked lines."""
+    chain = audit_chain.c
+    columns = [chain.position, chain.hash, chain.prev_hash]
+    if not unmasked:
+        columns.append(chain.masked_line)
     async with engine.connect() as conn:
         rows = (
             await conn.execute(
-                select(audit_chain)
-                .where(audit_chain.c.position > after, audit_chain.c.position <= last)
-                .order_by(audit_chain.c.position)
+                select(*columns)
+                .where(chain.position > after, chain.position <= last)
+                .order_by(chain.position)
                 .limit(PAGE)
             )
         ).all()
+    missing = [row.position for row in rows if unmasked or row.masked_line is None]
     events: list[StoredEvent] = []
-    if rows:
-        cursor = rows[0].position - 1
-        while cursor < rows[-1].position:
-            chunk = await store.read(cursor, PAGE, stop=rows[-1].position)
+    if missing:
+        cursor = missing[0] - 1
+        while cursor < missing[-1]:
+            chunk = await store.read(cursor, PAGE, stop=missing[-1])
             if not chunk:
                 break
             events.extend(chunk)
@@ -86,12 +97,20 @@ async def _page(
 
 
 def _prefetch(
-    store: ComplaintStore, engine: AsyncEngine, after: int, last: int
-) -> asyncio.Future[tuple[Sequence[Row[Any]], dict[int | None, StoredEvent]]]:
-    pending = asyncio.ensure_future(_page(store, engine, after, last))
+    store: ComplaintStore, engine: AsyncEngine, after: int, last: int, *, unmasked: bool
+) -> asyncio.Future[Page]:
+    pending = asyncio.ensure_future(_page(store, engine, after, last, unmasked=unmasked))
     # If the client leaves first, a failure of the page nobody reads is still collected.
     pending.add_done_callback(consume)
     return pending
+
+
+def _body(row: Row[Any], events: dict[int | None, StoredEvent], *, unmasked: bool) -> str:
+    """A row's line without its hashes: the stored masked line, else computed from its event."""
+    if not unmasked and row.masked_line is not None:
+        return str(row.masked_line)
+    record = record_of(events[row.position])
+    return line_body(record if unmasked else masked(record))
 
 
 async def export_lines(
@@ -111,24 +130,23 @@ async def export_lines(
     `complete`."""
     first, last = await _bounds(engine, start, end)
     count, first_prev, last_hash, last_position = 0, None, None, None
-    pending = _prefetch(store, engine, first - 1, last) if first else None
+    pending = _prefetch(store, engine, first - 1, last, unmasked=unmasked) if first else None
     try:
         while pending is not None:
             rows, by_position = await pending
             if not rows:
                 break
             after = rows[-1].position
-            pending = _prefetch(store, engine, after, last) if after < last else None
-            page = []
-            for row in rows:
-                line = record_of(by_position[row.position])
-                if not unmasked:
-                    line = masked(line)
-                line["hash"], line["prev_hash"] = row.hash, row.prev_hash
-                page.append(_line(line))
-                first_prev = row.prev_hash if first_prev is None else first_prev
-                count, last_hash, last_position = count + 1, row.hash, row.position
-            yield b"".join(page)  # a write per line would cost more than the line
+            pending = (
+                _prefetch(store, engine, after, last, unmasked=unmasked) if after < last else None
+            )
+            page = "".join(
+                export_line(_body(row, by_position, unmasked=unmasked), row.hash, row.prev_hash)
+                for row in rows
+            )
+            first_prev = rows[0].prev_hash if first_prev is None else first_prev
+            count, last_hash, last_position = count + len(rows), rows[-1].hash, after
+            yield page.encode()  # a write per line would cost more than the line
     finally:
         if pending is not None:  # the client went away
             pending.cancel()

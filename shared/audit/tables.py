@@ -26,6 +26,12 @@ audit_chain = Table(
     Column("at", DateTime(timezone=True), nullable=False),
     Column("hash", String(64), nullable=False),
     Column("prev_hash", String(64), nullable=False),
+    # The event's export line as a role that does not see personal data reads it, without its
+    # hashes (`shared.audit.chain.line_body`): every personal field the digest the chain
+    # committed to, no salt. It never changes, not even on erasure, so the masked export
+    # streams it without reading the events. Null on rows chained before migration 0019
+    # (the export computes theirs; `make rebuild` fills it).
+    Column("masked_line", Text, nullable=True),
     Index("ix_audit_chain_at", "at"),
 )
 

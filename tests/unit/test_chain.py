@@ -113,3 +113,18 @@ def test_sealing_copies_only_what_it_replaces() -> None:
     assert copied["intake"]["customer"] == {"name": "sealed", "phone": "p"}
     assert copied["intake"]["evidence"] == [{"summary": "sealed"}]
     assert copied["deadlines"] is state["deadlines"]  # nothing to seal there: shared
+
+
+def test_an_export_line_is_its_body_with_the_hashes_last() -> None:
+    from shared.audit.chain import export_line, line_body
+
+    line: dict[str, Any] = {
+        "position": 7,
+        "type": "Accepted",
+        "ctx": None,
+        "data": {"intake": {"customer": {"name": {"sha256": "ab" * 32}}, "note": '投诉 "x"\n'}},
+        "salt": None,
+    }
+    spliced = export_line(line_body(line), "c" * 64, "d" * 64)
+    whole = {**line, "hash": "c" * 64, "prev_hash": "d" * 64}
+    assert spliced == json.dumps(whole, ensure_ascii=False, separators=(",", ":")) + "\n"
