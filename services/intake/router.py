@@ -6,12 +6,12 @@ from dataclasses import replace
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Path, Response, status
+from fastapi import APIRouter, Depends, Path, Request, Response, status
 
 from services.intake.schemas import AcceptRequest, RefusalRequest
 from shared.domain.codes import Role
 from shared.domain.context import CommandContext
-from shared.http.commands import answer, execute
+from shared.http.commands import accept, execute
 from shared.http.deps import IfMatchDep, StoreDep, command_context
 from shared.http.errors import COMMAND_RESPONSES
 from shared.http.fields import IDENTIFIER_PATTERN
@@ -26,12 +26,12 @@ CustomerId = Annotated[str, Path(pattern=IDENTIFIER_PATTERN, examples=["cust-000
 
 @router.post("/complaints", status_code=status.HTTP_201_CREATED, response_model=ComplaintView)
 async def accept_complaint(
-    body: AcceptRequest, ctx: IntakeCtx, store: StoreDep, response: Response
+    body: AcceptRequest, ctx: IntakeCtx, store: StoreDep, request: Request, response: Response
 ) -> ComplaintView:
     """Accept a complaint: answers with its acceptance number, deadlines and next steps."""
-    written = await store.accept(body.intake(), replace(ctx, channel=body.channel.value))
-    response.headers["Location"] = f"/complaints/{written.complaint.id}"
-    return answer(written, ctx, response)
+    return await accept(
+        store, body.intake(), replace(ctx, channel=body.channel.value), request, response
+    )
 
 
 @router.post("/complaints/{complaint_id}/refusal", response_model=ComplaintView)

@@ -9,15 +9,16 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from fastapi import HTTPException, Response
+from fastapi import HTTPException, Request, Response
 from fastapi.responses import JSONResponse
 
 from shared.domain.complaint import Complaint
 from shared.domain.context import CommandContext
 from shared.http.auth import UNMASKED_ROLES, Principal
-from shared.http.deps import etag
+from shared.http.deps import ANSWERED_AS, ANSWERED_WITH_WRITE, UNANSWERED, etag
 from shared.http.views import ComplaintView
 from shared.store.facade import ComplaintStore, Written
+from shared.store.idempotency import StoredAnswer, Unanswered
 
 
 async def execute(
@@ -35,13 +36,51 @@ async def execute(
     return answer(written, ctx, response)
 
 
+async def accept(
+    store: ComplaintStore,
+    intake: dict[str, Any],
+    ctx: CommandContext,
+    request: Request,
+    response: Response,
+) -> ComplaintView:
+    """Accept a complaint (201) and answer it. A keyed request the guard found no answer for
+    (`Unanswered`) has its answer stored by the acceptance, in the same transaction."""
+    state = request.scope.setdefault("state", {})
+    unanswered: Unanswered | None = state.get(UNANSWERED)
+    answered_as: dict[str, Any] | None = state.get(ANSWERED_AS)
+    stored: Callable[[Complaint], StoredAnswer] | None = None
+    if unanswered is not None and answered_as is not None:
+        shown_as = answered_as
+
+        def stored(complaint: Complaint) -> StoredAnswer:
+            # As the guard would keep it (`answer_recipe`); the write adds its position.
+            headers = {
+                "content-type": "application/json",
+                "location": f"/complaints/{complaint.id}",
+                **{k.lower(): v for k, v in complaint_headers(complaint, None).items()},
+            }
+            recipe = {"version": complaint.version, **shown_as}
+            return unanswered.answer(201, headers, str(complaint.id), recipe)
+
+    written = await store.accept(intake, ctx, answer=stored)
+    if written.answered:
+        state[ANSWERED_WITH_WRITE] = True
+    response.headers["Location"] = f"/complaints/{written.complaint.id}"
+    return answer(written, ctx, response)
+
+
+def complaint_headers(complaint: Complaint, position: int | None) -> dict[str, str]:
+    """The headers of an answer about a complaint: its version, where it is (stored answers
+    are found by it on erasure) and the position of the write, if any."""
+    headers = {"ETag": etag(complaint.version), "Content-Location": f"/complaints/{complaint.id}"}
+    if position is not None:
+        headers["Event-Position"] = str(position)
+    return headers
+
+
 def answer(written: Written, ctx: CommandContext, response: Response) -> ComplaintView:
     complaint = written.complaint
-    response.headers["ETag"] = etag(complaint.version)
-    # The answer is this complaint's state; stored answers are found by it on erasure.
-    response.headers["Content-Location"] = f"/complaints/{complaint.id}"
-    if written.position is not None:
-        response.headers["Event-Position"] = str(written.position)
+    response.headers.update(complaint_headers(complaint, written.position))
     return ComplaintView.of(
         complaint,
         now=ctx.at,

@@ -18,6 +18,11 @@ from shared.store.facade import ComplaintStore
 #: Where a command's context leaves, for the Idempotency-Key guard, the time and the role its
 #: answer is shown at and to (`shared.http.commands.answer_recipe`).
 ANSWERED_AS = "answered_as"
+#: Where the Idempotency-Key guard leaves a keyed request it found no answer for
+#: (`shared.store.idempotency.Unanswered`), for a command that stores its answer with its
+#: write; and where that command says it did.
+UNANSWERED = "unanswered"
+ANSWERED_WITH_WRITE = "answered_with_write"
 
 _ETAG = re.compile(r'^\s*(?:W/)?"?(\d{1,18})"?\s*$')
 

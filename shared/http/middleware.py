@@ -21,12 +21,20 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from shared.domain.errors import IdempotencyKeyReused
 from shared.http.auth import InvalidToken, Principal, decode_token
 from shared.http.commands import answer_again, answer_recipe
-from shared.http.deps import ANSWERED_AS
+from shared.http.deps import ANSWERED_AS, ANSWERED_WITH_WRITE, UNANSWERED
 from shared.http.errors import KEY_REUSED, problem_response, problem_type
 from shared.http.fingerprint import STATE_KEY, legacy_request_hash, request_fingerprint
 from shared.logs import correlation_id, new_correlation_id
 from shared.store.facade import ComplaintStore
-from shared.store.idempotency import Claimed, InProgress, Mismatch, Replay
+from shared.store.idempotency import (
+    Claimed,
+    ClaimResult,
+    InProgress,
+    LookResult,
+    Mismatch,
+    Replay,
+    Unanswered,
+)
 
 log = logging.getLogger("complaints.http")
 access = logging.getLogger("complaints.access")
@@ -37,6 +45,10 @@ _REPLAYED_HEADERS = ("content-type", "etag", "location", "content-location", "ev
 #: Answers that wrote nothing and may differ on a retry: the key is released, not stored.
 _NOT_STORED = frozenset({401, 403, 408, 409, 429})
 _PRINCIPAL = "complaints.principal"
+#: Commands that store their Idempotency-Key answer with their write (`Unanswered`): the
+#: guard only reads what is stored under the key first (an acceptance: its id comes from the
+#: key, so racing duplicates collide on it, and a retry finds what its request wrote).
+_ANSWERED_WITH_WRITE = frozenset({"/complaints"})
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
@@ -129,7 +141,8 @@ class CommandGuard:
     time (401, 403, 409, 429, and a 422 for a key another request used: the key is released);
     an answer about a complaint is stored without its body and shown again from the store.
     After a failure on our side the key is abandoned: the next retry takes it over and looks
-    for what this attempt wrote.
+    for what this attempt wrote. An acceptance is not claimed: the key is only read, and the
+    answer stored by the acceptance's own write (`_ANSWERED_WITH_WRITE`, `Unanswered`).
     """
 
     def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
@@ -180,9 +193,12 @@ class CommandGuard:
             )
             return
         store: ComplaintStore = scope["app"].state.store
-        claim = await store.idempotency.claim(
-            client, key, fingerprint, legacy_hash=legacy_request_hash(scope["method"], path, body)
-        )
+        legacy_hash = legacy_request_hash(scope["method"], path, body)
+        claim: ClaimResult | LookResult
+        if path in _ANSWERED_WITH_WRITE:  # a read, no claim: the write stores its answer
+            claim = await store.idempotency.look(client, key, fingerprint, legacy_hash=legacy_hash)
+        else:
+            claim = await store.idempotency.claim(client, key, fingerprint, legacy_hash=legacy_hash)
         if isinstance(claim, Replay):
             await self._send_replay(scope, send, store, claim)
         elif isinstance(claim, InProgress):
@@ -199,6 +215,8 @@ class CommandGuard:
             await self._problem(
                 scope, receive, send, 422, str(IdempotencyKeyReused()), slug=KEY_REUSED
             )
+        elif isinstance(claim, Unanswered):
+            await self._run_unanswered(scope, replay, send, store, claim)
         else:
             await self._run_claimed(scope, replay, send, store, client, key, claim)
 
@@ -212,45 +230,41 @@ class CommandGuard:
         key: str,
         claim: Claimed,
     ) -> None:
-        captured: dict[str, Any] = {"status": 500, "headers": [], "body": []}
-
-        async def capture(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                captured["status"] = message["status"]
-                captured["headers"] = message.get("headers", [])
-            elif message["type"] == "http.response.body":
-                captured["body"].append(message.get("body", b""))
-            await send(message)
-
+        captured = _captured()
         try:
-            await self.app(scope, receive, capture)
+            await self.app(scope, receive, _capture(captured, send))
         except BaseException:
             await store.idempotency.abandon(client, key, claim)
             raise
         if captured["status"] >= 500:
             await store.idempotency.abandon(client, key, claim)
             return
-        if captured["status"] in _NOT_STORED or _key_reused(captured):
+        kept = _to_keep(scope, captured)
+        if kept is None:
             await store.idempotency.release(client, key, claim)
             return
-        kept = {
-            k.decode("latin-1"): v.decode("latin-1")
-            for k, v in captured["headers"]
-            if k.decode("latin-1").lower() in _REPLAYED_HEADERS
-        }
-        body: bytes | None = b"".join(captured["body"])
-        # An answer about a complaint holds personal data: kept as a recipe, never as sent.
-        complaint_id = kept.get("content-location", "").removeprefix("/complaints/") or None
-        recipe = None
-        if complaint_id is not None:
-            recipe = answer_recipe(body or b"", scope["state"].get(ANSWERED_AS))
-            if recipe is None:  # cannot be shown again: not remembered
-                await store.idempotency.release(client, key, claim)
-                return
-            body = None
-        await store.idempotency.complete(
-            client, key, claim, captured["status"], kept, body, complaint_id, recipe
-        )
+        await store.idempotency.complete(client, key, claim, captured["status"], *kept)
+
+    async def _run_unanswered(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        store: ComplaintStore,
+        unanswered: Unanswered,
+    ) -> None:
+        """A command that stores its answer with its write (an acceptance), run without a
+        claim: there is nothing to release or abandon. An answer its write did not store (it
+        wrote nothing new) is stored after it, as a claimed request's would be."""
+        state = scope.setdefault("state", {})
+        state[UNANSWERED] = unanswered
+        captured = _captured()
+        await self.app(scope, receive, _capture(captured, send))
+        if state.get(ANSWERED_WITH_WRITE) or captured["status"] >= 500:
+            return
+        kept = _to_keep(scope, captured)
+        if kept is not None:
+            await store.idempotency.record(unanswered, captured["status"], *kept)
 
     def _too_large(self) -> str:
         return f"The body is larger than {self.max_body_bytes} bytes."
@@ -284,6 +298,48 @@ class CommandGuard:
             status, detail, instance=scope["path"], headers=headers, slug=slug
         )
         await response(scope, receive, send)
+
+
+def _captured() -> dict[str, Any]:
+    return {"status": 500, "headers": [], "body": []}
+
+
+def _capture(captured: dict[str, Any], send: Send) -> Send:
+    """`send`, keeping the status, headers and body in `captured` as they pass."""
+
+    async def capture(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            captured["status"] = message["status"]
+            captured["headers"] = message.get("headers", [])
+        elif message["type"] == "http.response.body":
+            captured["body"].append(message.get("body", b""))
+        await send(message)
+
+    return capture
+
+
+def _to_keep(
+    scope: Scope, captured: dict[str, Any]
+) -> tuple[dict[str, str], bytes | None, str | None, dict[str, Any] | None] | None:
+    """What is stored of an answer: its replayed headers, and its body or, for an answer
+    about a complaint, the complaint's id and recipe; None if it is not to be remembered."""
+    if captured["status"] in _NOT_STORED or _key_reused(captured):
+        return None
+    kept = {
+        k.decode("latin-1"): v.decode("latin-1")
+        for k, v in captured["headers"]
+        if k.decode("latin-1").lower() in _REPLAYED_HEADERS
+    }
+    body: bytes | None = b"".join(captured["body"])
+    # An answer about a complaint holds personal data: kept as a recipe, never as sent.
+    complaint_id = kept.get("content-location", "").removeprefix("/complaints/") or None
+    recipe = None
+    if complaint_id is not None:
+        recipe = answer_recipe(body or b"", scope["state"].get(ANSWERED_AS))
+        if recipe is None:  # cannot be shown again: not remembered
+            return None
+        body = None
+    return kept, body, complaint_id, recipe
 
 
 def _key_reused(captured: dict[str, Any]) -> bool:

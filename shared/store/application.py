@@ -46,6 +46,7 @@ from shared.domain.indexes import (
 from shared.domain.personal import EVENT_FIELDS, is_plaintext, leaves
 from shared.domain.policy import Policy
 from shared.settings import Settings
+from shared.store.idempotency import StoredAnswer
 from shared.store.keystore import KekFile, SqlKeyStore
 from shared.store.sealing import KeyRing, SealingMapper
 from shared.store.snapshots import CurrentSnapshots
@@ -212,9 +213,11 @@ class ComplaintsApplication(Application[UUID]):
         intake: dict[str, Any],
         ctx: CommandContext,
         then: Callable[[Complaint], None] | None = None,
+        answer: Callable[[Complaint], StoredAnswer] | None = None,
     ) -> tuple[Complaint, int | None]:
         """Accept a complaint; returns it and its position in the global order (None if the
-        complaint already existed).
+        complaint already existed). `answer` gives the Idempotency-Key answer the acceptance
+        stores in its own transaction (not called, nothing stored, if it existed).
 
         With an Idempotency-Key the id is derived from the client and the key, so a retry after
         a crash, or after its stored answer is gone, finds the complaint instead of creating
@@ -253,7 +256,8 @@ class ComplaintsApplication(Application[UUID]):
                     thread = ComplaintThread.start(thread_id, complaint.id, ctx.at)
                 else:
                     thread.join(complaint_id=complaint.id, timestamp=ctx.at)
-                recordings = self.save(complaint, number, thread)
+                stored = answer(complaint) if answer is not None else None
+                recordings = self.save(complaint, number, thread, answer=stored)
                 return self._unless_erased_meanwhile(complaint, ctx), self._position(
                     recordings, complaint.id
                 )
@@ -501,8 +505,16 @@ class ComplaintsApplication(Application[UUID]):
         acceptance records this very client and key). `IdempotencyKeyReused` if another
         request accepted it."""
         assert ctx.idempotency_key is not None
-        for candidate in (complaint_id, legacy_key_complaint_id(ctx.actor.id, ctx.idempotency_key)):
-            recorded = next((c for _, c in self._contexts(candidate, lte=1)), {})
+        candidates = (complaint_id, legacy_key_complaint_id(ctx.actor.id, ctx.idempotency_key))
+        mapper = self.mapper
+        assert isinstance(mapper, SealingMapper)
+        recorder: Any = self.recorder  # ours on both stores: shared.store.postgres, .sqlite
+        first = {  # both candidates' first events in one query
+            stored.originator_id: mapper.state_of(stored).get("ctx") or {}
+            for stored in recorder.select_first_events(candidates)
+        }
+        for candidate in candidates:
+            recorded = first.get(candidate, {})
             if not _same_key(recorded, ctx):
                 continue  # none, or an old id that another client's key gave
             if _other_request(recorded, ctx):

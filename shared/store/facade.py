@@ -35,7 +35,7 @@ from shared.store.application import (
     store_threads,
 )
 from shared.store.engine import create_engine
-from shared.store.idempotency import IdempotencyStore
+from shared.store.idempotency import IdempotencyStore, StoredAnswer
 from shared.store.keystore import KEY_TABLE, Kek, KekFile, checkpoint, destroyable, vacuum
 from shared.store.tables import idempotency_keys
 
@@ -58,6 +58,8 @@ class Written:
     complaint: Complaint
     #: Global position of the last event written; None when nothing new was written.
     position: int | None
+    #: The Idempotency-Key answer was stored with the write (`ComplaintStore.accept`).
+    answered: bool = False
 
 
 def consume(future: asyncio.Future[Any]) -> None:
@@ -141,10 +143,12 @@ class ComplaintStore:
         intake: dict[str, Any],
         ctx: CommandContext,
         then: Callable[[Complaint], None] | None = None,
+        answer: Callable[[Complaint], StoredAnswer] | None = None,
     ) -> Written:
-        """Accept a complaint; `then` may add commands saved atomically with the acceptance."""
-        complaint, position = await self._run(partial(self.app.accept, intake, ctx, then))
-        return Written(complaint, position)
+        """Accept a complaint; `then` may add commands saved atomically with the acceptance,
+        `answer` gives its Idempotency-Key answer, stored with it (`StoredAnswer`)."""
+        complaint, position = await self._run(partial(self.app.accept, intake, ctx, then, answer))
+        return Written(complaint, position, answered=answer is not None and position is not None)
 
     async def execute(
         self,

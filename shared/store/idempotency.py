@@ -15,6 +15,8 @@ from typing import Any
 from uuid import UUID
 
 from sqlalchemy import and_, delete, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -53,6 +55,84 @@ class Mismatch:
 
 
 ClaimResult = Claimed | Replay | InProgress | Mismatch
+
+
+@dataclass(frozen=True)
+class StoredAnswer:
+    """An answer about a complaint, stored by the write it tells about, in that write's own
+    transaction (`shared.store.postgres`, `shared.store.sqlite`): no claim before it and no
+    statement after it. The write fills in its position: the `event-position` header and the
+    recipe's `position`."""
+
+    client: str
+    key: str
+    request_hash: str
+    claimed_at: float
+    status_code: int
+    headers: dict[str, str]
+    complaint_id: str
+    recipe: dict[str, Any]
+
+    def at(self, position: int | None) -> dict[str, Any]:
+        """Its row in `idempotency_keys`, the write's position filled in."""
+        headers = dict(self.headers)
+        if position is not None:
+            headers["event-position"] = str(position)
+        return {
+            "client": self.client,
+            "key": self.key,
+            "request_hash": self.request_hash,
+            "state": "done",
+            "claimed_at": self.claimed_at,
+            "status_code": self.status_code,
+            "headers": headers,
+            "body": None,
+            "complaint_id": self.complaint_id,
+            "recipe": {**self.recipe, "position": position},
+        }
+
+    def as_json(self) -> dict[str, Any]:
+        """What `complaints_events_append` reads (migration 0019); it fills in the position."""
+        return {
+            "client": self.client,
+            "key": self.key,
+            "request_hash": self.request_hash,
+            "claimed_at": self.claimed_at,
+            "status_code": self.status_code,
+            "headers": self.headers,
+            "complaint_id": self.complaint_id,
+            "recipe": self.recipe,
+        }
+
+
+@dataclass(frozen=True)
+class Unanswered:
+    """No answer is stored under the key (nor a live claim): the request runs without a claim,
+    and its answer is stored by its write (`StoredAnswer`) or, if it wrote nothing, after it
+    (`IdempotencyStore.record`). Racing duplicates are told apart by what they write (an
+    acceptance's id comes from its key), not by a claim."""
+
+    client: str
+    key: str
+    request_hash: str
+    claimed_at: float
+
+    def answer(
+        self, status_code: int, headers: dict[str, str], complaint_id: str, recipe: dict[str, Any]
+    ) -> StoredAnswer:
+        return StoredAnswer(
+            self.client,
+            self.key,
+            self.request_hash,
+            self.claimed_at,
+            status_code,
+            headers,
+            complaint_id,
+            recipe,
+        )
+
+
+LookResult = Unanswered | Replay | InProgress | Mismatch
 
 
 class IdempotencyStore:
@@ -99,14 +179,7 @@ class IdempotencyStore:
             if row["request_hash"] not in (request_hash, legacy_hash):
                 return Mismatch()
             if row["state"] == "done":
-                headers: dict[str, Any] = row["headers"] or {}
-                return Replay(
-                    row["status_code"],
-                    dict(headers),
-                    bytes(row["body"] or b""),
-                    row["complaint_id"],
-                    row["recipe"],
-                )
+                return _replay(row)
             if row["claimed_at"] > now - self.lease_seconds:
                 return InProgress()
             taken = await conn.execute(
@@ -115,6 +188,58 @@ class IdempotencyStore:
                 .values(claimed_at=now)
             )
             return Claimed(token=now) if taken.rowcount == 1 else InProgress()
+
+    async def look(
+        self, client: str, key: str, request_hash: str, *, legacy_hash: str | None = None
+    ) -> LookResult:
+        """What is stored under the key, in one read and no commit: its answer (or that it is
+        another request's, or still running), else `Unanswered`, whose write stores its answer
+        with it. A claim whose lease ran out counts as unanswered (its request may have
+        written: the write finds out, as every keyed command does)."""
+        now = self._now()
+        where = and_(idempotency_keys.c.client == client, idempotency_keys.c.key == key)
+        async with self._statements() as conn:
+            row = (await conn.execute(select(idempotency_keys).where(where))).mappings().first()
+        if row is None:
+            return Unanswered(client, key, request_hash, now)
+        if row["request_hash"] not in (request_hash, legacy_hash):
+            return Mismatch()
+        if row["state"] == "done":
+            return _replay(row)
+        if row["claimed_at"] > now - self.lease_seconds:
+            return InProgress()
+        return Unanswered(client, key, request_hash, now)
+
+    async def record(
+        self,
+        unanswered: Unanswered,
+        status_code: int,
+        headers: dict[str, str],
+        body: bytes | None,
+        complaint_id: str | None = None,
+        recipe: dict[str, Any] | None = None,
+    ) -> None:
+        """Store the answer of a request that ran `Unanswered` and whose write did not store
+        it (it wrote nothing new: a refusal, a complaint its key had accepted already), unless
+        an answer is stored under the key by now (one statement)."""
+        assert complaint_id is None or (body is None and recipe is not None)
+        values = {
+            "client": unanswered.client,
+            "key": unanswered.key,
+            "request_hash": unanswered.request_hash,
+            "state": "done",
+            "claimed_at": unanswered.claimed_at,
+            "status_code": status_code,
+            "headers": headers,
+            "body": body,
+            "complaint_id": complaint_id,
+            "recipe": recipe,
+        }
+        upsert = (postgresql_insert if self.engine.dialect.name == "postgresql" else sqlite_insert)(
+            idempotency_keys
+        ).values(**values)
+        async with self._statements() as conn:
+            await conn.execute(upsert.on_conflict_do_nothing())
 
     def _held(self, client: str, key: str, claim: Claimed) -> Any:
         return and_(
@@ -195,3 +320,15 @@ class IdempotencyStore:
                 )
             )
         return int(result.rowcount or 0)
+
+
+def _replay(row: Any) -> Replay:
+    """The stored answer of a row that is done."""
+    headers: dict[str, Any] = row["headers"] or {}
+    return Replay(
+        row["status_code"],
+        dict(headers),
+        bytes(row["body"] or b""),
+        row["complaint_id"],
+        row["recipe"],
+    )

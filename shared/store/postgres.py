@@ -5,11 +5,12 @@ The `eventsourcing` library keeps its notification ids in commit order by taking
 inside it, which takes a cluster-wide lock through the commit. Every writer then commits one
 at a time, and PostgreSQL cannot group their commits. This recorder takes neither lock:
 
-- **Writes.** One statement, in autocommit: a function (`complaints_events_append`, migration
-  0018) that first gives its transaction an id (`pg_current_xact_id()`), writes the customer
-  key and binding an acceptance needs, locks the keys the events are sealed with (an erasure
-  waits for the commit) and inserts the events, whose positions come from the table's
-  sequence: one round trip, one commit per command. Optimistic concurrency stays the
+- **Writes.** One statement, in autocommit: a function (`complaints_events_append`, migrations
+  0018 and 0019) that first gives its transaction an id (`pg_current_xact_id()`), writes the
+  customer key and binding an acceptance needs, locks the keys the events are sealed with (an
+  erasure waits for the commit), inserts the events, whose positions come from the table's
+  sequence, and stores the command's Idempotency-Key answer if it brings one (`StoredAnswer`):
+  one round trip, one commit per command. Optimistic concurrency stays the
   unique (stream, version). `NOTIFY` goes out after the commit, on the same connection, in a
   transaction of its own that writes nothing (no WAL flush, no lock held through a commit).
 - **Reads in global order.** Without the lock, a transaction may take position 7, stay open,
@@ -50,7 +51,9 @@ from eventsourcing.utils import Environment, EnvType
 from psycopg import Connection
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Composed, Identifier, Literal
+from psycopg.types.json import Jsonb
 
+from shared.store.idempotency import StoredAnswer
 from shared.store.keystore import reconnecting
 from shared.store.sealing import KeyRing
 from shared.store.snapshots import split_snapshot
@@ -71,10 +74,10 @@ class OrderedRecorder(PostgresApplicationRecorder):
         super().__init__(datastore, events_table_name=events_table_name)
         schema = Identifier(datastore.schema)
         table = Identifier(events_table_name)
-        # Created by the migration that owns it (0018), with the key tables it writes.
+        # Created by the migration that owns it (0019), with the key tables it writes.
         self.append_statement = SQL(
             "SELECT appended, live_keys FROM {schema}.{function}"
-            "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+            "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb)"
         ).format(schema=schema, function=Identifier(f"{events_table_name}_append"))
         self.notify_statement = SQL("NOTIFY {0}").format(Identifier(self.channel_name))
         self.last_value_statement = SQL(
@@ -101,6 +104,10 @@ class OrderedRecorder(PostgresApplicationRecorder):
         self.last_below_statement = SQL(
             "SELECT MAX(notification_id) AS last FROM {schema}.{table} WHERE notification_id <= %s"
         ).format(schema=schema, table=table)
+        self.first_events_statement = SQL(
+            "SELECT originator_id, originator_version, topic, state FROM {schema}.{table} "
+            "WHERE originator_id = ANY(%s) AND originator_version = 1"
+        ).format(schema=schema, table=table)
         #: How long reads wait for writes in progress (`READ_WAIT_SECONDS`, `HEAD_WAIT_SECONDS`).
         self.read_wait = READ_WAIT_SECONDS
         self.head_wait = HEAD_WAIT_SECONDS
@@ -114,11 +121,13 @@ class OrderedRecorder(PostgresApplicationRecorder):
     def insert_events(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
-        """Insert the events, with the bindings and keys they need (`keys`, a KeyRing), in
-        one statement and one commit; their positions."""
+        """Insert the events, with the bindings and keys they need (`keys`, a KeyRing) and
+        the command's stored answer (`answer`), in one statement and one commit; their
+        positions."""
         if not stored_events:
             return []
         keys: KeyRing | None = kwargs.get("keys")
+        answer: StoredAnswer | None = kwargs.get("answer")
         bindings, used = keys.pending() if keys is not None else ([], [])
         new = [b for b in bindings if b.wrapped is not None]
         rows = [
@@ -136,6 +145,7 @@ class OrderedRecorder(PostgresApplicationRecorder):
             [b.key_id for b in bindings],
             used,
             time.time(),
+            Jsonb(answer.as_json()) if answer is not None else None,
         )
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
             curs.execute(self.append_statement, params, prepare=True)
@@ -220,6 +230,21 @@ class OrderedRecorder(PostgresApplicationRecorder):
             while len(self._pending) > PENDING_KEPT:
                 self._pending.popleft()  # an older pair only delays; a newer one will do
             return last, self._safe
+
+    @reconnecting
+    def select_first_events(self, originator_ids: Sequence[UUID]) -> list[StoredEvent]:
+        """The first event of each of these aggregates that has one, in one query."""
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(self.first_events_statement, (list(originator_ids),), prepare=True)
+            return [
+                StoredEvent(
+                    originator_id=row["originator_id"],
+                    originator_version=row["originator_version"],
+                    topic=row["topic"],
+                    state=bytes(row["state"]),
+                )
+                for row in curs.fetchall()
+            ]
 
     @reconnecting
     def select_with_snapshot(

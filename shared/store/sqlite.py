@@ -8,6 +8,7 @@ library reads `PERSISTENCE_MODULE` as a factory class, which is how this one is 
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -23,9 +24,10 @@ from eventsourcing.sqlite import (
 )
 from eventsourcing.utils import Environment, EnvType
 
+from shared.store.idempotency import StoredAnswer
 from shared.store.sealing import KeyRing
 from shared.store.snapshots import LOAD_PARTS, split_snapshot
-from shared.store.tables import customer_complaints, wrapped_keys
+from shared.store.tables import customer_complaints, idempotency_keys, wrapped_keys
 
 #: What every connection to a SQLite store runs first (the read-model engine too). Deleted
 #: content is overwritten with zeros (an erased customer's key, a forgotten stored answer), in
@@ -52,12 +54,35 @@ class BindingRecorder(SQLiteApplicationRecorder):
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
         keys: KeyRing | None = kwargs.get("keys")
+        answer: StoredAnswer | None = kwargs.get("answer")
         with self.datastore.transaction(commit=True) as c:
             positions = self._insert_events(c, stored_events, **kwargs)
             live = self._bind(c, keys) if keys is not None and stored_events else None
+            if answer is not None and stored_events:
+                self._answer(c, answer, stored_events, positions or ())
         if keys is not None and live is not None:
             keys.written(live)  # committed
         return positions
+
+    def select_first_events(self, originator_ids: Sequence[UUID]) -> list[StoredEvent]:
+        """The first event of each of these aggregates that has one, in one query."""
+        marks = ", ".join("?" for _ in originator_ids)
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(
+                "SELECT originator_id, originator_version, topic, state FROM "
+                f"{self.events_table_name} WHERE originator_id IN ({marks}) "
+                "AND originator_version = 1",
+                [i.hex for i in originator_ids],
+            )
+            return [
+                StoredEvent(
+                    originator_id=self.convert_originator_id(row["originator_id"]),
+                    originator_version=row["originator_version"],
+                    topic=row["topic"],
+                    state=row["state"],
+                )
+                for row in c.fetchall()
+            ]
 
     def select_with_snapshot(
         self, originator_id: UUID, lte: int | None, snapshots_table: str
@@ -83,6 +108,44 @@ class BindingRecorder(SQLiteApplicationRecorder):
             c.execute(statement, params)
             rows = [dict(zip(LOAD_PARTS, row, strict=True)) for row in c.fetchall()]
         return split_snapshot(originator_id, rows)
+
+    @staticmethod
+    def _answer(
+        c: SQLiteCursor,
+        answer: StoredAnswer,
+        stored_events: Sequence[StoredEvent],
+        positions: Sequence[int],
+    ) -> None:
+        """Store the command's Idempotency-Key answer, its position filled in (as
+        `complaints_events_append` does, migration 0019): in place of a claim of the same
+        request, beside an answer stored meanwhile; a claim or answer of another request
+        under the key refuses the write (retried, as a lost race is)."""
+        shown = [
+            p
+            for e, p in zip(stored_events, positions, strict=True)
+            if str(e.originator_id) == answer.complaint_id
+        ]
+        row = answer.at(max(shown) if shown else None)
+        row["headers"] = json.dumps(row["headers"])
+        row["recipe"] = json.dumps(row["recipe"])
+        c.execute(
+            f"INSERT INTO {idempotency_keys.name} (client, key, request_hash, state, "
+            "claimed_at, status_code, headers, body, complaint_id, recipe) VALUES (:client, "
+            ":key, :request_hash, :state, :claimed_at, :status_code, :headers, :body, "
+            ":complaint_id, :recipe) ON CONFLICT (client, key) DO UPDATE SET state = 'done', "
+            "claimed_at = excluded.claimed_at, status_code = excluded.status_code, "
+            "headers = excluded.headers, body = NULL, complaint_id = excluded.complaint_id, "
+            f"recipe = excluded.recipe WHERE {idempotency_keys.name}.state = 'running' "
+            f"AND {idempotency_keys.name}.request_hash = excluded.request_hash",
+            row,
+        )
+        c.execute(
+            f"SELECT request_hash FROM {idempotency_keys.name} WHERE client = ? AND key = ?",
+            (answer.client, answer.key),
+        )
+        found = c.fetchone()
+        if found is not None and found[0] != answer.request_hash:
+            raise IntegrityError("the Idempotency-Key was taken by another request meanwhile")
 
     @staticmethod
     def _bind(c: SQLiteCursor, keys: KeyRing) -> set[str]:

@@ -66,8 +66,8 @@ def held_write(
             for s in stored
         ]
         with conn.transaction():
-            no_keys: list[str] = []  # an index's events hold no personal data
-            cursor = conn.execute(recorder.append_statement, (rows, *[no_keys] * 8, 0.0))
+            no_keys: list[str] = []  # an index's events hold no personal data (nor an answer)
+            cursor = conn.execute(recorder.append_statement, (rows, *[no_keys] * 8, 0.0, None))
             yield [int(r[0]) for r in cursor.fetchall()]
             # committed here
 

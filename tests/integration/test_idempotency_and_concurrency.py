@@ -33,6 +33,44 @@ async def test_same_key_same_body_returns_the_first_answer(api: Api, store: Comp
     assert await store.ping() == before + 3  # one complaint + its two index events, once
 
 
+async def test_an_acceptance_stores_its_answer_with_its_events(
+    api: Api, store: ComplaintStore
+) -> None:
+    """No claim before the acceptance and no answer after it: the answer, written in the
+    events' transaction with their position filled in, is replayed as it was first sent."""
+    await api.accept(intake_body())  # the keyed acceptance's events are not the first
+    first = await api.accept(intake_body(), **{"Idempotency-Key": "with-events"})
+    again = await api.accept(intake_body(), **{"Idempotency-Key": "with-events"})
+    assert first.status_code == again.status_code == 201
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert again.json() == first.json()
+    shown = ("content-type", "location", "content-location", "etag", "event-position")
+    assert [again.headers[h] for h in shown] == [first.headers[h] for h in shown]
+    assert first.headers["Event-Position"] == str(first.json()["position"]) != "1"
+
+
+async def test_racing_duplicates_of_a_keyed_acceptance_accept_once(
+    api: Api, store: ComplaintStore
+) -> None:
+    """Without a claim, duplicates racing each other collide on the complaint's id (it comes
+    from the key): one acceptance, every duplicate answered with it; another body, 422."""
+    before = await store.ping()
+    same = await asyncio.gather(
+        *(api.accept(intake_body(), **{"Idempotency-Key": "racing"}) for _ in range(6))
+    )
+    assert [r.status_code for r in same] == [201] * 6, [r.text for r in same]
+    assert len({r.json()["id"] for r in same}) == 1
+    assert len(await store.read(before, 100)) == 3  # a complaint + its two index events, once
+    others = await asyncio.gather(
+        *(
+            api.accept(intake_body(demand=f"诉求 {n}"), **{"Idempotency-Key": "racing-2"})
+            for n in range(4)
+        )
+    )
+    assert sorted(r.status_code for r in others) == [201, 422, 422, 422], [r.text for r in others]
+    assert len(await store.read(before, 100)) == 6
+
+
 async def test_answers_are_forgotten_after_the_retention_but_nothing_is_duplicated(
     api: Api, store: ComplaintStore, clock: FixedClock
 ) -> None:

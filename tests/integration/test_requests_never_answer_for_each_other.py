@@ -307,6 +307,17 @@ async def test_an_answer_stored_after_the_erasure_replays_no_plaintext(
 
     for s in (app_store, inv_store):
         monkeypatch.setattr(s.idempotency, "complete", erased_first)
+    # An acceptance stores its answer with its events (no `complete`): the erasure comes
+    # between that commit and the answer sent, and forgets the answer it stored.
+    accept = app_store.accept
+
+    async def erased_after(*args: Any, **kwargs: Any) -> Any:
+        written = await accept(*args, **kwargs)
+        erased = await api.client.post("/customers/cust-zq4/erasure", headers=api.headers("admin"))
+        assert erased.status_code == 200
+        return written
+
+    monkeypatch.setattr(app_store, "accept", erased_after)
 
     async def send() -> httpx.Response:
         if command == "acceptance":
@@ -322,7 +333,11 @@ async def test_an_answer_stored_after_the_erasure_replays_no_plaintext(
     if backend == "sqlite":
         assert _plaintext_in(_database_files(settings)) == set()
     replay = await send()
-    assert replay.headers["Idempotent-Replayed"] == "true"
+    if command == "evidence":
+        assert replay.headers["Idempotent-Replayed"] == "true"
+    else:  # its stored answer went with the erasure: answered anew, by the key's complaint
+        assert "Idempotent-Replayed" not in replay.headers
+        assert replay.json()["id"] == first.json()["id"]
     assert _plaintext_in(replay.content) == set()
     assert replay.json()["customer"]["name"] == "[erased]"
 
