@@ -231,10 +231,12 @@ class ComplaintsApplication(Application[UUID]):
         for attempt in self._attempts():
             with attempt:
                 self.keys.start_command()
-                # Without a key the id is new: nothing to look for.
-                existing = (
-                    self._accepted_with_key(complaint_id, ctx) if ctx.idempotency_key else None
-                )
+                if ctx.idempotency_key:
+                    existing = self._accepted_with_key(complaint_id, ctx)
+                elif attempt.retry_state.attempt_number > 1:  # an earlier attempt committed?
+                    existing = self._accepted_by_this_request(complaint_id, ctx)
+                else:  # without a key the id is new: nothing to look for yet
+                    existing = None
                 if existing is not None:
                     return self._unless_erased_unrecorded(existing, ctx), None
                 thread_id = self._thread_id(complaint_id, intake)
@@ -520,6 +522,22 @@ class ComplaintsApplication(Application[UUID]):
             if _other_request(recorded, ctx):
                 raise IdempotencyKeyReused()
             return self.load(candidate)
+        return None
+
+    def _accepted_by_this_request(
+        self, complaint_id: UUID, ctx: CommandContext
+    ) -> Complaint | None:
+        """The complaint an earlier attempt of this very request accepted, if its write
+        committed though its reply was lost (the connection dropped after the commit: the
+        append was sent again and collided with its own events). The id is this request's
+        own; its first event records the request."""
+        mapper = self.mapper
+        assert isinstance(mapper, SealingMapper)
+        recorder: Any = self.recorder  # ours on both stores: shared.store.postgres, .sqlite
+        for stored in recorder.select_first_events([complaint_id]):
+            recorded = mapper.state_of(stored).get("ctx") or {}
+            if recorded.get("request_id") == ctx.request_id:
+                return self.load(complaint_id)
         return None
 
     def _replay(self, aggregate_id: UUID, version: int | None = None) -> Any:
