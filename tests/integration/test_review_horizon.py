@@ -56,11 +56,11 @@ async def test_a_writer_newer_than_every_completed_transaction_is_not_passed(
         late.execute("SELECT pg_current_xact_id()")
         held = late.execute(
             recorder.append_statement,
-            (_rows(store, late, "261130-000001-8", first), *[none] * 8, 0.0),
+            (_rows(store, late, "261130-000001-8", first), *[none] * 8, 0.0, None),
         ).fetchall()
         done = early.execute(
             recorder.append_statement,
-            (_rows(store, early, "261130-000002-6", first), *[none] * 8, 0.0),
+            (_rows(store, early, "261130-000002-6", first), *[none] * 8, 0.0, None),
         ).fetchall()
         early.commit()
         assert int(held[0][0]) < int(done[0][0])
