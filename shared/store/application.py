@@ -231,16 +231,28 @@ class ComplaintsApplication(Application[UUID]):
         for attempt in self._attempts():
             with attempt:
                 self.keys.start_command()
-                if ctx.idempotency_key:
-                    existing = self._accepted_with_key(complaint_id, ctx)
-                elif attempt.retry_state.attempt_number > 1:  # an earlier attempt committed?
-                    existing = self._accepted_by_this_request(complaint_id, ctx)
+                thread_id = self._thread_id(complaint_id, intake)
+                if ctx.idempotency_key:  # the ids the key may have given
+                    candidates = [
+                        complaint_id,
+                        legacy_key_complaint_id(ctx.actor.id, ctx.idempotency_key),
+                    ]
+                elif attempt.retry_state.attempt_number > 1:  # did an earlier attempt commit?
+                    candidates = [complaint_id]
                 else:  # without a key the id is new: nothing to look for yet
-                    existing = None
+                    candidates = []
+                # What those ids hold and the thread, in one query.
+                recorder: Any = self.recorder  # ours on both stores (postgres, sqlite)
+                firsts, thread_events = recorder.select_first_events(candidates, all_of=thread_id)
+                first_contexts = self._contexts_of(firsts)
+                existing = None
+                if ctx.idempotency_key:
+                    existing = self._accepted_with_key(candidates, first_contexts, ctx)
+                elif candidates:
+                    existing = self._accepted_by_this_request(complaint_id, first_contexts, ctx)
                 if existing is not None:
                     return self._unless_erased_unrecorded(existing, ctx), None
-                thread_id = self._thread_id(complaint_id, intake)
-                thread = self._replay(thread_id)
+                thread = self._folded(thread_events)
                 assert thread is None or isinstance(thread, ComplaintThread)
                 repeat_of = thread.latest if thread else None
                 complaint = Complaint.accept(
@@ -501,20 +513,14 @@ class ComplaintsApplication(Application[UUID]):
             "Other writers changed this complaint at the same time; read it again and retry."
         )
 
-    def _accepted_with_key(self, complaint_id: UUID, ctx: CommandContext) -> Complaint | None:
-        """The complaint this client's Idempotency-Key accepted already, if any (a complaint
-        accepted before ids had their present form is found under its old id, when its
-        acceptance records this very client and key). `IdempotencyKeyReused` if another
+    def _accepted_with_key(
+        self, candidates: list[UUID], first: dict[UUID, dict[str, Any]], ctx: CommandContext
+    ) -> Complaint | None:
+        """The complaint this client's Idempotency-Key accepted already, if any, from the
+        request contexts of the first events (`first`) of the ids the key may have given (a
+        complaint accepted before ids had their present form is found under its old id, when
+        its acceptance records this very client and key). `IdempotencyKeyReused` if another
         request accepted it."""
-        assert ctx.idempotency_key is not None
-        candidates = (complaint_id, legacy_key_complaint_id(ctx.actor.id, ctx.idempotency_key))
-        mapper = self.mapper
-        assert isinstance(mapper, SealingMapper)
-        recorder: Any = self.recorder  # ours on both stores: shared.store.postgres, .sqlite
-        first = {  # both candidates' first events in one query
-            stored.originator_id: mapper.state_of(stored).get("ctx") or {}
-            for stored in recorder.select_first_events(candidates)
-        }
         for candidate in candidates:
             recorded = first.get(candidate, {})
             if not _same_key(recorded, ctx):
@@ -525,20 +531,31 @@ class ComplaintsApplication(Application[UUID]):
         return None
 
     def _accepted_by_this_request(
-        self, complaint_id: UUID, ctx: CommandContext
+        self, complaint_id: UUID, first: dict[UUID, dict[str, Any]], ctx: CommandContext
     ) -> Complaint | None:
         """The complaint an earlier attempt of this very request accepted, if its write
         committed though its reply was lost (the connection dropped after the commit: the
         append was sent again and collided with its own events). The id is this request's
-        own; its first event records the request."""
+        own; its first event (its context in `first`) records the request."""
+        if first.get(complaint_id, {}).get("request_id") == ctx.request_id:
+            return self.load(complaint_id)
+        return None
+
+    def _contexts_of(self, stored: list[Any]) -> dict[UUID, dict[str, Any]]:
+        """The request context of each stored event, by its aggregate, read from the stored
+        state alone (nothing built or opened)."""
         mapper = self.mapper
         assert isinstance(mapper, SealingMapper)
-        recorder: Any = self.recorder  # ours on both stores: shared.store.postgres, .sqlite
-        for stored in recorder.select_first_events([complaint_id]):
-            recorded = mapper.state_of(stored).get("ctx") or {}
-            if recorded.get("request_id") == ctx.request_id:
-                return self.load(complaint_id)
-        return None
+        return {s.originator_id: mapper.state_of(s).get("ctx") or {} for s in stored}
+
+    def _folded(self, stored: list[Any]) -> Any:
+        """An index aggregate folded from its stored events (read with others, see `_replay`);
+        None if it has none."""
+        aggregate: Any = None
+        for record in stored:
+            event: Any = self.mapper.to_domain_event(record)
+            aggregate = event.mutate(aggregate)
+        return aggregate
 
     def _replay(self, aggregate_id: UUID, version: int | None = None) -> Any:
         """An index aggregate (a thread, an incident, a series) replayed from its events

@@ -105,8 +105,11 @@ class OrderedRecorder(PostgresApplicationRecorder):
             "SELECT MAX(notification_id) AS last FROM {schema}.{table} WHERE notification_id <= %s"
         ).format(schema=schema, table=table)
         self.first_events_statement = SQL(
-            "SELECT originator_id, originator_version, topic, state FROM {schema}.{table} "
-            "WHERE originator_id = ANY(%s) AND originator_version = 1"
+            "SELECT 0 AS part, originator_id, originator_version, topic, state "
+            "FROM {schema}.{table} WHERE originator_id = ANY(%(firsts)s::uuid[]) "
+            "AND originator_version = 1 UNION ALL "
+            "SELECT 1, originator_id, originator_version, topic, state FROM {schema}.{table} "
+            "WHERE originator_id = %(all)s::uuid ORDER BY 1, 3"
         ).format(schema=schema, table=table)
         #: How long reads wait for writes in progress (`READ_WAIT_SECONDS`, `HEAD_WAIT_SECONDS`).
         self.read_wait = READ_WAIT_SECONDS
@@ -232,19 +235,25 @@ class OrderedRecorder(PostgresApplicationRecorder):
             return last, self._safe
 
     @reconnecting
-    def select_first_events(self, originator_ids: Sequence[UUID]) -> list[StoredEvent]:
-        """The first event of each of these aggregates that has one, in one query."""
+    def select_first_events(
+        self, originator_ids: Sequence[UUID], *, all_of: UUID | None = None
+    ) -> tuple[list[StoredEvent], list[StoredEvent]]:
+        """The first event of each of these aggregates that has one, and every event of
+        `all_of`, in one query."""
+        params = {"firsts": list(originator_ids), "all": all_of}
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
-            curs.execute(self.first_events_statement, (list(originator_ids),), prepare=True)
-            return [
-                StoredEvent(
-                    originator_id=row["originator_id"],
-                    originator_version=row["originator_version"],
-                    topic=row["topic"],
-                    state=bytes(row["state"]),
+            curs.execute(self.first_events_statement, params, prepare=True)
+            parts: tuple[list[StoredEvent], list[StoredEvent]] = ([], [])
+            for row in curs.fetchall():
+                parts[row["part"]].append(
+                    StoredEvent(
+                        originator_id=row["originator_id"],
+                        originator_version=row["originator_version"],
+                        topic=row["topic"],
+                        state=bytes(row["state"]),
+                    )
                 )
-                for row in curs.fetchall()
-            ]
+        return parts
 
     @reconnecting
     def select_with_snapshot(

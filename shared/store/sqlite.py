@@ -64,25 +64,32 @@ class BindingRecorder(SQLiteApplicationRecorder):
             keys.written(live)  # committed
         return positions
 
-    def select_first_events(self, originator_ids: Sequence[UUID]) -> list[StoredEvent]:
-        """The first event of each of these aggregates that has one, in one query."""
+    def select_first_events(
+        self, originator_ids: Sequence[UUID], *, all_of: UUID | None = None
+    ) -> tuple[list[StoredEvent], list[StoredEvent]]:
+        """The first event of each of these aggregates that has one, and every event of
+        `all_of`, in one query (as `shared.store.postgres.OrderedRecorder`'s)."""
         marks = ", ".join("?" for _ in originator_ids)
+        table = self.events_table_name
+        parts: tuple[list[StoredEvent], list[StoredEvent]] = ([], [])
         with self.datastore.transaction(commit=False) as c:
             c.execute(
-                "SELECT originator_id, originator_version, topic, state FROM "
-                f"{self.events_table_name} WHERE originator_id IN ({marks}) "
-                "AND originator_version = 1",
-                [i.hex for i in originator_ids],
+                "SELECT 0 AS part, originator_id, originator_version, topic, state "
+                f"FROM {table} WHERE originator_id IN ({marks}) AND originator_version = 1 "
+                "UNION ALL SELECT 1, originator_id, originator_version, topic, state "
+                f"FROM {table} WHERE originator_id = ? ORDER BY 1, 3",
+                [*(i.hex for i in originator_ids), all_of.hex if all_of else None],
             )
-            return [
-                StoredEvent(
-                    originator_id=self.convert_originator_id(row["originator_id"]),
-                    originator_version=row["originator_version"],
-                    topic=row["topic"],
-                    state=row["state"],
+            for row in c.fetchall():
+                parts[row["part"]].append(
+                    StoredEvent(
+                        originator_id=self.convert_originator_id(row["originator_id"]),
+                        originator_version=row["originator_version"],
+                        topic=row["topic"],
+                        state=row["state"],
+                    )
                 )
-                for row in c.fetchall()
-            ]
+        return parts
 
     def select_with_snapshot(
         self, originator_id: UUID, lte: int | None, snapshots_table: str
