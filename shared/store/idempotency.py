@@ -220,8 +220,9 @@ class IdempotencyStore:
         recipe: dict[str, Any] | None = None,
     ) -> None:
         """Store the answer of a request that ran `Unanswered` and whose write did not store
-        it (it wrote nothing new: a refusal, a complaint its key had accepted already), unless
-        an answer is stored under the key by now (one statement)."""
+        it (it wrote nothing new: a refusal, a complaint its key had accepted already), in
+        place of a claim of the same request that ran out, unless an answer or another
+        request's claim is stored under the key by now (one statement)."""
         assert complaint_id is None or (body is None and recipe is not None)
         values = {
             "client": unanswered.client,
@@ -235,11 +236,21 @@ class IdempotencyStore:
             "complaint_id": complaint_id,
             "recipe": recipe,
         }
-        upsert = (postgresql_insert if self.engine.dialect.name == "postgresql" else sqlite_insert)(
-            idempotency_keys
-        ).values(**values)
+        dialect = postgresql_insert if self.engine.dialect.name == "postgresql" else sqlite_insert
+        upsert = (
+            dialect(idempotency_keys)
+            .values(**values)
+            .on_conflict_do_update(
+                index_elements=[idempotency_keys.c.client, idempotency_keys.c.key],
+                set_={k: v for k, v in values.items() if k not in ("client", "key")},
+                where=and_(
+                    idempotency_keys.c.state == "running",
+                    idempotency_keys.c.request_hash == unanswered.request_hash,
+                ),
+            )
+        )
         async with self._statements() as conn:
-            await conn.execute(upsert.on_conflict_do_nothing())
+            await conn.execute(upsert)
 
     def _held(self, client: str, key: str, claim: Claimed) -> Any:
         return and_(

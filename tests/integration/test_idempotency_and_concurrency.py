@@ -119,6 +119,28 @@ async def test_key_still_running_is_409(api: Api, store: ComplaintStore) -> None
     assert response.headers["Retry-After"] == "1"
 
 
+async def test_an_acceptance_found_again_stores_its_answer_over_a_claim_that_ran_out(
+    api: Api, store: ComplaintStore, clock: FixedClock
+) -> None:
+    """Its stored answer is gone, and an older process claimed the key with the same request
+    and died: the retry finds the complaint, answers it, and stores that answer."""
+    body = intake_body()
+    first = await api.accept(body, **{"Idempotency-Key": "ran-out"})
+    # Forgotten (as an erasure or the retention forgets it; not by the clock, which the
+    # app's own retention job would race).
+    assert await store.idempotency.forget_complaints([UUID(first.json()["id"])]) == 1
+    await store.idempotency.claim(
+        "agent-1", "ran-out", _fingerprint("/complaints", "agent-1", body)
+    )
+    clock.advance(timedelta(seconds=31))  # the lease runs out
+    again = await api.accept(body, **{"Idempotency-Key": "ran-out"})
+    assert again.status_code == 201 and "Idempotent-Replayed" not in again.headers
+    assert again.json()["id"] == first.json()["id"]
+    replayed = await api.accept(body, **{"Idempotency-Key": "ran-out"})
+    assert replayed.headers["Idempotent-Replayed"] == "true"
+    assert replayed.json() == again.json()
+
+
 async def test_a_dead_claim_is_taken_over_without_a_second_event(
     api: Api, store: ComplaintStore, clock: FixedClock
 ) -> None:
