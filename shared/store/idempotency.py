@@ -92,7 +92,7 @@ class StoredAnswer:
         }
 
     def as_json(self) -> dict[str, Any]:
-        """What `complaints_events_append` reads (migration 0019); it fills in the position."""
+        """What `complaints_events_append` reads (migration 0020); it fills in the position."""
         return {
             "client": self.client,
             "key": self.key,

@@ -6,7 +6,7 @@ inside it, which takes a cluster-wide lock through the commit. Every writer then
 at a time, and PostgreSQL cannot group their commits. This recorder takes neither lock:
 
 - **Writes.** One statement, in autocommit: a function (`complaints_events_append`, migrations
-  0018 and 0019) that first gives its transaction an id (`pg_current_xact_id()`), writes the
+  0018 and 0020) that first gives its transaction an id (`pg_current_xact_id()`), writes the
   customer key and binding an acceptance needs, locks the keys the events are sealed with (an
   erasure waits for the commit), inserts the events, whose positions come from the table's
   sequence, and stores the command's Idempotency-Key answer if it brings one (`StoredAnswer`):
@@ -74,7 +74,7 @@ class OrderedRecorder(PostgresApplicationRecorder):
         super().__init__(datastore, events_table_name=events_table_name)
         schema = Identifier(datastore.schema)
         table = Identifier(events_table_name)
-        # Created by the migration that owns it (0019), with the key tables it writes.
+        # Created by the migration that owns it (0020), with the key tables it writes.
         self.append_statement = SQL(
             "SELECT appended, live_keys FROM {schema}.{function}"
             "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb)"

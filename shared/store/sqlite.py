@@ -124,7 +124,7 @@ class BindingRecorder(SQLiteApplicationRecorder):
         positions: Sequence[int],
     ) -> None:
         """Store the command's Idempotency-Key answer, its position filled in (as
-        `complaints_events_append` does, migration 0019): in place of a claim of the same
+        `complaints_events_append` does, migration 0020): in place of a claim of the same
         request, beside an answer stored meanwhile; a claim or answer of another request
         under the key refuses the write (retried, as a lost race is)."""
         shown = [

@@ -12,16 +12,16 @@ write with a unique violation (the store retries, then finds which request wrote
 function of 0018 stays, for processes not yet restarted on this code. SQLite stores the answer
 in the events' transaction as well (`shared.store.sqlite`).
 
-Revision ID: 0019
-Revises: 0018
+Revision ID: 0020
+Revises: 0019
 """
 
 from __future__ import annotations
 
 from alembic import op
 
-revision = "0019"
-down_revision = "0018"
+revision = "0020"
+down_revision = "0019"
 branch_labels = None
 depends_on = None
 
