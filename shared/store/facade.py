@@ -81,7 +81,13 @@ class ComplaintStore:
         self.clock = clock
         self.policy = policy or Policy.load(settings.policy_path)
         self.policy.check_in_force()
+        #: A token per call into the store, held until its worker thread has finished (not
+        #: until its caller stops waiting): see `_run`.
         self._limiter = anyio.CapacityLimiter(store_threads(settings))
+        #: The token of the probe of `ping(within=...)`, which runs beside the calls.
+        self._beside = anyio.CapacityLimiter(1)
+        #: The threads themselves; never short of tokens (the two above admit calls first).
+        self._threads = anyio.CapacityLimiter(store_threads(settings) + 1)
         self._probe: asyncio.Future[int] | None = None
         self._locks: weakref.WeakValueDictionary[UUID, asyncio.Lock] = weakref.WeakValueDictionary()
         self._app: ComplaintsApplication | None = None
@@ -103,20 +109,32 @@ class ComplaintStore:
         self._app = app
 
     async def close(self) -> None:
-        if self._app is not None:
-            # Calls still running in worker threads (one a cancelled task left behind) finish
-            # first: closing the library's SQLite connections under a query crashes the process.
-            # Taking every thread token waits for them and lets no new call start.
-            limiter = self._limiter
-            borrowers = [object() for _ in range(int(limiter.total_tokens))]
-            for borrower in borrowers:
-                await limiter.acquire_on_behalf_of(borrower)
-            try:
-                await to_thread.run_sync(self._app.close)
-            finally:
-                for borrower in borrowers:
-                    limiter.release_on_behalf_of(borrower)
+        app = self._app
+        if app is not None:
+            # Every call still running in a worker thread finishes first, one whose caller
+            # was cancelled (a request gone, a projector or watch stopped) included: closing
+            # the library's SQLite connections under a query crashes the process. A call
+            # holds its token until its thread ends (`_run`), so taking every token (the
+            # probe's too) waits for all of them; no call starts meanwhile, nor after (they
+            # find the store closed).
             self._app = None
+            borrowers: list[tuple[anyio.CapacityLimiter, object]] = []
+            closing = False
+            try:
+                for limiter in (self._limiter, self._beside):
+                    for _ in range(int(limiter.total_tokens)):
+                        borrower = object()
+                        await limiter.acquire_on_behalf_of(borrower)
+                        borrowers.append((limiter, borrower))
+                closing = True
+                await to_thread.run_sync(app.close)
+            except BaseException:
+                if not closing:  # cancelled while waiting: still open, to be closed again
+                    self._app = app
+                raise
+            finally:
+                for limiter, borrower in borrowers:
+                    limiter.release_on_behalf_of(borrower)
         await self._engine.dispose()
 
     async def create_schema(self, migrate: Migrate) -> None:
@@ -284,7 +302,7 @@ class ComplaintStore:
         if within is None:
             return await self._run(self.app.ping)
         if self._probe is None or self._probe.done():
-            self._probe = asyncio.ensure_future(to_thread.run_sync(self.app.ping))
+            self._probe = asyncio.ensure_future(self._run(self.app.ping, self._beside))
             self._probe.add_done_callback(consume)
         async with asyncio.timeout(within):
             return await asyncio.shield(self._probe)
@@ -298,10 +316,32 @@ class ComplaintStore:
     @property
     def app(self) -> ComplaintsApplication:
         if self._app is None:
-            raise RuntimeError("ComplaintStore.open() has not been awaited")
+            raise RuntimeError("ComplaintStore is not open (open() not awaited, or closed)")
         return self._app
 
-    async def _run(self, func: Callable[[], T]) -> T:
-        if self._app is not None:  # keys read during one call are remembered for that call
-            func = partial(self._app.keys.run, func)
-        return await to_thread.run_sync(func, limiter=self._limiter)
+    async def _run(self, func: Callable[[], T], limiter: anyio.CapacityLimiter | None = None) -> T:
+        """Run `func` in a worker thread, holding a token of `limiter` (the calls' by default)
+        until the thread is done. A caller cancelled meanwhile stops waiting, but the token is
+        not given back before the thread ends (anyio's limiter gives it back at once when its
+        task is cancelled): `close` relies on that not to close connections under a query."""
+        tokens = limiter or self._limiter
+        app = self._app
+        if app is not None:  # keys read during one call are remembered for that call
+            func = partial(app.keys.run, func)
+        borrower = object()
+        await tokens.acquire_on_behalf_of(borrower)
+        if self._app is not app:  # closed while this call waited for its turn
+            tokens.release_on_behalf_of(borrower)
+            raise RuntimeError("ComplaintStore was closed")
+        try:
+            call = asyncio.ensure_future(to_thread.run_sync(func, limiter=self._threads))
+        except BaseException:
+            tokens.release_on_behalf_of(borrower)
+            raise
+
+        def done(future: asyncio.Future[T]) -> None:
+            tokens.release_on_behalf_of(borrower)
+            consume(future)
+
+        call.add_done_callback(done)
+        return await asyncio.shield(call)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import threading
+from collections.abc import Callable
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 import anyio
@@ -19,6 +21,8 @@ from shared.domain.context import Actor, CommandContext
 from shared.settings import Settings
 from shared.store.facade import ComplaintStore
 from tests.conftest import POLICY, intake_body
+
+T = TypeVar("T")
 
 
 async def test_snapshots_are_taken_and_reads_match_a_full_replay(
@@ -107,34 +111,125 @@ async def test_every_connection_commits_durably(
         await store.close()
 
 
-async def test_closing_waits_for_a_call_still_running_in_its_thread(settings: Settings) -> None:
-    """A task cancelled while its call runs on in a worker thread (a request gone, a watch
-    stopped) leaves that thread using the store's connections: closing waits for it, or the
-    process would crash closing a SQLite connection under a query."""
+def close_is_waiting(store: ComplaintStore) -> bool:
+    """Whether a `close` under way waits for a thread's token (of the calls or of the probe)."""
+    limiters = [v for v in vars(store).values() if isinstance(v, anyio.CapacityLimiter)]
+    return any(limiter.statistics().tasks_waiting for limiter in limiters)
+
+
+class Held:
+    """A call into the store held in its worker thread until released, and the order in which
+    it ended and the store's connections were closed."""
+
+    def __init__(self) -> None:
+        self.running, self.released = threading.Event(), threading.Event()
+        self.order: list[str] = []
+
+    def hold(self, call: Callable[..., T]) -> Callable[..., T]:
+        def held(*args: Any, **kwargs: Any) -> T:
+            self.running.set()
+            self.released.wait(timeout=30)
+            try:
+                return call(*args, **kwargs)  # on the store's connections
+            finally:
+                self.order.append("call done")
+
+        return held
+
+    def closing(self, close: Callable[[], None]) -> Callable[[], None]:
+        def closed() -> None:
+            self.order.append("connections closed")
+            close()
+
+        return closed
+
+    async def release_once_close_waits(self, store: ComplaintStore) -> None:
+        """Start closing the store; release the call once close has either closed the
+        connections or is waiting for the call's thread; close must then finish."""
+        closer = asyncio.ensure_future(store.close())
+        while not closer.done() and not close_is_waiting(store):
+            await anyio.lowlevel.checkpoint()
+        self.released.set()
+        await closer
+
+
+async def test_closing_waits_for_a_call_still_running_in_its_thread(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
     store = ComplaintStore(settings)
     await store.open()
-    running, finish = threading.Event(), threading.Event()
-    order: list[str] = []
-
-    def slow_read() -> None:
-        running.set()
-        finish.wait(timeout=30)
-        store.app.ping()  # the store is still open
-        order.append("call done")
-
-    async def close() -> None:
-        await store.close()
-        order.append("closed")
-
+    app, held = store.app, Held()
+    monkeypatch.setattr(app, "close", held.closing(app.close))
     async with anyio.create_task_group() as tasks:
-        tasks.start_soon(store._run, slow_read)
-        await anyio.to_thread.run_sync(running.wait)
-        tasks.start_soon(close)
-        # Until close has either finished or is waiting for the thread's token.
-        while "closed" not in order and store._limiter.statistics().tasks_waiting == 0:
-            await anyio.lowlevel.checkpoint()
-        finish.set()
-    assert order == ["call done", "closed"]
+        tasks.start_soon(store._run, held.hold(app.ping))
+        await anyio.to_thread.run_sync(held.running.wait)
+        await held.release_once_close_waits(store)
+    assert held.order == ["call done", "connections closed"]
+
+
+async def test_closing_waits_for_a_read_whose_caller_was_cancelled(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A projector stopped at shutdown while its read runs on in a worker thread (as a request
+    gone, a watch stopped): closing the store waits for the read, or the process would crash
+    closing a SQLite connection under the query (seen in a full test run)."""
+    store = ComplaintStore(settings)
+    await store.open()
+    app, held = store.app, Held()
+    recorder = app.recorder
+    monkeypatch.setattr(recorder, "select_notifications", held.hold(recorder.select_notifications))
+    monkeypatch.setattr(app, "close", held.closing(app.close))
+    reader = asyncio.ensure_future(store.read(0, 10))
+    await anyio.to_thread.run_sync(held.running.wait)
+    reader.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await reader
+    await held.release_once_close_waits(store)
+    assert held.order == ["call done", "connections closed"]
+
+
+async def test_closing_waits_for_the_probe_of_a_ping_given_up(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A health check that gave up leaves its probe running (it runs beside the calls):
+    closing the store waits for it too."""
+    store = ComplaintStore(settings)
+    await store.open()
+    app, held = store.app, Held()
+    monkeypatch.setattr(app, "ping", held.hold(app.ping))
+    monkeypatch.setattr(app, "close", held.closing(app.close))
+    probe = asyncio.ensure_future(store.ping(within=60))
+    await anyio.to_thread.run_sync(held.running.wait)
+    probe.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await probe
+    await held.release_once_close_waits(store)
+    assert held.order == ["call done", "connections closed"]
+
+
+async def test_no_call_starts_once_the_store_is_closing(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A call that waited for its turn while the store closed is refused, not run on closed
+    connections."""
+    store = ComplaintStore(settings.model_copy(update={"store_threads": 1}))
+    await store.open()
+    app, held = store.app, Held()
+    monkeypatch.setattr(app, "close", held.closing(app.close))
+    first = asyncio.ensure_future(store._run(held.hold(app.ping)))
+    await anyio.to_thread.run_sync(held.running.wait)
+    queued = asyncio.ensure_future(store.ping())  # waits for the one thread
+    while store._limiter.statistics().tasks_waiting == 0:
+        await anyio.lowlevel.checkpoint()
+    closer = asyncio.ensure_future(store.close())
+    while store._limiter.statistics().tasks_waiting < 2:  # the queued call, then close
+        await anyio.lowlevel.checkpoint()
+    held.released.set()
+    await closer
+    await first
+    with pytest.raises(RuntimeError, match="closed"):
+        await queued
+    assert held.order == ["call done", "connections closed"]
 
 
 async def test_personal_data_recorded_with_the_acceptance_is_sealed_not_erased(
