@@ -22,7 +22,6 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from datetime import UTC, datetime
 from functools import partial
@@ -30,6 +29,7 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+from bench.own import own_database, quiet_settings
 from shared.audit.chain import ChainProjection
 from shared.readmodel.projector import Projection, catch_up_together, reset
 from shared.readmodel.summaries import SummaryProjection
@@ -201,27 +201,11 @@ def apart(
     paths: tuple[str, ...] = ("reload", "fold"),
     before: Path | None = None,
 ) -> dict[str, Any]:
-    """`measure` on a database of its own on the server at `admin`, dropped afterwards; the
-    process environment is restored."""
-    from bench.run import bench_env
-    from tests.postgres import create_database, drop_database
-
-    dsn = create_database(admin)
-    saved = dict(os.environ)
-    try:
-        env = bench_env(dsn, Path(tempfile.mkdtemp(prefix="complaints-catchup-")))
-        os.environ.update(env)
-        subprocess.run([sys.executable, "-m", "shared.cli.setup_store"], env=env, check=True)
-        settings = Settings(
-            projector_enabled=False, deadline_watch_enabled=False, dispatcher_enabled=False
-        )
+    """`measure` on a database of its own (`bench.own`)."""
+    with own_database(admin, "complaints-catchup-"):
         return asyncio.run(
-            measure(settings, complaints, profile=profile, paths=paths, before=before)
+            measure(quiet_settings(), complaints, profile=profile, paths=paths, before=before)
         )
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
-        drop_database(admin, dsn)
 
 
 def main() -> None:

@@ -18,21 +18,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import statistics
-import subprocess
-import sys
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
 import psycopg
 from sqlalchemy import event
 
+from bench.own import own_database, quiet_settings
 from services.intake.main import create_app
 from shared.http.auth import mint_token
 from shared.settings import Settings
@@ -220,23 +216,10 @@ async def measure(settings: Settings, requests: int = 30) -> dict[str, Any]:
 
 
 def apart(admin: str) -> dict[str, Any]:
-    """`measure` on a database of its own on the server at `admin`, dropped afterwards; the
-    process environment is restored (the requests leave events no projector has read, which
-    a store seeded afterwards must not hold)."""
-    from bench.run import bench_env
-    from tests.postgres import create_database, drop_database
-
-    dsn = create_database(admin)
-    saved = dict(os.environ)
-    try:
-        env = bench_env(dsn, Path(tempfile.mkdtemp(prefix="complaints-trips-")))
-        os.environ.update(env)
-        subprocess.run([sys.executable, "-m", "shared.cli.setup_store"], env=env, check=True)
+    """`measure` on a database of its own (`bench.own`): the requests leave events no
+    projector has read, which a store seeded afterwards must not hold."""
+    with own_database(admin, "complaints-trips-"):
         return asyncio.run(measure(quiet_settings()))
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
-        drop_database(admin, dsn)
 
 
 def main() -> None:
@@ -245,12 +228,6 @@ def main() -> None:
 
     with postgres_server() as admin:
         print(json.dumps(apart(admin), indent=2))
-
-
-def quiet_settings() -> Settings:
-    """The environment's settings, without the background jobs (their statements are not
-    the requests')."""
-    return Settings(projector_enabled=False, deadline_watch_enabled=False, dispatcher_enabled=False)
 
 
 if __name__ == "__main__":
