@@ -544,9 +544,13 @@ class ComplaintsApplication(Application[UUID]):
     def _contexts_of(self, stored: list[Any]) -> dict[UUID, dict[str, Any]]:
         """The request context of each stored event, by its aggregate, read from the stored
         state alone (nothing built or opened)."""
+        return {s.originator_id: self._context_of(s) for s in stored}
+
+    def _context_of(self, stored: Any) -> dict[str, Any]:
+        """A stored event's request context, read from its stored state alone."""
         mapper = self.mapper
         assert isinstance(mapper, SealingMapper)
-        return {s.originator_id: mapper.state_of(s).get("ctx") or {} for s in stored}
+        return mapper.state_of(stored).get("ctx") or {}
 
     def _folded(self, stored: list[Any]) -> Any:
         """An index aggregate folded from its stored events (read with others, see `_replay`);
@@ -561,11 +565,7 @@ class ComplaintsApplication(Application[UUID]):
         """An index aggregate (a thread, an incident, a series) replayed from its events
         alone, up to `version`; None if it has none. They are never snapshotted, so the
         repository's look in the snapshot table would be a needless round trip."""
-        aggregate: Any = None
-        event: Any
-        for event in self.events.get(aggregate_id, lte=version):
-            aggregate = event.mutate(aggregate)
-        return aggregate
+        return self._folded(list(self.recorder.select_events(aggregate_id, lte=version)))
 
     def _own_event_since(
         self, complaint_id: UUID, version: int, ctx: CommandContext
@@ -592,10 +592,8 @@ class ComplaintsApplication(Application[UUID]):
     ) -> list[tuple[int, dict[str, Any]]]:
         """Each stored event's version and request context, read from the stored state alone:
         nothing is built or opened (no key read) to find which request wrote what."""
-        mapper = self.mapper
-        assert isinstance(mapper, SealingMapper)
         return [
-            (stored.originator_version, mapper.state_of(stored).get("ctx") or {})
+            (stored.originator_version, self._context_of(stored))
             for stored in self.recorder.select_events(complaint_id, gt=gt, lte=lte)
         ]
 

@@ -75,19 +75,13 @@ class StoredAnswer:
 
     def at(self, position: int | None) -> dict[str, Any]:
         """Its row in `idempotency_keys`, the write's position filled in."""
-        headers = dict(self.headers)
+        row = self.as_json()
         if position is not None:
-            headers["event-position"] = str(position)
+            row["headers"] = {**self.headers, "event-position": str(position)}
         return {
-            "client": self.client,
-            "key": self.key,
-            "request_hash": self.request_hash,
+            **row,
             "state": "done",
-            "claimed_at": self.claimed_at,
-            "status_code": self.status_code,
-            "headers": headers,
             "body": None,
-            "complaint_id": self.complaint_id,
             "recipe": {**self.recipe, "position": position},
         }
 
@@ -176,12 +170,9 @@ class IdempotencyStore:
             row = (await conn.execute(select(idempotency_keys).where(where))).mappings().first()
             if row is None:  # released meanwhile: let the client retry
                 return InProgress()
-            if row["request_hash"] not in (request_hash, legacy_hash):
-                return Mismatch()
-            if row["state"] == "done":
-                return _replay(row)
-            if row["claimed_at"] > now - self.lease_seconds:
-                return InProgress()
+            judged = self._judged(row, request_hash, legacy_hash, now)
+            if judged is not None:
+                return judged
             taken = await conn.execute(
                 update(idempotency_keys)
                 .where(where, idempotency_keys.c.claimed_at == row["claimed_at"])
@@ -200,15 +191,22 @@ class IdempotencyStore:
         where = and_(idempotency_keys.c.client == client, idempotency_keys.c.key == key)
         async with self._statements() as conn:
             row = (await conn.execute(select(idempotency_keys).where(where))).mappings().first()
-        if row is None:
-            return Unanswered(client, key, request_hash, now)
+        judged = self._judged(row, request_hash, legacy_hash, now) if row is not None else None
+        return judged if judged is not None else Unanswered(client, key, request_hash, now)
+
+    def _judged(
+        self, row: Any, request_hash: str, legacy_hash: str | None, now: float
+    ) -> Replay | InProgress | Mismatch | None:
+        """What a row stored under the key tells the request with this fingerprint: another
+        request's key, its answer, or a live claim; None for a claim whose lease ran out (the
+        request may take it over)."""
         if row["request_hash"] not in (request_hash, legacy_hash):
             return Mismatch()
         if row["state"] == "done":
             return _replay(row)
         if row["claimed_at"] > now - self.lease_seconds:
             return InProgress()
-        return Unanswered(client, key, request_hash, now)
+        return None
 
     async def record(
         self,
