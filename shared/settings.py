@@ -5,17 +5,22 @@ Create it once at start-up and pass it in; nothing deeper reads os.environ.
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 
 from shared.domain.policy import DEFAULT_POLICY_PATH
 
 DEV_SECRET = "dev-only-insecure-secret-change-me-0123456789"
 DEV_INDEX_KEY = "dev-only-index-key-change-me-0123456789"
+#: An origin as a browser sends it: scheme, lower-case host, a port only if not the default.
+_ORIGIN = re.compile(r"^(https?)://(\[[0-9a-f:.]+\]|[a-z0-9.-]+)(?::([0-9]{1,5}))?$")
+_DEFAULT_PORTS = {"http": "80", "https": "443"}
 
 
 class Settings(BaseSettings):
@@ -63,6 +68,9 @@ class Settings(BaseSettings):
     #: the burst it may send at once; beyond that 429 with Retry-After. 0 turns limits off.
     rate_limit_per_second: float = Field(default=100.0, ge=0)
     rate_limit_burst: int = Field(default=200, ge=1)
+    #: The origins whose browser pages may call the API (CORS), e.g.
+    #: `https://complaints.example.com,http://localhost:5173`, or `*` for any; empty: CORS off.
+    cors_origins: Annotated[list[str], NoDecode] = []
     log_level: str = "info"
 
     #: Ed25519 private key (PEM) that signs audit checkpoints; created by setup in development.
@@ -120,6 +128,34 @@ class Settings(BaseSettings):
                     "must be a whole number of seconds, at least 1 (e.g. 200 and 100)"
                 )
         return self
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _origins(cls, value: Any) -> Any:
+        """Origins from the environment: comma-separated, or a JSON array."""
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [part.strip() for part in text.split(",") if part.strip()]
+        return value
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _exact_origins(cls, origins: list[str]) -> list[str]:
+        """Each origin exactly as browsers send it, or it would never match: no path or
+        trailing slash, a lower-case host, no default port; `*` only alone."""
+        if "*" in origins and len(origins) > 1:
+            raise ValueError("COMPLAINTS_CORS_ORIGINS: `*` allows every origin; list no others")
+        for origin in origins:
+            found = _ORIGIN.match(origin)
+            if origin != "*" and (found is None or _DEFAULT_PORTS[found[1]] == found[3]):
+                raise ValueError(
+                    f"COMPLAINTS_CORS_ORIGINS: {origin!r} is not an origin as a browser sends "
+                    "it: write scheme://host[:port], lower case, no path or trailing slash, "
+                    "no default port (e.g. https://complaints.example.com)"
+                )
+        return origins
 
     @property
     def url(self) -> URL:

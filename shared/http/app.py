@@ -21,6 +21,8 @@ from shared.domain.clock import Clock, system_clock
 from shared.domain.codes import Service
 from shared.domain.context import Actor, CommandContext
 from shared.http import audit, ops, reads
+from shared.http.cors import Cors
+from shared.http.docs import install_docs
 from shared.http.errors import install_error_handlers
 from shared.http.middleware import CommandGuard, Observe, RateLimit
 from shared.readmodel.projector import ProjectionRunner
@@ -182,6 +184,8 @@ def create_service_app(
         version="0.1.0",
         description=API_DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,  # install_docs serves them without a CDN
+        redoc_url=None,
     )
     registry = CollectorRegistry()
     app.state.settings = settings
@@ -191,6 +195,7 @@ def create_service_app(
     app.state.registry = registry
 
     install_error_handlers(app)
+    install_docs(app)
     app.add_middleware(CommandGuard, max_body_bytes=settings.max_body_bytes)
     if settings.rate_limit_per_second > 0:  # outside the guard: a throttled retry claims no key
         app.add_middleware(
@@ -199,6 +204,10 @@ def create_service_app(
             window_seconds=int(settings.rate_limit_window_seconds),
         )
     app.add_middleware(Observe, registry=registry, service=service.value)
+    # CORS outermost: a preflight meets no rate limit, guard or token check (nor the access
+    # log), and every answer (a 401, a 429, Observe's 500) carries the CORS headers.
+    if settings.cors_origins:
+        app.add_middleware(Cors, origins=settings.cors_origins)
     for router in routers:
         app.include_router(router)
     app.include_router(reads.router)
