@@ -286,7 +286,7 @@ READ_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 COMMAND_RESPONSES: dict[int | str, dict[str, Any]] = {
     **READ_RESPONSES,
-    400: _problem_doc("Malformed JSON or a bad Idempotency-Key"),
+    400: _problem_doc("Malformed JSON, a key given twice in one object, or a bad Idempotency-Key"),
     409: _problem_doc("Illegal in the current status, or the same Idempotency-Key is running"),
     412: _problem_doc("If-Match names a version the complaint has moved on from"),
     413: _problem_doc("Body too large"),

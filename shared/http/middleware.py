@@ -22,6 +22,7 @@ from shared.domain.errors import IdempotencyKeyReused
 from shared.http.auth import InvalidToken, Principal, decode_token
 from shared.http.commands import answer_again, answer_recipe
 from shared.http.deps import ANSWERED_AS, ANSWERED_WITH_WRITE, UNANSWERED
+from shared.http.duplicates import duplicate_keys
 from shared.http.errors import KEY_REUSED, problem_response, problem_type
 from shared.http.fingerprint import STATE_KEY, legacy_request_hash, request_fingerprint
 from shared.logs import correlation_id, new_correlation_id
@@ -49,6 +50,8 @@ _PRINCIPAL = "complaints.principal"
 #: guard only reads what is stored under the key first (an acceptance: its id comes from the
 #: key, so racing duplicates collide on it, and a retry finds what its request wrote).
 _ANSWERED_WITH_WRITE = frozenset({"/complaints"})
+#: Duplicated keys a 400 names at most.
+_NAMED = 20
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
@@ -133,7 +136,8 @@ class RateLimit:
 class CommandGuard:
     """Guards every write request before it reaches a route.
 
-    Bodies over the limit → 413; bodies that are not JSON by media type → 415. Every request
+    Bodies over the limit → 413; bodies that are not JSON by media type → 415; JSON bodies that
+    give a key twice in one object → 400 naming it (before any key is claimed). Every request
     with a valid token gets its fingerprint, which its events record. With an Idempotency-Key
     the request is claimed in the database first, under that fingerprint: the same key and
     body return the stored answer and append nothing, another body → 422, the first still
@@ -169,6 +173,24 @@ class CommandGuard:
         media_type = headers.get("content-type", "").split(";")[0].strip().lower()
         if body and not (media_type == "application/json" or media_type.endswith("+json")):
             await self._problem(scope, receive, send, 415, "Send the body as application/json.")
+            return
+        if repeated := duplicate_keys(body):  # before any key is claimed: nothing is consumed
+            shown = repeated[:_NAMED]
+            more = f" (and {len(repeated) - _NAMED} more)" if len(repeated) > _NAMED else ""
+            await self._problem(
+                scope,
+                receive,
+                send,
+                400,
+                f"The body gives a key more than once: {', '.join(shown)}{more}. "
+                "Give each key once per object.",
+                slug="duplicate-keys",
+                title="Duplicate JSON keys",
+                errors=[
+                    {"field": field, "message": "given more than once", "type": "duplicate_key"}
+                    for field in shown
+                ],
+            )
             return
 
         replay = _replayer(body)
@@ -293,9 +315,10 @@ class CommandGuard:
         *,
         headers: dict[str, str] | None = None,
         slug: str | None = None,
+        **extra: Any,
     ) -> None:
         response = problem_response(
-            status, detail, instance=scope["path"], headers=headers, slug=slug
+            status, detail, instance=scope["path"], headers=headers, slug=slug, **extra
         )
         await response(scope, receive, send)
 
