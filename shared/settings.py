@@ -30,8 +30,31 @@ class Settings(BaseSettings):
     environment: Literal["development", "production"] = "production"
     #: sqlite:///path/to/file.sqlite3 (default) or postgresql://user:pass@host:5432/dbname
     database_url: str = "sqlite:///./var/complaints.sqlite3"
+    #: Signs and verifies the service's own HS256 tokens (`make token`). In production, left
+    #: unset (the published development value) turns HS256 tokens off: only the identity
+    #: provider's tokens (`jwks_url`) are accepted then.
     jwt_secret: SecretStr = SecretStr(DEV_SECRET)
     jwt_algorithm: Literal["HS256"] = "HS256"
+    #: The operator's identity provider (OIDC): where its signing keys are published (JWKS,
+    #: http or https). A token whose header names a `kid` is verified against these keys only.
+    jwks_url: str | None = Field(default=None, pattern=r"^https?://\S+$")
+    #: The asymmetric algorithms the identity provider's tokens may use (JSON list in the env).
+    jwks_algorithms: list[Literal["RS256", "RS384", "RS512", "PS256", "ES256", "ES384"]] = Field(
+        default=["RS256", "ES256"], min_length=1
+    )
+    #: How long the fetched keys are trusted before they are fetched again: a key the provider
+    #: has withdrawn stops verifying tokens within this time.
+    jwks_cache_seconds: float = Field(default=300.0, ge=1, le=86_400)
+    #: A token naming a `kid` the cached keys lack fetches them again at most this often.
+    jwks_refetch_seconds: float = Field(default=30.0, ge=0, le=3_600)
+    #: Longest wait for the keys (503 with Retry-After beyond, or when they cannot be had).
+    jwks_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    #: When set, every token (HS256 or not) must carry this `iss` / have this in its `aud`.
+    jwt_issuer: str | None = Field(default=None, min_length=1)
+    jwt_audience: str | None = Field(default=None, min_length=1)
+    #: The claim holding the token's roles: a name, or a dotted path into nested objects
+    #: (`realm_access.roles` in Keycloak's tokens).
+    jwt_roles_claim: str = Field(default="roles", pattern=r"^[^.\s]+(\.[^.\s]+)*$")
     #: Keys the ids that link a customer's repeat complaints (HMAC); keep it stable and secret.
     index_key: SecretStr = SecretStr(DEV_INDEX_KEY)
     policy_path: Path = DEFAULT_POLICY_PATH
@@ -168,15 +191,23 @@ class Settings(BaseSettings):
     def uses_dev_secret(self) -> bool:
         return self.jwt_secret.get_secret_value() == DEV_SECRET
 
+    def hs256_secret(self) -> str | None:
+        """The secret of the service's own HS256 tokens, or None where they are off: in
+        production with no secret of its own (only the identity provider's tokens count)."""
+        if self.environment == "production" and self.uses_dev_secret():
+            return None
+        return self.jwt_secret.get_secret_value()
+
     def check(self) -> None:
         """Refuse settings that are unsafe in production."""
         if self.environment == "production" and (
-            self.uses_dev_secret() or self.index_key.get_secret_value() == DEV_INDEX_KEY
+            (self.uses_dev_secret() and self.jwks_url is None)
+            or self.index_key.get_secret_value() == DEV_INDEX_KEY
         ):
             raise ValueError(
-                "Set COMPLAINTS_JWT_SECRET and COMPLAINTS_INDEX_KEY (or "
-                "COMPLAINTS_ENVIRONMENT=development to use the published development secrets "
-                "on your own machine)."
+                "Set COMPLAINTS_INDEX_KEY, and COMPLAINTS_JWT_SECRET or COMPLAINTS_JWKS_URL "
+                "(or both) (or COMPLAINTS_ENVIRONMENT=development to use the published "
+                "development secrets on your own machine)."
             )
         backend = self.url.get_backend_name()
         if backend not in {"sqlite", "postgresql", "postgres"}:

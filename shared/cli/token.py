@@ -33,7 +33,10 @@ def main(argv: list[str] | None = None) -> None:
         settings.check()
     except ValueError as exc:
         parser.error(str(exc))
-    print(mint_token(settings, sub, roles, timedelta(hours=args.hours), system_clock()))
+    try:
+        print(mint_token(settings, sub, roles, timedelta(hours=args.hours), system_clock()))
+    except ValueError as exc:  # HS256 tokens are off here
+        parser.error(str(exc))
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from shared.domain.clock import Clock, system_clock
 from shared.domain.codes import Service
 from shared.domain.context import Actor, CommandContext
 from shared.http import audit, ops, reads
+from shared.http.auth import TokenVerifier
 from shared.http.cors import Cors
 from shared.http.docs import install_docs
 from shared.http.errors import install_error_handlers
@@ -155,8 +156,15 @@ def create_service_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if settings.uses_dev_secret():
+        if settings.hs256_secret() is None:
+            log.info("HS256 tokens are off: only the identity provider's tokens are accepted")
+        elif settings.uses_dev_secret():
             log.warning("using the development JWT secret; set COMPLAINTS_JWT_SECRET")
+        if settings.jwks_url and settings.jwt_audience is None:
+            log.warning(
+                "COMPLAINTS_JWT_AUDIENCE is not set: a token the identity provider issued to "
+                "any of its clients is accepted"
+            )
         key = load_key(settings.audit_key_path, create=False)
         await the_store.open()
         checkpoints = Checkpoints(the_store.engine, key, settings.audit_key_path)
@@ -189,6 +197,7 @@ def create_service_app(
     )
     registry = CollectorRegistry()
     app.state.settings = settings
+    app.state.verifier = TokenVerifier(settings)
     app.state.service = service.value
     app.state.clock = clock
     app.state.store = the_store

@@ -19,7 +19,7 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.domain.errors import IdempotencyKeyReused
-from shared.http.auth import InvalidToken, Principal, decode_token
+from shared.http.auth import InvalidToken, KeysUnavailable, Principal, token_principal
 from shared.http.commands import answer_again, answer_recipe
 from shared.http.deps import ANSWERED_AS, ANSWERED_WITH_WRITE, UNANSWERED
 from shared.http.duplicates import duplicate_keys
@@ -45,7 +45,6 @@ _KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 _REPLAYED_HEADERS = ("content-type", "etag", "location", "content-location", "event-position")
 #: Answers that wrote nothing and may differ on a retry: the key is released, not stored.
 _NOT_STORED = frozenset({401, 403, 408, 409, 429})
-_PRINCIPAL = "complaints.principal"
 #: Commands that store their Idempotency-Key answer with their write (`Unanswered`): the
 #: guard only reads what is stored under the key first (an acceptance: its id comes from the
 #: key, so racing duplicates collide on it, and a retry finds what its request wrote).
@@ -55,24 +54,22 @@ _NAMED = 20
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
-def principal_of(scope: Scope, headers: Headers) -> Principal | None:
-    """Who the request's valid bearer token names, if it has one (decoded once a request)."""
-    if _PRINCIPAL in scope:
-        cached: Principal | None = scope[_PRINCIPAL]
-        return cached
+async def principal_of(scope: Scope, headers: Headers) -> Principal | None:
+    """Who the request's valid bearer token names, if it has one (verified once a request;
+    a token that cannot be verified now counts as none here, and the route answers why)."""
     authorization = headers.get("authorization", "")
     scheme, _, token = authorization.partition(" ")
-    principal = None
-    if scheme.lower() == "bearer" and token:
-        with contextlib.suppress(InvalidToken):
-            principal = decode_token(token.strip(), scope["app"].state.settings)
-    scope[_PRINCIPAL] = principal
-    return principal
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    try:
+        return await token_principal(scope, token.strip())
+    except (InvalidToken, KeysUnavailable):
+        return None
 
 
-def client_of(scope: Scope, headers: Headers) -> str | None:
+async def client_of(scope: Scope, headers: Headers) -> str | None:
     """The `sub` of the request's valid bearer token, if it has one."""
-    principal = principal_of(scope, headers)
+    principal = await principal_of(scope, headers)
     return principal.sub if principal else None
 
 
@@ -116,7 +113,7 @@ class RateLimit:
             await self.app(scope, receive, send)
             return
         headers = Headers(scope=scope)
-        sub = client_of(scope, headers)
+        sub = await client_of(scope, headers)
         who = f"sub:{sub}" if sub else f"addr:{(scope.get('client') or ('?', 0))[0]}"
         if await self.limiter.hit(self.item, who):
             await self.app(scope, receive, send)
@@ -194,7 +191,7 @@ class CommandGuard:
             return
 
         replay = _replayer(body)
-        client = client_of(scope, headers)
+        client = await client_of(scope, headers)
         if client is None:  # no valid token: the route answers 401, nothing to remember
             await self.app(scope, replay, send)
             return
@@ -295,7 +292,7 @@ class CommandGuard:
     async def _send_replay(scope: Scope, send: Send, store: ComplaintStore, replay: Replay) -> None:
         body = replay.body
         if replay.complaint_id is not None and replay.recipe is not None:
-            caller = principal_of(scope, Headers(scope=scope))
+            caller = await principal_of(scope, Headers(scope=scope))
             body = await answer_again(store, UUID(replay.complaint_id), replay.recipe, caller)
         headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in replay.headers.items()]
         headers.append((b"idempotent-replayed", b"true"))
@@ -452,6 +449,7 @@ class Observe:
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
             method = scope["method"] if scope["method"] in _METHODS else "other"
+            client = await client_of(scope, headers)  # verified already, but for ops paths
             self.requests.labels(self.service, method, template, str(status["code"])).inc()
             self.latency.labels(self.service, method, template).observe(elapsed)
             access.info(
@@ -465,7 +463,7 @@ class Observe:
                     "route": template,
                     "status": status["code"],
                     "duration_ms": round(elapsed * 1000, 2),
-                    "client": client_of(scope, headers),
+                    "client": client,
                 },
             )
             correlation_id.reset(token)
