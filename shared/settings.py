@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -21,6 +22,8 @@ DEV_INDEX_KEY = "dev-only-index-key-change-me-0123456789"
 #: An origin as a browser sends it: scheme, lower-case host, a port only if not the default.
 _ORIGIN = re.compile(r"^(https?)://(\[[0-9a-f:.]+\]|[a-z0-9.-]+)(?::([0-9]{1,5}))?$")
 _DEFAULT_PORTS = {"http": "80", "https": "443"}
+#: Shortest JWT secret production accepts: HS256 wants a key as long as its hash (RFC 7518).
+MIN_SECRET_BYTES = 32
 
 
 class Settings(BaseSettings):
@@ -87,6 +90,23 @@ class Settings(BaseSettings):
     audit_export_wait_seconds: float = Field(default=2.0, ge=0, le=30)
     #: Largest request body accepted (413 beyond).
     max_body_bytes: int = Field(default=256 * 1024, ge=1024)
+    #: Largest request head accepted, request line and headers together, and most header
+    #: fields; beyond either the server answers 431 and closes the connection, having read
+    #: little more than this.
+    max_header_bytes: int = Field(default=16 * 1024, ge=1024, le=1024 * 1024)
+    max_header_count: int = Field(default=100, ge=10, le=1000)
+    #: A client has this long to send a request's whole head (from connecting, or from the
+    #: head's first byte on a kept-alive connection), and then this long to send its whole
+    #: body; a client too slow for either is disconnected, so a trickle holds no connection.
+    header_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    body_timeout_seconds: float = Field(default=30.0, gt=0, le=600)
+    #: An idle kept-alive connection is closed after this many seconds.
+    keep_alive_seconds: int = Field(default=5, ge=1, le=300)
+    #: The load balancers or reverse proxies in front of the services, as addresses or networks
+    #: separated by commas (`10.0.0.0/8,192.168.1.5`). Only a request from one of them has its
+    #: `X-Forwarded-For` (and `X-Forwarded-Proto`) believed, and so its client's address used for
+    #: rate limits; by default no peer is trusted, and each request's address is its peer's.
+    trusted_proxies: Annotated[list[IPv4Network | IPv6Network], NoDecode] = []
     #: Requests per second each client (token `sub`, else address) may make on average, and
     #: the burst it may send at once; beyond that 429 with Retry-After. 0 turns limits off.
     rate_limit_per_second: float = Field(default=100.0, ge=0)
@@ -134,6 +154,23 @@ class Settings(BaseSettings):
     notification_backoff_max_seconds: float = Field(default=300.0, gt=0)
     #: How long a list with `min_position` waits for the projection to get there.
     read_your_writes_seconds: float = Field(default=5.0, ge=0, le=30)
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _networks(cls, value: object) -> object:
+        """Addresses and networks separated by commas (a host is a network of one); anything
+        else is refused at start, never silently trusted or ignored."""
+        if isinstance(value, str):
+            value = [item.strip() for item in value.split(",") if item.strip()]
+        if isinstance(value, list | tuple):
+            try:
+                return [ip_network(item, strict=False) for item in value]
+            except ValueError as exc:
+                raise ValueError(
+                    "COMPLAINTS_TRUSTED_PROXIES takes IP addresses or networks separated by "
+                    f"commas (e.g. 10.0.0.0/8,192.168.1.5): {exc}"
+                ) from None
+        return value
 
     @property
     def rate_limit_window_seconds(self) -> float:
@@ -208,6 +245,13 @@ class Settings(BaseSettings):
                 "Set COMPLAINTS_INDEX_KEY, and COMPLAINTS_JWT_SECRET or COMPLAINTS_JWKS_URL "
                 "(or both) (or COMPLAINTS_ENVIRONMENT=development to use the published "
                 "development secrets on your own machine)."
+            )
+        secret_bytes = len(self.jwt_secret.get_secret_value().encode())
+        own_secret = not self.uses_dev_secret()  # (the published one is unused with JWKS)
+        if self.environment == "production" and own_secret and secret_bytes < MIN_SECRET_BYTES:
+            raise ValueError(
+                f"COMPLAINTS_JWT_SECRET is {secret_bytes} bytes long; production needs at least "
+                f"{MIN_SECRET_BYTES} random bytes (e.g. `openssl rand -hex 32`)."
             )
         backend = self.url.get_backend_name()
         if backend not in {"sqlite", "postgresql", "postgres"}:

@@ -9,13 +9,11 @@ import subprocess
 import sys
 import time
 import urllib.request
-from pathlib import Path
 
 from shared.audit.checkpoints import key_fingerprint, load_key
 from shared.cli.setup_store import main as setup_main
 from shared.settings import Settings
 
-LOG_CONFIG = Path(__file__).resolve().parents[1] / "logging.json"
 SERVICES = {"intake": 8001, "investigation": 8002, "escalation": 8003, "callback": 8004}
 GATEWAY_PORT = 8025
 
@@ -54,22 +52,18 @@ def stop_process(process: subprocess.Popen[bytes], timeout: float = 10) -> None:
 def service_command(
     name: str, port: int, *, host: str = "127.0.0.1", log_level: str = "info"
 ) -> list[str]:
-    """How a service process is started: uvicorn on its app factory, JSON logs."""
+    """How a service process is started (`shared.cli.serve`: uvicorn as the settings say)."""
     return [
         sys.executable,
         "-m",
-        "uvicorn",
-        f"services.{name}.main:create_app",
-        "--factory",
+        "shared.cli.serve",
+        name,
         "--host",
         host,
         "--port",
         str(port),
         "--log-level",
         log_level,
-        "--log-config",
-        str(LOG_CONFIG),
-        "--no-access-log",  # our own access log carries the correlation id, never a query
     ]
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from fastapi import APIRouter, FastAPI
 from prometheus_client import CollectorRegistry
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from shared.audit.chain import ChainProjection
 from shared.audit.checkpoints import Checkpoints, KeyRetired, load_key
@@ -213,10 +214,14 @@ def create_service_app(
             window_seconds=int(settings.rate_limit_window_seconds),
         )
     app.add_middleware(Observe, registry=registry, service=service.value)
-    # CORS outermost: a preflight meets no rate limit, guard or token check (nor the access
-    # log), and every answer (a 401, a 429, Observe's 500) carries the CORS headers.
+    # CORS outside the rest: a preflight meets no rate limit, guard or token check (nor the
+    # access log), and every answer (a 401, a 429, Observe's 500) carries the CORS headers.
     if settings.cors_origins:
         app.add_middleware(Cors, origins=settings.cors_origins)
+    if settings.trusted_proxies:  # outermost: a request's address is settled before all else
+        app.add_middleware(
+            ProxyHeadersMiddleware, trusted_hosts=[str(n) for n in settings.trusted_proxies]
+        )
     for router in routers:
         app.include_router(router)
     app.include_router(reads.router)

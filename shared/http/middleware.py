@@ -100,8 +100,10 @@ _UNLIMITED = frozenset({"/health", "/ready", "/metrics"})
 class RateLimit:
     """Per-client request limits: at most `burst` requests in any `window_seconds` (burst/rate,
     see Settings), which is `rate` per second on average with bursts of `burst`. Clients are
-    told apart by their token's `sub`; requests without a valid token by address. Beyond the
-    limit: 429 with `Retry-After`. Limits are per process (each replica counts its own share)."""
+    told apart by their token's `sub`; requests without a valid token by address: the peer's,
+    or the one a trusted proxy forwards (`Settings.trusted_proxies`, applied before this).
+    Beyond the limit: 429 with `Retry-After`. Limits are per process (each replica counts its
+    own share)."""
 
     def __init__(self, app: ASGIApp, *, burst: int, window_seconds: int) -> None:
         self.app = app
@@ -386,7 +388,7 @@ def _replayer(body: bytes) -> Receive:
 
 
 class Observe:
-    """Per request: a correlation id (the client's `X-Request-ID` if usable, else a new one)
+    """Per request: a correlation id (the client's `X-Request-ID` if a UUID, else a new one)
     set for the logs and events of the request and echoed on the answer; one access-log line
     (method, route template, status, duration: never a query string, body or personal
     data); request counts and latencies per route template, on a registry of the app's own."""

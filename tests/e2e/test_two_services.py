@@ -138,6 +138,7 @@ def test_a_deadline_passes_and_the_complaint_escalates_with_no_request(
         assert complaint["escalations"][0]["by"] == {"id": "deadline-watch", "role": "system"}
 
 
+REQUEST_ID = "6f1c2a9e-3b7d-4e58-9a0c-d41e7b2f8c35"
 #: What intake_body() says about the customer: none of it may reach a log.
 PERSONAL = ("张伟", "13812341234", "zhang.wei@example.cn", "家里没有4G信号")
 
@@ -151,14 +152,14 @@ def test_logs_are_json_lines_with_correlation_ids_and_no_personal_data(
         created = httpx.post(
             f"{intake}/complaints",
             json=intake_body(),
-            headers={**auth, "X-Request-ID": "req-e2e-1"},
+            headers={**auth, "X-Request-ID": REQUEST_ID},
         )
         assert created.status_code == 201
-        assert created.headers["X-Request-ID"] == "req-e2e-1"
+        assert created.headers["X-Request-ID"] == REQUEST_ID
         cid = created.json()["id"]
         history = httpx.get(f"{intake}/complaints/{cid}/history", headers=auth).json()
-        assert history["events"][0]["correlation_id"] == "req-e2e-1"
-        # A header that is not a short safe token is replaced, not logged.
+        assert history["events"][0]["correlation_id"] == REQUEST_ID
+        # A header that is not a UUID is replaced, not logged.
         odd = httpx.get(f"{intake}/complaints/{cid}", headers={**auth, "X-Request-ID": "a b\\c"})
         generated = odd.headers["X-Request-ID"]
         assert generated != "a b\\c" and len(generated) == 32
@@ -175,7 +176,7 @@ def test_logs_are_json_lines_with_correlation_ids_and_no_personal_data(
     records = [json.loads(line) for line in text.splitlines() if line.strip()]
     assert records, "the service wrote no logs"
     access = [r for r in records if r["logger"] == "complaints.access"]
-    assert {r["correlation_id"] for r in access} >= {"req-e2e-1", generated}
+    assert {r["correlation_id"] for r in access} >= {REQUEST_ID, generated}
     assert all({"time", "level", "message", "route", "status"} <= r.keys() for r in access)
     assert {r["route"] for r in access} >= {"/complaints", "/complaints/{complaint_id}"}
     for value in PERSONAL:

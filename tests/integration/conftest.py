@@ -41,10 +41,11 @@ class Api:
 
 
 @asynccontextmanager
-async def serving(app: FastAPI, token: TokenFactory) -> AsyncIterator[Api]:
-    """A signed client on an app whose lifespan (store, projector, jobs) is running."""
+async def serving(app: FastAPI, token: TokenFactory, peer: str = "127.0.0.1") -> AsyncIterator[Api]:
+    """A signed client on an app whose lifespan (store, projector, jobs) is running; its
+    requests come from the address `peer`."""
     async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
+        transport = httpx.ASGITransport(app=app, client=(peer, 50000))
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
             yield Api(client, token)
 

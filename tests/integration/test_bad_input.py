@@ -19,6 +19,8 @@ from tests.conftest import START, TokenFactory, intake_body, make_settings
 from tests.integration.conftest import Api, serving
 
 PROBLEM = "application/problem+json"
+#: A client's X-Request-ID (a UUID: kept as the correlation id).
+REQUEST_ID = "0b6f3c1e-7a42-4d9b-8e15-c2a97d3f6b08"
 
 
 def _without(field: str) -> dict[str, Any]:
@@ -197,13 +199,13 @@ async def test_an_unexpected_failure_is_a_500_problem_without_internals(
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
             response = await client.get(
                 "/complaints/00000000-0000-4000-8000-000000000000",
-                headers={"Authorization": f"Bearer {token('agent')}", "X-Request-ID": "req-500"},
+                headers={"Authorization": f"Bearer {token('agent')}", "X-Request-ID": REQUEST_ID},
             )
     assert response.status_code == 500
     assert response.headers["content-type"] == "application/problem+json"
     assert "hunter2" not in response.text and "Traceback" not in response.text
     # The one answer support most needs to trace carries its correlation id.
-    assert response.headers["X-Request-ID"] == "req-500"
+    assert response.headers["X-Request-ID"] == REQUEST_ID
 
 
 async def test_methods_the_api_does_not_have_are_405_with_every_allowed_method(api: Api) -> None:

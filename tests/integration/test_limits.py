@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from ipaddress import ip_network
 
 import pytest
 from pydantic import ValidationError
@@ -59,6 +60,50 @@ async def test_a_throttled_command_stores_nothing_and_keeps_its_key_free(
 
 async def test_requests_without_a_token_are_limited_by_address(tight: Api) -> None:
     codes = [(await tight.client.get("/complaints")).status_code for _ in range(BURST + 1)]
+    assert codes == [401] * BURST + [429]
+
+
+def behind(settings: Settings, *proxies: str) -> Settings:
+    """The tight limits, with these proxies trusted to say who their clients are."""
+    return settings.model_copy(
+        update={
+            "rate_limit_per_second": 0.1,
+            "rate_limit_burst": BURST,
+            "trusted_proxies": [ip_network(p) for p in proxies],
+        }
+    )
+
+
+async def test_a_forged_x_forwarded_for_from_an_untrusted_peer_changes_no_address(
+    settings: Settings, clock: FixedClock, token: TokenFactory
+) -> None:
+    app = create_app(behind(settings, "10.0.0.0/8"), clock=clock)
+    async with serving(app, token, peer="203.0.113.7") as direct:
+        codes = [
+            (
+                await direct.client.get(
+                    "/complaints", headers={"X-Forwarded-For": f"198.51.100.{n}"}
+                )
+            ).status_code
+            for n in range(BURST + 1)
+        ]
+    # A new address forged on every request, and still one client: 203.0.113.7.
+    assert codes == [401] * BURST + [429]
+
+
+async def test_behind_a_trusted_proxy_each_forwarded_client_has_its_own_limit(
+    settings: Settings, clock: FixedClock, token: TokenFactory
+) -> None:
+    app = create_app(behind(settings, "10.0.0.0/8", "192.168.1.5"), clock=clock)
+    async with serving(app, token, peer="10.1.2.3") as proxied:
+        one = {"X-Forwarded-For": "198.51.100.1"}
+        codes = [
+            (await proxied.client.get("/complaints", headers=one)).status_code
+            for _ in range(BURST + 1)
+        ]
+        # Another client through the same proxy (and another proxy in the chain) is not held.
+        other = {"X-Forwarded-For": "198.51.100.2, 192.168.1.5"}
+        assert (await proxied.client.get("/complaints", headers=other)).status_code == 401
     assert codes == [401] * BURST + [429]
 
 

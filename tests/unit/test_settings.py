@@ -1,0 +1,50 @@
+"""Settings that would be unsafe are refused when they are loaded, with what to set instead."""
+
+from __future__ import annotations
+
+from ipaddress import ip_network
+
+import pytest
+from pydantic import ValidationError
+
+from shared.settings import Settings
+
+INDEX_KEY = "index-key-0123456789-0123456789-abcdef"
+
+
+@pytest.mark.parametrize("secret", ["x", "a" * 31, "短" * 10])  # 1, 31 and 30 bytes
+def test_production_refuses_a_jwt_secret_shorter_than_32_bytes(secret: str) -> None:
+    settings = Settings(environment="production", jwt_secret=secret, index_key=INDEX_KEY)
+    with pytest.raises(ValueError, match=r"COMPLAINTS_JWT_SECRET .*at least 32"):
+        settings.check()
+
+
+@pytest.mark.parametrize("secret", ["a" * 32, "短" * 11])  # 32 and 33 bytes
+def test_production_takes_a_jwt_secret_of_32_bytes(secret: str) -> None:
+    Settings(environment="production", jwt_secret=secret, index_key=INDEX_KEY).check()
+
+
+def test_development_takes_a_short_jwt_secret() -> None:
+    Settings(environment="development", jwt_secret="x").check()
+
+
+def test_trusted_proxies_are_addresses_and_networks_separated_by_commas(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("COMPLAINTS_TRUSTED_PROXIES", "10.0.0.0/8, 192.168.1.5,fd00::/8")
+    assert Settings().trusted_proxies == [
+        ip_network("10.0.0.0/8"),
+        ip_network("192.168.1.5/32"),
+        ip_network("fd00::/8"),
+    ]
+    monkeypatch.delenv("COMPLAINTS_TRUSTED_PROXIES")
+    assert Settings().trusted_proxies == []
+
+
+@pytest.mark.parametrize("value", ["localhost", "10.0.0.0/33", "10.0.0.1;10.0.0.2"])
+def test_a_trusted_proxy_that_is_no_address_is_refused(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("COMPLAINTS_TRUSTED_PROXIES", value)
+    with pytest.raises(ValidationError, match="COMPLAINTS_TRUSTED_PROXIES takes IP addresses"):
+        Settings()
