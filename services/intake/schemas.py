@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, JsonValue, field_validator
 
 from shared.domain.codes import RefusalReason
 from shared.http.fields import RequestModel, Text500, Text2000
 from shared.http.schemas import AcceptRequest
 from shared.webhooks.subscriptions import EVENT_TYPES, url_refusal
+
+#: The event types as the OpenAPI schema lists them (each item of `event_types`).
+_EVENT_TYPES: list[JsonValue] = [*sorted(EVENT_TYPES)]
 
 __all__ = [
     "AcceptRequest",
@@ -45,6 +48,7 @@ class SubscriptionRequest(RequestModel):
 
     url: str = Field(
         max_length=2048,
+        pattern=r"^https?://[^\s/?#@]+[^\s]*$",
         description="where deliveries are POSTed: https, a public address (http and local "
         "addresses only where COMPLAINTS_WEBHOOK_LOCAL_URLS or development allows them)",
         examples=["https://crm.example.cn/hooks/complaints"],
@@ -55,6 +59,7 @@ class SubscriptionRequest(RequestModel):
         description="`<aggregate>.<event>`, as the audit export names them; any of: "
         + ", ".join(sorted(EVENT_TYPES)),
         examples=[["Complaint.Accepted", "Complaint.Replied"]],
+        json_schema_extra={"items": {"type": "string", "enum": _EVENT_TYPES}},
     )
     sees_personal_data: bool = Field(
         default=False,

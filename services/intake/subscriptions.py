@@ -14,14 +14,17 @@ from services.intake.schemas import (
     SubscriptionView,
 )
 from shared.domain.codes import Role
-from shared.domain.context import CommandContext
-from shared.http.deps import SHOWN_ONCE, SettingsDep, StoreDep, command_context
-from shared.http.errors import COMMAND_RESPONSES, invalid_field
+from shared.domain.context import Actor, CommandContext
+from shared.http.auth import require_roles
+from shared.http.deps import SHOWN_ONCE, ClockDep, SettingsDep, StoreDep, command_context
+from shared.http.errors import COMMAND_RESPONSES, READ_RESPONSES, invalid_field
 from shared.webhooks import subscriptions as hooks
 
-router = APIRouter(tags=["webhooks"], responses=COMMAND_RESPONSES)
+router = APIRouter(tags=["webhooks"], responses=READ_RESPONSES)
 
+#: Creating one is a command (Idempotency-Key honoured); reading and deleting them are not.
 AdminCtx = Annotated[CommandContext, Depends(command_context(Role.ADMIN))]
+Admin = Annotated[Actor, Depends(require_roles(Role.ADMIN))]
 SubscriptionId = Annotated[str, Path(max_length=36, examples=["5d0f…"])]
 
 
@@ -30,7 +33,10 @@ def _unknown(subscription_id: str) -> HTTPException:
 
 
 @router.post(
-    "/subscriptions", status_code=status.HTTP_201_CREATED, response_model=SubscriptionCreated
+    "/subscriptions",
+    status_code=status.HTTP_201_CREATED,
+    response_model=SubscriptionCreated,
+    responses=COMMAND_RESPONSES,
 )
 async def subscribe(
     body: SubscriptionRequest,
@@ -61,23 +67,25 @@ async def subscribe(
 
 
 @router.get("/subscriptions", response_model=list[SubscriptionView])
-async def list_subscriptions(ctx: AdminCtx, store: StoreDep) -> list[SubscriptionView]:
+async def list_subscriptions(_: Admin, store: StoreDep) -> list[SubscriptionView]:
     """The live subscriptions, oldest first (never their secrets)."""
     return [SubscriptionView(**s) for s in await hooks.subscriptions(store.engine)]
 
 
 @router.delete("/subscriptions/{subscription_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def unsubscribe(subscription_id: SubscriptionId, ctx: AdminCtx, store: StoreDep) -> None:
+async def unsubscribe(
+    subscription_id: SubscriptionId, admin: Admin, store: StoreDep, clock: ClockDep
+) -> None:
     """Delete a subscription: nothing more is sent to it, not even what was still pending;
     its deliveries stay readable."""
-    if not await hooks.unsubscribe(store.engine, subscription_id, by=ctx.actor.id, at=ctx.at):
+    if not await hooks.unsubscribe(store.engine, subscription_id, by=admin.id, at=clock()):
         raise _unknown(subscription_id)
 
 
 @router.get("/subscriptions/{subscription_id}/deliveries", response_model=list[DeliveryView])
 async def deliveries(
     subscription_id: SubscriptionId,
-    ctx: AdminCtx,
+    _: Admin,
     store: StoreDep,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> list[DeliveryView]:

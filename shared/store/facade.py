@@ -207,6 +207,9 @@ class ComplaintStore:
         return erasure
 
     # ------------------------------------------------------------------ KEKs
+    async def current_kek_id(self) -> str:
+        return await self._run(lambda: self.app.keystore.keks.current.id)
+
     async def seal_secret(self, plain: bytes, purpose: str) -> tuple[str, bytes]:
         """A secret of ours other than a customer key (a webhook's signing secret) sealed under
         the current KEK, bound to `purpose`: (the KEK's id, the sealed bytes)."""

@@ -235,3 +235,32 @@ async def deliveries_of(
         }
         for row in rows
     ]
+
+
+async def reseal_secrets(store: ComplaintStore) -> int:
+    """Seal under the current KEK every live subscription's secret sealed under an older one
+    (after a KEK rotation, before a purge destroys the old KEK); returns how many."""
+    table = webhook_subscriptions
+    current = await store.current_kek_id()
+    async with store.engine.connect() as conn:
+        older = (
+            await conn.execute(
+                select(table.c.subscription_id, table.c.secret_kek, table.c.secret_sealed).where(
+                    table.c.deleted_at.is_(None), table.c.secret_kek != current
+                )
+            )
+        ).all()
+    for row in older:
+        purpose = secret_purpose(row.subscription_id)
+        plain = await store.unseal_secret(row.secret_kek, row.secret_sealed, purpose)
+        kek_id, sealed = await store.seal_secret(plain, purpose)
+        async with store.engine.begin() as conn:
+            await conn.execute(
+                update(table)
+                .where(
+                    table.c.subscription_id == row.subscription_id,
+                    table.c.secret_kek == row.secret_kek,
+                )
+                .values(secret_kek=kek_id, secret_sealed=sealed)
+            )
+    return len(older)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -20,10 +21,12 @@ from services.intake.main import create_app
 from services.intake.webhooks import Resolve, WebhookSender
 from shared.audit.chain import ChainProjection
 from shared.audit.tables import audit_chain
+from shared.cli.kek import command as kek_command
 from shared.domain.clock import FixedClock
 from shared.readmodel.summaries import SummaryProjection
 from shared.settings import Settings
 from shared.store.facade import ComplaintStore
+from shared.store.keystore import KekFile
 from shared.store.tables import idempotency_keys
 from shared.webhooks.projection import WebhookProjection
 from tests.conftest import TokenFactory, intake_body, make_settings
@@ -158,8 +161,8 @@ async def test_only_an_admin_keeps_subscriptions(hooks: Api) -> None:
         ("https://[::1]/in", "loopback, private"),
         ("https://localhost:8025/webhooks", "this machine"),
         ("https://user:pw@hooks.example.com/in", "credentials"),
-        ("ftp://hooks.example.com/in", "http(s) URL"),
-        ("hooks.example.com/in", "http(s) URL"),
+        ("ftp://hooks.example.com/in", "match pattern"),
+        ("hooks.example.com/in", "match pattern"),
     ],
 )
 async def test_a_receiver_on_this_machine_or_network_is_refused_in_production(
@@ -376,3 +379,31 @@ async def test_a_replayed_creation_creates_nothing_and_never_stores_the_secret(
     async with store.engine.connect() as conn:
         stored = [bytes(b or b"") for b in await conn.scalars(select(idempotency_keys.c.body))]
     assert stored and all(secret.encode() not in b for b in stored)
+
+
+async def test_a_kek_rotation_and_purge_keep_the_signing_secrets(
+    local_settings: Settings,
+    clock: FixedClock,
+    token: TokenFactory,
+    receiver: FastAPI,
+    tmp_path: Path,
+) -> None:
+    """The secrets are sealed under the KEK; `kek rotate` re-seals them under the new one, so
+    `kek purge` destroying the old one loses none."""
+    kek_path = tmp_path / "keks" / "key-encryption-keys"
+    KekFile.load(kek_path, create=True)
+    settings = local_settings.model_copy(update={"kek_path": kek_path, "kek_retention_days": 0})
+    async with serving(create_app(settings, clock=clock), token) as hooks:
+        store: ComplaintStore = hooks.client._transport.app.state.store  # type: ignore[attr-defined]
+        created = await subscribe(hooks)
+        first = KekFile(kek_path).current.id
+        assert (await kek_command(settings, "rotate", store)).endswith(
+            "0 customer key(s) re-wrapped, 1 webhook secret(s) re-sealed"
+        )
+        clock.advance(timedelta(seconds=1))
+        assert first in await kek_command(settings, "purge", store)
+        assert [k.id for k in KekFile(kek_path).keks] != [first]
+        await hooks.accept(intake_body())
+        await project(store, clock)
+        assert await sender(store, receiver, clock).send_once() == 1
+        verified(receiver.state.webhooks[0], created["secret"])
