@@ -3,6 +3,10 @@
 `make run` starts it on port 8025; the investigation service sends progress notices and
 replies here. Like a real gateway it honours Idempotency-Key: a resent message is answered
 with the first answer and printed once. `GET /messages` lists what arrived.
+
+It is also a webhook receiver (`POST /webhooks`: a subscription's URL on intake): it keeps
+every delivery with its Standard Webhooks headers, prints each `webhook-id` once, and lists
+them at `GET /webhooks` (verify them with the subscription's secret, as the README shows).
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import FastAPI, Header, HTTPException
+from fastapi import FastAPI, Header, HTTPException, Request, Response
 from pydantic import BaseModel, Field
 
 
@@ -29,6 +33,10 @@ def create_app() -> FastAPI:
     app.state.received = received
     app.state.down = False  # tests switch it off and on
     app.state.reject = False  # …or make it refuse every message
+    deliveries: list[dict[str, Any]] = []
+    app.state.webhooks = deliveries
+    #: Status codes to answer the next webhook deliveries with (tests make it fail), then 204.
+    app.state.webhook_answers = []
     lock = asyncio.Lock()
 
     @app.post("/messages", status_code=202)
@@ -62,5 +70,23 @@ def create_app() -> FastAPI:
     async def listing() -> list[dict[str, Any]]:
         """Every message received, oldest first."""
         return [{"key": k, **v["message"], **v["answer"]} for k, v in received.items()]
+
+    @app.post("/webhooks", status_code=204)
+    async def hook(request: Request) -> Response:
+        """Take one webhook delivery; it is kept (with its headers) whatever it is answered."""
+        answers: list[int] = app.state.webhook_answers
+        status = answers.pop(0) if answers else 204
+        body = (await request.body()).decode()
+        headers = {k: v for k, v in request.headers.items() if k.startswith("webhook-")}
+        seen = any(d["headers"].get("webhook-id") == headers.get("webhook-id") for d in deliveries)
+        deliveries.append({"headers": headers, "body": body, "answered": status})
+        if status < 300 and not seen:
+            print(f"[WEBHOOK {headers.get('webhook-id')}] {body[:200]}", flush=True)
+        return Response(status_code=status)
+
+    @app.get("/webhooks")
+    async def hooks() -> list[dict[str, Any]]:
+        """Every webhook delivery received (each attempt), oldest first."""
+        return deliveries
 
     return app

@@ -152,6 +152,19 @@ class Settings(BaseSettings):
     #: First retry after this many seconds, doubling up to `notification_backoff_max_seconds`.
     notification_backoff_seconds: float = Field(default=2.0, gt=0)
     notification_backoff_max_seconds: float = Field(default=300.0, gt=0)
+    #: Run the webhook sender in intake processes (one at a time, by lease).
+    webhooks_enabled: bool = True
+    #: Timeout of one webhook delivery attempt, in seconds.
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
+    #: A failed delivery is tried again after this many seconds, doubling up to the maximum,
+    #: and given up (`failed`) after `webhook_max_attempts` attempts.
+    webhook_backoff_seconds: float = Field(default=5.0, gt=0)
+    webhook_backoff_max_seconds: float = Field(default=3600.0, gt=0)
+    webhook_max_attempts: int = Field(default=15, ge=1, le=100)
+    #: Accept receivers on this machine or a private network, and plain http (a local
+    #: receiver). Off, only https to public addresses (no SSRF into the operator's network);
+    #: development always allows them.
+    webhook_local_urls: bool = False
     #: How long a list with `min_position` waits for the projection to get there.
     read_your_writes_seconds: float = Field(default=5.0, ge=0, le=30)
 
@@ -216,6 +229,10 @@ class Settings(BaseSettings):
                     "no default port (e.g. https://complaints.example.com)"
                 )
         return origins
+
+    @property
+    def webhook_local_urls_allowed(self) -> bool:
+        return self.webhook_local_urls or self.environment == "development"
 
     @property
     def url(self) -> URL:

@@ -2,7 +2,8 @@
 
 - `create`: write the KEK file (`COMPLAINTS_KEK_PATH`) with a first KEK, before the first
   setup in production (the setup step does it by itself in development).
-- `rotate`: add a new KEK and re-wrap every customer key under it. Safe while the services run
+- `rotate`: add a new KEK and re-wrap every customer key under it (and re-seal the webhook
+  subscriptions' signing secrets under it). Safe while the services run
   (they read the file again when it changes). If a rotation stopped half-way, running it again
   finishes that one instead of starting another. Holds the KEK file's lock (`<file>.lock`)
   throughout, so concurrent rotations and purges wait for each other.
@@ -21,6 +22,7 @@ from datetime import timedelta
 from shared.settings import Settings
 from shared.store.facade import ComplaintStore
 from shared.store.keystore import KekFile, KekFileError, KekMissing
+from shared.webhooks.subscriptions import reseal_secrets
 
 
 async def command(settings: Settings, name: str, store: ComplaintStore | None = None) -> str:
@@ -35,9 +37,12 @@ async def command(settings: Settings, name: str, store: ComplaintStore | None = 
     try:
         if name == "rotate":
             kek, count, finished = await store.rotate_kek()
+            secrets = await reseal_secrets(store)
             what = "finished the rotation to" if finished else "rotated to"
-            return f"{what} KEK {kek.id}: {count} customer key(s) re-wrapped"
+            resealed = f", {secrets} webhook secret(s) re-sealed" if secrets else ""
+            return f"{what} KEK {kek.id}: {count} customer key(s) re-wrapped{resealed}"
         if name == "purge":
+            await reseal_secrets(store)  # none is left sealed under a KEK about to go
             gone = await store.purge_keks()
             return f"destroyed {len(gone)} KEK(s)" + "".join(f" {k.id}" for k in gone)
         return await _status(store, settings)

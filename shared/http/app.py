@@ -32,6 +32,7 @@ from shared.readmodel.retention import customers_due_for_erasure
 from shared.readmodel.summaries import SummaryProjection
 from shared.settings import Settings
 from shared.store.facade import ComplaintStore
+from shared.webhooks.projection import WebhookProjection
 
 log = logging.getLogger("complaints")
 
@@ -92,9 +93,9 @@ def projection_runner(
     clock: Clock,
     service: str,
 ) -> ProjectionRunner:
-    """The read models and the audit chain; the process that runs them also signs the chain
-    head now and then, forgets old Idempotency-Key answers and erases personal data kept
-    past its retention."""
+    """The read models, the audit chain and the webhook deliveries' queue; the process that
+    runs them also signs the chain head now and then, forgets old Idempotency-Key answers and
+    erases personal data kept past its retention."""
     last = {"signed": 0.0, "purged": 0.0}
 
     async def housekeeping() -> None:
@@ -119,7 +120,7 @@ def projection_runner(
     return ProjectionRunner(
         store,
         store.engine,
-        [SummaryProjection(store), ChainProjection()],
+        [SummaryProjection(store), ChainProjection(), WebhookProjection(clock)],
         lease_seconds=settings.projector_lease_seconds,
         poll_seconds=settings.projector_poll_seconds,
         listen_url=listen_url,

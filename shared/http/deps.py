@@ -23,6 +23,9 @@ ANSWERED_AS = "answered_as"
 #: write; and where that command says it did.
 UNANSWERED = "unanswered"
 ANSWERED_WITH_WRITE = "answered_with_write"
+#: Where a route names the fields of its answer that are shown once and never stored (a
+#: webhook's secret): an Idempotency-Key answer is kept with them null.
+SHOWN_ONCE = "shown_once"
 
 _ETAG = re.compile(r'^\s*(?:W/)?"?(\d{1,18})"?\s*$')
 

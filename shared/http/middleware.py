@@ -21,7 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from shared.domain.errors import IdempotencyKeyReused
 from shared.http.auth import InvalidToken, KeysUnavailable, Principal, token_principal
 from shared.http.commands import answer_again, answer_recipe
-from shared.http.deps import ANSWERED_AS, ANSWERED_WITH_WRITE, UNANSWERED
+from shared.http.deps import ANSWERED_AS, ANSWERED_WITH_WRITE, SHOWN_ONCE, UNANSWERED
 from shared.http.duplicates import duplicate_keys
 from shared.http.errors import KEY_REUSED, problem_response, problem_type
 from shared.http.fingerprint import STATE_KEY, legacy_request_hash, request_fingerprint
@@ -361,6 +361,11 @@ def _to_keep(
         if recipe is None:  # cannot be shown again: not remembered
             return None
         body = None
+    shown_once = scope["state"].get(SHOWN_ONCE)
+    if shown_once and body:  # a secret is answered once, never stored in the clear
+        answer = json.loads(body)
+        answer.update(dict.fromkeys(shown_once))
+        body = json.dumps(answer).encode()
     return kept, body, complaint_id, recipe
 
 

@@ -207,6 +207,20 @@ class ComplaintStore:
         return erasure
 
     # ------------------------------------------------------------------ KEKs
+    async def current_kek_id(self) -> str:
+        return await self._run(lambda: self.app.keystore.keks.current.id)
+
+    async def seal_secret(self, plain: bytes, purpose: str) -> tuple[str, bytes]:
+        """A secret of ours other than a customer key (a webhook's signing secret) sealed under
+        the current KEK, bound to `purpose`: (the KEK's id, the sealed bytes)."""
+        kek = await self._run(lambda: self.app.keystore.keks.current)
+        return kek.id, kek.seal(plain, purpose)
+
+    async def unseal_secret(self, kek_id: str, sealed: bytes, purpose: str) -> bytes:
+        """What `seal_secret` sealed; KekMissing if that KEK was destroyed meanwhile."""
+        kek = await self._run(partial(self.app.keystore.keks.get, kek_id))
+        return kek.unseal(sealed, purpose)
+
     async def rotate_kek(self) -> tuple[Kek, int, bool]:
         """Re-wrap every customer key under a new KEK; the old one is kept for the retention.
         A rotation that stopped half-way (keys still wrapped by an older KEK) is finished

@@ -135,6 +135,18 @@ class Kek:
     def _aad(self, key_id: str, customer_id: str) -> bytes:
         return f"complaints-key:{self.id}:{key_id}:{customer_id}".encode()
 
+    def seal(self, plain: bytes, purpose: str) -> bytes:
+        """Another secret of ours (a webhook's signing secret) sealed under this KEK, bound to
+        `purpose` (what it is the secret of): opened only for that purpose."""
+        nonce = secrets.token_bytes(12)
+        return nonce + AESGCM(self.secret).encrypt(nonce, plain, self._purpose(purpose))
+
+    def unseal(self, sealed: bytes, purpose: str) -> bytes:
+        return AESGCM(self.secret).decrypt(sealed[:12], sealed[12:], self._purpose(purpose))
+
+    def _purpose(self, purpose: str) -> bytes:
+        return f"complaints-secret:{self.id}:{purpose}".encode()
+
     def line(self) -> str:
         at = self.created_at.astimezone(UTC).isoformat().replace("+00:00", "Z")
         return f"{self.id} {at} {base64.b64encode(self.secret).decode('ascii')}\n"

@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -57,6 +59,37 @@ def service(name: str, env: dict[str, str], log_level: str = "warning") -> Itera
         yield url
     finally:
         PROCESSES.pop(url, None)
+        stop_process(process)
+
+
+@contextmanager
+def gateway(env: dict[str, str]) -> Iterator[str]:
+    """The local SMS/e-mail gateway and webhook receiver of `make run` (devtools.gateway)."""
+    port = free_port()
+    log_path = log_file("gateway")
+    command = [sys.executable, "-m", "uvicorn", "devtools.gateway:create_app", "--factory"]
+    command += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            command,
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/messages", timeout=1):
+                    break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"the gateway did not start: {log_path.read_text()}")
+                time.sleep(0.1)
+        yield url
+    finally:
         stop_process(process)
 
 

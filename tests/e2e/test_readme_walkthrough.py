@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.processes import ROOT, service, service_env, setup_store
+from tests.e2e.processes import ROOT, gateway, service, service_env, setup_store
 
 pytestmark = pytest.mark.e2e
 
@@ -55,6 +55,8 @@ def test_the_readme_walkthrough_runs_in_order(tmp_path: Path) -> None:
         (work / name).symlink_to(ROOT / name)
     script = walkthrough()
     with ExitStack() as stack:
+        # The webhook receiver (the gateway's /webhooks); messages to customers go nowhere.
+        script = script.replace("http://127.0.0.1:8025", stack.enter_context(gateway(env)))
         for name, port in SERVICES.items():
             url = stack.enter_context(service(name, env))
             script = script.replace(f"http://127.0.0.1:{port}", url)
@@ -76,5 +78,11 @@ def test_the_readme_walkthrough_runs_in_order(tmp_path: Path) -> None:
         unexpected
     )
     assert "Traceback" not in run.stderr
+    # The webhook reached the receiver, signed with the subscription's secret, masked.
+    assert re.search(
+        r"^msg_\w+ Complaint\.Accepted \{'id': 'cust-000140', 'name': \{'sha256': ",
+        run.stdout,
+        re.M,
+    ), run.stdout
     assert run.stdout.strip().splitlines()[-1].startswith("valid: ")
     assert (work / "export.ndjson").stat().st_size > 0

@@ -185,6 +185,8 @@ async def test_the_masked_export_streams_stored_lines_as_it_would_compute_them(
     # The store as revision 0018 left it: the chain without its masked lines.
     async with store.engine.begin() as conn:
         await conn.execute(text("ALTER TABLE audit_chain DROP COLUMN masked_line"))
+        for later in ("webhook_attempts", "webhook_deliveries", "webhook_subscriptions"):
+            await conn.execute(text(f"DROP TABLE {later}"))  # revision 0022's
         await conn.run_sync(lambda sync: alembic.stamp(alembic_config(sync), "0018"))
     await store.engine.dispose()
     await setup(settings)

@@ -144,6 +144,17 @@ MATRIX: list[tuple[str, str, str, dict[str, Any] | None, frozenset[str]]] = [
         )
     ],
     ("intake", "POST", "/customers/matrix-1/erasure", None, frozenset()),  # admin only
+    # webhooks: admin only
+    (
+        "intake",
+        "POST",
+        "/subscriptions",
+        {"url": "https://hooks.example.com/in", "event_types": ["Complaint.Accepted"]},
+        frozenset(),
+    ),
+    ("intake", "GET", "/subscriptions", None, frozenset()),
+    ("intake", "DELETE", "/subscriptions/{subscription_id}", None, frozenset()),
+    ("intake", "GET", "/subscriptions/{subscription_id}/deliveries", None, frozenset()),
 ]
 
 #: Open to anyone, by design: what probes and scrapers call.
@@ -155,7 +166,11 @@ async def apps(
     settings: Settings, clock: FixedClock, token: TokenFactory
 ) -> AsyncIterator[dict[str, Api]]:
     quiet = settings.model_copy(
-        update={"deadline_watch_enabled": False, "dispatcher_enabled": False}
+        update={
+            "deadline_watch_enabled": False,
+            "dispatcher_enabled": False,
+            "webhooks_enabled": False,
+        }
     )
     async with (
         serving(intake_app(quiet, clock=clock), token) as intake,
@@ -191,6 +206,8 @@ async def _call(api: Api, method: str, path: str, body: Any, role: str) -> httpx
     headers = api.headers(role, f"{role}-matrix")
     if method == "GET":
         return await api.client.get(path, headers=headers)
+    if method == "DELETE":
+        return await api.client.delete(path, headers=headers)
     return await api.client.post(path, json=body, headers=headers)
 
 

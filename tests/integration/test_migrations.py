@@ -15,11 +15,13 @@ from shared.audit import tables as audit_tables
 from shared.readmodel import tables as readmodel_tables
 from shared.store import tables as store_tables
 from shared.store.facade import ComplaintStore
+from shared.webhooks import tables as webhook_tables
 
 OWNERS = {
     "store": store_tables.metadata,
     "readmodel": readmodel_tables.metadata,
     "audit": audit_tables.metadata,
+    "webhooks": webhook_tables.metadata,
 }
 
 

@@ -410,6 +410,8 @@ async def test_answers_stored_before_the_upgrade_lose_their_plaintext(
         await conn.execute(text("ALTER TABLE idempotency_keys DROP COLUMN recipe"))
         await conn.execute(text("DROP INDEX ix_audit_checkpoints_announced"))  # (0017's)
         await conn.execute(text("ALTER TABLE audit_chain DROP COLUMN masked_line"))  # (0019's)
+        for later in ("webhook_attempts", "webhook_deliveries", "webhook_subscriptions"):
+            await conn.execute(text(f"DROP TABLE {later}"))  # (0022's)
         await conn.run_sync(lambda sync: alembic.stamp(alembic_config(sync), "0015"))
     async with store.engine.connect() as conn:
         (body,) = (await conn.execute(text("SELECT body FROM idempotency_keys"))).one()
