@@ -52,6 +52,7 @@ class SubscriptionRequest(RequestModel):
         description="where deliveries are POSTed: https, a public address (http and local "
         "addresses only where COMPLAINTS_WEBHOOK_LOCAL_URLS or development allows them)",
         examples=["https://crm.example.cn/hooks/complaints"],
+        json_schema_extra={"format": "uri"},
     )
     event_types: list[str] = Field(
         min_length=1,
