@@ -210,7 +210,7 @@ class Lives:
                 life[1] -= 1
                 if life[1] == 0:  # its last event: the read models as the projector leaves them
                     complaint = life[0]
-                    rows.summaries.append(summary_row(complaint, position))
+                    rows.summaries.append(summary_row(complaint, position, self.secret))
                     rows.deadlines += deadline_rows(complaint)
                     rows.notifications += notification_rows(complaint)
                     rows.analysis.append(analysis_row(complaint))

@@ -11,14 +11,17 @@ still replays and still counts in the reports.
 No rule of the aggregate reads personal data. So a complaint read from the store carries its
 personal fields sealed (`Sealed`): into its snapshots, and into events that copy them (a
 handover), without opening them. Only what shows them opens them (`opened`, `text_of`): a
-view, a message to the customer. Reading a complaint of 1,000 events for a command or a
-projection opens nothing; showing it opens each field it shows once.
+view, a message to the customer; and the summary projection, the contact phone and the
+service number alone, to store their keyed digests (`phone_digest`). Reading a complaint of
+1,000 events for a command opens nothing; showing it opens each field it shows once.
 
 Paths are tuples of keys; `*` stands for every item of a list.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
@@ -233,3 +236,25 @@ def is_erased(value: Any) -> bool:
 def is_plaintext(value: Any) -> bool:
     """A personal value still readable: text, not erased."""
     return isinstance(value, str) and not isinstance(value, Erased)
+
+
+def phone_key(value: str) -> str:
+    """A phone or service number as lists look it up: its letters and digits alone, letters in
+    capitals ("138-1234 1234" and "13812341234" are one number). No country prefix is dropped:
+    intake keeps numbers as the customer gave them, and so does the lookup."""
+    return "".join(c for c in value if c.isascii() and c.isalnum()).upper()
+
+
+def phone_digest(value: Any, secret: bytes) -> str | None:
+    """The keyed digest (HMAC-SHA256 under the index key) by which the read model finds a
+    complaint by phone or service number without holding the number: None for a value that is
+    erased, missing or has nothing to look up by. The projection and the lookup both use it."""
+    if isinstance(value, Sealed):
+        value = value.open()
+    if not is_plaintext(value):
+        return None
+    key = phone_key(value)
+    if not key:
+        return None
+    message = b"complaints-phone-v1\n" + key.encode()
+    return hmac.new(secret, message, hashlib.sha256).hexdigest()

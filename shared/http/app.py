@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, Depends, FastAPI
 from prometheus_client import CollectorRegistry
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
@@ -24,6 +24,7 @@ from shared.domain.context import Actor, CommandContext
 from shared.http import audit, ops, reads
 from shared.http.auth import TokenVerifier
 from shared.http.cors import Cors
+from shared.http.deps import known_query_only
 from shared.http.docs import install_docs
 from shared.http.errors import install_error_handlers
 from shared.http.middleware import CommandGuard, Observe, RateLimit
@@ -196,6 +197,8 @@ def create_service_app(
         lifespan=lifespan,
         docs_url=None,  # install_docs serves them without a CDN
         redoc_url=None,
+        # Every route refuses query parameters it does not take.
+        dependencies=[Depends(known_query_only)],
     )
     registry = CollectorRegistry()
     app.state.settings = settings

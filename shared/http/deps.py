@@ -6,11 +6,14 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import Depends, Header, Request
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
 
 from shared.domain.clock import Clock
 from shared.domain.codes import Channel, Role
 from shared.domain.context import Actor, CommandContext
 from shared.http.auth import Principal, authenticate, require_roles
+from shared.http.errors import UnknownQueryParameters
 from shared.http.fingerprint import STATE_KEY as FINGERPRINT
 from shared.settings import Settings
 from shared.store.facade import ComplaintStore
@@ -67,6 +70,37 @@ ClockDep = Annotated[Clock, Depends(_clock)]
 SettingsDep = Annotated[Settings, Depends(_settings)]
 PrincipalDep = Annotated[Principal, Depends(authenticate)]
 IfMatchDep = Annotated[int | str | None, Depends(_if_match)]
+
+
+def _query_names(dependant: Dependant) -> frozenset[str]:
+    """The query parameters a route takes: its own and its dependencies', by their names in
+    the URL (aliases included)."""
+    names: set[str] = set()
+    todo = [dependant]
+    while todo:
+        current = todo.pop()
+        names.update(field.alias for field in current.query_params)
+        todo.extend(current.dependencies)
+    return frozenset(names)
+
+
+def known_query_only(request: Request) -> None:
+    """Every route's guard (an app-wide dependency): a query parameter the matched route does
+    not take is refused with a 400 naming it, not silently ignored (a misspelt filter would
+    otherwise answer the whole list)."""
+    route = request.scope.get("route")
+    if not isinstance(route, APIRoute) or not request.query_params:
+        return
+    # Per app, by route: the app holds its routes, so an id stays theirs.
+    known: dict[int, frozenset[str]] | None = getattr(request.app.state, "query_names", None)
+    if known is None:
+        known = request.app.state.query_names = {}
+    declared = known.get(id(route))
+    if declared is None:
+        declared = known[id(route)] = _query_names(route.dependant)
+    unknown = sorted(set(request.query_params.keys()) - declared)
+    if unknown:
+        raise UnknownQueryParameters(unknown, sorted(declared))
 
 
 def etag(version: int) -> str:

@@ -35,6 +35,9 @@ log = logging.getLogger("complaints.http")
 PROBLEM_JSON = "application/problem+json"
 #: The problem slug of an Idempotency-Key used with another request (never stored as its answer).
 KEY_REUSED = "idempotency-key-reused"
+#: The problem slug of query parameters the route does not take (nor stored as an answer: the
+#: request fingerprint leaves the query out, so the corrected retry is the same request).
+UNKNOWN_QUERY = "unknown-query-parameter"
 
 #: Domain error → (status, problem slug, title). The only place this mapping lives.
 DOMAIN_STATUS: dict[type[DomainError], tuple[int, str, str]] = {
@@ -179,6 +182,36 @@ async def _http_handler(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+class UnknownQueryParameters(Exception):
+    """The request names query parameters its route does not take (`deps.known_query_only`)."""
+
+    def __init__(self, unknown: list[str], allowed: list[str]) -> None:
+        super().__init__(f"unknown query parameter(s): {', '.join(unknown)}")
+        self.unknown = unknown
+        self.allowed = allowed
+
+
+async def _unknown_query_handler(request: Request, exc: Exception) -> JSONResponse:
+    """400 naming each unknown parameter and what the route takes instead."""
+    assert isinstance(exc, UnknownQueryParameters)
+    takes = f"allowed: {', '.join(exc.allowed)}" if exc.allowed else "it takes none"
+    return problem_response(
+        400,
+        f"Unknown query parameter(s): {', '.join(exc.unknown)}; {takes}.",
+        slug=UNKNOWN_QUERY,
+        title="Unknown query parameter",
+        instance=request.url.path,
+        errors=[
+            {
+                "field": name,
+                "message": f"not a query parameter of this route; {takes}",
+                "type": "unknown_query_parameter",
+            }
+            for name in exc.unknown
+        ],
+    )
+
+
 async def _cursor_handler(request: Request, exc: Exception) -> JSONResponse:
     """A page cursor this API did not issue, on any list: 422 naming it."""
     return await _http_handler(request, StarletteHTTPException(422, str(exc)))
@@ -258,6 +291,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _http_handler)
     app.add_exception_handler(DomainError, _domain_handler)
     app.add_exception_handler(InvalidCursor, _cursor_handler)
+    app.add_exception_handler(UnknownQueryParameters, _unknown_query_handler)
     lost_kinds: tuple[type[Exception], ...] = (sa_exc.DBAPIError, *CONNECTION_LOST)
     for lost in lost_kinds:
         app.add_exception_handler(lost, _database_handler)

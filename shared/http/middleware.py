@@ -23,7 +23,7 @@ from shared.http.auth import InvalidToken, KeysUnavailable, Principal, token_pri
 from shared.http.commands import answer_again, answer_recipe
 from shared.http.deps import ANSWERED_AS, ANSWERED_WITH_WRITE, SHOWN_ONCE, UNANSWERED
 from shared.http.duplicates import duplicate_keys
-from shared.http.errors import KEY_REUSED, problem_response, problem_type
+from shared.http.errors import KEY_REUSED, UNKNOWN_QUERY, problem_response, problem_type
 from shared.http.fingerprint import STATE_KEY, legacy_request_hash, request_fingerprint
 from shared.logs import correlation_id, new_correlation_id
 from shared.store.facade import ComplaintStore
@@ -345,7 +345,7 @@ def _to_keep(
 ) -> tuple[dict[str, str], bytes | None, str | None, dict[str, Any] | None] | None:
     """What is stored of an answer: its replayed headers, and its body or, for an answer
     about a complaint, the complaint's id and recipe; None if it is not to be remembered."""
-    if captured["status"] in _NOT_STORED or _key_reused(captured):
+    if captured["status"] in _NOT_STORED or _not_remembered(captured):
         return None
     kept = {
         k.decode("latin-1"): v.decode("latin-1")
@@ -369,13 +369,18 @@ def _to_keep(
     return kept, body, complaint_id, recipe
 
 
-def _key_reused(captured: dict[str, Any]) -> bool:
-    """The route found the key used by another request whose answer is no longer stored: the
-    key stays that request's, nothing of this one is remembered."""
-    if captured["status"] != 422:
+#: Problems whose answer is not remembered under the key: the route found the key used by
+#: another request whose answer is no longer stored (the key stays that request's); the URL
+#: named query parameters its route does not take (the retry without them is this request).
+_FORGOTTEN = {422: problem_type(KEY_REUSED), 400: problem_type(UNKNOWN_QUERY)}
+
+
+def _not_remembered(captured: dict[str, Any]) -> bool:
+    if captured["status"] not in _FORGOTTEN:
         return False
     with contextlib.suppress(ValueError, AttributeError):
-        return bool(json.loads(b"".join(captured["body"])).get("type") == problem_type(KEY_REUSED))
+        found = json.loads(b"".join(captured["body"])).get("type")
+        return bool(found == _FORGOTTEN[captured["status"]])
     return False
 
 

@@ -3,12 +3,12 @@ hash-linked history."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Query, Response
 
-from shared.domain.codes import BusinessType, Category, Status
+from shared.domain.codes import BusinessType, Category, Level, Status, VipTier
 from shared.http.deps import ClockDep, PrincipalDep, SettingsDep, StoreDep, etag
 from shared.http.errors import READ_RESPONSES
 from shared.http.fields import IDENTIFIER_PATTERN, Timestamp
@@ -26,6 +26,11 @@ router = APIRouter(tags=["reads"], responses=READ_RESPONSES)
 
 #: No control characters (a NUL cannot even be stored in PostgreSQL's text).
 PRINTABLE = r"^[^\x00-\x1f\x7f]+$"
+#: Something besides dashes, and no control characters.
+ACCEPTANCE_NO = r"^[^\x00-\x1f\x7f]*[^\x00-\x1f\x7f-][^\x00-\x1f\x7f]*$"
+#: A phone or service number as staff may type it: letters and digits (at least one), with
+#: spaces, dashes, dots, brackets or a plus between them.
+PHONE_QUERY = r"^[ +().-]*[0-9A-Za-z][0-9A-Za-z +().-]*$"
 
 
 @router.get("/complaints", response_model=ComplaintPage)
@@ -34,7 +39,9 @@ async def list_complaints(
     store: StoreDep,
     clock: ClockDep,
     settings: SettingsDep,
-    status: Status | None = None,
+    status: Annotated[
+        list[Status] | None, Query(description="repeat for any of several statuses")
+    ] = None,
     category: Category | None = None,
     business_type: BusinessType | None = None,
     owner: Annotated[str | None, Query(max_length=200, pattern=PRINTABLE)] = None,
@@ -47,7 +54,30 @@ async def list_complaints(
         ),
     ] = None,
     customer_id: Annotated[str | None, Query(pattern=IDENTIFIER_PATTERN)] = None,
-    acceptance_no: Annotated[str | None, Query(max_length=32, pattern=PRINTABLE)] = None,
+    acceptance_no: Annotated[
+        str | None,
+        Query(max_length=32, pattern=ACCEPTANCE_NO, description="with or without its dashes"),
+    ] = None,
+    department: Annotated[str | None, Query(max_length=128, pattern=PRINTABLE)] = None,
+    investigator: Annotated[str | None, Query(max_length=200, pattern=PRINTABLE)] = None,
+    level: Annotated[Level | None, Query(description="the escalation level it is at")] = None,
+    vip_tier: VipTier | None = None,
+    phone: Annotated[
+        str | None,
+        Query(
+            max_length=40,
+            pattern=PHONE_QUERY,
+            description="the contact phone or the service number (spaces and dashes ignored)",
+        ),
+    ] = None,
+    due_before: Annotated[
+        Timestamp | None,
+        Query(description="RFC 3339 time with offset: a limit still running is due before it"),
+    ] = None,
+    sort: Annotated[
+        Literal["newest", "due"],
+        Query(description="newest: newest first; due: the next due time, soonest first"),
+    ] = "newest",
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=512)] = None,
     min_position: Annotated[
@@ -59,13 +89,13 @@ async def list_complaints(
         ),
     ] = None,
 ) -> ComplaintPage:
-    """A page of complaint summaries from the read model, newest first."""
+    """A page of complaint summaries from the read model, newest first (or by due time)."""
     position = await wait_for_position(
         store.engine, "complaint_summaries", min_position, settings.read_your_writes_seconds
     )
     now = clock()
     filters = ListFilter(
-        status=status,
+        status=tuple(status or ()),
         category=category,
         business_type=business_type,
         owner=owner,
@@ -73,9 +103,21 @@ async def list_complaints(
         task=task,
         customer_id=customer_id,
         acceptance_no=acceptance_no,
+        department=department,
+        investigator=investigator,
+        level=level,
+        vip_tier=vip_tier,
+        phone=phone,
+        due_before=due_before,
+        sort=sort,
     )
     rows, next_cursor = await list_summaries(
-        store.engine, filters, now=now, limit=limit, cursor=cursor
+        store.engine,
+        filters,
+        now=now,
+        limit=limit,
+        cursor=cursor,
+        index_secret=settings.index_key.get_secret_value().encode(),
     )
     return ComplaintPage(
         items=[ComplaintSummary.of(row, now) for row in rows],

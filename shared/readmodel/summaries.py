@@ -29,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from shared.domain.codes import IncidentAction
 from shared.domain.complaint import Complaint
 from shared.domain.indexes import MajorIncident
+from shared.domain.personal import phone_digest
 from shared.readmodel.tables import (
     complaint_analysis,
     complaint_summaries,
@@ -62,6 +63,8 @@ class SummaryProjection:
         self.cache_size = store.settings.projection_cache_size if cache_size is None else cache_size
         #: Complaints as of their `version`, least recently touched first.
         self._held: OrderedDict[UUID, Complaint] = OrderedDict()
+        #: Keys the phone digests (`Settings.index_key`).
+        self.index_secret = store.settings.index_key.get_secret_value().encode()
 
     async def prepare(self, events: Sequence[StoredEvent]) -> Rows:
         touched: dict[UUID, list[StoredEvent]] = {}
@@ -84,7 +87,7 @@ class SummaryProjection:
             self._hold(complaint)
             position = touched[complaint_id][-1].position
             assert position is not None
-            summaries.append(summary_row(complaint, position))
+            summaries.append(summary_row(complaint, position, self.index_secret))
             due.extend(deadline_rows(complaint))
             messages.extend(notification_rows(complaint))
             analysis.append(analysis_row(complaint))
@@ -145,11 +148,15 @@ class SummaryProjection:
         await conn.execute(delete(complaint_summaries))
 
 
-def summary_row(complaint: Complaint, position: int) -> dict[str, Any]:
+def summary_row(complaint: Complaint, position: int, index_secret: bytes) -> dict[str, Any]:
+    """What lists show and filter on. The phone and service number enter by their keyed
+    digests, and only while they are not erased: an erased customer is not found by number."""
     intake = complaint.intake
+    assignment = complaint.assignment or {}
     return {
         "complaint_id": str(complaint.id),
         "acceptance_no": complaint.acceptance_no,
+        "acceptance_key": acceptance_key(complaint.acceptance_no),
         "status": str(complaint.status),
         "level": str(complaint.level),
         "owner": complaint.owner,
@@ -159,7 +166,11 @@ def summary_row(complaint: Complaint, position: int) -> dict[str, Any]:
         "vip_tier": intake["customer"].get("vip_tier"),
         "area": intake.get("area"),
         "customer_id": intake["customer"]["id"],
-        "department": (complaint.assignment or {}).get("department"),
+        "department": assignment.get("department"),
+        "investigator": assignment.get("investigator"),
+        "phone_digest": phone_digest(intake["customer"].get("phone"), index_secret),
+        "service_digest": phone_digest(intake.get("service_number"), index_secret),
+        "next_due_at": next_due(complaint),
         "repeat_of": complaint.repeat_of,
         "time_barred": complaint.time_barred,
         "accepted_at": to_utc(complaint.accepted_at),
@@ -173,6 +184,23 @@ def summary_row(complaint: Complaint, position: int) -> dict[str, Any]:
         ),
         "incident_id": complaint.incident_id,
     }
+
+
+def acceptance_key(number: str) -> str:
+    """An acceptance number as lists find it: without its dashes."""
+    return number.replace("-", "")
+
+
+def next_due(complaint: Complaint) -> datetime | None:
+    """The earliest due time of the complaint's limits still counting: not met, not closed,
+    and not standing still while its clock is paused (`still_counting`, per limit)."""
+    paused = complaint.paused_at is not None
+    due = [
+        _parsed(d["due_at"])
+        for d in complaint.deadlines.values()
+        if not d.get("met_at") and not d.get("closed_at") and not (paused and d["pausable"])
+    ]
+    return min(due, default=None)
 
 
 def incident_row(incident: MajorIncident) -> dict[str, Any]:
@@ -285,14 +313,25 @@ def _utc_row(row: Any) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class ListFilter:
-    status: str | None = None
+    #: Any of these statuses (none: every status).
+    status: tuple[str, ...] = ()
     category: str | None = None
     business_type: str | None = None
     owner: str | None = None
     customer_id: str | None = None
+    #: With or without its dashes.
     acceptance_no: str | None = None
+    department: str | None = None
+    investigator: str | None = None
+    level: str | None = None
+    vip_tier: str | None = None
+    #: The contact phone or the service number, as given (found by its keyed digest).
+    phone: str | None = None
+    #: A limit still running now is due before this time.
+    due_before: datetime | None = None
     overdue: bool | None = None
     task: bool | None = None
+    sort: str = "newest"
 
 
 class InvalidCursor(ValueError):
@@ -300,19 +339,58 @@ class InvalidCursor(ValueError):
 
 
 def encode_cursor(accepted_at: datetime, complaint_id: str) -> str:
-    raw = json.dumps([accepted_at.isoformat(), complaint_id]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    return _encoded([accepted_at.isoformat(), complaint_id])
+
+
+def encode_due_cursor(due_at: datetime | None, complaint_id: str) -> str:
+    """The cursor of a list by due time: "due", the last row's next due time (or null) and id."""
+    return _encoded(["due", due_at.isoformat() if due_at else None, complaint_id])
+
+
+def _encoded(parts: list[Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(parts).encode()).decode().rstrip("=")
+
+
+def _decoded(cursor: str) -> Any:
+    try:
+        return json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except (ValueError, TypeError) as exc:
+        raise InvalidCursor("cursor is not one this API issued") from exc
 
 
 def decode_cursor(cursor: str) -> tuple[datetime, str]:
     try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        at, complaint_id = json.loads(raw)
+        at, complaint_id = _decoded(cursor)
         if not isinstance(at, str) or not isinstance(complaint_id, str):
             raise TypeError("cursor parts are not strings")
         return to_utc(datetime.fromisoformat(at)), str(UUID(complaint_id))
     except (ValueError, TypeError, OverflowError) as exc:
         raise InvalidCursor("cursor is not one this API issued") from exc
+
+
+def decode_due_cursor(cursor: str) -> tuple[datetime | None, str]:
+    try:
+        kind, at, complaint_id = _decoded(cursor)
+        if kind != "due" or not isinstance(at, str | None) or not isinstance(complaint_id, str):
+            raise TypeError("not a cursor of a list by due time")
+        return (to_utc(datetime.fromisoformat(at)) if at else None), str(UUID(complaint_id))
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise InvalidCursor("cursor is not one this API issued (with this sort)") from exc
+
+
+def _open_limits(*where: Any) -> Any:
+    """The ids of complaints with a limit still counting that meets `where`, gathered first
+    (an index range on the open limits). Asked per row instead, the planner walks the newest
+    summaries probing each one: it takes "open" and "passed" as independent and expects a
+    third of all limits to be both, where in a store of a year it is a few dozen."""
+    found = (
+        select(deadlines.c.complaint_id)
+        .where(*still_counting(), *where)
+        .distinct()
+        .cte()
+        .prefix_with("MATERIALIZED")
+    )
+    return select(found.c.complaint_id)
 
 
 async def list_summaries(
@@ -322,39 +400,57 @@ async def list_summaries(
     now: datetime,
     limit: int,
     cursor: str | None,
+    index_secret: bytes,
 ) -> tuple[list[dict[str, Any]], str | None]:
-    """A page of summaries, newest first, and the cursor of the next page (None at the end)."""
+    """A page of summaries, newest first (or soonest due first, `sort="due"`), and the cursor
+    of the next page (None at the end)."""
     s = complaint_summaries
     now = to_utc(now)
     query = select(s)
-    for column in ("status", "category", "business_type", "owner", "customer_id", "acceptance_no"):
+    if filters.status:
+        query = query.where(s.c.status.in_(filters.status))
+    for column in (
+        "category",
+        "business_type",
+        "owner",
+        "customer_id",
+        "department",
+        "investigator",
+        "level",
+        "vip_tier",
+    ):
         value = getattr(filters, column)
         if value is not None:
             query = query.where(s.c[column] == value)
+    if filters.acceptance_no is not None:
+        query = query.where(s.c.acceptance_key == acceptance_key(filters.acceptance_no))
+    if filters.phone is not None:
+        digest = phone_digest(filters.phone, index_secret)
+        query = query.where(or_(s.c.phone_digest == digest, s.c.service_digest == digest))
     if filters.overdue is not None:
-        # The complaints with a limit passed and not met, gathered first (an index range on
-        # the open limits). Asked per row instead, the planner walks the newest summaries
-        # probing each one: it takes "open" and "passed" as independent and expects a third
-        # of all limits to be both, where in a store of a year it is a few dozen.
-        late = (
-            select(deadlines.c.complaint_id)
-            .where(*still_counting(), deadlines.c.due_at < now)
-            .distinct()
-            .cte("late")
-            .prefix_with("MATERIALIZED")
-        )
-        late_ids = select(late.c.complaint_id)
+        late = _open_limits(deadlines.c.due_at < now)
         query = query.where(
-            s.c.complaint_id.in_(late_ids) if filters.overdue else s.c.complaint_id.not_in(late_ids)
+            s.c.complaint_id.in_(late) if filters.overdue else s.c.complaint_id.not_in(late)
         )
+    if filters.due_before is not None:
+        # Running: not yet passed (a passed one is overdue, not due).
+        due = _open_limits(deadlines.c.due_at >= now, deadlines.c.due_at < filters.due_before)
+        query = query.where(s.c.complaint_id.in_(due))
     if filters.task is not None:
         query = query.where(s.c.tasks > 0 if filters.task else s.c.tasks == 0)
-    if cursor:
-        at, complaint_id = decode_cursor(cursor)
-        query = query.where(
-            or_(s.c.accepted_at < at, and_(s.c.accepted_at == at, s.c.complaint_id < complaint_id))
-        )
-    query = query.order_by(s.c.accepted_at.desc(), s.c.complaint_id.desc()).limit(limit + 1)
+    if filters.sort == "due":
+        query = _by_due(query, cursor)
+    else:
+        if cursor:
+            at, complaint_id = decode_cursor(cursor)
+            query = query.where(
+                or_(
+                    s.c.accepted_at < at,
+                    and_(s.c.accepted_at == at, s.c.complaint_id < complaint_id),
+                )
+            )
+        query = query.order_by(s.c.accepted_at.desc(), s.c.complaint_id.desc())
+    query = query.limit(limit + 1)
     async with engine.connect() as conn:
         rows = [_utc_row(r) for r in (await conn.execute(query)).mappings()]
         page = rows[:limit]
@@ -371,9 +467,31 @@ async def list_summaries(
         by_complaint.setdefault(d["complaint_id"], []).append(_utc_row(d))
     for row in page:
         row["deadlines"] = by_complaint.get(row["complaint_id"], [])
-    next_cursor = (
-        encode_cursor(page[-1]["accepted_at"], page[-1]["complaint_id"])
-        if len(rows) > limit
-        else None
-    )
+    next_cursor = None
+    if len(rows) > limit:
+        last = page[-1]
+        next_cursor = (
+            encode_due_cursor(last["next_due_at"], last["complaint_id"])
+            if filters.sort == "due"
+            else encode_cursor(last["accepted_at"], last["complaint_id"])
+        )
     return page, next_cursor
+
+
+def _by_due(query: Any, cursor: str | None) -> Any:
+    """Ordered by the next due time, soonest first, then by id; complaints with no limit
+    counting come last (by id)."""
+    s = complaint_summaries.c
+    if cursor:
+        due, complaint_id = decode_due_cursor(cursor)
+        if due is None:
+            query = query.where(s.next_due_at.is_(None), s.complaint_id > complaint_id)
+        else:
+            query = query.where(
+                or_(
+                    s.next_due_at > due,
+                    and_(s.next_due_at == due, s.complaint_id > complaint_id),
+                    s.next_due_at.is_(None),
+                )
+            )
+    return query.order_by(s.next_due_at.asc().nulls_last(), s.complaint_id.asc())

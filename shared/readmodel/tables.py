@@ -55,10 +55,28 @@ complaint_summaries = Table(
     #: Messages to the customer that staff must carry out (a letter, a call, a visit).
     Column("tasks", Integer, nullable=False, server_default="0"),
     Column("incident_id", String(36)),  # the major incident it belongs to
+    Column("investigator", String(200)),  # the one assigned
+    #: The acceptance number without its dashes: found written either way.
+    Column("acceptance_key", String(32), nullable=False, server_default=""),
+    #: Keyed digests of the contact phone and the service number (`personal.phone_digest`),
+    #: never the numbers; null once the customer's personal data is erased.
+    Column("phone_digest", String(64)),
+    Column("service_digest", String(64)),
+    #: The earliest due time of its limits still counting (not met, not closed, not standing
+    #: still); null when none is.
+    Column("next_due_at", DateTime(timezone=True)),
     Index("ix_summaries_newest", "accepted_at", "complaint_id"),
     Index("ix_summaries_status", "status", "accepted_at"),
     Index("ix_summaries_customer", "customer_id", "accepted_at"),
     Index("ix_summaries_owner", "owner", "accepted_at"),
+    Index("ix_summaries_department", "department", "accepted_at"),
+    Index("ix_summaries_investigator", "investigator", "accepted_at"),
+    Index("ix_summaries_level", "level", "accepted_at"),
+    Index("ix_summaries_vip_tier", "vip_tier", "accepted_at"),
+    Index("ix_summaries_acceptance_key", "acceptance_key"),
+    Index("ix_summaries_phone", "phone_digest"),
+    Index("ix_summaries_service_number", "service_digest"),
+    Index("ix_summaries_next_due", "next_due_at", "complaint_id"),
 )
 
 #: One row per declared major incident: what `GET /incidents` lists and the incident watch

@@ -8,6 +8,8 @@ from contextlib import asynccontextmanager
 import httpx
 import pytest
 from fastapi import FastAPI
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.callback.main import create_app as create_callback_app
 from services.intake.main import create_app
@@ -56,6 +58,30 @@ async def catch_up(store: ComplaintStore, *projections: Projection, batch_size: 
     for projection in projections:
         while await position_of(store.engine, projection.name) < head:
             await catch_up_once(store, store.engine, projection, batch_size)
+
+
+async def undo_list_filters(conn: AsyncConnection) -> None:
+    """Take away what revision 0021 added (the list filters' columns and indexes), for tests
+    that put a store back to an older revision."""
+    for index in (
+        "department",
+        "investigator",
+        "level",
+        "vip_tier",
+        "acceptance_key",
+        "phone",
+        "service_number",
+        "next_due",
+    ):
+        await conn.execute(text(f"DROP INDEX ix_summaries_{index}"))
+    for column in (
+        "investigator",
+        "acceptance_key",
+        "phone_digest",
+        "service_digest",
+        "next_due_at",
+    ):
+        await conn.execute(text(f"ALTER TABLE complaint_summaries DROP COLUMN {column}"))
 
 
 @pytest.fixture

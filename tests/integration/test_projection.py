@@ -21,6 +21,7 @@ from shared.audit.tables import audit_chain
 from shared.domain.clock import FixedClock
 from shared.domain.codes import Complexity, RefusalReason
 from shared.domain.context import Actor, CommandContext
+from shared.domain.personal import phone_digest
 from shared.readmodel.projector import (
     Projection,
     catch_up_once,
@@ -236,6 +237,33 @@ async def _all_rows(engine: AsyncEngine) -> dict[str, list[Any]]:
     return found
 
 
+async def _summaries_of(engine: AsyncEngine, customer_id: str) -> set[str]:
+    async with engine.connect() as conn:
+        found = await conn.execute(
+            select(complaint_summaries.c.complaint_id).where(
+                complaint_summaries.c.customer_id == customer_id
+            )
+        )
+        return {row.complaint_id for row in found}
+
+
+def _check_list_columns(rows: list[Any], erased: set[str], settings: Settings) -> None:
+    """What the list filters read (issue 17): digests of the numbers (none once erased), the
+    acceptance number without dashes, the investigator, the next due time."""
+    secret = settings.index_key.get_secret_value().encode()
+    phone, service = phone_digest("13800000000", secret), phone_digest("13812341234", secret)
+    for row in rows:
+        r = row._mapping
+        if r["complaint_id"] in erased:
+            assert r["phone_digest"] is None and r["service_digest"] is None
+        else:
+            assert (r["phone_digest"], r["service_digest"]) == (phone, service)
+        assert r["acceptance_key"] == r["acceptance_no"].replace("-", "")
+        assigned = r["status"] == "investigating"
+        assert (r["investigator"] is not None) == assigned
+        assert (r["next_due_at"] is not None) == assigned  # refused: no limit counting
+
+
 @pytest.mark.parametrize("held", [1, 2])
 async def test_folding_onto_held_and_evicted_complaints_equals_a_rebuild(
     settings: Settings, clock: FixedClock, held: int
@@ -257,6 +285,8 @@ async def test_folding_onto_held_and_evicted_complaints_equals_a_rebuild(
     try:
         await _burst(store, clock, rng, 8)
         await follow()
+        erased = await _summaries_of(store.engine, "c1")
+        assert erased
         await store.erase_customer("c1", admin)
         await _burst(store, clock, rng, 8, offset=8)
         await follow()
@@ -265,6 +295,7 @@ async def test_folding_onto_held_and_evicted_complaints_equals_a_rebuild(
         assert await position_of(store.engine, "complaint_summaries") == await store.ping()
         followed = await _all_rows(store.engine)
         assert len(followed["summaries"]) == 20
+        _check_list_columns(followed["summaries"], erased, settings)
 
         for projection in projections:
             await reset(store.engine, projection)
