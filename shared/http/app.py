@@ -26,7 +26,7 @@ from shared.http.auth import TokenVerifier
 from shared.http.cors import Cors
 from shared.http.deps import known_query_only
 from shared.http.docs import install_docs
-from shared.http.errors import install_error_handlers
+from shared.http.errors import UNKNOWN_QUERY_RESPONSES, install_error_handlers
 from shared.http.middleware import CommandGuard, Observe, RateLimit
 from shared.readmodel.projector import ProjectionRunner
 from shared.readmodel.retention import customers_due_for_erasure
@@ -199,6 +199,7 @@ def create_service_app(
         redoc_url=None,
         # Every route refuses query parameters it does not take.
         dependencies=[Depends(known_query_only)],
+        responses=UNKNOWN_QUERY_RESPONSES,
     )
     registry = CollectorRegistry()
     app.state.settings = settings

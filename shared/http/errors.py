@@ -310,6 +310,12 @@ AUDIT_UNAVAILABLE: dict[int | str, dict[str, Any]] = {
     )
 }
 
+#: What every route answers to query parameters it does not take (`deps.known_query_only`);
+#: the app adds it to each route that documents no 400 of its own.
+UNKNOWN_QUERY_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: _problem_doc("A query parameter the route does not take: each named, with those it does")
+}
+
 #: OpenAPI `responses` shared by the routes, so /docs shows every error a client can meet.
 READ_RESPONSES: dict[int | str, dict[str, Any]] = {
     401: _problem_doc("Missing or invalid token"),

@@ -223,6 +223,12 @@ async def test_unknown_query_parameters_are_400_naming_them_on_every_route(
     assert (await client.get(path, "supervisor", **known)).status_code == 200
 
 
+async def test_every_operation_documents_the_400(api: Api) -> None:
+    spec = (await api.client.get("/openapi.json")).json()
+    operations = [op for item in spec["paths"].values() for op in item.values()]
+    assert operations and all("400" in op["responses"] for op in operations)
+
+
 async def test_unknown_query_parameters_on_a_command_are_400_and_append_nothing(
     api: Api, inv: Api
 ) -> None:
@@ -382,6 +388,8 @@ async def test_due_before_finds_a_running_limit_due_by_then(
     assert expected and expected != {i["id"] for i in items}
     assert await _ids(api, due_before=cut.isoformat()) == expected
     assert await _ids(api, due_before=cut.isoformat(), sort="due") == expected
+    assert await _ids(api, due_before=cut.isoformat(), overdue="false") == expected
+    assert await _ids(api, due_before=cut.isoformat(), overdue="true") == set()
     assert await _ids(api, due_before=(due[0]).isoformat()) == set()
     # Once they have passed they are overdue, no longer due.
     clock.advance(timedelta(days=40))
