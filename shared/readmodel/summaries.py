@@ -23,7 +23,7 @@ from typing import Any
 from uuid import UUID
 
 from eventsourcing.domain import OriginatorIDError, OriginatorVersionError
-from sqlalchemy import and_, delete, or_, select
+from sqlalchemy import and_, delete, or_, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from shared.domain.codes import IncidentAction
@@ -438,21 +438,14 @@ async def list_summaries(
         query = query.where(s.c.complaint_id.in_(due))
     if filters.task is not None:
         query = query.where(s.c.tasks > 0 if filters.task else s.c.tasks == 0)
-    if filters.sort == "due":
-        query = _by_due(query, cursor)
-    else:
-        if cursor:
-            at, complaint_id = decode_cursor(cursor)
-            query = query.where(
-                or_(
-                    s.c.accepted_at < at,
-                    and_(s.c.accepted_at == at, s.c.complaint_id < complaint_id),
-                )
-            )
-        query = query.order_by(s.c.accepted_at.desc(), s.c.complaint_id.desc())
-    query = query.limit(limit + 1)
+    parts = _by_due(query, cursor) if filters.sort == "due" else [_newest_first(query, cursor)]
     async with engine.connect() as conn:
-        rows = [_utc_row(r) for r in (await conn.execute(query)).mappings()]
+        rows: list[dict[str, Any]] = []
+        for part in parts:
+            wanted = limit + 1 - len(rows)
+            if wanted > 0:
+                found = await conn.execute(part.limit(wanted))
+                rows.extend(_utc_row(r) for r in found.mappings())
         page = rows[:limit]
         ids = [r["complaint_id"] for r in page]
         due_rows = (
@@ -478,20 +471,31 @@ async def list_summaries(
     return page, next_cursor
 
 
-def _by_due(query: Any, cursor: str | None) -> Any:
-    """Ordered by the next due time, soonest first, then by id; complaints with no limit
-    counting come last (by id)."""
+def _newest_first(query: Any, cursor: str | None) -> Any:
     s = complaint_summaries.c
     if cursor:
-        due, complaint_id = decode_due_cursor(cursor)
-        if due is None:
-            query = query.where(s.next_due_at.is_(None), s.complaint_id > complaint_id)
-        else:
-            query = query.where(
-                or_(
-                    s.next_due_at > due,
-                    and_(s.next_due_at == due, s.complaint_id > complaint_id),
-                    s.next_due_at.is_(None),
-                )
-            )
-    return query.order_by(s.next_due_at.asc().nulls_last(), s.complaint_id.asc())
+        at, complaint_id = decode_cursor(cursor)
+        query = query.where(
+            or_(s.accepted_at < at, and_(s.accepted_at == at, s.complaint_id < complaint_id))
+        )
+    return query.order_by(s.accepted_at.desc(), s.complaint_id.desc())
+
+
+def _by_due(query: Any, cursor: str | None) -> list[Any]:
+    """By the next due time, soonest first, then by id; then the complaints with no limit
+    counting, by id. Two queries, read in turn until the page is full: each walks its part of
+    the index (`ix_summaries_next_due`) from the cursor on, where one query ordering nulls
+    last would scan past every row before the cursor."""
+    s = complaint_summaries.c
+    due, complaint_id = decode_due_cursor(cursor) if cursor else (None, None)
+    counting = query.where(s.next_due_at.is_not(None))
+    none = query.where(s.next_due_at.is_(None))
+    if complaint_id is not None and due is not None:
+        counting = counting.where(tuple_(s.next_due_at, s.complaint_id) > tuple_(due, complaint_id))
+    elif complaint_id is not None:  # past the counting ones already
+        counting = None
+        none = none.where(s.complaint_id > complaint_id)
+    parts = [none.order_by(s.complaint_id.asc())]
+    if counting is not None:
+        parts.insert(0, counting.order_by(s.next_due_at.asc(), s.complaint_id.asc()))
+    return parts
