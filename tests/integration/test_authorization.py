@@ -1,4 +1,4 @@
-"""Every role against every endpoint, as api.md's "Who may do what" says, and what each role
+"""Every role against every endpoint, as docs/api.md's "Who may do what" says, and what each role
 sees of a customer's contact details. A role that may not act gets 403; one that may is never
 refused for its role (the command may still be illegal in the complaint's status)."""
 

@@ -328,11 +328,14 @@ async def test_erasing_a_customer_who_never_complained_is_404_and_changes_nothin
     cid = (await api.accept(_body())).json()["id"]
     await _settled(api)
     before = await _database(store.engine)
+    before.pop("projection_leases")  # the projector's heartbeat, renewed meanwhile
     unknown = await api.client.post("/customers/nobody-9/erasure", headers=api.headers("admin"))
     assert unknown.status_code == 404, unknown.text
     assert unknown.headers["content-type"] == "application/problem+json"
     assert "nobody-9" in unknown.json()["detail"]
-    assert await _database(store.engine) == before
+    after = await _database(store.engine)
+    after.pop("projection_leases")
+    assert after == before
     read = (await api.get(f"/complaints/{cid}", "agent")).json()
     assert read["customer"]["name"] == SECRETS["name"]
     erased = await api.client.post(f"/customers/{CUSTOMER}/erasure", headers=api.headers("admin"))
