@@ -347,8 +347,8 @@ class ComplaintsApplication(Application[UUID]):
         A customer the key store has never seen (no complaint bound to them, no key) raises
         ComplaintNotFound, having recorded and destroyed nothing: an id mistyped is told, not
         answered as erased. One erased before still has its complaints: that is harmless
-        again (nothing destroyed, nothing recorded twice). A key with no complaint left (its
-        acceptance's save failed) is destroyed like any other.
+        again (nothing destroyed, nothing recorded twice). A key with no complaint (none
+        arises now: a first complaint's key is written with its events) is destroyed.
         """
         bound = self.keys.complaints_of(customer_id)
         for complaint_id in bound:
