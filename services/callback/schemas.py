@@ -1,4 +1,4 @@
-"""Request bodies of callback's commands (api.md)."""
+"""Request bodies of callback's commands (docs/api.md)."""
 
 from __future__ import annotations
 

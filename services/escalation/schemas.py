@@ -1,4 +1,4 @@
-"""Request bodies of escalation's commands (api.md), and what its reads of major incidents
+"""Request bodies of escalation's commands (docs/api.md), and what its reads of major incidents
 answer."""
 
 from __future__ import annotations

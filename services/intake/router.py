@@ -71,7 +71,9 @@ async def erase_customer(customer_id: CustomerId, ctx: AdminCtx, store: StoreDep
     name, phone, e-mail, service number and their free text read as "[erased]" in every
     complaint, at every point of its history, in exports and in snapshots. Codes, times and
     staff's handling stay; the audit chain and its checkpoints still verify. Each of the
-    customer's complaints records a `PersonalDataErased` event. Repeating it is harmless."""
+    customer's complaints records a `PersonalDataErased` event. Repeating it is harmless
+    (`keys_destroyed: 0`). An id of no customer we hold anything of (no complaint, no key) is
+    404, and nothing is recorded or destroyed."""
     erasure = await store.erase_customer(customer_id, ctx)
     return ErasureView(
         customer_id=erasure.customer_id,

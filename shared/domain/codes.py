@@ -1,4 +1,4 @@
-"""The fixed codes of the HTTP contract (api.md), shared by the domain and the schemas."""
+"""The fixed codes of the HTTP contract (docs/api.md), shared by the domain and the schemas."""
 
 from enum import StrEnum
 

@@ -1,4 +1,4 @@
-"""Bearer JWT auth (api.md): the service's own HS256 tokens, and the operator's identity
+"""Bearer JWT auth (docs/api.md): the service's own HS256 tokens, and the operator's identity
 provider's (RS256/ES256, keys from its JWKS), each with `sub`, roles and `exp`."""
 
 from __future__ import annotations

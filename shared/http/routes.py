@@ -5,7 +5,7 @@ from __future__ import annotations
 from shared.domain.codes import Service, Status
 from shared.domain.lifecycle import STAGES, Command
 
-#: Where a client gives each command (api.md): the service and the route. Commands missing here
+#: Where a client gives each command (docs/api.md): the service and the route. Commands missing here
 #: are the services' own (the deadline watch, the dispatcher). A test checks each route exists.
 ROUTES: dict[Command, tuple[Service, str]] = {
     Command.REFUSE: (Service.INTAKE, "/complaints/{id}/refusal"),

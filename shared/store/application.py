@@ -343,8 +343,15 @@ class ComplaintsApplication(Application[UUID]):
 
         The key goes last, so a crash in between leaves a key that a retry (or the next
         retention run) destroys; complaints already recorded are not recorded twice.
+
+        A customer the key store has never seen (no complaint bound to them, no key) raises
+        ComplaintNotFound, having recorded and destroyed nothing: an id mistyped is told, not
+        answered as erased. One erased before still has its complaints: that is harmless
+        again (nothing destroyed, nothing recorded twice). A key with no complaint (none
+        arises now: a first complaint's key is written with its events) is destroyed.
         """
-        for complaint_id in self.keys.complaints_of(customer_id):
+        bound = self.keys.complaints_of(customer_id)
+        for complaint_id in bound:
             self._record_erasure(complaint_id, ctx)
         destroyed = self.keys.destroy(customer_id)
         erased = [
@@ -352,6 +359,11 @@ class ComplaintsApplication(Application[UUID]):
             for complaint_id in self.keys.complaints_of(customer_id)
             if self._record_erasure(complaint_id, ctx)
         ]
+        if not (bound or destroyed or erased):
+            raise ComplaintNotFound(
+                customer_id,
+                f"No complaint of customer {customer_id}: there is nothing of theirs to erase.",
+            )
         return Erasure(customer_id, destroyed, erased)
 
     def _thread_id(self, complaint_id: UUID, intake: dict[str, Any]) -> UUID:

@@ -314,12 +314,32 @@ async def test_a_repeated_erasure_changes_nothing_more(api: Api, store: Complain
     assert (first.json()["keys_destroyed"], second.json()["keys_destroyed"]) == (1, 0)
     assert second.json()["complaints"] == [cid]
     assert (await api.get(f"/complaints/{cid}")).json()["version"] == version
-    unknown = await api.client.post("/customers/nobody-9/erasure", headers=api.headers("admin"))
-    assert unknown.status_code == 200
-    assert unknown.json()["complaints"] == [] and unknown.json()["keys_destroyed"] == 0
     bad = await api.client.post("/customers/bad id!/erasure", headers=api.headers("admin"))
     assert bad.status_code == 422
     assert bad.headers["content-type"] == "application/problem+json"
+
+
+async def test_erasing_a_customer_who_never_complained_is_404_and_changes_nothing(
+    api: Api, store: ComplaintStore
+) -> None:
+    """A mistyped id is told so (404 problem+json naming it), not answered as erased: nothing
+    is recorded, no key of anyone else is destroyed, and the customer who does exist is
+    erased afterwards as usual."""
+    cid = (await api.accept(_body())).json()["id"]
+    await _settled(api)
+    before = await _database(store.engine)
+    before.pop("projection_leases")  # the projector's heartbeat, renewed meanwhile
+    unknown = await api.client.post("/customers/nobody-9/erasure", headers=api.headers("admin"))
+    assert unknown.status_code == 404, unknown.text
+    assert unknown.headers["content-type"] == "application/problem+json"
+    assert "nobody-9" in unknown.json()["detail"]
+    after = await _database(store.engine)
+    after.pop("projection_leases")
+    assert after == before
+    read = (await api.get(f"/complaints/{cid}", "agent")).json()
+    assert read["customer"]["name"] == SECRETS["name"]
+    erased = await api.client.post(f"/customers/{CUSTOMER}/erasure", headers=api.headers("admin"))
+    assert (erased.status_code, erased.json()["keys_destroyed"]) == (200, 1)
 
 
 async def test_what_an_erased_complaint_records_later_is_erased_at_once(

@@ -63,7 +63,7 @@ async def test_escalate_and_review(api: Api, inv: Api, esc: Api) -> None:
     assert reviewed.json()["status"] == "replied"  # the reply stands
     appeal_trigger = {**body, "trigger": "regulator_appeal", "to_level": "headquarters"}
     by_hand = await post(esc, f"/complaints/{cid}/escalation", appeal_trigger, "supervisor")
-    assert by_hand.status_code == 200, by_hand.text  # api.md lists the trigger here too
+    assert by_hand.status_code == 200, by_hand.text  # docs/api.md lists the trigger here too
 
 
 async def test_appeal_on_an_existing_complaint(api: Api, esc: Api) -> None:
