@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from functools import partial
-from typing import Annotated
+from typing import Annotated, Literal
 from uuid import UUID
 
 import anyio
@@ -101,7 +101,8 @@ def _wants_csv(accept: str) -> bool:
     responses={
         200: {
             "content": {"text/csv": {"schema": {"type": "string"}}},
-            "description": "JSON, or CSV (one figure per line) with `Accept: text/csv`",
+            "description": "JSON, or CSV (one figure per line) with `?format=csv` or "
+            "`Accept: text/csv`",
         }
     },
 )
@@ -119,6 +120,10 @@ async def improvement_report(
     policy: Annotated[
         str | None,
         Query(max_length=64, description="re-analyse under this policy version as well"),
+    ] = None,
+    format: Annotated[
+        Literal["json", "csv"] | None,
+        Query(description="csv: the same figures as CSV; the default follows `Accept`"),
     ] = None,
 ) -> ImprovementReport | Response:
     """Complaints accepted in [from, to): counts, on-time rates per limit against target,
@@ -143,7 +148,7 @@ async def improvement_report(
     report = await anyio.to_thread.run_sync(
         partial(build_report, rows, start=start, end=end, now=now, policy=store.policy, under=under)
     )
-    if _wants_csv(request.headers.get("accept", "")):
+    if format == "csv" or (format is None and _wants_csv(request.headers.get("accept", ""))):
         name = f"improvement-{start.date().isoformat()}-{end.date().isoformat()}.csv"
         return Response(
             to_csv(report),

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Self
 
-from pydantic import Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from shared.domain.codes import Satisfaction
-from shared.http.fields import OptionalText2000, RequestModel, Text5000
+from shared.http.fields import Flag, OptionalText2000, RequestModel, Text5000
 
 
 class CallbackRequest(RequestModel):
@@ -15,10 +15,25 @@ class CallbackRequest(RequestModel):
     customer? Dissatisfied or unresolved escalates the complaint; it is never closed so."""
 
     satisfaction: Satisfaction | None = Field(default=None, description="required if reached")
-    resolved: bool | None = Field(default=None, description="required if reached")
+    resolved: Flag | None = Field(default=None, description="required if reached")
     comments: OptionalText2000 = Field(default="", examples=["信号已恢复,客户表示满意"])
-    reached: bool = Field(
+    reached: Flag = Field(
         default=True, description="false records an attempt that did not reach the customer"
+    )
+
+    model_config = ConfigDict(
+        extra="forbid",
+        # The rule below, as JSON Schema says it: unless `reached` is false, both answers.
+        json_schema_extra={
+            "if": {"properties": {"reached": {"const": False}}, "required": ["reached"]},
+            "else": {
+                "required": ["satisfaction", "resolved"],
+                "properties": {
+                    "satisfaction": {"enum": [s.value for s in Satisfaction]},
+                    "resolved": {"type": "boolean"},
+                },
+            },
+        },
     )
 
     @model_validator(mode="after")

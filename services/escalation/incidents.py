@@ -23,7 +23,7 @@ from shared.domain.clock import Clock
 from shared.domain.codes import Status
 from shared.domain.context import Actor, CommandContext
 from shared.logs import correlation_id, new_correlation_id
-from shared.readmodel.summaries import decode_cursor, encode_cursor
+from shared.readmodel.cursor import decode_cursor, encode_cursor
 from shared.readmodel.tables import complaint_summaries, major_incidents
 from shared.readmodel.times import from_db, to_utc
 from shared.store.facade import ComplaintStore
@@ -148,7 +148,8 @@ async def list_incidents(
     if is_open is not None:  # open until one window after its last member (MajorIncident)
         query = query.where(m.closes_at >= to_utc(now) if is_open else m.closes_at < to_utc(now))
     if cursor:
-        at, incident_id = decode_cursor(cursor)
+        place = decode_cursor(cursor)
+        at, incident_id = place.at, place.row_id
         query = query.where(
             or_(m.declared_at < at, and_(m.declared_at == at, m.incident_id < incident_id))
         )

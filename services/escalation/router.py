@@ -26,6 +26,7 @@ from shared.http.commands import answer, execute
 from shared.http.deps import ClockDep, IfMatchDep, PrincipalDep, StoreDep, command_context
 from shared.http.errors import COMMAND_RESPONSES, READ_RESPONSES
 from shared.http.views import ComplaintView
+from shared.readmodel.cursor import CURSOR_PATTERN
 
 router = APIRouter(tags=["escalation"], responses=COMMAND_RESPONSES)
 incidents = APIRouter(tags=["major incidents"], responses=READ_RESPONSES)
@@ -144,7 +145,10 @@ async def list_major_incidents(
         Query(alias="open", description="true: still open now (complaints join it); false: closed"),
     ] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    cursor: Annotated[str | None, Query(max_length=512)] = None,
+    cursor: Annotated[
+        str | None,
+        Query(pattern=CURSOR_PATTERN, description="the `next_cursor` of the page before"),
+    ] = None,
 ) -> IncidentPage:
     """Declared major incidents from the read model, newest first: category, area, window
     and how many complaints each holds and escalated."""

@@ -77,20 +77,30 @@ async def unsubscribe(
     subscription_id: SubscriptionId, admin: Admin, store: StoreDep, clock: ClockDep
 ) -> None:
     """Delete a subscription: nothing more is sent to it, not even what was still pending;
-    its deliveries stay readable."""
+    the API serves nothing more of it (its deliveries answer 410; the database keeps them)."""
     if not await hooks.unsubscribe(store.engine, subscription_id, by=admin.id, at=clock()):
         raise _unknown(subscription_id)
 
 
-@router.get("/subscriptions/{subscription_id}/deliveries", response_model=list[DeliveryView])
+@router.get(
+    "/subscriptions/{subscription_id}/deliveries",
+    response_model=list[DeliveryView],
+    responses={410: {"description": "The subscription was deleted"}},
+)
 async def deliveries(
     subscription_id: SubscriptionId,
     _: Admin,
     store: StoreDep,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> list[DeliveryView]:
-    """A subscription's deliveries, newest event first, each with every attempt made."""
-    found = await hooks.deliveries_of(store.engine, subscription_id, limit)
+    """A live subscription's deliveries, newest event first, each with every attempt made
+    (410 once it is deleted: they stay in the database for the operator, not in the API)."""
+    try:
+        found = await hooks.deliveries_of(store.engine, subscription_id, limit)
+    except hooks.SubscriptionDeleted as gone:
+        raise HTTPException(
+            410, f"Webhook subscription {subscription_id} was {gone}; nothing is sent to it."
+        ) from gone
     if found is None:
         raise _unknown(subscription_id)
     return [DeliveryView(**d) for d in found]

@@ -6,10 +6,18 @@ import re
 from decimal import Decimal
 from typing import Annotated, Any, Self
 
-from pydantic import BeforeValidator, ConfigDict, Field, PlainSerializer, model_validator
+from pydantic import (
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    WithJsonSchema,
+    model_validator,
+)
 
 from shared.domain.codes import Complexity, EvidenceKind, RemedyType, ReplyChannel
 from shared.http.fields import (
+    Flag,
     Identifier,
     OptionalText2000,
     RequestModel,
@@ -35,8 +43,10 @@ def _decimal_string(value: Any) -> Any:
 Money = Annotated[
     Decimal,
     BeforeValidator(_decimal_string),
-    Field(ge=0, max_digits=14, decimal_places=2, examples=["128.50"]),
+    Field(ge=0, max_digits=14, decimal_places=2),
     PlainSerializer(lambda d: str(d), return_type=str),
+    # What the server takes: a string (a JSON number is refused), whatever Decimal allows.
+    WithJsonSchema({"type": "string", "pattern": _MONEY.pattern, "examples": ["128.50"]}),
 ]
 
 
@@ -70,7 +80,7 @@ class FindingsRequest(RequestModel):
         description="the policy or rule applied", examples=["《网络服务质量规范》第 7 条"]
     )
     root_cause: Text500 = Field(examples=["transmission_fault"])
-    upheld: bool
+    upheld: Flag
 
 
 class Remedy(RequestModel):

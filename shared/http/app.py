@@ -28,6 +28,7 @@ from shared.http.deps import known_query_only
 from shared.http.docs import install_docs
 from shared.http.errors import UNKNOWN_QUERY_RESPONSES, install_error_handlers
 from shared.http.middleware import CommandGuard, Observe, RateLimit
+from shared.http.openapi import install_openapi
 from shared.readmodel.projector import ProjectionRunner
 from shared.readmodel.retention import customers_due_for_erasure
 from shared.readmodel.summaries import SummaryProjection
@@ -43,8 +44,9 @@ PURGE_SECONDS = 300.0
 API_DESCRIPTION = """
 Part of the event-sourced complaint platform. Every complaint is rebuilt from its events.
 
-* **Auth**: `Authorization: Bearer <JWT>` (HS256, claims `sub`, `roles`, `exp`).
-  Locally: `make token ROLE=agent`.
+* **Auth**: `Authorization: Bearer <JWT>` with `sub`, the roles and `exp`: a token of the
+  operator's identity provider (RS256/ES256, when `COMPLAINTS_JWKS_URL` is set) or one of the
+  service's own (HS256). Locally: `make token ROLE=agent`.
 * **Errors**: `application/problem+json` (RFC 9457); validation errors list each field.
 * **Retries**: send `Idempotency-Key` on any POST; the same key and body return the first
   answer and append nothing; the same key with another body → 422 `idempotency-key-reused`.
@@ -195,12 +197,15 @@ def create_service_app(
         version="0.1.0",
         description=API_DESCRIPTION,
         lifespan=lifespan,
+        # readable operation ids (`accept_complaint`), which generated clients name methods by
+        generate_unique_id_function=lambda route: route.name,
         docs_url=None,  # install_docs serves them without a CDN
         redoc_url=None,
         # Every route refuses query parameters it does not take.
         dependencies=[Depends(known_query_only)],
         responses=UNKNOWN_QUERY_RESPONSES,
     )
+    install_openapi(app, models=(audit.ExportLine, audit.ExportTrailerLine))
     registry = CollectorRegistry()
     app.state.settings = settings
     app.state.verifier = TokenVerifier(settings)

@@ -55,6 +55,71 @@ async def _signing_key(checkpoints: CheckpointsDep) -> Ed25519PrivateKey:
 SigningKeyDep = Annotated[Ed25519PrivateKey, Depends(_signing_key)]
 
 
+class Successor(BaseModel):
+    """The key a rotation hands over to, announced in the retiring key's last checkpoint."""
+
+    public_key: str
+    fingerprint: str = Field(pattern="^[0-9a-f]{64}$")
+
+
+class Checkpoint(BaseModel):
+    """A signed chain head: Ed25519 over position, hash and signed_at (`verify.py`)."""
+
+    position: int = Field(examples=[1042])
+    hash: str = Field(pattern="^[0-9a-f]{64}$")
+    signed_at: str = Field(json_schema_extra={"format": "date-time"})
+    signature: str = Field(description="base64")
+    successor: Successor | None = Field(
+        default=None, description="on the checkpoint that announces a key rotation"
+    )
+
+
+class CheckpointListing(BaseModel):
+    algorithm: str = Field(examples=["Ed25519"])
+    scheme: str = Field(description="what exactly is signed (a version tag of the message)")
+    public_key: str = Field(description="PEM of the key in force")
+    fingerprint: str = Field(pattern="^[0-9a-f]{64}$")
+    checkpoints: list[Checkpoint]
+
+
+class ExportLine(BaseModel):
+    """One line of `GET /audit/export` (NDJSON): an event, with its links in the chain."""
+
+    position: int
+    aggregate: str = Field(examples=["Complaint"])
+    aggregate_id: str
+    complaint_id: str | None = Field(description="null on a major incident's events")
+    version: int
+    type: str = Field(examples=["Accepted"])
+    at: str = Field(json_schema_extra={"format": "date-time"})
+    ctx: dict[str, Any] | None = Field(description="who, through which service and channel")
+    data: dict[str, Any] = Field(
+        description="the event's data as stored; personal fields as salted digests where "
+        "masked or erased"
+    )
+    salt: str | None = Field(description="null where masked: the digests cannot be tried")
+    hash: str = Field(pattern="^[0-9a-f]{64}$")
+    prev_hash: str = Field(pattern="^[0-9a-f]{64}$")
+
+
+class ExportTrailer(BaseModel):
+    """The last line's `trailer`: the period, its chain ends, signed like a checkpoint."""
+
+    from_: str | None = Field(alias="from", json_schema_extra={"format": "date-time"})
+    to: str | None = Field(json_schema_extra={"format": "date-time"})
+    count: int
+    first_prev_hash: str | None
+    last_hash: str | None
+    last_position: int | None
+    complete: bool
+    signed_at: str = Field(json_schema_extra={"format": "date-time"})
+    signature: str = Field(description="base64 Ed25519")
+
+
+class ExportTrailerLine(BaseModel):
+    trailer: ExportTrailer
+
+
 class AuditPublicKey(BaseModel):
     """The key that signs checkpoints and export trailers now."""
 
@@ -76,8 +141,18 @@ class AuditPublicKey(BaseModel):
     response_class=StreamingResponse,
     responses={
         200: {
-            "content": {"application/x-ndjson": {}},
-            "description": "one event per line, then a trailer line",
+            "content": {
+                "application/x-ndjson": {
+                    "schema": {
+                        "anyOf": [
+                            {"$ref": "#/components/schemas/ExportLine"},
+                            {"$ref": "#/components/schemas/ExportTrailerLine"},
+                        ]
+                    },
+                }
+            },
+            "description": "one JSON object per line (`ExportLine`), then the trailer line "
+            "(`ExportTrailerLine`)",
         },
         **AUDIT_UNAVAILABLE,
     },
@@ -145,14 +220,19 @@ async def audit_public_key(_: Auditor, key: SigningKeyDep) -> AuditPublicKey:
     )
 
 
-@router.get("/audit/checkpoints")
+@router.get("/audit/checkpoints", response_model=CheckpointListing)
 async def audit_checkpoints(_: Auditor, checkpoints: CheckpointsDep) -> dict[str, Any]:
     """Signed chain heads (position, hash, signed_at, signature; `successor` on one that
     announces a key rotation), and the public key in force with its fingerprint."""
     return await checkpoints.listing()
 
 
-@router.post("/audit/checkpoints", status_code=201, responses=AUDIT_UNAVAILABLE)
+@router.post(
+    "/audit/checkpoints",
+    status_code=201,
+    response_model=Checkpoint,
+    responses={409: {"description": "Nothing has been chained yet"}, **AUDIT_UNAVAILABLE},
+)
 async def sign_checkpoint(
     _: Signer, checkpoints: CheckpointsDep, clock: ClockDep
 ) -> dict[str, Any]:

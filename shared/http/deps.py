@@ -31,6 +31,10 @@ ANSWERED_WITH_WRITE = "answered_with_write"
 SHOWN_ONCE = "shown_once"
 
 _ETAG = re.compile(r'^\s*(?:W/)?"?(\d{1,18})"?\s*$')
+#: What If-Match may say: a version as an ETag gives it ("3"), bare (3), or `*`.
+IF_MATCH_PATTERN = r'^\s*(\*|(W/)?"?[0-9]{1,18}"?)\s*$'
+#: An Idempotency-Key: 1 to 255 visible ASCII characters (a UUID is a good one).
+IDEMPOTENCY_KEY_PATTERN = r"^[\x21-\x7e]{1,255}$"
 
 
 def _store(request: Request) -> ComplaintStore:
@@ -52,24 +56,23 @@ def _if_match(
     if_match: Annotated[
         str | None,
         Header(
-            description='Send the `ETag` of your last read ("3" or 3); 412 if the complaint '
-            "has moved on since."
+            pattern=IF_MATCH_PATTERN,
+            description='Send the `ETag` of your last read ("3", or bare: 3); 412 if the '
+            "complaint has moved on since. `*` matches any version.",
         ),
     ] = None,
-) -> int | str | None:
-    """The version If-Match names; a value that names none is passed on as it is and answered
-    412 by the command, once the body has been validated (a bad body is 422 first)."""
-    if if_match is None or if_match.strip() == "*":
-        return None
-    found = _ETAG.match(if_match)
-    return int(found.group(1)) if found else if_match
+) -> int | None:
+    """The version If-Match names (None for `*` or none): a value that names no version is
+    refused by its pattern (422, like any malformed parameter)."""
+    found = _ETAG.match(if_match or "")
+    return int(found.group(1)) if found else None
 
 
 StoreDep = Annotated[ComplaintStore, Depends(_store)]
 ClockDep = Annotated[Clock, Depends(_clock)]
 SettingsDep = Annotated[Settings, Depends(_settings)]
 PrincipalDep = Annotated[Principal, Depends(authenticate)]
-IfMatchDep = Annotated[int | str | None, Depends(_if_match)]
+IfMatchDep = Annotated[int | None, Depends(_if_match)]
 
 
 def _query_names(dependant: Dependant) -> frozenset[str]:
@@ -126,8 +129,9 @@ def command_context(
         idempotency_key: Annotated[
             str | None,
             Header(
-                max_length=255,
-                description="Retry safely: the same key and body return the first answer.",
+                pattern=IDEMPOTENCY_KEY_PATTERN,
+                description="Retry safely: the same key and body return the first answer "
+                "(another body with the same key: 422). 1 to 255 visible ASCII characters.",
             ),
         ] = None,
     ) -> CommandContext:

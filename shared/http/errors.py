@@ -27,7 +27,7 @@ from shared.domain.errors import (
     VersionMismatch,
 )
 from shared.http.routes import allowed_routes
-from shared.readmodel.summaries import InvalidCursor
+from shared.readmodel.cursor import InvalidCursor
 from shared.store.facade import CONNECTION_LOST
 
 log = logging.getLogger("complaints.http")
@@ -61,6 +61,7 @@ _TITLES = {
     404: "Not found",
     405: "Method not allowed",
     409: "Conflict",
+    410: "Gone",
     412: "Precondition failed",
     413: "Request body too large",
     415: "Unsupported media type",
@@ -299,7 +300,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
 
 def _problem_doc(description: str) -> dict[str, Any]:
-    return {"model": Problem, "description": description, "content": {PROBLEM_JSON: {}}}
+    """An error a route answers; `shared.http.openapi` gives it the problem+json schema."""
+    return {"description": description}
 
 
 #: What the audit routes answer while they cannot serve yet: a 503 with `Retry-After`.

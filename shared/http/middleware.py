@@ -21,7 +21,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from shared.domain.errors import IdempotencyKeyReused
 from shared.http.auth import InvalidToken, KeysUnavailable, Principal, token_principal
 from shared.http.commands import answer_again, answer_recipe
-from shared.http.deps import ANSWERED_AS, ANSWERED_WITH_WRITE, SHOWN_ONCE, UNANSWERED
+from shared.http.deps import (
+    ANSWERED_AS,
+    ANSWERED_WITH_WRITE,
+    IDEMPOTENCY_KEY_PATTERN,
+    SHOWN_ONCE,
+    UNANSWERED,
+)
 from shared.http.duplicates import duplicate_keys
 from shared.http.errors import KEY_REUSED, UNKNOWN_QUERY, problem_response, problem_type
 from shared.http.fingerprint import STATE_KEY, legacy_request_hash, request_fingerprint
@@ -41,7 +47,7 @@ log = logging.getLogger("complaints.http")
 access = logging.getLogger("complaints.access")
 
 _WRITES = frozenset({"POST"})  # the API has no other writes; others get 405 from routing
-_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+_KEY = re.compile(IDEMPOTENCY_KEY_PATTERN)
 _REPLAYED_HEADERS = ("content-type", "etag", "location", "content-location", "event-position")
 #: Answers that wrote nothing and may differ on a retry: the key is released, not stored.
 _NOT_STORED = frozenset({401, 403, 408, 409, 429})

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, Field
 
 from shared.http.deps import StoreDep
 from shared.http.errors import problem_response
@@ -15,17 +16,42 @@ log = logging.getLogger("complaints.ops")
 
 router = APIRouter(tags=["operations"])
 
+
+class Health(BaseModel):
+    status: Literal["ok"]
+    service: str = Field(examples=["intake"])
+
+
+class ProjectionState(BaseModel):
+    position: int = Field(description="the last event it has applied")
+    lag: int = Field(description="events committed that it has not applied yet")
+
+
+class Readiness(BaseModel):
+    status: Literal["ready"]
+    service: str = Field(examples=["intake"])
+    position: int = Field(description="the store's last global position")
+    projector: Literal["leader", "standby", "off"] = Field(
+        description="whether this process runs the projections now (one process at a time)"
+    )
+    projections: dict[str, ProjectionState]
+
+
 #: How long /ready waits for the event store before answering 503.
 READY_SECONDS = 2.0
 
 
-@router.get("/health")
+@router.get("/health", response_model=Health)
 async def health(request: Request) -> dict[str, Any]:
     """Liveness: the process is up and answering."""
     return {"status": "ok", "service": request.app.state.service}
 
 
-@router.get("/ready", responses={503: {"description": "The event store cannot be reached"}})
+@router.get(
+    "/ready",
+    response_model=Readiness,
+    responses={503: {"description": "The event store cannot be reached"}},
+)
 async def ready(request: Request, store: StoreDep) -> Any:
     """Readiness: the event store answers (and reports its last global position)."""
     try:

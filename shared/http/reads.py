@@ -19,6 +19,7 @@ from shared.http.views import (
     History,
     history_of,
 )
+from shared.readmodel.cursor import CURSOR_PATTERN
 from shared.readmodel.projector import wait_for_position
 from shared.readmodel.summaries import ListFilter, list_summaries
 
@@ -79,7 +80,10 @@ async def list_complaints(
         Query(description="newest: newest first; due: the next due time, soonest first"),
     ] = "newest",
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    cursor: Annotated[str | None, Query(max_length=512)] = None,
+    cursor: Annotated[
+        str | None,
+        Query(pattern=CURSOR_PATTERN, description="the `next_cursor` of the page before"),
+    ] = None,
     min_position: Annotated[
         int | None,
         Query(

@@ -15,6 +15,7 @@ from shared.domain.chain import chain
 from shared.domain.codes import Status
 from shared.domain.complaint import Complaint
 from shared.domain.personal import ERASED_TEXT, STATE_FIELDS, as_record, is_erased, opened
+from shared.http import records
 from shared.store.application import StoredEvent
 
 
@@ -106,17 +107,17 @@ class ComplaintView(BaseModel):
         default=False,
         description="the owner is a level's supervisors: nobody there has been named yet",
     )
-    handlers: list[dict[str, Any]] = Field(
+    handlers: list[records.Handler] = Field(
         default=[], description="the people named to handle it at an escalated level"
     )
-    recalculations: list[dict[str, Any]] = Field(
+    recalculations: list[records.Recalculation] = Field(
         default=[],
         description="limits counted again under another policy version: old and new due "
         "times and both versions",
     )
     first_contact_owner: str
     channel: str
-    customer: dict[str, Any]
+    customer: records.CustomerShown
     service_number: str = Field(description="masked like the phone for roles that see masks")
     business_type: str
     category: str
@@ -127,7 +128,7 @@ class ComplaintView(BaseModel):
     description: str
     demand: str
     reply_channel: str
-    evidence: list[dict[str, Any]]
+    evidence: list[records.EvidenceRecord]
     repeat_of: UUID | None = None
     incident_id: UUID | None = Field(
         default=None, description="the major incident it belongs to (GET /incidents/{id})"
@@ -135,23 +136,23 @@ class ComplaintView(BaseModel):
     time_barred: bool = Field(description="past the limitation period of MIIT Art. 11")
     deadlines: list[Deadline]
     next_steps: str
-    refusal: dict[str, Any] | None = None
-    assignment: dict[str, Any] | None = None
-    extensions: list[dict[str, Any]] = []
-    findings: dict[str, Any] | None = None
-    resolution: dict[str, Any] | None = None
-    reply: dict[str, Any] | None = None
-    escalations: list[dict[str, Any]] = []
-    reviews: list[dict[str, Any]] = []
-    callbacks: list[dict[str, Any]] = []
-    callback_attempts: list[dict[str, Any]] = Field(
+    refusal: records.Refusal | None = None
+    assignment: records.Assignment | None = None
+    extensions: list[records.Extension] = []
+    findings: records.Findings | None = None
+    resolution: records.Resolution | None = None
+    reply: records.Reply | None = None
+    escalations: list[records.Escalation] = []
+    reviews: list[records.Review] = []
+    callbacks: list[records.Callback] = []
+    callback_attempts: list[records.CallbackAttempt] = Field(
         default=[], description="callback attempts that did not reach the customer"
     )
     archive_summary: str | None = None
-    alerts: list[dict[str, Any]] = Field(
+    alerts: list[records.Alert] = Field(
         default=[], description="missed limits at headquarters, reported to its supervisors"
     )
-    notifications: list[dict[str, Any]] = Field(
+    notifications: list[records.Notification] = Field(
         default=[], description="messages to the customer and whether they were sent"
     )
     clock_paused: bool = False
@@ -250,16 +251,11 @@ class ErasureView(BaseModel):
     complaints: list[UUID] = Field(description="the customer's complaints, each now erased")
 
 
-class EventActor(BaseModel):
-    id: str
-    role: str
-
-
 class HistoryEntry(BaseModel):
     version: int
     type: str = Field(examples=["Accepted"])
     at: datetime
-    actor: EventActor
+    actor: records.Actor
     service: str | None = Field(default=None, examples=["intake"])
     channel: str | None = None
     correlation_id: str | None = Field(
@@ -304,7 +300,7 @@ def history_of(complaint_id: UUID, events: list[StoredEvent], *, unmasked: bool)
                 version=event.version,
                 type=event.type,
                 at=event.at,
-                actor=EventActor(**actor),
+                actor=records.Actor(id=actor["id"], role=actor["role"]),
                 service=event.ctx.get("service"),
                 channel=event.ctx.get("channel"),
                 correlation_id=event.ctx.get("correlation_id"),

@@ -12,8 +12,6 @@ complaint whose personal data is erased is never held: it is loaded as the store
 
 from __future__ import annotations
 
-import base64
-import json
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,6 +28,7 @@ from shared.domain.codes import IncidentAction
 from shared.domain.complaint import Complaint
 from shared.domain.indexes import MajorIncident
 from shared.domain.personal import phone_digest
+from shared.readmodel.cursor import decode_cursor, encode_cursor
 from shared.readmodel.tables import (
     complaint_analysis,
     complaint_summaries,
@@ -334,50 +333,6 @@ class ListFilter:
     sort: str = "newest"
 
 
-class InvalidCursor(ValueError):
-    pass
-
-
-def encode_cursor(accepted_at: datetime, complaint_id: str) -> str:
-    return _encoded([accepted_at.isoformat(), complaint_id])
-
-
-def encode_due_cursor(due_at: datetime | None, complaint_id: str) -> str:
-    """The cursor of a list by due time: "due", the last row's next due time (or null) and id."""
-    return _encoded(["due", due_at.isoformat() if due_at else None, complaint_id])
-
-
-def _encoded(parts: list[Any]) -> str:
-    return base64.urlsafe_b64encode(json.dumps(parts).encode()).decode().rstrip("=")
-
-
-def _decoded(cursor: str) -> Any:
-    try:
-        return json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-    except (ValueError, TypeError) as exc:
-        raise InvalidCursor("cursor is not one this API issued") from exc
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, str]:
-    try:
-        at, complaint_id = _decoded(cursor)
-        if not isinstance(at, str) or not isinstance(complaint_id, str):
-            raise TypeError("cursor parts are not strings")
-        return to_utc(datetime.fromisoformat(at)), str(UUID(complaint_id))
-    except (ValueError, TypeError, OverflowError) as exc:
-        raise InvalidCursor("cursor is not one this API issued") from exc
-
-
-def decode_due_cursor(cursor: str) -> tuple[datetime | None, str]:
-    try:
-        kind, at, complaint_id = _decoded(cursor)
-        if kind != "due" or not isinstance(at, str | None) or not isinstance(complaint_id, str):
-            raise TypeError("not a cursor of a list by due time")
-        return (to_utc(datetime.fromisoformat(at)) if at else None), str(UUID(complaint_id))
-    except (ValueError, TypeError, OverflowError) as exc:
-        raise InvalidCursor("cursor is not one this API issued (with this sort)") from exc
-
-
 def _open_limits(*where: Any) -> Any:
     """The ids of complaints with a limit still counting that meets `where`, gathered first
     (an index range on the open limits). Asked per row instead, the planner walks the newest
@@ -463,18 +418,16 @@ async def list_summaries(
     next_cursor = None
     if len(rows) > limit:
         last = page[-1]
-        next_cursor = (
-            encode_due_cursor(last["next_due_at"], last["complaint_id"])
-            if filters.sort == "due"
-            else encode_cursor(last["accepted_at"], last["complaint_id"])
-        )
+        # Its keys in both orders: a cursor is a place in either (`shared.readmodel.cursor`).
+        next_cursor = encode_cursor(last["accepted_at"], last["complaint_id"], last["next_due_at"])
     return page, next_cursor
 
 
 def _newest_first(query: Any, cursor: str | None) -> Any:
     s = complaint_summaries.c
     if cursor:
-        at, complaint_id = decode_cursor(cursor)
+        place = decode_cursor(cursor)
+        at, complaint_id = place.at, place.row_id
         query = query.where(
             or_(s.accepted_at < at, and_(s.accepted_at == at, s.complaint_id < complaint_id))
         )
@@ -487,7 +440,8 @@ def _by_due(query: Any, cursor: str | None) -> list[Any]:
     the index (`ix_summaries_next_due`) from the cursor on, where one query ordering nulls
     last would scan past every row before the cursor."""
     s = complaint_summaries.c
-    due, complaint_id = decode_due_cursor(cursor) if cursor else (None, None)
+    place = decode_cursor(cursor) if cursor else None
+    due, complaint_id = (place.due, place.row_id) if place else (None, None)
     counting = query.where(s.next_due_at.is_not(None))
     none = query.where(s.next_due_at.is_(None))
     if complaint_id is not None and due is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import ipaddress
+import re
 import secrets
 import uuid
 from dataclasses import dataclass
@@ -62,6 +63,17 @@ def is_local_address(address: str) -> bool:
     return not ip.is_global or ip.is_multicast
 
 
+#: A receiver's URL as RFC 3986 allows it (ASCII; a byte outside the allowed characters
+#: percent-encoded), http or https, no user info, no fragment: the schema states it, and
+#: `url_refusal` applies it.
+_UNRESERVED = r"[A-Za-z0-9._~!$&'()*+,;=:@/-]|%[0-9A-Fa-f]{2}"
+RECEIVER_URL_PATTERN = (
+    r"^https?://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?)(:[0-9]{1,5})?"
+    rf"(/({_UNRESERVED})*)?(\?({_UNRESERVED}|\?)*)?$"
+)
+_RECEIVER_URL = re.compile(RECEIVER_URL_PATTERN)
+
+
 def url_refusal(url: str, *, local_allowed: bool) -> str | None:
     """Why a receiver's URL is refused, or None: https only, and no host on this machine or
     a private network, unless local receivers are allowed (development, or the setting)."""
@@ -70,6 +82,11 @@ def url_refusal(url: str, *, local_allowed: bool) -> str | None:
         return "must be an http(s) URL with a host"
     if parts.username or parts.password:
         return "must not carry credentials"
+    if not _RECEIVER_URL.match(url):
+        return (
+            "must be an http(s) URL as RFC 3986 writes it: ASCII, other characters "
+            "percent-encoded, no fragment"
+        )
     if local_allowed:
         return None
     if parts.scheme != "https":
@@ -157,7 +174,7 @@ async def subscriptions(engine: AsyncEngine) -> list[dict[str, Any]]:
 
 async def unsubscribe(engine: AsyncEngine, subscription_id: str, *, by: str, at: datetime) -> bool:
     """Delete a subscription: it gets nothing more (its pending deliveries are cancelled);
-    what it was sent stays readable. False if there was no live subscription of that id."""
+    what it was sent stays in the database. False if there was no live subscription of that id."""
     subs, deliveries = webhook_subscriptions, webhook_deliveries
     async with engine.begin() as conn:
         gone = await conn.execute(
@@ -178,20 +195,34 @@ async def unsubscribe(engine: AsyncEngine, subscription_id: str, *, by: str, at:
     return True
 
 
+class SubscriptionDeleted(Exception):
+    """The subscription was deleted (at `at`, by `by`): its deliveries are no longer served."""
+
+    def __init__(self, at: datetime, by: str) -> None:
+        super().__init__(f"deleted at {to_utc(at).isoformat()} by {by}")
+        self.at, self.by = at, by
+
+
 async def deliveries_of(
     engine: AsyncEngine, subscription_id: str, limit: int
 ) -> list[dict[str, Any]] | None:
-    """A subscription's deliveries, newest event first, each with every attempt; None if no
-    subscription (live or deleted) has that id."""
+    """A live subscription's deliveries, newest event first, each with every attempt; None if
+    no subscription has that id; SubscriptionDeleted if it was deleted (the rows stay in the
+    database, for the operator: deleting a resource ends what the API serves of it)."""
     d, a = webhook_deliveries.c, webhook_attempts.c
+    subs = webhook_subscriptions.c
     async with engine.connect() as conn:
-        known = await conn.scalar(
-            select(webhook_subscriptions.c.subscription_id).where(
-                webhook_subscriptions.c.subscription_id == subscription_id
+        known = (
+            await conn.execute(
+                select(subs.deleted_at, subs.deleted_by).where(
+                    subs.subscription_id == subscription_id
+                )
             )
-        )
+        ).first()
         if known is None:
             return None
+        if known.deleted_at is not None:
+            raise SubscriptionDeleted(known.deleted_at, known.deleted_by)
         rows = (
             await conn.execute(
                 select(webhook_deliveries)

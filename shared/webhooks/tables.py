@@ -25,7 +25,8 @@ metadata = MetaData()
 #: Who is told of which events. The signing secret is kept sealed under the current KEK
 #: (AES-GCM, bound to the subscription's id; the KEK file lives apart from the database and
 #: its backups), so a copy of the database alone cannot forge deliveries. A deleted
-#: subscription is kept (its deliveries' history stays readable) but gets nothing more.
+#: subscription's row is kept (its deliveries' history stays in the database, no longer in
+#: the API) but gets nothing more.
 webhook_subscriptions = Table(
     "webhook_subscriptions",
     metadata,

@@ -18,6 +18,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from contextlib import ExitStack
+from pathlib import Path
 
 import pytest
 
@@ -25,6 +26,7 @@ from tests.e2e.processes import ROOT, service, token
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 
+HERE = Path(__file__).parent
 SERVICES = ("intake", "investigation", "escalation", "callback")
 #: Examples per operation and phase: enough to find what it finds here in about a minute.
 EXAMPLES = "10"
@@ -40,6 +42,7 @@ def test_every_service_keeps_its_contract_under_fuzzing(store_env: dict[str, str
         "COMPLAINTS_WEBHOOKS_ENABLED": "false",
     }
     admin = token(env, "admin", "fuzzer")
+    fuzzer_env = {**env, "SCHEMATHESIS_HOOKS": "tests.e2e.fuzz_hooks", "FUZZ_TOKEN": admin}
     failures = []
     with ExitStack() as stack:
         urls = {name: stack.enter_context(service(name, env)) for name in SERVICES}
@@ -49,14 +52,12 @@ def test_every_service_keeps_its_contract_under_fuzzing(store_env: dict[str, str
                     sys.executable,
                     "-m",
                     "schemathesis.cli",
+                    "--config-file",
+                    str(HERE / "schemathesis.toml"),
                     "run",
                     f"{url}/openapi.json",
-                    "--header",
-                    f"Authorization: Bearer {admin}",
                     "--checks",
                     "all",
-                    "--exclude-checks",
-                    "positive_data_acceptance",
                     "--max-examples",
                     EXAMPLES,
                     "--seed",
@@ -69,7 +70,7 @@ def test_every_service_keeps_its_contract_under_fuzzing(store_env: dict[str, str
                     "true",
                 ],
                 cwd=ROOT,
-                env=env,
+                env=fuzzer_env,
                 capture_output=True,
                 text=True,
                 timeout=600,

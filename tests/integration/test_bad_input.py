@@ -218,15 +218,24 @@ async def test_methods_the_api_does_not_have_are_405_with_every_allowed_method(a
         assert answer.headers["Allow"] == "GET, POST"  # both routes on the path, not the first
 
 
-async def test_a_bad_body_is_422_even_with_a_bad_if_match(api: Api) -> None:
-    """Found by contract fuzzing: the If-Match check ran before the body was validated."""
+async def test_an_if_match_that_names_no_version_is_refused_as_malformed(api: Api) -> None:
+    """The schema states the form (`"3"`, 3 or `*`), and the server refuses what does not
+    have it as it refuses any malformed parameter: 422 naming it, the body checked too. A
+    well-formed version the complaint has moved on from is 412."""
     cid = (await api.accept(intake_body())).json()["id"]
     headers = api.headers(**{"If-Match": "not-a-version"})
     bad = await api.client.post(f"/complaints/{cid}/refusal", json={"reason": 3}, headers=headers)
     assert bad.status_code == 422
+    assert {"header.if-match", "reason"} <= {e["field"] for e in bad.json()["errors"]}
     body = {"reason": "out_of_scope", "explanation": "x", "redirect": "y"}
-    stale = await api.client.post(f"/complaints/{cid}/refusal", json=body, headers=headers)
+    malformed = await api.client.post(f"/complaints/{cid}/refusal", json=body, headers=headers)
+    assert malformed.status_code == 422
+    assert [e["field"] for e in malformed.json()["errors"]] == ["header.if-match"]
+    stale = await api.client.post(
+        f"/complaints/{cid}/refusal", json=body, headers=api.headers(**{"If-Match": 'W/"9"'})
+    )
     assert stale.status_code == 412
+    assert (await api.get(f"/complaints/{cid}")).json()["version"] == 1
 
 
 # ----------------------------------------------------------------------------- free text

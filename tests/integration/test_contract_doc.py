@@ -37,12 +37,12 @@ EVERYWHERE = {
 
 
 def _documented(path: str) -> str:
-    return re.sub(r"\{(complaint|incident)_id\}", "{id}", path)
+    return re.sub(r"\{(complaint|incident|subscription)_id\}", "{id}", path)
 
 
 def _lines_naming(path: str) -> list[str]:
     """The contract's lines that name the path in code: `/path`, `GET /path` or `/path?…`."""
-    named = re.compile(rf"`(?:(?:GET|POST) )?{re.escape(path)}[`?]")
+    named = re.compile(rf"`(?:(?:GET|POST|DELETE) )?{re.escape(path)}[`?]")
     return [line for line in CONTRACT.splitlines() if named.search(line)]
 
 

@@ -511,6 +511,20 @@ async def test_csv_carries_the_same_figures(
     assert value["applied", "refused", "reason", "out_of_scope", "complaints"] == "1"
     assert value["applied", "average", "repair", "broadband, towns", "average_hours"] == "159.0"
 
+    # The same, asked for in the query (a generated client sets no Accept of its own).
+    asked = await cb.client.get(
+        "/reports/improvement",
+        params={**PERIOD, "policy": "2026.2", "format": "csv"},
+        headers=cb.headers("supervisor"),
+    )
+    assert asked.headers["content-type"].startswith("text/csv") and asked.text == answer.text
+    json_anyway = await cb.client.get(
+        "/reports/improvement",
+        params={**PERIOD, "format": "json"},
+        headers=cb.headers("supervisor", Accept="text/csv"),
+    )
+    assert json_anyway.headers["content-type"] == "application/json"
+
 
 @pytest.mark.parametrize(
     ("params", "field"),

@@ -29,6 +29,7 @@ from shared.store.facade import ComplaintStore
 from shared.store.keystore import KekFile
 from shared.store.tables import idempotency_keys
 from shared.webhooks.projection import WebhookProjection
+from shared.webhooks.tables import webhook_deliveries
 from tests.conftest import TokenFactory, intake_body, make_settings
 from tests.integration.conftest import Api, catch_up, serving
 
@@ -147,8 +148,9 @@ async def test_only_an_admin_keeps_subscriptions(hooks: Api) -> None:
     again = await hooks.client.delete(f"/subscriptions/{sid}", headers=hooks.headers("admin"))
     assert again.status_code == 404
     assert again.headers["content-type"] == "application/problem+json"
-    # What a deleted subscription was sent stays readable.
-    assert (await deliveries(hooks, sid)) == []
+    # A deleted subscription is gone from the API, its deliveries too (410, not "unknown").
+    after = await hooks.get(f"/subscriptions/{sid}/deliveries", role="admin")
+    assert after.status_code == 410 and after.headers["content-type"] == "application/problem+json"
 
 
 @pytest.mark.parametrize(
@@ -161,8 +163,9 @@ async def test_only_an_admin_keeps_subscriptions(hooks: Api) -> None:
         ("https://[::1]/in", "loopback, private"),
         ("https://localhost:8025/webhooks", "this machine"),
         ("https://user:pw@hooks.example.com/in", "credentials"),
-        ("ftp://hooks.example.com/in", "match pattern"),
-        ("hooks.example.com/in", "match pattern"),
+        ("ftp://hooks.example.com/in", "http(s) URL"),
+        ("hooks.example.com/in", "http(s) URL"),
+        ("https://hooks.example.com/\u00e9v\u000e", "RFC 3986"),  # found by fuzzing
     ],
 )
 async def test_a_receiver_on_this_machine_or_network_is_refused_in_production(
@@ -330,8 +333,19 @@ async def test_a_deleted_subscription_gets_nothing_more(
     assert await sender(store, receiver, clock).send_once() == 2  # both to the one kept
     for received in receiver.state.webhooks:
         verified(received, kept["secret"])
-    [cancelled] = await deliveries(hooks, created["id"])
-    assert cancelled["status"] == "cancelled" and cancelled["attempts"] == []
+    # What it was still owed is kept in the database as cancelled, never attempted; the API
+    # serves nothing more of a deleted subscription.
+    async with store.engine.connect() as conn:
+        rows = (
+            await conn.execute(
+                select(webhook_deliveries.c.status, webhook_deliveries.c.attempts).where(
+                    webhook_deliveries.c.subscription_id == created["id"]
+                )
+            )
+        ).all()
+    assert [tuple(r) for r in rows] == [("cancelled", 0)]
+    after = await hooks.get(f"/subscriptions/{created['id']}/deliveries", role="admin")
+    assert after.status_code == 410 and "deleted" in after.json()["detail"]
 
 
 async def test_a_name_that_resolves_to_a_local_address_is_not_sent_to(
