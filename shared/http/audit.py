@@ -220,7 +220,10 @@ async def audit_public_key(_: Auditor, key: SigningKeyDep) -> AuditPublicKey:
     )
 
 
-@router.get("/audit/checkpoints", response_model=CheckpointListing)
+# (unset members stay out: `successor` only on the checkpoint that announces a rotation)
+@router.get(
+    "/audit/checkpoints", response_model=CheckpointListing, response_model_exclude_unset=True
+)
 async def audit_checkpoints(_: Auditor, checkpoints: CheckpointsDep) -> dict[str, Any]:
     """Signed chain heads (position, hash, signed_at, signature; `successor` on one that
     announces a key rotation), and the public key in force with its fingerprint."""
@@ -231,6 +234,7 @@ async def audit_checkpoints(_: Auditor, checkpoints: CheckpointsDep) -> dict[str
     "/audit/checkpoints",
     status_code=201,
     response_model=Checkpoint,
+    response_model_exclude_unset=True,
     responses={409: {"description": "Nothing has been chained yet"}, **AUDIT_UNAVAILABLE},
 )
 async def sign_checkpoint(

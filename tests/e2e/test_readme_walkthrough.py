@@ -57,6 +57,11 @@ EXPECTED = [
     ("201", "POST", "intake", "/complaints"),
     ("200", "GET", "intake", "/complaints"),
     ("200", "POST", "investigation", "/complaints/{id}/notifications/ack-1/confirmation"),
+    # Webhooks
+    ("201", "POST", "intake", "/subscriptions"),
+    ("201", "POST", "intake", "/complaints"),
+    ("200", "GET", "intake", "/subscriptions/{id}/deliveries"),
+    ("200", "GET", "gateway", "/webhooks"),  # what the receiver got
     # Escalation, the level's handler, and its review
     ("201", "POST", "intake", "/complaints"),
     ("200", "POST", "escalation", "/complaints/{id}/escalation"),
@@ -123,7 +128,8 @@ def test_the_readme_walkthrough_runs_in_order(tmp_path: Path) -> None:
     urls = {}
     with ExitStack() as stack:
         # The webhook receiver (the gateway's /webhooks); messages to customers go nowhere.
-        script = script.replace("http://127.0.0.1:8025", stack.enter_context(gateway(env)))
+        urls["gateway"] = stack.enter_context(gateway(env))
+        script = script.replace("http://127.0.0.1:8025", urls["gateway"])
         for name, port in SERVICES.items():
             urls[name] = stack.enter_context(service(name, env))
             script = script.replace(f"http://127.0.0.1:{port}", urls[name])

@@ -332,8 +332,10 @@ async def test_the_services_own_hs256_tokens_still_work_beside_the_provider(
 async def test_in_production_without_a_secret_only_the_providers_tokens_count(
     database_url: str, clock: FixedClock, token: TokenFactory, keys: Keys, provider: KeyServer
 ) -> None:
-    settings = provider_settings(database_url, provider.url, jwt_secret=DEV_SECRET)
-    assert settings.environment == "production"
+    # (production stated: `make` exports COMPLAINTS_ENVIRONMENT=development)
+    settings = provider_settings(
+        database_url, provider.url, jwt_secret=DEV_SECRET, environment="production"
+    )
     with pytest.raises(ValueError, match="HS256 tokens are off"):
         mint_token(settings, "agent-7", ["agent"], timedelta(minutes=5), datetime.now(UTC))
     dev = make_settings(database_url, jwt_secret=DEV_SECRET, environment="development")
@@ -344,7 +346,7 @@ async def test_in_production_without_a_secret_only_the_providers_tokens_count(
         refused = await api.client.get("/complaints", headers=bearer(published))
         assert refused.status_code == 401
     with pytest.raises(ValueError, match="COMPLAINTS_JWT_SECRET or COMPLAINTS_JWKS_URL"):
-        make_settings(database_url, jwt_secret=DEV_SECRET).check()
+        make_settings(database_url, jwt_secret=DEV_SECRET, environment="production").check()
 
 
 #: Settings the `token` fixture's HS256 tokens (`api.get`, `api.accept`) pass.

@@ -169,8 +169,15 @@ async def test_only_an_admin_keeps_subscriptions(hooks: Api) -> None:
     ],
 )
 async def test_a_receiver_on_this_machine_or_network_is_refused_in_production(
-    api: Api, url: str, why: str
+    settings: Settings, clock: FixedClock, token: TokenFactory, url: str, why: str
 ) -> None:
+    # (production stated: `make` exports COMPLAINTS_ENVIRONMENT=development)
+    production = settings.model_copy(update={"environment": "production"})
+    async with serving(create_app(production, clock=clock), token) as api:
+        await _refused(api, url, why)
+
+
+async def _refused(api: Api, url: str, why: str) -> None:
     answer = await api.client.post(
         "/subscriptions",
         json={"url": url, "event_types": ["Complaint.Accepted"]},
