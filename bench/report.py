@@ -69,8 +69,8 @@ def _scale_rows(scale: dict[str, Any], empty_rebuild: list[dict[str, Any]]) -> l
     if failed:
         misses.append(f"invalid: {failed} failed requests")
     rows.append(
-        f"| scale: `GET /complaints` (newest page, by status, by customer, overdue, a next "
-        f"page) on a {where} | 1 | p99 {cells} ms | — | — | {worst:.1f} ms | p99 ≤ 50 ms "
+        f"| scale: `GET /complaints` (each filter and order: {', '.join(scale['list'])}) on a "
+        f"{where} | 1 | p99 {cells} ms | — | — | {worst:.1f} ms | p99 ≤ 50 ms "
         f"| {_verdict(not misses, '; '.join(misses))} |"
     )
     for size, got in scale["rebuild"].items():

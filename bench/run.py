@@ -848,13 +848,18 @@ def measure_scale(
         "customer": "/complaints?customer_id=scale-000123",
         "overdue": "/complaints?overdue=true",
         "next page": f"/complaints?cursor={_second_page_cursor(url, tokens['agent'])}",
+        "phone": f"/complaints?phone={_a_seeded_phone(url, tokens['agent'])}",
+        "due within a day": "/complaints?due_before="
+        + urllib.parse.quote((datetime.now(UTC) + timedelta(days=1)).isoformat()),
+        "by due time": "/complaints?sort=due",
+        "department, by due time": "/complaints?department=network&sort=due",
     }
     if plan.repeats > 1:
         out["list"] = {
             name: _latency(get([path], f"list-{n}")) for n, (name, path) in enumerate(lists.items())
         }
     else:  # quick: one run through them all
-        out["list"] = {"all five, mixed": _latency(get(list(lists.values()), "lists"))}
+        out["list"] = {"all of them, mixed": _latency(get(list(lists.values()), "lists"))}
     out["rebuild"] = {
         size: _latency(get([f"/complaints/{seeded['long'][size]['id']}"], f"rebuild-{size}"))
         for size in (min(plan.rebuild_sizes), max(plan.rebuild_sizes))
@@ -895,6 +900,17 @@ def _latency(summary: dict[str, Any]) -> dict[str, float]:
         "requests": summary["requests"],
         "errors": summary["non_2xx"] + summary["socket_errors"],
     }
+
+
+def _a_seeded_phone(url: str, token: str) -> str:
+    """The service number of a seeded complaint, as an agent sees it (unmasked)."""
+    headers = {"Authorization": f"Bearer {token}"}
+    page = httpx.get(f"{url}/complaints?customer_id=scale-000123", headers=headers)
+    page.raise_for_status()
+    complaint_id = page.json()["items"][0]["id"]
+    complaint = httpx.get(f"{url}/complaints/{complaint_id}", headers=headers)
+    complaint.raise_for_status()
+    return urllib.parse.quote(complaint.json()["service_number"])
 
 
 def _second_page_cursor(url: str, token: str) -> str:
