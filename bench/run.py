@@ -903,9 +903,9 @@ def _latency(summary: dict[str, Any]) -> dict[str, float]:
 
 
 def _a_seeded_phone(url: str, token: str) -> str:
-    """The service number of a seeded complaint, as an agent sees it (unmasked)."""
+    """The service number of a complaint of the store (the newest), as an agent sees it."""
     headers = {"Authorization": f"Bearer {token}"}
-    page = httpx.get(f"{url}/complaints?customer_id=scale-000123", headers=headers)
+    page = httpx.get(f"{url}/complaints?limit=1", headers=headers)
     page.raise_for_status()
     complaint_id = page.json()["items"][0]["id"]
     complaint = httpx.get(f"{url}/complaints/{complaint_id}", headers=headers)
