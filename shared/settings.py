@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import json
 import re
-from ipaddress import IPv4Network, IPv6Network, ip_network
+from ipaddress import IPv4Network, IPv6Network, ip_address, ip_network
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -24,6 +25,19 @@ _ORIGIN = re.compile(r"^(https?)://(\[[0-9a-f:.]+\]|[a-z0-9.-]+)(?::([0-9]{1,5})
 _DEFAULT_PORTS = {"http": "80", "https": "443"}
 #: Shortest JWT secret production accepts: HS256 wants a key as long as its hash (RFC 7518).
 MIN_SECRET_BYTES = 32
+
+
+def _safe_keys_url(url: str | None) -> bool:
+    """Https, or http to this machine (nothing on a network path to swap the keys)."""
+    if url is None or url.startswith("https://"):
+        return True
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class Settings(BaseSettings):
@@ -254,6 +268,12 @@ class Settings(BaseSettings):
 
     def check(self) -> None:
         """Refuse settings that are unsafe in production."""
+        if self.environment == "production" and not _safe_keys_url(self.jwks_url):
+            raise ValueError(
+                "COMPLAINTS_JWKS_URL must be https in production (http only to this machine, "
+                "e.g. a sidecar): keys fetched over a network in plain http could be swapped "
+                "on the way, and tokens with any role signed with them."
+            )
         if self.environment == "production" and (
             (self.uses_dev_secret() and self.jwks_url is None)
             or self.index_key.get_secret_value() == DEV_INDEX_KEY

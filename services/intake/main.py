@@ -29,6 +29,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
                 backoff_max_seconds=settings.webhook_backoff_max_seconds,
                 max_attempts=settings.webhook_max_attempts,
                 local_allowed=settings.webhook_local_urls_allowed,
+                timeout_seconds=settings.webhook_timeout_seconds,
             )
             await sender.run()
 

@@ -32,6 +32,12 @@ def _unknown(subscription_id: str) -> HTTPException:
     return HTTPException(404, f"No webhook subscription {subscription_id}.")
 
 
+def _gone(subscription_id: str, gone: hooks.SubscriptionDeleted) -> HTTPException:
+    return HTTPException(
+        410, f"Webhook subscription {subscription_id} was {gone}; nothing is sent to it."
+    )
+
+
 @router.post(
     "/subscriptions",
     status_code=status.HTTP_201_CREATED,
@@ -72,6 +78,24 @@ async def list_subscriptions(_: Admin, store: StoreDep) -> list[SubscriptionView
     return [SubscriptionView(**s) for s in await hooks.subscriptions(store.engine)]
 
 
+@router.get(
+    "/subscriptions/{subscription_id}",
+    response_model=SubscriptionView,
+    responses={410: {"description": "The subscription was deleted"}},
+)
+async def read_subscription(
+    subscription_id: SubscriptionId, _: Admin, store: StoreDep
+) -> SubscriptionView:
+    """A live subscription (where a creation's `Location` points), never its secret."""
+    try:
+        found = await hooks.subscription(store.engine, subscription_id)
+    except hooks.SubscriptionDeleted as gone:
+        raise _gone(subscription_id, gone) from gone
+    if found is None:
+        raise _unknown(subscription_id)
+    return SubscriptionView(**found)
+
+
 @router.delete("/subscriptions/{subscription_id}", status_code=status.HTTP_204_NO_CONTENT)
 async def unsubscribe(
     subscription_id: SubscriptionId, admin: Admin, store: StoreDep, clock: ClockDep
@@ -98,9 +122,7 @@ async def deliveries(
     try:
         found = await hooks.deliveries_of(store.engine, subscription_id, limit)
     except hooks.SubscriptionDeleted as gone:
-        raise HTTPException(
-            410, f"Webhook subscription {subscription_id} was {gone}; nothing is sent to it."
-        ) from gone
+        raise _gone(subscription_id, gone) from gone
     if found is None:
         raise _unknown(subscription_id)
     return [DeliveryView(**d) for d in found]

@@ -6,6 +6,14 @@ doubles up to a maximum, and given up after the last attempt. The body is built 
 attempt and never stored: masked, it is the line the audit chain keeps for the regulator
 (`audit_chain.masked_line`); unmasked, the event's export line as it reads now (after an
 erasure, the digests). One sender runs at a time among the intake processes (a lease).
+
+A receiver is never trusted with more than its answer's status: an attempt has one deadline
+as a whole (`timeout_seconds`, however the receiver trickles), its body is not read, and the
+delivery is claimed for the attempt before it is sent, so a second sender (after a lease
+handover) or a deletion meanwhile never makes it go twice. Outside development the POST goes
+to the very address that was checked (no second lookup a DNS answer could turn to this
+machine), with the receiver's name as Host and TLS server name. One failing receiver holds
+back its own deliveries, not the others': its pending deliveries wait with the failed one.
 """
 
 from __future__ import annotations
@@ -46,6 +54,10 @@ async def resolve_host(host: str) -> list[str]:
     return [str(info[4][0]) for info in infos]
 
 
+#: Seconds an attempt's claim on its delivery lasts beyond the attempt's deadline.
+CLAIM_MARGIN_SECONDS = 5.0
+
+
 class Refused(Exception):
     """The attempt was not made (a local address, an unreadable secret)."""
 
@@ -63,7 +75,7 @@ class WebhookSender:
         local_allowed: bool,
         resolve: Resolve = resolve_host,
         poll_seconds: float = 1.0,
-        lease_seconds: float = 10.0,
+        timeout_seconds: float = 10.0,
     ) -> None:
         self.store = store
         self.client = client
@@ -74,7 +86,12 @@ class WebhookSender:
         self.local_allowed = local_allowed
         self.resolve = resolve
         self.poll_seconds = poll_seconds
+        self.timeout = timeout_seconds
+        #: How long an attempt holds its delivery: its deadline and a margin to record it.
+        self.claim = timedelta(seconds=timeout_seconds + CLAIM_MARGIN_SECONDS)
         holder = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
+        # The lease outlives an attempt: a sender is never overtaken in the middle of one.
+        lease_seconds = max(10.0, timeout_seconds + 2 * CLAIM_MARGIN_SECONDS)
         self.lease = Lease(store.engine, "webhook-sender", holder, lease_seconds)
 
     async def run(self) -> None:
@@ -111,6 +128,7 @@ class WebhookSender:
                         d.event_type,
                         d.event_at,
                         d.attempts,
+                        d.next_attempt_at,
                         s.url,
                         s.sees_personal_data,
                         s.secret_kek,
@@ -126,14 +144,62 @@ class WebhookSender:
                     .limit(limit)
                 )
             ).all()
-        delivered = 0
+        delivered, failing = 0, set()
         for row in due:
+            if row.subscription_id in failing:
+                continue  # its receiver just failed: its other deliveries wait with it
             if still_leading is not None and not await still_leading():
                 break
-            delivered += await self._attempt(row)
+            if not await self._claim(row):
+                continue  # another sender has it, or the subscription was deleted
+            outcome = await self._attempt(row)
+            if outcome is None:  # not attempted yet: due again as it was
+                await self._release(row)
+            elif outcome:
+                delivered += 1
+            else:
+                failing.add(row.subscription_id)
         return delivered
 
-    async def _attempt(self, row: Any) -> int:
+    async def _claim(self, row: Any) -> bool:
+        """Hold the delivery for this attempt: only if it is still as it was read, pending,
+        and its subscription live."""
+        d, s = webhook_deliveries.c, webhook_subscriptions.c
+        live = select(s.subscription_id).where(
+            s.subscription_id == row.subscription_id, s.deleted_at.is_(None)
+        )
+        async with self.store.engine.begin() as conn:
+            claimed = await conn.execute(
+                update(webhook_deliveries)
+                .where(
+                    d.subscription_id == row.subscription_id,
+                    d.position == row.position,
+                    d.status == "pending",
+                    d.attempts == row.attempts,
+                    d.next_attempt_at == row.next_attempt_at,
+                    live.exists(),
+                )
+                .values(next_attempt_at=to_utc(self.clock() + self.claim))
+            )
+        return claimed.rowcount == 1
+
+    async def _release(self, row: Any) -> None:
+        d = webhook_deliveries.c
+        async with self.store.engine.begin() as conn:
+            await conn.execute(
+                update(webhook_deliveries)
+                .where(
+                    d.subscription_id == row.subscription_id,
+                    d.position == row.position,
+                    d.status == "pending",
+                    d.attempts == row.attempts,
+                )
+                .values(next_attempt_at=row.next_attempt_at)
+            )
+
+    async def _attempt(self, row: Any) -> bool | None:
+        """Whether the receiver took it (the attempt recorded either way); None if it could
+        not be attempted yet (its audit chain line is not there)."""
         msg_id = webhook_id(row.subscription_id, row.position)
         started = time.monotonic()
         status_code: int | None = None
@@ -141,16 +207,18 @@ class WebhookSender:
         try:
             body = await self._body(row)
             if body is None:  # the audit chain has not reached the event yet: next time
-                return 0
+                return None
             secret = await self._secret(row)
-            await self._check_address(row.url)
-            status_code = await self._post(row, body, secret)
+            address = await self._checked_address(row.url)
+            status_code = await self._post(row, body, secret, address)
             if not 200 <= status_code < 300:
                 error = f"the receiver answered {status_code}"
         except Refused as exc:
             error = str(exc)
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
             error = f"{type(exc).__name__}: {exc}"
+        except TimeoutError:
+            error = f"no answer within {self.timeout:g} s"
         except Exception as exc:  # recorded and tried again; the others go on meanwhile
             log.exception("webhook %s could not be attempted", msg_id)
             error = f"not sent: {type(exc).__name__}"
@@ -158,7 +226,7 @@ class WebhookSender:
         await self._record(row, status_code, error, duration_ms)
         if error:
             log.warning("webhook %s not delivered: %s", msg_id, error)
-        return 0 if error else 1
+        return error is None
 
     async def _body(self, row: Any) -> str | None:
         """The delivery's JSON: `type`, `timestamp` (the event's) and `data` (its export line)."""
@@ -198,33 +266,45 @@ class WebhookSender:
             raise Refused(f"the subscription's secret cannot be read: {exc}"[:300]) from exc
         return plain.decode()
 
-    async def _check_address(self, url: str) -> None:
-        """No delivery to this machine or a private network unless allowed (SSRF), checked
-        at every attempt: a name may come to resolve elsewhere."""
+    async def _checked_address(self, url: str) -> str | None:
+        """The address to send to: no delivery to this machine or a private network unless
+        allowed (SSRF), checked at every attempt (a name may come to resolve elsewhere); the
+        POST then goes to that address. None where local receivers are allowed."""
         if self.local_allowed:
-            return
+            return None
         host = urlsplit(url).hostname or ""
         try:
             addresses = await self.resolve(host)
         except OSError as exc:
             raise Refused(f"{host} does not resolve: {exc}") from exc
-        if any(is_local_address(address) for address in addresses):
+        if not addresses or any(is_local_address(address) for address in addresses):
             raise Refused(f"{host} resolves to a local address; not sent")
+        return addresses[0]
 
-    async def _post(self, row: Any, body: str, secret: str) -> int:
+    async def _post(self, row: Any, body: str, secret: str, address: str | None) -> int:
+        """The receiver's status: the body it answers is never read."""
         msg_id = webhook_id(row.subscription_id, row.position)
         now = self.clock().astimezone(UTC)
         signature = Webhook(secret).sign(msg_id, now, body)
-        response = await self.client.post(
-            row.url,
-            content=body.encode(),
-            headers={
-                "content-type": "application/json",
-                "webhook-id": msg_id,
-                "webhook-timestamp": str(int(now.timestamp())),
-                "webhook-signature": signature,
-            },
+        headers = {
+            "content-type": "application/json",
+            "webhook-id": msg_id,
+            "webhook-timestamp": str(int(now.timestamp())),
+            "webhook-signature": signature,
+        }
+        url = httpx.URL(row.url)
+        extensions: dict[str, Any] = {}
+        if address is not None:  # to the address checked, named as the receiver
+            headers["host"] = url.netloc.decode("ascii")
+            if url.scheme == "https":
+                extensions["sni_hostname"] = url.host
+            url = url.copy_with(host=address)
+        request = self.client.build_request(
+            "POST", url, content=body.encode(), headers=headers, extensions=extensions
         )
+        async with asyncio.timeout(self.timeout):
+            response = await self.client.send(request, stream=True)
+            await response.aclose()
         return response.status_code
 
     async def _record(
@@ -241,6 +321,7 @@ class WebhookSender:
             state = {"status": "failed", "finished_at": to_utc(now)}
         else:
             state = {"next_attempt_at": to_utc(now + self.wait_after(attempt))}
+        later = state.get("next_attempt_at")
         async with self.store.engine.begin() as conn:
             moved = await conn.execute(
                 update(webhook_deliveries)
@@ -270,3 +351,13 @@ class WebhookSender:
                     duration_ms=duration_ms,
                 )
             )
+            if later is not None:  # the receiver failed: its other deliveries wait as long
+                await conn.execute(
+                    update(webhook_deliveries)
+                    .where(
+                        d.subscription_id == row.subscription_id,
+                        d.status == "pending",
+                        d.next_attempt_at < later,
+                    )
+                    .values(next_attempt_at=later)
+                )

@@ -225,6 +225,13 @@ async def token_principal(scope: Scope, token: str) -> Principal:
     return verdict
 
 
+def verified_principal(scope: Scope) -> Principal | None:
+    """Who the request's token was verified as earlier in this request, if it was: never
+    verifies (the access log must not make an unlimited route fetch keys)."""
+    kept: tuple[str, Principal | InvalidToken | KeysUnavailable] | None = scope.get(_VERDICT)
+    return kept[1] if kept is not None and isinstance(kept[1], Principal) else None
+
+
 def mint_token(
     settings: Settings, sub: str, roles: list[str], ttl: timedelta, now: datetime
 ) -> str:

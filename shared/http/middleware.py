@@ -19,7 +19,13 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.domain.errors import IdempotencyKeyReused
-from shared.http.auth import InvalidToken, KeysUnavailable, Principal, token_principal
+from shared.http.auth import (
+    InvalidToken,
+    KeysUnavailable,
+    Principal,
+    token_principal,
+    verified_principal,
+)
 from shared.http.commands import answer_again, answer_recipe
 from shared.http.deps import (
     ANSWERED_AS,
@@ -467,7 +473,8 @@ class Observe:
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
             method = scope["method"] if scope["method"] in _METHODS else "other"
-            client = await client_of(scope, headers)  # verified already, but for ops paths
+            verified = verified_principal(scope)  # (as the request's own checks found it)
+            client = verified.sub if verified else None
             self.requests.labels(self.service, method, template, str(status["code"])).inc()
             self.latency.labels(self.service, method, template).observe(elapsed)
             access.info(

@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from sqlalchemy import select, update
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from shared.domain.complaint import Complaint
 from shared.domain.indexes import MajorIncident
@@ -38,6 +38,8 @@ EVENT_TYPES: frozenset[str] = frozenset(
 SECRET_PREFIX = "whsec_"
 #: Hosts that are this machine whatever they resolve to.
 LOCAL_NAMES = ("localhost", ".localhost", ".local", ".internal")
+#: The well-known NAT64 prefix (RFC 6052): its last 32 bits are an IPv4 address.
+NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 
 
 def event_type(aggregate: str, type_: str) -> str:
@@ -58,8 +60,13 @@ def is_local_address(address: str) -> bool:
     """Loopback, private, link-local (cloud metadata), unspecified or reserved: never a
     receiver's address unless local receivers are allowed (SSRF)."""
     ip = ipaddress.ip_address(address)
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv6Address):
+        # An IPv4 address carried inside an IPv6 one reaches that IPv4 host: judge that.
+        inner = ip.ipv4_mapped or ip.sixtofour or (ip.teredo[1] if ip.teredo else None)
+        if inner is None and ip in NAT64:
+            inner = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+        if inner is not None:
+            ip = inner
     return not ip.is_global or ip.is_multicast
 
 
@@ -82,7 +89,7 @@ def url_refusal(url: str, *, local_allowed: bool) -> str | None:
         return "must be an http(s) URL with a host"
     if parts.username or parts.password:
         return "must not carry credentials"
-    if not _RECEIVER_URL.match(url):
+    if not _RECEIVER_URL.fullmatch(url):  # (not `match`: `$` passes a final newline)
         return (
             "must be an http(s) URL as RFC 3986 writes it: ASCII, other characters "
             "percent-encoded, no fragment"
@@ -203,6 +210,29 @@ class SubscriptionDeleted(Exception):
         self.at, self.by = at, by
 
 
+async def subscription(engine: AsyncEngine, subscription_id: str) -> dict[str, Any] | None:
+    """A live subscription (never its secret); None if no subscription has that id;
+    SubscriptionDeleted if it was deleted."""
+    async with engine.connect() as conn:
+        return await _live(conn, subscription_id)
+
+
+async def _live(conn: AsyncConnection, subscription_id: str) -> dict[str, Any] | None:
+    subs = webhook_subscriptions.c
+    row = (
+        await conn.execute(
+            select(*_PUBLIC_COLUMNS, subs.deleted_at, subs.deleted_by).where(
+                subs.subscription_id == subscription_id
+            )
+        )
+    ).first()
+    if row is None:
+        return None
+    if row.deleted_at is not None:
+        raise SubscriptionDeleted(row.deleted_at, row.deleted_by)
+    return _public(row._mapping)
+
+
 async def deliveries_of(
     engine: AsyncEngine, subscription_id: str, limit: int
 ) -> list[dict[str, Any]] | None:
@@ -210,19 +240,9 @@ async def deliveries_of(
     no subscription has that id; SubscriptionDeleted if it was deleted (the rows stay in the
     database, for the operator: deleting a resource ends what the API serves of it)."""
     d, a = webhook_deliveries.c, webhook_attempts.c
-    subs = webhook_subscriptions.c
     async with engine.connect() as conn:
-        known = (
-            await conn.execute(
-                select(subs.deleted_at, subs.deleted_by).where(
-                    subs.subscription_id == subscription_id
-                )
-            )
-        ).first()
-        if known is None:
+        if await _live(conn, subscription_id) is None:
             return None
-        if known.deleted_at is not None:
-            raise SubscriptionDeleted(known.deleted_at, known.deleted_by)
         rows = (
             await conn.execute(
                 select(webhook_deliveries)

@@ -154,6 +154,7 @@ MATRIX: list[tuple[str, str, str, dict[str, Any] | None, frozenset[str]]] = [
         frozenset(),
     ),
     ("intake", "GET", "/subscriptions", None, frozenset()),
+    ("intake", "GET", "/subscriptions/{subscription_id}", None, frozenset()),
     ("intake", "DELETE", "/subscriptions/{subscription_id}", None, frozenset()),
     ("intake", "GET", "/subscriptions/{subscription_id}/deliveries", None, frozenset()),
 ]

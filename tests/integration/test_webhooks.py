@@ -4,6 +4,7 @@ subscription may see personal data, retried with backoff, every attempt recorded
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -76,8 +77,9 @@ def sender(
     local_allowed: bool = True,
     max_attempts: int = 5,
     resolve: Resolve | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
 ) -> WebhookSender:
-    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=receiver))
+    client = httpx.AsyncClient(transport=transport or httpx.ASGITransport(app=receiver))
     extra: dict[str, Any] = {"resolve": resolve} if resolve else {}
     return WebhookSender(
         store,
@@ -89,6 +91,18 @@ def sender(
         local_allowed=local_allowed,
         **extra,
     )
+
+
+class Recording(httpx.AsyncBaseTransport):
+    """A transport that keeps the requests it passes on."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self.inner = inner
+        self.requests: list[httpx.Request] = []
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        return await self.inner.handle_async_request(request)
 
 
 async def project(store: ComplaintStore, clock: FixedClock) -> None:
@@ -142,8 +156,11 @@ async def test_only_an_admin_keeps_subscriptions(hooks: Api) -> None:
         (sid, ["Complaint.Accepted", "Complaint.Replied"])
     ]
     assert "secret" not in listed[0]
+    where = await hooks.get(f"/subscriptions/{sid}", role="admin")  # the creation's Location
+    assert where.status_code == 200 and where.json() == listed[0]
     gone = await hooks.client.delete(f"/subscriptions/{sid}", headers=hooks.headers("admin"))
     assert gone.status_code == 204
+    assert (await hooks.get(f"/subscriptions/{sid}", role="admin")).status_code == 410
     assert (await hooks.get("/subscriptions", role="admin")).json() == []
     again = await hooks.client.delete(f"/subscriptions/{sid}", headers=hooks.headers("admin"))
     assert again.status_code == 404
@@ -380,10 +397,17 @@ async def test_a_name_that_resolves_to_a_local_address_is_not_sent_to(
     [delivery] = await deliveries(api, sid)
     assert delivery["attempts"][0]["status_code"] is None
     assert "resolves to a local address" in delivery["attempts"][0]["error"]
+    # A public address: sent to that very address (no second lookup a DNS answer could turn
+    # to this machine), named as the receiver.
     addresses[:] = ["93.184.215.14"]
     clock.advance(timedelta(seconds=2))
+    recording = Recording(httpx.ASGITransport(app=receiver))
+    send = sender(store, receiver, clock, local_allowed=False, resolve=resolve, transport=recording)
     assert await send.send_once() == 1
     assert len(receiver.state.webhooks) == 1
+    [sent] = recording.requests
+    assert sent.url.host == "93.184.215.14" and sent.headers["host"] == "hooks.example.com"
+    assert sent.extensions["sni_hostname"] == "hooks.example.com"
 
 
 async def test_a_replayed_creation_creates_nothing_and_never_stores_the_secret(
@@ -428,3 +452,38 @@ async def test_a_kek_rotation_and_purge_keep_the_signing_secrets(
         await project(store, clock)
         assert await sender(store, receiver, clock).send_once() == 1
         verified(receiver.state.webhooks[0], created["secret"])
+
+
+async def test_two_senders_at_once_send_a_delivery_once(
+    hooks: Api, store: ComplaintStore, receiver: FastAPI, clock: FixedClock
+) -> None:
+    """After a lease handover two senders may read the same due delivery: each claims it
+    before sending, and only one claim holds."""
+    created = await subscribe(hooks)
+    await hooks.accept(intake_body())
+    await project(store, clock)
+    first, second = sender(store, receiver, clock), sender(store, receiver, clock)
+    sent = await asyncio.gather(first.send_once(), second.send_once())
+    assert sorted(sent) == [0, 1]
+    assert len(receiver.state.webhooks) == 1
+    [delivery] = await deliveries(hooks, created["id"])
+    assert delivery["status"] == "delivered" and len(delivery["attempts"]) == 1
+
+
+async def test_a_failing_receiver_holds_back_its_own_deliveries_not_the_others(
+    hooks: Api, store: ComplaintStore, receiver: FastAPI, clock: FixedClock
+) -> None:
+    one, other = await subscribe(hooks), await subscribe(hooks)
+    await hooks.accept(intake_body())
+    await hooks.accept(intake_body(customer={**intake_body()["customer"], "id": "cust-2"}))
+    await project(store, clock)
+    receiver.state.webhook_answers = [500]  # the first POST fails, whoever's it is
+    assert await sender(store, receiver, clock).send_once() == 2
+    assert len(receiver.state.webhooks) == 3  # the failure, and the other's two
+    mine = {s["id"]: await deliveries(hooks, s["id"]) for s in (one, other)}
+    [failed_id] = [sid for sid, ds in mine.items() if any(d["attempts"] == [] for d in ds)]
+    failed, waiting = sorted(mine[failed_id], key=lambda d: len(d["attempts"]), reverse=True)
+    assert len(failed["attempts"]) == 1 and failed["status"] == "pending"
+    assert waiting["attempts"] == [] and waiting["next_attempt_at"] == failed["next_attempt_at"]
+    [healthy_id] = set(mine) - {failed_id}
+    assert all(d["status"] == "delivered" for d in mine[healthy_id])

@@ -8,6 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from shared.settings import Settings
+from tests.conftest import make_settings
 
 INDEX_KEY = "index-key-0123456789-0123456789-abcdef"
 
@@ -48,3 +49,21 @@ def test_a_trusted_proxy_that_is_no_address_is_refused(
     monkeypatch.setenv("COMPLAINTS_TRUSTED_PROXIES", value)
     with pytest.raises(ValidationError, match="COMPLAINTS_TRUSTED_PROXIES takes IP addresses"):
         Settings()
+
+
+@pytest.mark.parametrize(
+    ("url", "refused"),
+    [
+        ("https://sso.example.cn/realms/ops/protocol/openid-connect/certs", False),
+        ("http://127.0.0.1:8080/certs", False),  # a sidecar on this machine
+        ("http://localhost:8080/certs", False),
+        ("http://sso.example.cn/certs", True),  # keys over a network in plain http
+    ],
+)
+def test_production_fetches_the_providers_keys_over_https(url: str, refused: bool) -> None:
+    settings = make_settings("sqlite:///unused.sqlite3", environment="production", jwks_url=url)
+    if refused:
+        with pytest.raises(ValueError, match="must be https"):
+            settings.check()
+    else:
+        settings.check()
