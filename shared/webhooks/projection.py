@@ -14,12 +14,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from shared.domain.clock import Clock
 from shared.readmodel.times import to_utc
 from shared.store.application import StoredEvent
-from shared.webhooks.subscriptions import event_type
+from shared.webhooks.subscriptions import PROJECTION, event_type, hold_position
 from shared.webhooks.tables import webhook_deliveries, webhook_subscriptions
 
 
 class WebhookProjection:
-    name = "webhooks"
+    name = PROJECTION
     folds = False
 
     def __init__(self, clock: Clock) -> None:
@@ -29,8 +29,11 @@ class WebhookProjection:
         return events
 
     async def write(self, conn: AsyncConnection, prepared: Sequence[StoredEvent]) -> None:
-        # Read in the batch's transaction: a subscription deleted before it commits gets
-        # nothing of it.
+        # The subscriptions are read once this projection's position is held
+        # (`hold_position`): a subscription made meanwhile has committed by then, with an
+        # `after_position` this batch's events are judged by; one deleted before the batch
+        # commits gets nothing of it.
+        await hold_position(conn)
         subs = webhook_subscriptions.c
         live = (
             await conn.execute(

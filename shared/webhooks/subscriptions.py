@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from shared.domain.complaint import Complaint
 from shared.domain.indexes import MajorIncident
+from shared.readmodel.tables import projection_tracking
 from shared.readmodel.times import from_db, to_utc
 from shared.store.facade import ComplaintStore
 from shared.webhooks.tables import webhook_attempts, webhook_deliveries, webhook_subscriptions
@@ -40,6 +41,22 @@ SECRET_PREFIX = "whsec_"
 LOCAL_NAMES = ("localhost", ".localhost", ".local", ".internal")
 #: The well-known NAT64 prefix (RFC 6052): its last 32 bits are an IPv4 address.
 NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+
+
+#: The name of the projection that enqueues deliveries (shared.webhooks.projection).
+PROJECTION = "webhooks"
+
+
+async def hold_position(conn: AsyncConnection) -> int:
+    """The position the deliveries' projection has reached, locked until the transaction
+    ends (PostgreSQL; SQLite has one writer at a time anyway). A subscription takes its
+    `after_position` so, and a batch reads the subscriptions so: neither slips between the
+    other's reads, so no event after a subscription's is missed."""
+    table = projection_tracking
+    held = await conn.execute(
+        select(table.c.position).where(table.c.name == PROJECTION).with_for_update()
+    )
+    return int(held.scalar() or 0)
 
 
 def event_type(aggregate: str, type_: str) -> str:
@@ -158,11 +175,14 @@ async def subscribe(
         "sees_personal_data": sees_personal_data,
         "secret_kek": kek_id,
         "secret_sealed": sealed,
-        "after_position": await store.ping(),
         "created_at": to_utc(at),
         "created_by": by,
     }
     async with store.engine.begin() as conn:
+        # From the events committed after now: the head, read while no batch of the
+        # deliveries' projection can read the subscriptions (`hold_position`).
+        await hold_position(conn)
+        row["after_position"] = await store.ping()
         await conn.execute(webhook_subscriptions.insert().values(row))
     return Created(_public(row), secret)
 

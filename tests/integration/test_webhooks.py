@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import select
+from sqlalchemy import select, text
 from standardwebhooks import Webhook, WebhookVerificationError
 
 from devtools.gateway import create_app as create_gateway
@@ -30,6 +30,7 @@ from shared.store.facade import ComplaintStore
 from shared.store.keystore import KekFile
 from shared.store.tables import idempotency_keys
 from shared.webhooks.projection import WebhookProjection
+from shared.webhooks.subscriptions import hold_position
 from shared.webhooks.tables import webhook_deliveries
 from tests.conftest import TokenFactory, intake_body, make_settings
 from tests.integration.conftest import Api, catch_up, serving
@@ -487,3 +488,56 @@ async def test_a_failing_receiver_holds_back_its_own_deliveries_not_the_others(
     assert waiting["attempts"] == [] and waiting["next_attempt_at"] == failed["next_attempt_at"]
     [healthy_id] = set(mine) - {failed_id}
     assert all(d["status"] == "delivered" for d in mine[healthy_id])
+
+
+async def test_a_subscription_made_while_a_batch_is_enqueued_misses_none_of_its_events(
+    local_settings: Settings,
+    store: ComplaintStore,
+    clock: FixedClock,
+    token: TokenFactory,
+    backend: str,
+) -> None:
+    """A batch of the deliveries' projection holds its position while it reads the
+    subscriptions: a subscription made meanwhile waits, and takes the head after the batch, so
+    whatever the batch read that it ought to get is its or a later batch's."""
+    if backend != "postgres":
+        pytest.skip("SQLite has one writer at a time: nothing to interleave")
+    # No projector in the app: the only session to wait on a lock is the subscription's.
+    quiet = local_settings.model_copy(update={"projector_enabled": False})
+    async with serving(create_app(quiet, clock=clock), token) as hooks:
+        await _made_during_a_batch(hooks, store, clock)
+
+
+async def _made_during_a_batch(hooks: Api, store: ComplaintStore, clock: FixedClock) -> None:
+    await subscribe(hooks)  # the projection has a position to hold
+    await hooks.accept(intake_body())
+    await project(store, clock)
+    async with store.engine.begin() as batch:
+        await hold_position(batch)  # as a batch's write does first
+        await hooks.accept(intake_body(customer={**intake_body()["customer"], "id": "c-9"}))
+        making = asyncio.ensure_future(subscribe(hooks))
+        assert await _waits_on_a_lock(store), "the creation did not wait for the batch"
+        assert not making.done()
+    made = await making
+    await project(store, clock)
+    assert await deliveries(hooks, made["id"]) == []  # nothing from before it: after the head
+    await hooks.accept(intake_body(customer={**intake_body()["customer"], "id": "c-10"}))
+    await project(store, clock)
+    assert [d["event_type"] for d in await deliveries(hooks, made["id"])] == ["Complaint.Accepted"]
+
+
+async def _waits_on_a_lock(store: ComplaintStore, seconds: float = 10.0) -> bool:
+    """Whether a session of this database comes to wait on a lock (within `seconds`)."""
+    deadline = asyncio.get_running_loop().time() + seconds
+    while asyncio.get_running_loop().time() < deadline:
+        async with store.engine.connect() as conn:
+            waiting = await conn.scalar(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                    "AND datname = current_database()"
+                )
+            )
+        if waiting:
+            return True
+        await asyncio.sleep(0.01)
+    return False
