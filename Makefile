@@ -35,7 +35,7 @@ integration: $(STAMP)
 	$(PY) -m pytest tests/integration
 
 e2e: $(STAMP)
-	$(PY) -m pytest tests/e2e
+	$(PY) -m pytest tests/e2e tests/browser
 
 ## Mutation testing of the time-limit and lifecycle modules (not in CI or `make test`; see the
 ## README): a fresh mutmut run over the unit tests and a few SQLite integration tests

@@ -26,6 +26,15 @@ ASSETS_URL = "/docs-assets"
 #: No "online validator" badge: Swagger UI would load it from validator.swagger.io, sending
 #: it this API's OpenAPI URL, whenever the page is not on localhost.
 SWAGGER_UI_PARAMETERS: dict[str, Any] = {"validatorUrl": None}
+#: Images only from the service itself: ReDoc's menu shows Redocly's logo from cdn.redoc.ly
+#: whatever its options say; under this policy the browser does not ask for it (and ReDoc
+#: drops the logo when it fails to load).
+CONTENT_SECURITY_POLICY = "img-src 'self' data:"
+
+
+def _own_images_only(response: HTMLResponse) -> HTMLResponse:
+    response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
+    return response
 
 
 def _root(request: Request) -> str:
@@ -36,7 +45,7 @@ def _root(request: Request) -> str:
 
 async def swagger_ui(request: Request) -> HTMLResponse:
     root = _root(request)
-    return get_swagger_ui_html(
+    page = get_swagger_ui_html(
         openapi_url=root + str(request.app.openapi_url),
         title=f"{request.app.title} - Swagger UI",
         oauth2_redirect_url=root + OAUTH2_REDIRECT_URL,
@@ -45,6 +54,7 @@ async def swagger_ui(request: Request) -> HTMLResponse:
         swagger_favicon_url=f"{root}{ASSETS_URL}/favicon.png",
         swagger_ui_parameters=SWAGGER_UI_PARAMETERS,
     )
+    return _own_images_only(page)
 
 
 async def swagger_ui_oauth2_redirect(request: Request) -> HTMLResponse:
@@ -53,13 +63,14 @@ async def swagger_ui_oauth2_redirect(request: Request) -> HTMLResponse:
 
 async def redoc(request: Request) -> HTMLResponse:
     root = _root(request)
-    return get_redoc_html(
+    page = get_redoc_html(
         openapi_url=root + str(request.app.openapi_url),
         title=f"{request.app.title} - ReDoc",
         redoc_js_url=f"{root}{ASSETS_URL}/redoc.standalone.js",
         redoc_favicon_url=f"{root}{ASSETS_URL}/favicon.png",
         with_google_fonts=False,
     )
+    return _own_images_only(page)
 
 
 def install_docs(app: FastAPI) -> None:
