@@ -7,6 +7,7 @@ from ipaddress import ip_network
 import pytest
 from pydantic import ValidationError
 
+from shared.domain.codes import Service
 from shared.settings import Settings
 
 INDEX_KEY = "index-key-0123456789-0123456789-abcdef"
@@ -47,4 +48,24 @@ def test_a_trusted_proxy_that_is_no_address_is_refused(
 ) -> None:
     monkeypatch.setenv("COMPLAINTS_TRUSTED_PROXIES", value)
     with pytest.raises(ValidationError, match="COMPLAINTS_TRUSTED_PROXIES takes IP addresses"):
+        Settings()
+
+
+def test_the_consoles_service_urls_keep_make_runs_for_a_service_left_out(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(
+        "COMPLAINTS_CONSOLE_SERVICE_URLS", '{"investigation": "https://inv.internal:8443"}'
+    )
+    urls = Settings().console_service_urls
+    assert urls[Service.INVESTIGATION] == "https://inv.internal:8443"
+    assert urls[Service.CALLBACK] == "http://127.0.0.1:8004"
+
+
+@pytest.mark.parametrize("value", ['{"billing": "http://a"}', '{"intake": "ftp://a"}'])
+def test_a_console_service_url_for_no_service_or_no_http_is_refused(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("COMPLAINTS_CONSOLE_SERVICE_URLS", value)
+    with pytest.raises(ValidationError, match="console_service_urls"):
         Settings()
