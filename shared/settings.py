@@ -16,6 +16,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 
+from shared.domain.codes import Service
 from shared.domain.policy import DEFAULT_POLICY_PATH
 
 DEV_SECRET = "dev-only-insecure-secret-change-me-0123456789"
@@ -25,6 +26,14 @@ _ORIGIN = re.compile(r"^(https?)://(\[[0-9a-f:.]+\]|[a-z0-9.-]+)(?::([0-9]{1,5})
 _DEFAULT_PORTS = {"http": "80", "https": "443"}
 #: Shortest JWT secret production accepts: HS256 wants a key as long as its hash (RFC 7518).
 MIN_SECRET_BYTES = 32
+#: A service's base URL, as the console calls it; by default where `make run` serves each.
+ServiceUrl = Annotated[str, Field(pattern=r"^https?://[^\s/]+\S*$")]
+MAKE_RUN_URLS: dict[Service, str] = {
+    Service.INTAKE: "http://127.0.0.1:8001",
+    Service.INVESTIGATION: "http://127.0.0.1:8002",
+    Service.ESCALATION: "http://127.0.0.1:8003",
+    Service.CALLBACK: "http://127.0.0.1:8004",
+}
 
 
 def _safe_keys_url(url: str | None) -> bool:
@@ -181,6 +190,16 @@ class Settings(BaseSettings):
     webhook_local_urls: bool = False
     #: How long a list with `min_position` waits for the projection to get there.
     read_your_writes_seconds: float = Field(default=5.0, ge=0, le=30)
+    #: Where the console (`/console/`) sends a command that another service serves: each
+    #: service's base URL (JSON object in the env). Reads go to the console's own process.
+    #: The default is `make run`'s ports.
+    console_service_urls: dict[Service, ServiceUrl] = dict(MAKE_RUN_URLS)
+
+    @field_validator("console_service_urls")
+    @classmethod
+    def _every_service(cls, urls: dict[Service, str]) -> dict[Service, str]:
+        """A service left out keeps its `make run` address: the console knows where each is."""
+        return {**MAKE_RUN_URLS, **urls}
 
     @field_validator("trusted_proxies", mode="before")
     @classmethod

@@ -15,11 +15,13 @@ from shared.http.commands import accept, execute
 from shared.http.deps import IfMatchDep, StoreDep, command_context
 from shared.http.errors import COMMAND_RESPONSES
 from shared.http.fields import IDENTIFIER_PATTERN
+from shared.http.routes import ACCEPT_ROLES
 from shared.http.views import ComplaintView, ErasureView
 
 router = APIRouter(tags=["intake"], responses=COMMAND_RESPONSES)
 
-IntakeCtx = Annotated[CommandContext, Depends(command_context(Role.AGENT, Role.SUPERVISOR))]
+#: Who accepts and refuses (docs/api.md "Who may do what"); the console asks the same set.
+IntakeCtx = Annotated[CommandContext, Depends(command_context(*ACCEPT_ROLES))]
 AdminCtx = Annotated[CommandContext, Depends(command_context(Role.ADMIN))]
 CustomerId = Annotated[str, Path(pattern=IDENTIFIER_PATTERN, examples=["cust-000123"])]
 

@@ -113,6 +113,7 @@ def main() -> None:
     print("\nAll four services are up:")
     for name, port in SERVICES.items():
         print(f"  {name:<14} http://{host}:{port}   docs: http://{host}:{port}/docs")
+    print(f"\nConsole (any service serves it):  http://{host}:{SERVICES['intake']}/console/")
     fingerprint = key_fingerprint(load_key(settings.audit_key_path, create=False))
     print(f"\nAudit signing key, SHA-256 fingerprint: {fingerprint}")
     print("  (GET /audit/public-key; give it to regulators by a channel of your own to pin)")

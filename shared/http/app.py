@@ -18,6 +18,8 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from shared.audit.chain import ChainProjection
 from shared.audit.checkpoints import Checkpoints, KeyRetired, load_key
+from shared.console import install_console
+from shared.console.session import PREFIX as CONSOLE_PREFIX
 from shared.domain.clock import Clock, system_clock
 from shared.domain.codes import Service
 from shared.domain.context import Actor, CommandContext
@@ -216,7 +218,10 @@ def create_service_app(
 
     install_error_handlers(app)
     install_docs(app)
-    app.add_middleware(CommandGuard, max_body_bytes=settings.max_body_bytes)
+    # (the console's forms are pages, not commands: the guard meets their commands after)
+    app.add_middleware(
+        CommandGuard, max_body_bytes=settings.max_body_bytes, pages_prefix=CONSOLE_PREFIX + "/"
+    )
     if settings.rate_limit_per_second > 0:  # outside the guard: a throttled retry claims no key
         app.add_middleware(
             RateLimit,
@@ -237,4 +242,5 @@ def create_service_app(
     app.include_router(reads.router)
     app.include_router(audit.router)
     app.include_router(ops.router)
+    install_console(app)
     return app

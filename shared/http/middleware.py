@@ -160,9 +160,14 @@ class CommandGuard:
     answer stored by the acceptance's own write (`_ANSWERED_WITH_WRITE`, `Unanswered`).
     """
 
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, *, max_body_bytes: int, pages_prefix: str | None = None
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        #: Pages under this prefix (the console) post HTML forms, not commands: only the
+        #: body limit applies to them; the commands they send come back through this guard.
+        self.pages_prefix = pages_prefix
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] not in _WRITES:
@@ -180,6 +185,9 @@ class CommandGuard:
             await self._problem(scope, receive, send, 413, self._too_large())
             return
         except ConnectionAbortedError:
+            return
+        if self.pages_prefix is not None and path.startswith(self.pages_prefix):
+            await self.app(scope, _replayer(body), send)
             return
         media_type = headers.get("content-type", "").split(";")[0].strip().lower()
         if body and not (media_type == "application/json" or media_type.endswith("+json")):

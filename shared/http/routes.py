@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from shared.domain.codes import Service, Status
+from shared.domain.codes import Role, Service, Status
 from shared.domain.lifecycle import STAGES, Command
 
 #: Where a client gives each command (docs/api.md): the service and the route. Commands missing here
@@ -24,6 +24,12 @@ ROUTES: dict[Command, tuple[Service, str]] = {
     Command.RECORD_UNREACHED_CALLBACK: (Service.CALLBACK, "/complaints/{id}/callback"),
     Command.ARCHIVE: (Service.CALLBACK, "/complaints/{id}/archive"),
 }
+
+
+#: Where a complaint is accepted, and who may accept (or refuse) one: the intake routes and
+#: the console's form both take it from here.
+ACCEPT: tuple[Service, str] = (Service.INTAKE, "/complaints")
+ACCEPT_ROLES: frozenset[Role] = frozenset({Role.AGENT, Role.SUPERVISOR})
 
 
 #: Where a command is given differently in one status: only a regulator's appeal escalates a

@@ -7,6 +7,7 @@ from ipaddress import ip_network
 import pytest
 from pydantic import ValidationError
 
+from shared.domain.codes import Service
 from shared.settings import Settings
 from tests.conftest import make_settings
 
@@ -67,3 +68,23 @@ def test_production_fetches_the_providers_keys_over_https(url: str, refused: boo
             settings.check()
     else:
         settings.check()
+
+
+def test_the_consoles_service_urls_keep_make_runs_for_a_service_left_out(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(
+        "COMPLAINTS_CONSOLE_SERVICE_URLS", '{"investigation": "https://inv.internal:8443"}'
+    )
+    urls = Settings().console_service_urls
+    assert urls[Service.INVESTIGATION] == "https://inv.internal:8443"
+    assert urls[Service.CALLBACK] == "http://127.0.0.1:8004"
+
+
+@pytest.mark.parametrize("value", ['{"billing": "http://a"}', '{"intake": "ftp://a"}'])
+def test_a_console_service_url_for_no_service_or_no_http_is_refused(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("COMPLAINTS_CONSOLE_SERVICE_URLS", value)
+    with pytest.raises(ValidationError, match="console_service_urls"):
+        Settings()

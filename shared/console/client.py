@@ -1,0 +1,98 @@
+"""The console's one way to the data: the services' JSON API, called with the signed-in
+user's token. Its own process in-process (every service serves the reads); a command another
+service serves, by that service's URL (`Settings.console_service_urls`). So authentication,
+masking, validation and errors are exactly the API's."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode
+
+import httpx
+from fastapi import Request
+
+from shared.domain.codes import Service
+from shared.logs import correlation_id
+from shared.settings import Settings
+
+#: Longest wait for another service's answer.
+TIMEOUT_SECONDS = 15.0
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    body: Any
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 300
+
+    @property
+    def detail(self) -> str:
+        """The problem's sentence (RFC 9457 `detail`), for a page to show."""
+        if isinstance(self.body, dict):
+            return str(self.body.get("detail") or self.body.get("title") or self.status)
+        return str(self.status)
+
+    def field_errors(self) -> dict[str, str]:
+        """A 422's errors by field (`customer.phone` → its message)."""
+        if not isinstance(self.body, dict):
+            return {}
+        errors = self.body.get("errors") or []
+        return {
+            str(e.get("field")): str(e.get("message"))
+            for e in errors
+            if isinstance(e, dict) and e.get("field")
+        }
+
+
+class Api:
+    """The API as one signed-in user calls it."""
+
+    def __init__(self, request: Request, token: str) -> None:
+        self.request = request
+        self.token = token
+        self.settings: Settings = request.app.state.settings
+        self.own = Service(request.app.state.service)
+
+    def _client(self, service: Service) -> httpx.AsyncClient:
+        headers = {"Authorization": f"Bearer {self.token}"}
+        correlation = correlation_id.get()  # the page's request: its events carry its id
+        if correlation:
+            headers["X-Request-ID"] = correlation
+        if service == self.own:
+            transport = httpx.ASGITransport(app=self.request.app)
+            base = f"{self.request.url.scheme}://{self.request.url.netloc}"
+            return httpx.AsyncClient(transport=transport, base_url=base, headers=headers)
+        return httpx.AsyncClient(
+            base_url=self.settings.console_service_urls[service],
+            headers=headers,
+            timeout=TIMEOUT_SECONDS,
+        )
+
+    async def get(self, path: str, params: list[tuple[str, str]] | None = None) -> Answer:
+        """A read, from this process."""
+        async with self._client(self.own) as client:
+            response = await client.get(path, params=urlencode(params or []))
+        return _answer(response)
+
+    async def post(
+        self, service: Service, path: str, body: dict[str, Any], headers: dict[str, str]
+    ) -> Answer:
+        """A command, to the service that serves it (this process if it is that service)."""
+        try:
+            async with self._client(service) as client:
+                response = await client.post(path, json=body, headers=headers)
+        except httpx.HTTPError as exc:
+            return Answer(503, {"detail": f"The {service.value} service cannot be reached: {exc}"})
+        return _answer(response)
+
+
+def _answer(response: httpx.Response) -> Answer:
+    try:
+        body = response.json()
+    except ValueError:
+        body = {"detail": response.text[:500]}
+    return Answer(response.status_code, body)

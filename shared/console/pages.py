@@ -1,0 +1,470 @@
+"""The console's pages (`/console/`): server-rendered from what the JSON API answers the
+signed-in user. Nothing here decides who may see what or whether input is valid: the API
+does, and the pages show its answer (its masks, its 422's fields, its problem's sentence)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime, timedelta
+from typing import Annotated, Any, Literal
+from urllib.parse import parse_qsl
+from uuid import UUID
+from zoneinfo import ZoneInfo
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from jinja2 import Environment, PackageLoader, select_autoescape
+
+from shared.console import session
+from shared.console.client import Api
+from shared.console.i18n import LANGUAGES, Translator, language
+from shared.domain.clock import Clock, system_clock
+from shared.domain.codes import (
+    Area,
+    BusinessType,
+    Category,
+    Channel,
+    Level,
+    ReplyChannel,
+    Role,
+    VipTier,
+)
+from shared.http.auth import InvalidToken, KeysUnavailable, Principal, mint_token, token_principal
+from shared.http.routes import ACCEPT, ACCEPT_ROLES
+from shared.settings import Settings
+
+router = APIRouter(prefix=session.PREFIX, include_in_schema=False)
+
+#: The time zone the console shows and takes times in: the staff's (the policy's calendar).
+DISPLAY_TZ = ZoneInfo("Asia/Shanghai")
+#: The pages load nothing from another host, run no inline script and cannot be framed.
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; "
+    "frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+QUEUES = ("all", "mine", "due", "overdue", "escalated", "tasks")
+SEARCHES = ("acceptance_no", "phone", "customer_id")
+PAGE_SIZE = 50
+
+_env = Environment(
+    loader=PackageLoader("shared.console", "templates"),
+    autoescape=select_autoescape(["html"]),
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+
+
+def shown_time(value: str | datetime | None) -> str:
+    """An API time as the staff read it: local time to the minute."""
+    if not value:
+        return ""
+    at = datetime.fromisoformat(value) if isinstance(value, str) else value
+    return at.astimezone(DISPLAY_TZ).strftime("%Y-%m-%d %H:%M")
+
+
+def countdown(seconds: float, t: Translator) -> str:
+    """`2d 3h`, `3h 05m`, `12m`; past due: `overdue 12m` (the script keeps it moving)."""
+    late = seconds < 0
+    minutes = int(abs(seconds) // 60)
+    days, rest = divmod(minutes, 24 * 60)
+    hours, mins = divmod(rest, 60)
+    text = f"{days}d {hours}h" if days else f"{hours}h {mins:02d}m" if hours else f"{mins}m"
+    return f"{t('countdown.overdue')} {text}" if late else text
+
+
+_env.filters["time"] = shown_time
+_env.filters["short"] = lambda value: (value or "")[:12]
+_env.filters["pretty"] = lambda value: json.dumps(value, ensure_ascii=False, indent=2)
+
+
+def _clock(request: Request) -> Clock:
+    clock: Clock = request.app.state.clock
+    return clock
+
+
+def _settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def may_accept(principal: Principal | None) -> bool:
+    return principal is not None and principal.acting_as(ACCEPT_ROLES) is not None
+
+
+def render(
+    request: Request,
+    template: str,
+    *,
+    status: int = 200,
+    principal: Principal | None = None,
+    **context: Any,
+) -> HTMLResponse:
+    t = Translator(language(request.cookies.get(session.LANGUAGE_COOKIE)))
+    base = session.root(request) + session.PREFIX
+    html = _env.get_template(template).render(
+        t=t,
+        lang=t.lang,
+        other_lang=next(code for code in LANGUAGES if code != t.lang),
+        base=base,
+        static=base + "/static",
+        here=request.url.path + (f"?{request.url.query}" if request.url.query else ""),
+        user=principal,
+        may_accept=may_accept(principal),
+        **context,
+    )
+    return HTMLResponse(html, status_code=status, headers=SECURITY_HEADERS)
+
+
+def refused_origin(request: Request) -> HTMLResponse:
+    t = Translator(language(request.cookies.get(session.LANGUAGE_COOKIE)))
+    return render(request, "error.html", status=403, message=t("csrf.refused"))
+
+
+def signin_page(request: Request, status: int = 200, error: str | None = None) -> HTMLResponse:
+    development = _settings(request).environment == "development"
+    return render(
+        request,
+        "signin.html",
+        status=status,
+        development=development,
+        roles=[role.value for role in Role],
+        error=error,
+    )
+
+
+def signed_out(request: Request) -> HTMLResponse:
+    """The session's token no longer verifies (expired): sign in again."""
+    t = Translator(language(request.cookies.get(session.LANGUAGE_COOKIE)))
+    page = signin_page(request, status=401, error=t("signin.expired"))
+    session.forget_token(request, page)
+    return page
+
+
+def _home(request: Request) -> str:
+    return session.root(request) + session.PREFIX + "/"
+
+
+# -- sign-in, sign-out, language ---------------------------------------------------------------
+
+
+@router.post("/signin")
+async def sign_in(request: Request) -> Response:
+    """Development: a role and a name mint a development token. Anywhere: a pasted token.
+    Either is verified as the API verifies it before it is kept."""
+    if not session.same_origin(request):
+        return refused_origin(request)
+    form = await _form(request)
+    t = Translator(language(request.cookies.get(session.LANGUAGE_COOKIE)))
+    settings = _settings(request)
+    token = form.get("token", "").strip()
+    if not token and ("role" in form or "name" in form):
+        if settings.environment != "development":
+            return signin_page(request, 403, t("signin.picker_off"))
+        role, name = form.get("role", ""), form.get("name", "").strip()
+        try:
+            token = mint_token(
+                settings, name, [role], timedelta(hours=session.DEV_TOKEN_HOURS), system_clock()
+            )
+        except ValueError as exc:  # an unknown role
+            return signin_page(request, 422, str(exc))
+    try:
+        await token_principal(request.scope, token)
+    except InvalidToken as exc:
+        return signin_page(request, 401, f"{t('signin.invalid')}: {exc}")
+    except KeysUnavailable:
+        return signin_page(request, 503, t("signin.unavailable"))
+    response = RedirectResponse(_home(request), status_code=303)
+    session.keep_token(request, response, token)
+    return response
+
+
+@router.post("/signout")
+async def sign_out(request: Request) -> Response:
+    if not session.same_origin(request):
+        return refused_origin(request)
+    response = RedirectResponse(_home(request), status_code=303)
+    session.forget_token(request, response)
+    return response
+
+
+@router.get("/language/{lang}")
+async def switch_language(
+    request: Request,
+    lang: Literal["zh", "en"],
+    next: Annotated[str | None, Query(max_length=2000)] = None,
+) -> Response:
+    response = RedirectResponse(session.safe_next(next, request), status_code=303)
+    session.keep_language(request, response, lang)
+    return response
+
+
+# -- queues --------------------------------------------------------------------------------------
+
+
+def queue_filters(
+    view: str, principal: Principal, now: datetime, hours: int, level: Level | None
+) -> list[tuple[str, str]]:
+    """A queue as the list's filters (docs/api.md "Reads")."""
+    if view == "mine":
+        return [("owner", principal.sub)]
+    if view == "due":
+        return [("due_before", (now + timedelta(hours=hours)).isoformat()), ("sort", "due")]
+    if view == "overdue":
+        return [("overdue", "true"), ("sort", "due")]
+    if view == "escalated":
+        return [("status", "escalated"), *([("level", level.value)] if level else [])]
+    if view == "tasks":
+        return [("task", "true")]
+    return []
+
+
+def next_limit(item: dict[str, Any]) -> str | None:
+    """When the soonest running limit of a summary falls due; with none running, the limit
+    it missed (the countdown then says how late it is)."""
+    for state in ("running", "missed"):
+        due = [str(d["due_at"]) for d in item.get("deadlines", []) if d.get("state") == state]
+        if due:
+            return min(due, key=datetime.fromisoformat)
+    return None
+
+
+@router.get("/")
+async def queues(
+    request: Request,
+    view: Literal["all", "mine", "due", "overdue", "escalated", "tasks"] = "all",
+    hours: Annotated[int, Query(ge=1, le=24 * 30)] = 24,
+    level: Level | None = None,
+    by: Literal["acceptance_no", "phone", "customer_id"] = "acceptance_no",
+    q: Annotated[str | None, Query(max_length=200)] = None,
+    cursor: Annotated[str | None, Query(max_length=1000)] = None,
+) -> Response:
+    """The home page: the sign-in page without a session, the queues with one."""
+    found = await session.signed_in(request)
+    if found is None:
+        return signin_page(request)
+    token, principal = found
+    now = _clock(request)()
+    search = (q or "").strip()
+    filters = [(by, search)] if search else queue_filters(view, principal, now, hours, level)
+    params = [*filters, ("limit", str(PAGE_SIZE)), *([("cursor", cursor)] if cursor else [])]
+    answer = await Api(request, token).get("/complaints", params)
+    if answer.status == 401:
+        return signed_out(request)
+    items = answer.body.get("items", []) if answer.ok else []
+    t = Translator(language(request.cookies.get(session.LANGUAGE_COOKIE)))
+    rows = []
+    for item in items:
+        due = next_limit(item)
+        left = (datetime.fromisoformat(due) - now).total_seconds() if due else None
+        rows.append(
+            {
+                **item,
+                "next_due": due,
+                "countdown": countdown(left, t) if left is not None else t("countdown.none"),
+                "late": left is not None and left < 0,
+            }
+        )
+    this_queue = [
+        ("view", view),
+        ("hours", str(hours)),
+        *([("level", level.value)] if level else []),
+        *([("by", by), ("q", search)] if search else []),
+    ]
+    next_cursor = answer.body.get("next_cursor") if answer.ok else None
+    return render(
+        request,
+        "queues.html",
+        status=200 if answer.ok else answer.status,
+        principal=principal,
+        view=view,
+        views=QUEUES,
+        hours=hours,
+        level=level.value if level else "",
+        levels=[lv.value for lv in Level],
+        by=by,
+        searches=SEARCHES,
+        q=search,
+        rows=rows,
+        error=None if answer.ok else answer.detail,
+        now=now.isoformat(),
+        first_query=this_queue if cursor else None,
+        next_query=[*this_queue, ("cursor", next_cursor)] if next_cursor else None,
+    )
+
+
+# -- a complaint --------------------------------------------------------------------------------
+
+
+def limit_bar(deadline: dict[str, Any], now: datetime) -> dict[str, Any]:
+    """A limit with how far along its time it is (0 to 1000), now or at `as_of`."""
+    start = datetime.fromisoformat(deadline["starts_at"])
+    due = datetime.fromisoformat(deadline["due_at"])
+    span = max((due - start).total_seconds(), 1.0)
+    elapsed = (now - start).total_seconds()
+    return {**deadline, "progress": int(max(0.0, min(1.0, elapsed / span)) * 1000)}
+
+
+@router.get("/complaints/{complaint_id}")
+async def complaint_page(
+    request: Request,
+    complaint_id: UUID,
+    as_of: Annotated[str | None, Query(max_length=64)] = None,
+) -> Response:
+    found = await session.signed_in(request)
+    if found is None:
+        return signin_page(request, status=401)
+    token, principal = found
+    api = Api(request, token)
+    as_of = (as_of or "").strip() or None
+    complaint = await api.get(f"/complaints/{complaint_id}", [("as_of", as_of)] if as_of else None)
+    if complaint.status == 401:
+        return signed_out(request)
+    if not complaint.ok:
+        return render(
+            request, "error.html", status=complaint.status, principal=principal,
+            message=complaint.detail,
+        )  # fmt: skip
+    history = await api.get(f"/complaints/{complaint_id}/history")
+    events = history.body.get("events", []) if history.ok else []
+    shown_at = datetime.fromisoformat(as_of) if as_of else _clock(request)()
+    view = complaint.body
+    return render(
+        request,
+        "complaint.html",
+        principal=principal,
+        c=view,
+        limits=[limit_bar(d, shown_at) for d in view.get("deadlines", [])],
+        events=events,
+        as_of=as_of,
+        shown_at=shown_at,
+        later=lambda event: datetime.fromisoformat(event["at"]) > shown_at,
+    )
+
+
+# -- a new complaint ----------------------------------------------------------------------------
+
+#: The acceptance form: each field by its name in POST /complaints (a 422's `errors[].field`),
+#: with its choices where the API has codes for it.
+FORM_FIELDS: list[tuple[str, str, list[str] | None, bool]] = [
+    # (field, input type, choices, required)
+    ("channel", "select", [c.value for c in Channel], True),
+    ("customer.id", "text", None, True),
+    ("customer.name", "text", None, True),
+    ("customer.phone", "tel", None, True),
+    ("customer.email", "email", None, False),
+    ("customer.vip_tier", "select", [v.value for v in VipTier], False),
+    ("service_number", "text", None, True),
+    ("business_type", "select", [b.value for b in BusinessType], True),
+    ("category", "select", [c.value for c in Category], True),
+    ("area", "select", [a.value for a in Area], False),
+    ("occurred_at", "datetime-local", None, True),
+    ("received_at", "datetime-local", None, False),
+    ("description", "textarea", None, True),
+    ("demand", "textarea", None, True),
+    ("reply_channel", "select", [r.value for r in ReplyChannel], True),
+]
+_TIMES = frozenset({"occurred_at", "received_at"})
+
+
+def local_time(value: str) -> str:
+    """A time typed without an offset (the browser's date-time field) is the staff's local
+    time; anything else goes to the API as typed, for it to judge."""
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return value
+    return parsed.replace(tzinfo=DISPLAY_TZ).isoformat() if parsed.tzinfo is None else value
+
+
+def acceptance_body(form: dict[str, str]) -> dict[str, Any]:
+    """The form as a POST /complaints body: dotted names nest, empty optional fields are left
+    out (required ones are sent empty, for the API to name)."""
+    body: dict[str, Any] = {}
+    for name, _, _, required in FORM_FIELDS:
+        value = form.get(name, "").strip()
+        if not value and not required:
+            continue
+        if value and name in _TIMES:
+            value = local_time(value)
+        *outer, last = name.split(".")
+        target = body
+        for part in outer:
+            target = target.setdefault(part, {})
+        target[last] = value
+    return body
+
+
+def new_form(
+    request: Request,
+    principal: Principal,
+    *,
+    values: dict[str, str] | None = None,
+    errors: dict[str, str] | None = None,
+    error: str | None = None,
+    status: int = 200,
+) -> HTMLResponse:
+    return render(
+        request,
+        "new.html",
+        status=status,
+        principal=principal,
+        fields=FORM_FIELDS,
+        values=values or {"channel": Channel.HOTLINE.value},
+        errors=errors or {},
+        error=error,
+        # a new key for every form shown: a double submit makes one complaint
+        idempotency_key=str(uuid.uuid4()),
+    )
+
+
+@router.get("/new")
+async def new_complaint(request: Request) -> Response:
+    found = await session.signed_in(request)
+    if found is None:
+        return signin_page(request, status=401)
+    _, principal = found
+    if not may_accept(principal):
+        t = Translator(language(request.cookies.get(session.LANGUAGE_COOKIE)))
+        return render(
+            request, "error.html", status=403, principal=principal, message=t("error.forbidden")
+        )
+    return new_form(request, principal)
+
+
+@router.post("/new")
+async def accept_complaint(request: Request) -> Response:
+    if not session.same_origin(request):
+        return refused_origin(request)
+    found = await session.signed_in(request)
+    if found is None:
+        return signin_page(request, status=401)
+    token, principal = found
+    form = await _form(request)
+    key = form.get("idempotency_key", "") or str(uuid.uuid4())
+    service, path = ACCEPT
+    answer = await Api(request, token).post(
+        service, path, acceptance_body(form), {"Idempotency-Key": key}
+    )
+    if answer.status == 401:
+        return signed_out(request)
+    if not answer.ok:
+        errors = answer.field_errors()
+        return new_form(
+            request,
+            principal,
+            values=form,
+            errors=errors,
+            error=None if errors else answer.detail,
+            status=answer.status,
+        )
+    return render(request, "accepted.html", status=201, principal=principal, c=answer.body)
+
+
+async def _form(request: Request) -> dict[str, str]:
+    """An HTML form's fields (application/x-www-form-urlencoded), the last of each name."""
+    body = (await request.body()).decode("utf-8", errors="replace")
+    return dict(parse_qsl(body, keep_blank_values=True))
