@@ -171,29 +171,16 @@ class WebhookSender:
         async with self.store.engine.begin() as conn:
             claimed = await conn.execute(
                 update(webhook_deliveries)
-                .where(
-                    d.subscription_id == row.subscription_id,
-                    d.position == row.position,
-                    d.status == "pending",
-                    d.attempts == row.attempts,
-                    d.next_attempt_at == row.next_attempt_at,
-                    live.exists(),
-                )
+                .where(*_as_read(row), d.next_attempt_at == row.next_attempt_at, live.exists())
                 .values(next_attempt_at=to_utc(self.clock() + self.claim))
             )
         return claimed.rowcount == 1
 
     async def _release(self, row: Any) -> None:
-        d = webhook_deliveries.c
         async with self.store.engine.begin() as conn:
             await conn.execute(
                 update(webhook_deliveries)
-                .where(
-                    d.subscription_id == row.subscription_id,
-                    d.position == row.position,
-                    d.status == "pending",
-                    d.attempts == row.attempts,
-                )
+                .where(*_as_read(row))
                 .values(next_attempt_at=row.next_attempt_at)
             )
 
@@ -325,12 +312,7 @@ class WebhookSender:
         async with self.store.engine.begin() as conn:
             moved = await conn.execute(
                 update(webhook_deliveries)
-                .where(
-                    d.subscription_id == row.subscription_id,
-                    d.position == row.position,
-                    d.status == "pending",
-                    d.attempts == row.attempts,
-                )
+                .where(*_as_read(row))
                 .values(
                     attempts=attempt,
                     last_status_code=status_code,
@@ -361,3 +343,14 @@ class WebhookSender:
                     )
                     .values(next_attempt_at=later)
                 )
+
+
+def _as_read(row: Any) -> tuple[Any, ...]:
+    """Where the delivery is still as the sender read it: pending, after as many attempts."""
+    d = webhook_deliveries.c
+    return (
+        d.subscription_id == row.subscription_id,
+        d.position == row.position,
+        d.status == "pending",
+        d.attempts == row.attempts,
+    )
