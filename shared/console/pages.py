@@ -19,7 +19,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from shared.console import session
 from shared.console.client import Api
 from shared.console.i18n import LANGUAGES, Translator, language
-from shared.domain.clock import Clock, system_clock
+from shared.domain.clock import system_clock
 from shared.domain.codes import (
     Area,
     BusinessType,
@@ -32,7 +32,7 @@ from shared.domain.codes import (
 )
 from shared.http.auth import InvalidToken, KeysUnavailable, Principal, mint_token, token_principal
 from shared.http.routes import ACCEPT, ACCEPT_ROLES
-from shared.settings import Settings
+from shared.http.state import clock_of, settings_of
 
 router = APIRouter(prefix=session.PREFIX, include_in_schema=False)
 
@@ -81,16 +81,6 @@ _env.filters["short"] = lambda value: (value or "")[:12]
 _env.filters["pretty"] = lambda value: json.dumps(value, ensure_ascii=False, indent=2)
 
 
-def _clock(request: Request) -> Clock:
-    clock: Clock = request.app.state.clock
-    return clock
-
-
-def _settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
-
-
 def may_accept(principal: Principal | None) -> bool:
     return principal is not None and principal.acting_as(ACCEPT_ROLES) is not None
 
@@ -125,7 +115,7 @@ def refused_origin(request: Request) -> HTMLResponse:
 
 
 def signin_page(request: Request, status: int = 200, error: str | None = None) -> HTMLResponse:
-    development = _settings(request).environment == "development"
+    development = settings_of(request).environment == "development"
     return render(
         request,
         "signin.html",
@@ -159,7 +149,7 @@ async def sign_in(request: Request) -> Response:
         return refused_origin(request)
     form = await _form(request)
     t = Translator(language(request.cookies.get(session.LANGUAGE_COOKIE)))
-    settings = _settings(request)
+    settings = settings_of(request)
     token = form.get("token", "").strip()
     if not token and ("role" in form or "name" in form):
         if settings.environment != "development":
@@ -247,7 +237,7 @@ async def queues(
     if found is None:
         return signin_page(request)
     token, principal = found
-    now = _clock(request)()
+    now = clock_of(request)()
     search = (q or "").strip()
     filters = [(by, search)] if search else queue_filters(view, principal, now, hours, level)
     params = [*filters, ("limit", str(PAGE_SIZE)), *([("cursor", cursor)] if cursor else [])]
@@ -330,7 +320,7 @@ async def complaint_page(
         )  # fmt: skip
     history = await api.get(f"/complaints/{complaint_id}/history")
     events = history.body.get("events", []) if history.ok else []
-    shown_at = datetime.fromisoformat(as_of) if as_of else _clock(request)()
+    shown_at = datetime.fromisoformat(as_of) if as_of else clock_of(request)()
     view = complaint.body
     return render(
         request,

@@ -15,6 +15,7 @@ from shared.domain.context import Actor, CommandContext
 from shared.http.auth import Principal, authenticate, require_roles
 from shared.http.errors import UnknownQueryParameters
 from shared.http.fingerprint import STATE_KEY as FINGERPRINT
+from shared.http.state import clock_of, settings_of
 from shared.settings import Settings
 from shared.store.facade import ComplaintStore
 
@@ -42,16 +43,6 @@ def _store(request: Request) -> ComplaintStore:
     return store
 
 
-def _clock(request: Request) -> Clock:
-    clock: Clock = request.app.state.clock
-    return clock
-
-
-def _settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
-
-
 def _if_match(
     if_match: Annotated[
         str | None,
@@ -69,8 +60,8 @@ def _if_match(
 
 
 StoreDep = Annotated[ComplaintStore, Depends(_store)]
-ClockDep = Annotated[Clock, Depends(_clock)]
-SettingsDep = Annotated[Settings, Depends(_settings)]
+ClockDep = Annotated[Clock, Depends(clock_of)]
+SettingsDep = Annotated[Settings, Depends(settings_of)]
 PrincipalDep = Annotated[Principal, Depends(authenticate)]
 IfMatchDep = Annotated[int | None, Depends(_if_match)]
 

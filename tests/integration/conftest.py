@@ -8,8 +8,8 @@ from contextlib import asynccontextmanager
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import column, inspect, select, table, text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.callback.main import create_app as create_callback_app
 from services.intake.main import create_app
@@ -74,14 +74,14 @@ async def undo_list_filters(conn: AsyncConnection) -> None:
         "next_due",
     ):
         await conn.execute(text(f"DROP INDEX ix_summaries_{index}"))
-    for column in (
+    for name in (
         "investigator",
         "acceptance_key",
         "phone_digest",
         "service_digest",
         "next_due_at",
     ):
-        await conn.execute(text(f"ALTER TABLE complaint_summaries DROP COLUMN {column}"))
+        await conn.execute(text(f"ALTER TABLE complaint_summaries DROP COLUMN {name}"))
 
 
 @pytest.fixture
@@ -105,3 +105,22 @@ async def cb(settings: Settings, clock: FixedClock, token: TokenFactory) -> Asyn
     """The callback app: callback, archive and the improvement reports."""
     async with serving(create_callback_app(settings, clock=clock), token) as client:
         yield client
+
+
+async def database_blobs(engine: AsyncEngine) -> dict[str, bytes]:
+    """Every table of the database, each as one blob of all its values: where a promise about
+    data (erased, sealed, kept as a digest) is checked as the database holds it."""
+    async with engine.connect() as conn:
+        names = await conn.run_sync(lambda sync: inspect(sync).get_table_names())
+        blobs = {}
+        for name in names:
+            columns = await conn.run_sync(
+                lambda sync, n=name: [c["name"] for c in inspect(sync).get_columns(n)]
+            )
+            rows = (await conn.execute(select(table(name, *map(column, columns))))).all()
+            blobs[name] = b"\n".join(
+                value if isinstance(value, bytes) else str(value).encode()
+                for row in rows
+                for value in (bytes(v) if isinstance(v, memoryview) else v for v in row)
+            )
+    return blobs

@@ -13,8 +13,7 @@ from uuid import UUID
 
 import pytest
 from anyio import to_thread
-from sqlalchemy import column, inspect, select, table
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import table
 
 from services.escalation.main import create_app as create_escalation_app
 from shared.audit.chain import ChainProjection
@@ -25,7 +24,7 @@ from shared.readmodel.summaries import SummaryProjection
 from shared.settings import Settings
 from shared.store.facade import ComplaintStore
 from tests.conftest import TokenFactory, intake_body, make_settings, pinned_key
-from tests.integration.conftest import Api, catch_up, serving
+from tests.integration.conftest import Api, catch_up, database_blobs, serving
 from tests.integration.test_callback import call
 from tests.integration.test_investigation import BODIES, command
 
@@ -91,24 +90,6 @@ async def _archived_complaint(api: Api, inv: Api, cb: Api) -> str:
     return cid
 
 
-async def _database(engine: AsyncEngine) -> dict[str, bytes]:
-    """Every table of the database, each as one blob of all its values."""
-    async with engine.connect() as conn:
-        names = await conn.run_sync(lambda sync: inspect(sync).get_table_names())
-        blobs = {}
-        for name in names:
-            columns = await conn.run_sync(
-                lambda sync, n=name: [c["name"] for c in inspect(sync).get_columns(n)]
-            )
-            rows = (await conn.execute(select(table(name, *map(column, columns))))).all()
-            blobs[name] = b"\n".join(
-                value if isinstance(value, bytes) else str(value).encode()
-                for row in rows
-                for value in (bytes(v) if isinstance(v, memoryview) else v for v in row)
-            )
-    return blobs
-
-
 def _found(blobs: dict[str, bytes], secrets: dict[str, str] = SECRETS) -> set[tuple[str, str]]:
     return {
         (table_name, field)
@@ -159,7 +140,7 @@ async def test_erasure_leaves_no_plaintext_and_the_chain_verifies(
 
     # Sealed at rest: the event store and its snapshots hold no plaintext even now, nor does
     # the stored answer of the Idempotency-Key.
-    blobs = await _database(store.engine)
+    blobs = await database_blobs(store.engine)
     assert any(blob for name, blob in blobs.items() if name.endswith("snapshots")), "no snapshot"
     assert _found(blobs) == set()
     assert {t for t, _ in _found(blobs, other)} == set()
@@ -220,7 +201,7 @@ async def test_erasure_leaves_no_plaintext_and_the_chain_verifies(
 
     # Nowhere in the database, the exports or the logs; the chain and checkpoints verify.
     await _settled(api)
-    assert _found(await _database(store.engine)) == set()
+    assert _found(await database_blobs(store.engine)) == set()
     lines = await _export(api)
     assert not any(value.encode() in b"".join(lines) for value in SECRETS.values())
     verdict = verify(
@@ -327,13 +308,13 @@ async def test_erasing_a_customer_who_never_complained_is_404_and_changes_nothin
     erased afterwards as usual."""
     cid = (await api.accept(_body())).json()["id"]
     await _settled(api)
-    before = await _database(store.engine)
+    before = await database_blobs(store.engine)
     before.pop("projection_leases")  # the projector's heartbeat, renewed meanwhile
     unknown = await api.client.post("/customers/nobody-9/erasure", headers=api.headers("admin"))
     assert unknown.status_code == 404, unknown.text
     assert unknown.headers["content-type"] == "application/problem+json"
     assert "nobody-9" in unknown.json()["detail"]
-    after = await _database(store.engine)
+    after = await database_blobs(store.engine)
     after.pop("projection_leases")
     assert after == before
     read = (await api.get(f"/complaints/{cid}", "agent")).json()
@@ -357,7 +338,7 @@ async def test_what_an_erased_complaint_records_later_is_erased_at_once(
         assert added.json()["evidence"][-1]["summary"] == ERASED_TEXT  # the answer too
     shown = (await api.get(f"/complaints/{cid}")).json()
     assert {e["summary"] for e in shown["evidence"]} == {ERASED_TEXT}
-    blobs = await _database(store.engine)
+    blobs = await database_blobs(store.engine)
     assert not any(f"EV-{n}".encode() in blob for n in range(4) for blob in blobs.values())
     assert CUSTOMER.encode() not in blobs["wrapped_keys"]
     second = await api.client.post(f"/customers/{CUSTOMER}/erasure", headers=api.headers("admin"))

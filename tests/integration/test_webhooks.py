@@ -33,7 +33,7 @@ from shared.webhooks.projection import WebhookProjection
 from shared.webhooks.subscriptions import hold_position
 from shared.webhooks.tables import webhook_deliveries
 from tests.conftest import TokenFactory, intake_body, make_settings
-from tests.integration.conftest import Api, catch_up, serving
+from tests.integration.conftest import Api, catch_up, database_blobs, serving
 
 RECEIVER = "http://receiver.test/webhooks"
 NOT_ADMIN = ("agent", "investigator", "supervisor", "callback", "analyst", "regulator")
@@ -425,6 +425,9 @@ async def test_a_replayed_creation_creates_nothing_and_never_stores_the_secret(
     async with store.engine.connect() as conn:
         stored = [bytes(b or b"") for b in await conn.scalars(select(idempotency_keys.c.body))]
     assert stored and all(secret.encode() not in b for b in stored)
+    # Nor anywhere else in the database: the secret is kept sealed under the KEK only.
+    key = secret.removeprefix("whsec_").encode()
+    assert [t for t, blob in (await database_blobs(store.engine)).items() if key in blob] == []
 
 
 async def test_a_kek_rotation_and_purge_keep_the_signing_secrets(
