@@ -12,20 +12,21 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 
 from services.callback.reports import ImprovementReport, build_report, load_rows, to_csv
 from services.callback.schemas import ArchiveRequest, CallbackRequest
-from shared.domain.codes import Role
 from shared.domain.complaint import Complaint
 from shared.domain.context import Actor, CommandContext
+from shared.domain.lifecycle import Command
 from shared.domain.policy import Policy
 from shared.http.auth import require_roles
 from shared.http.commands import execute
 from shared.http.deps import ClockDep, IfMatchDep, SettingsDep, StoreDep, command_context
 from shared.http.errors import COMMAND_RESPONSES, READ_RESPONSES, invalid_field
 from shared.http.fields import Timestamp
+from shared.http.routes import COMMAND_ROLES, REPORT_ROLES
 from shared.http.views import ComplaintView
 
 router = APIRouter(tags=["callback"], responses=COMMAND_RESPONSES)
 
-CallbackCtx = Annotated[CommandContext, Depends(command_context(Role.CALLBACK, Role.SUPERVISOR))]
+CallbackCtx = Annotated[CommandContext, Depends(command_context(*COMMAND_ROLES[Command.ARCHIVE]))]
 
 
 @router.post("/complaints/{complaint_id}/callback", response_model=ComplaintView)
@@ -66,7 +67,7 @@ async def archive(
 
 reports = APIRouter(tags=["reports"], responses=READ_RESPONSES)
 
-Analyst = Annotated[Actor, Depends(require_roles(Role.ANALYST, Role.SUPERVISOR, Role.REGULATOR))]
+Analyst = Annotated[Actor, Depends(require_roles(*REPORT_ROLES))]
 
 
 def _policies(request: Request) -> dict[str, Policy]:

@@ -19,24 +19,23 @@ from services.escalation.schemas import (
     IncidentView,
     ReviewRequest,
 )
-from shared.domain.codes import Area, Category, Channel, EscalationTrigger, Level, Role
+from shared.domain.codes import Area, Category, Channel, EscalationTrigger, Level
 from shared.domain.complaint import Complaint
 from shared.domain.context import CommandContext
+from shared.domain.lifecycle import Command
 from shared.http.commands import answer, execute
 from shared.http.deps import ClockDep, IfMatchDep, PrincipalDep, StoreDep, command_context
 from shared.http.errors import COMMAND_RESPONSES, READ_RESPONSES
+from shared.http.routes import ACCEPT_ROLES, COMMAND_ROLES
 from shared.http.views import ComplaintView
 from shared.readmodel.cursor import CURSOR_PATTERN
 
 router = APIRouter(tags=["escalation"], responses=COMMAND_RESPONSES)
 incidents = APIRouter(tags=["major incidents"], responses=READ_RESPONSES)
 
-EscalateCtx = Annotated[
-    CommandContext,
-    Depends(command_context(Role.AGENT, Role.INVESTIGATOR, Role.CALLBACK, Role.SUPERVISOR)),
-]
-SupervisorCtx = Annotated[CommandContext, Depends(command_context(Role.SUPERVISOR))]
-AppealCtx = Annotated[CommandContext, Depends(command_context(Role.AGENT, Role.SUPERVISOR))]
+EscalateCtx = Annotated[CommandContext, Depends(command_context(*COMMAND_ROLES[Command.ESCALATE]))]
+SupervisorCtx = Annotated[CommandContext, Depends(command_context(*COMMAND_ROLES[Command.REVIEW]))]
+AppealCtx = Annotated[CommandContext, Depends(command_context(*ACCEPT_ROLES))]
 
 
 @router.post("/complaints/{complaint_id}/escalation", response_model=ComplaintView)

@@ -18,22 +18,22 @@ from services.investigation.schemas import (
     ResolutionRequest,
     ResumeRequest,
 )
-from shared.domain.codes import Role
 from shared.domain.context import CommandContext
+from shared.domain.lifecycle import Command
 from shared.http.commands import execute
 from shared.http.deps import IfMatchDep, StoreDep, command_context
 from shared.http.errors import COMMAND_RESPONSES
+from shared.http.routes import COMMAND_ROLES
 from shared.http.views import ComplaintView
 
 router = APIRouter(tags=["investigation"], responses=COMMAND_RESPONSES)
 
-SupervisorCtx = Annotated[CommandContext, Depends(command_context(Role.SUPERVISOR))]
+SupervisorCtx = Annotated[CommandContext, Depends(command_context(*COMMAND_ROLES[Command.ASSIGN]))]
 InvestigatorCtx = Annotated[
-    CommandContext, Depends(command_context(Role.INVESTIGATOR, Role.SUPERVISOR))
+    CommandContext, Depends(command_context(*COMMAND_ROLES[Command.RECORD_FINDINGS]))
 ]
 StaffCtx = Annotated[
-    CommandContext,
-    Depends(command_context(Role.AGENT, Role.INVESTIGATOR, Role.CALLBACK, Role.SUPERVISOR)),
+    CommandContext, Depends(command_context(*COMMAND_ROLES[Command.CONFIRM_NOTIFICATION]))
 ]
 NotificationId = Annotated[str, Path(pattern=r"^[a-z]+-[0-9]{1,4}$", examples=["reply-1"])]
 

@@ -13,6 +13,8 @@ ZH: dict[str, str] = {
     "app.title": "投诉处理控制台",
     "nav.queues": "工作队列",
     "nav.new": "新建投诉",
+    "nav.dashboard": "时限看板",
+    "nav.audit": "审计",
     "nav.signout": "退出",
     "nav.signed_in_as": "当前用户",
     "nav.language": "English",
@@ -86,6 +88,7 @@ ZH: dict[str, str] = {
     "complaint.as_of_now": "当前",
     "complaint.as_of_shown": "显示的是该投诉在此时点的状态",
     "complaint.show": "查看",
+    # -- dashboard (dashboard.py) --
     "event.version": "序号",
     "event.type": "事件",
     "event.at": "时间",
@@ -97,6 +100,7 @@ ZH: dict[str, str] = {
     "event.hash": "哈希",
     "event.prev_hash": "前一哈希",
     "event.data": "内容",
+    # -- audit (audit.py) --
     "new.title": "新建投诉",
     "new.customer": "客户信息",
     "new.complaint": "投诉信息",
@@ -123,6 +127,7 @@ ZH: dict[str, str] = {
     "field.description": "投诉内容",
     "field.demand": "客户诉求",
     "field.reply_channel": "答复方式",
+    # -- commands (commands.py) --
     "error.title": "出错了",
     "error.back": "返回工作队列",
     "error.forbidden": "您的角色不能执行此操作。",
@@ -200,6 +205,8 @@ EN: dict[str, str] = {
     "app.title": "Complaints console",
     "nav.queues": "Queues",
     "nav.new": "New complaint",
+    "nav.dashboard": "SLA dashboard",
+    "nav.audit": "Audit",
     "nav.signout": "Sign out",
     "nav.signed_in_as": "Signed in as",
     "nav.language": "中文",
@@ -273,6 +280,7 @@ EN: dict[str, str] = {
     "complaint.as_of_now": "now",
     "complaint.as_of_shown": "The complaint as it stood at this time",
     "complaint.show": "Show",
+    # -- dashboard (dashboard.py) --
     "event.version": "#",
     "event.type": "Event",
     "event.at": "When",
@@ -284,6 +292,7 @@ EN: dict[str, str] = {
     "event.hash": "Hash",
     "event.prev_hash": "Previous hash",
     "event.data": "Data",
+    # -- audit (audit.py) --
     "new.title": "New complaint",
     "new.customer": "Customer",
     "new.complaint": "Complaint",
@@ -310,6 +319,7 @@ EN: dict[str, str] = {
     "field.description": "Description",
     "field.demand": "Demand",
     "field.reply_channel": "Reply channel",
+    # -- commands (commands.py) --
     "error.title": "Something went wrong",
     "error.back": "Back to the queues",
     "error.forbidden": "Your role may not do this.",

@@ -31,7 +31,7 @@ from shared.domain.codes import (
     VipTier,
 )
 from shared.http.auth import InvalidToken, KeysUnavailable, Principal, mint_token, token_principal
-from shared.http.routes import ACCEPT, ACCEPT_ROLES
+from shared.http.routes import ACCEPT, ACCEPT_ROLES, AUDIT_ROLES, REPORT_ROLES
 from shared.http.state import clock_of, settings_of
 
 router = APIRouter(prefix=session.PREFIX, include_in_schema=False)
@@ -81,8 +81,13 @@ _env.filters["short"] = lambda value: (value or "")[:12]
 _env.filters["pretty"] = lambda value: json.dumps(value, ensure_ascii=False, indent=2)
 
 
+def may(principal: Principal | None, roles: frozenset[Role]) -> bool:
+    """Whether the user holds a role the API lets do this (the console shows no more)."""
+    return principal is not None and principal.acting_as(roles) is not None
+
+
 def may_accept(principal: Principal | None) -> bool:
-    return principal is not None and principal.acting_as(ACCEPT_ROLES) is not None
+    return may(principal, ACCEPT_ROLES)
 
 
 def render(
@@ -104,6 +109,8 @@ def render(
         here=request.url.path + (f"?{request.url.query}" if request.url.query else ""),
         user=principal,
         may_accept=may_accept(principal),
+        may_report=may(principal, REPORT_ROLES),
+        may_audit=may(principal, AUDIT_ROLES),
         **context,
     )
     return HTMLResponse(html, status_code=status, headers=SECURITY_HEADERS)

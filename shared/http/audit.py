@@ -20,11 +20,12 @@ from shared.http.auth import require_roles
 from shared.http.deps import ClockDep, PrincipalDep, SettingsDep, StoreDep
 from shared.http.errors import AUDIT_UNAVAILABLE, READ_RESPONSES, invalid_field
 from shared.http.fields import Timestamp
+from shared.http.routes import AUDIT_ROLES
 from shared.readmodel.projector import wait_for_position
 
 router = APIRouter(tags=["audit"], responses=READ_RESPONSES)
 
-Auditor = Annotated[Actor, Depends(require_roles(Role.REGULATOR, Role.ANALYST))]
+Auditor = Annotated[Actor, Depends(require_roles(*AUDIT_ROLES))]
 Signer = Annotated[Actor, Depends(require_roles(Role.ANALYST))]
 
 

@@ -31,6 +31,35 @@ ROUTES: dict[Command, tuple[Service, str]] = {
 ACCEPT: tuple[Service, str] = (Service.INTAKE, "/complaints")
 ACCEPT_ROLES: frozenset[Role] = frozenset({Role.AGENT, Role.SUPERVISOR})
 
+_INVESTIGATORS = frozenset({Role.INVESTIGATOR, Role.SUPERVISOR})
+_STAFF = frozenset({Role.AGENT, Role.INVESTIGATOR, Role.CALLBACK, Role.SUPERVISOR})
+_SUPERVISORS = frozenset({Role.SUPERVISOR})
+_CALLBACK = frozenset({Role.CALLBACK, Role.SUPERVISOR})
+
+#: Who may give each command (docs/api.md "Who may do what"; `admin` may do everything). The
+#: routes authorise from here, and the console offers a command only to these roles.
+COMMAND_ROLES: dict[Command, frozenset[Role]] = {
+    Command.REFUSE: ACCEPT_ROLES,
+    Command.ASSIGN: _SUPERVISORS,
+    Command.ADD_EVIDENCE: _INVESTIGATORS,
+    Command.EXTEND: _INVESTIGATORS,
+    Command.RECORD_FINDINGS: _INVESTIGATORS,
+    Command.PROPOSE_RESOLUTION: _INVESTIGATORS,
+    Command.REPLY: _INVESTIGATORS,
+    Command.PAUSE_CLOCK: _INVESTIGATORS,
+    Command.RESUME_CLOCK: _INVESTIGATORS,
+    Command.CONFIRM_NOTIFICATION: _STAFF,
+    Command.ESCALATE: _STAFF,
+    Command.ASSIGN_HANDLER: _SUPERVISORS,
+    Command.REVIEW: _SUPERVISORS,
+    Command.RECORD_CALLBACK: _CALLBACK,
+    Command.RECORD_UNREACHED_CALLBACK: _CALLBACK,
+    Command.ARCHIVE: _CALLBACK,
+}
+#: Who reads the improvement report, and who the audit export, checkpoints and key.
+REPORT_ROLES: frozenset[Role] = frozenset({Role.ANALYST, Role.SUPERVISOR, Role.REGULATOR})
+AUDIT_ROLES: frozenset[Role] = frozenset({Role.REGULATOR, Role.ANALYST})
+
 
 #: Where a command is given differently in one status: only a regulator's appeal escalates a
 #: refused complaint.
