@@ -5,6 +5,7 @@ masking, validation and errors are exactly the API's."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
@@ -18,6 +19,9 @@ from shared.settings import Settings
 
 #: Longest wait for another service's answer.
 TIMEOUT_SECONDS = 15.0
+#: How long another service's OpenAPI document (the command forms' source) is kept.
+DOCUMENT_SECONDS = 300.0
+_documents: dict[str, tuple[float, dict[str, Any]]] = {}
 
 
 @dataclass(frozen=True)
@@ -88,6 +92,42 @@ class Api:
         except httpx.HTTPError as exc:
             return Answer(503, {"detail": f"The {service.value} service cannot be reached: {exc}"})
         return _answer(response)
+
+    async def document(self, service: Service) -> dict[str, Any] | None:
+        """A service's OpenAPI document: this process's own, another's by its URL (kept a
+        few minutes); None when that service cannot be reached."""
+        if service == self.own:
+            own: dict[str, Any] = self.request.app.openapi()
+            return own
+        url = self.settings.console_service_urls[service]
+        kept = _documents.get(url)
+        if kept is not None and time.monotonic() - kept[0] < DOCUMENT_SECONDS:
+            return kept[1]
+        try:
+            async with httpx.AsyncClient(base_url=url, timeout=TIMEOUT_SECONDS) as client:
+                response = await client.get("/openapi.json")
+            found = response.json() if response.status_code == 200 else None
+        except (httpx.HTTPError, ValueError):
+            return None
+        if not isinstance(found, dict):
+            return None
+        _documents[url] = (time.monotonic(), found)
+        return found
+
+    async def request_schema(
+        self, service: Service, path: str
+    ) -> tuple[dict[str, Any], dict[str, Any]] | None:
+        """The JSON Schema of a command's body as its service declares it, with the document
+        its references resolve in."""
+        doc = await self.document(service)
+        if doc is None:
+            return None
+        route = path.replace("{id}", "{complaint_id}")
+        try:
+            body = doc["paths"][route]["post"]["requestBody"]["content"]["application/json"]
+        except KeyError:
+            return None
+        return body["schema"], doc
 
 
 def _answer(response: httpx.Response) -> Answer:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 from urllib.parse import parse_qsl
@@ -16,7 +17,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from shared.console import session
+from shared.console import commands, session
 from shared.console.client import Api
 from shared.console.i18n import LANGUAGES, Translator, language
 from shared.domain.clock import system_clock
@@ -305,17 +306,45 @@ def limit_bar(deadline: dict[str, Any], now: datetime) -> dict[str, Any]:
     return {**deadline, "progress": int(max(0.0, min(1.0, elapsed / span)) * 1000)}
 
 
+@dataclass(frozen=True)
+class Refused:
+    """A command the API did not take, for its form to show again with the answer."""
+
+    form_id: str
+    values: dict[str, str]
+    status: int
+    message: str
+    errors: dict[str, str]
+
+
 @router.get("/complaints/{complaint_id}")
 async def complaint_page(
     request: Request,
     complaint_id: UUID,
     as_of: Annotated[str | None, Query(max_length=64)] = None,
+    done: Annotated[str | None, Query(max_length=64)] = None,
 ) -> Response:
     found = await session.signed_in(request)
     if found is None:
         return signin_page(request, status=401)
     token, principal = found
-    api = Api(request, token)
+    return await complaint_response(
+        request, Api(request, token), principal, complaint_id, as_of=as_of, done=done
+    )
+
+
+async def complaint_response(
+    request: Request,
+    api: Api,
+    principal: Principal,
+    complaint_id: UUID,
+    *,
+    as_of: str | None = None,
+    done: str | None = None,
+    refused: Refused | None = None,
+) -> Response:
+    """A complaint's page: as it stands (with the commands the user may give now), or as it
+    stood at `as_of` (nothing to give then)."""
     as_of = (as_of or "").strip() or None
     complaint = await api.get(f"/complaints/{complaint_id}", [("as_of", as_of)] if as_of else None)
     if complaint.status == 401:
@@ -332,6 +361,7 @@ async def complaint_page(
     return render(
         request,
         "complaint.html",
+        status=refused.status if refused else 200,
         principal=principal,
         c=view,
         limits=[limit_bar(d, shown_at) for d in view.get("deadlines", [])],
@@ -339,7 +369,67 @@ async def complaint_page(
         as_of=as_of,
         shown_at=shown_at,
         later=lambda event: datetime.fromisoformat(event["at"]) > shown_at,
+        offers=[] if as_of else await commands.offers(api, view, principal),
+        done=commands.known(done or ""),
+        refused=refused,
+        # a new key for every form shown: a double submit gives the command once
+        idempotency_key=str(uuid.uuid4()),
     )
+
+
+@router.post("/complaints/{complaint_id}/commands/{command}")
+async def give_command(request: Request, complaint_id: UUID, command: str) -> Response:
+    """A command's form, sent to the service that serves it with the version the user saw
+    (`If-Match`): a change by someone else meanwhile is a 412 said as a sentence, not lost."""
+    if not session.same_origin(request):
+        return refused_origin(request)
+    found = await session.signed_in(request)
+    if found is None:
+        return signin_page(request, status=401)
+    token, principal = found
+    api = Api(request, token)
+    t = Translator(language(request.cookies.get(session.LANGUAGE_COOKIE)))
+    chosen = commands.known(command)
+    if chosen is None:
+        return render(
+            request, "error.html", status=404, principal=principal,
+            message=t("command.unknown"),
+        )  # fmt: skip
+    form = await _form(request)
+    task = form.get("notification", "")
+    offer = await commands.offer(api, chosen, task)
+    form_id = offer.form_id
+    if offer.unavailable:
+        message = t("command.unreachable").format(service=offer.unavailable)
+        return await complaint_response(
+            request, api, principal, complaint_id,
+            refused=Refused(form_id, form, 503, message, {}),
+        )  # fmt: skip
+    headers = {"Idempotency-Key": form.get("idempotency_key", "") or str(uuid.uuid4())}
+    if form.get("version", "").isdigit():
+        headers["If-Match"] = f'"{form["version"]}"'
+    answer = await api.post(
+        offer.service,
+        offer.target(complaint_id),
+        commands.request_body(offer.fields, form, local_time),
+        headers,
+    )
+    if answer.status == 401:
+        return signed_out(request)
+    if answer.ok:
+        page = f"{_home(request)}complaints/{complaint_id}?done={chosen.value}"
+        return RedirectResponse(page, status_code=303)
+    placed, rest = commands.errors_by_field(offer.fields, answer.field_errors())
+    message = {
+        412: t("command.stale"),
+        409: t("command.conflict"),
+    }.get(answer.status, "")
+    detail = answer.detail if not placed else t("new.errors")
+    sentence = " ".join(part for part in (message, detail, *rest) if part)
+    return await complaint_response(
+        request, api, principal, complaint_id,
+        refused=Refused(form_id, form, answer.status, sentence, placed),
+    )  # fmt: skip
 
 
 # -- a new complaint ----------------------------------------------------------------------------

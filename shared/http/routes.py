@@ -23,6 +23,10 @@ ROUTES: dict[Command, tuple[Service, str]] = {
     Command.RECORD_CALLBACK: (Service.CALLBACK, "/complaints/{id}/callback"),
     Command.RECORD_UNREACHED_CALLBACK: (Service.CALLBACK, "/complaints/{id}/callback"),
     Command.ARCHIVE: (Service.CALLBACK, "/complaints/{id}/archive"),
+    Command.CONFIRM_NOTIFICATION: (
+        Service.INVESTIGATION,
+        "/complaints/{id}/notifications/{notification_id}/confirmation",
+    ),
 }
 
 

@@ -8,19 +8,28 @@ from enum import StrEnum
 
 import pytest
 
+from shared.console.commands import OFFERED
 from shared.console.i18n import EN, ZH, Translator
 from shared.domain.codes import (
     Area,
     BusinessType,
     Category,
     Channel,
+    Complexity,
     DeadlineState,
+    EscalationTrigger,
+    EvidenceKind,
     Level,
+    RefusalReason,
+    RemedyType,
     ReplyChannel,
+    ReviewOutcome,
     Role,
+    Satisfaction,
     Status,
     VipTier,
 )
+from shared.domain.lifecycle import Command
 from shared.domain.policy import DEFAULT_POLICY_PATH
 
 CODES: dict[str, type[StrEnum]] = {
@@ -34,7 +43,23 @@ CODES: dict[str, type[StrEnum]] = {
     "role": Role,
     "status": Status,
     "vip_tier": VipTier,
+    # the command forms' choices
+    "complexity": Complexity,
+    "evidence_kind": EvidenceKind,
+    "remedy_type": RemedyType,
+    "escalation_trigger": EscalationTrigger,
+    "review_outcome": ReviewOutcome,
+    "satisfaction": Satisfaction,
+    "refusal_reason": RefusalReason,
 }
+
+
+def test_every_command_the_pages_offer_has_a_name_in_both_languages() -> None:
+    offered = [*OFFERED, Command.CONFIRM_NOTIFICATION]
+    missing = [
+        f"command.{c.value}" for c in offered for cat in (ZH, EN) if f"command.{c.value}" not in cat
+    ]
+    assert missing == []
 
 
 def test_both_languages_have_the_same_strings() -> None:
