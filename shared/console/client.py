@@ -82,6 +82,18 @@ class Api:
             response = await client.get(path, params=urlencode(params or []))
         return _answer(response)
 
+    async def get_raw(
+        self, path: str, params: list[tuple[str, str]] | None = None
+    ) -> tuple[Answer, bytes, str]:
+        """A read whose body is not JSON (an NDJSON export): the answer (its problem when it
+        is not 2xx), the body's bytes and its media type."""
+        async with self._client(self.own) as client:
+            response = await client.get(path, params=urlencode(params or []))
+        if not response.is_success:
+            return _answer(response), b"", ""
+        media = response.headers.get("content-type", "application/octet-stream")
+        return Answer(response.status_code, None), response.content, media
+
     async def post(
         self, service: Service, path: str, body: dict[str, Any], headers: dict[str, str]
     ) -> Answer:

@@ -101,6 +101,55 @@ ZH: dict[str, str] = {
     "event.prev_hash": "前一哈希",
     "event.data": "内容",
     # -- audit (audit.py) --
+    "audit.title": "审计",
+    "audit.from": "起始日期",
+    "audit.to": "截止日期(含)",
+    "audit.show": "查看",
+    "audit.period_note": "北京时间:",
+    "audit.downloads": "下载",
+    "audit.download_export": "审计导出(NDJSON)",
+    "audit.download_checkpoints": "签名检查点(JSON)",
+    "audit.download_key": "签名公钥(PEM)",
+    "audit.algorithm": "签名算法",
+    "audit.fingerprint": "公钥 SHA-256 指纹",
+    "audit.fingerprint_note": (
+        "首次使用前,请通过运营方服务器之外的渠道(函件、电话、备案文件)核对此指纹,"
+        "再固定(pin)该公钥。"
+    ),
+    "audit.verification": "服务端对该导出的验证",
+    "audit.valid": "验证通过",
+    "audit.invalid": "验证未通过",
+    "audit.too_many": (
+        "该期间共有 {events} 个事件,超过控制台在线验证的上限({max} "
+        "个):请下载后用下面的命令离线验证,或缩短期间。"
+    ),
+    "audit.events": "事件数",
+    "audit.last_position": "最后位置",
+    "audit.complete": "完整",
+    "audit.yes": "是",
+    "audit.no": "否",
+    "audit.covered": "覆盖的检查点(位置)",
+    "audit.none_covered": "无(该期间内尚无签名检查点)",
+    "audit.offline": "离线验证",
+    "audit.offline_note": (
+        "在项目目录中,用事先固定的公钥验证下载的文件(只需 Python 标准库和 cryptography):"
+    ),
+    "audit.known_note": "作为见证方保存过的检查点副本,可加上 --known witness/*.json 一并核对。",
+    "audit.checkpoints": "签名检查点",
+    "audit.checkpoints_note": (
+        "共 {total} 个检查点,本期间导出覆盖 {covered} 个(未覆盖时列出最近的)。"
+    ),
+    "audit.position": "位置",
+    "audit.hash": "链哈希",
+    "audit.signed_at": "签名时间",
+    "audit.complaints": "投诉的哈希链历史",
+    "audit.complaint_id": "投诉编号",
+    "audit.complaint_events": "本期间事件数",
+    "audit.more_complaints": "另有 {count} 件投诉未列出(见导出文件)。",
+    "audit.no_complaints": "该期间没有投诉事件。",
+    "audit.repeated_params": "查询参数重复:{names}",
+    "audit.bad_date": "{name} 不是日期(应为 YYYY-MM-DD):{value}",
+    "audit.to_before_from": "截止日期早于起始日期。",
     "new.title": "新建投诉",
     "new.customer": "客户信息",
     "new.complaint": "投诉信息",
@@ -376,6 +425,59 @@ EN: dict[str, str] = {
     "event.prev_hash": "Previous hash",
     "event.data": "Data",
     # -- audit (audit.py) --
+    "audit.title": "Audit",
+    "audit.from": "From",
+    "audit.to": "To (included)",
+    "audit.show": "Show",
+    "audit.period_note": "Beijing time:",
+    "audit.downloads": "Downloads",
+    "audit.download_export": "Audit export (NDJSON)",
+    "audit.download_checkpoints": "Signed checkpoints (JSON)",
+    "audit.download_key": "Signing public key (PEM)",
+    "audit.algorithm": "Algorithm",
+    "audit.fingerprint": "Public key SHA-256 fingerprint",
+    "audit.fingerprint_note": (
+        "Before relying on it, compare this fingerprint with the operator's through a channel "
+        "their servers do not control (a letter, a call, a filing), then pin the key."
+    ),
+    "audit.verification": "The service's verification of this export",
+    "audit.valid": "Verified",
+    "audit.invalid": "Not verified",
+    "audit.too_many": (
+        "This period holds {events} events, more than the console verifies itself ({max}): "
+        "download it and verify it offline with the command below, or pick a shorter period."
+    ),
+    "audit.events": "Events",
+    "audit.last_position": "Last position",
+    "audit.complete": "Complete",
+    "audit.yes": "yes",
+    "audit.no": "no",
+    "audit.covered": "Checkpoints covered (positions)",
+    "audit.none_covered": "none (no checkpoint signed within this period yet)",
+    "audit.offline": "Verify offline",
+    "audit.offline_note": (
+        "In the project's folder, verify the downloaded files with the key you pinned (needs only "
+        "Python's standard library and cryptography):"
+    ),
+    "audit.known_note": (
+        "As a witness, add --known witness/*.json to check the copies of the checkpoints you kept."
+    ),
+    "audit.checkpoints": "Signed checkpoints",
+    "audit.checkpoints_note": (
+        "{total} checkpoints in all; this export covers {covered} (when none, the latest are "
+        "listed)."
+    ),
+    "audit.position": "Position",
+    "audit.hash": "Chain hash",
+    "audit.signed_at": "Signed at",
+    "audit.complaints": "Complaints' hash-linked histories",
+    "audit.complaint_id": "Complaint id",
+    "audit.complaint_events": "Events in the period",
+    "audit.more_complaints": "{count} more complaints not listed (see the export).",
+    "audit.no_complaints": "No complaint events in this period.",
+    "audit.repeated_params": "Query parameters given twice: {names}",
+    "audit.bad_date": "{name} is not a date (YYYY-MM-DD): {value}",
+    "audit.to_before_from": "The end date is before the start date.",
     "new.title": "New complaint",
     "new.customer": "Customer",
     "new.complaint": "Complaint",
