@@ -94,8 +94,8 @@ def period_of(
     start: str | None, end: str | None, keys: list[str], today: date, t: Translator
 ) -> Period:
     """The period a query names (`from`, `to`: dates, YYYY-MM-DD); the last week by default.
-    Repeated parameters, dates that are not dates, `to` before `from`: BadPeriod. (Unknown
-    parameters never get here: every route refuses them, `deps.known_query_only`.)"""
+    Repeated parameters, dates that are not dates, `to` before `from`: BadPeriod. (Other
+    parameters are ignored, as by every page.)"""
     repeated = sorted({k for k in keys if keys.count(k) > 1})
     if repeated:
         raise BadPeriod(t("audit.repeated_params").format(names=", ".join(repeated)))

@@ -81,9 +81,10 @@ def _query_names(dependant: Dependant) -> frozenset[str]:
 def known_query_only(request: Request) -> None:
     """Every route's guard (an app-wide dependency): a query parameter the matched route does
     not take is refused with a 400 naming it, not silently ignored (a misspelt filter would
-    otherwise answer the whole list)."""
+    otherwise answer the whole list). The console's pages are not API routes (they are out of
+    the OpenAPI document): like any web page, they ignore what they do not read."""
     route = request.scope.get("route")
-    if not isinstance(route, APIRoute) or not request.query_params:
+    if not isinstance(route, APIRoute) or not route.include_in_schema or not request.query_params:
         return
     # Per app, by route: the app holds its routes, so an id stays theirs.
     known: dict[int, frozenset[str]] | None = getattr(request.app.state, "query_names", None)
