@@ -36,9 +36,12 @@ LOGS: dict[str, Path] = {}
 
 
 @contextmanager
-def service(name: str, env: dict[str, str], log_level: str = "warning") -> Iterator[str]:
-    """A uvicorn process of the service, logging as in production (JSON, shared/logging.json)."""
-    port = free_port()
+def service(
+    name: str, env: dict[str, str], log_level: str = "warning", port: int | None = None
+) -> Iterator[str]:
+    """A uvicorn process of the service, logging as in production (JSON, shared/logging.json);
+    on `port` when the others must know it beforehand (the console's service URLs)."""
+    port = port or free_port()
     log_path = log_file(name)
     with log_path.open("wb") as log:
         process = subprocess.Popen(
