@@ -8,6 +8,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
+from shared.console.dashboard import router as dashboard_router
 from shared.console.pages import router
 from shared.console.session import PREFIX
 
@@ -17,4 +18,5 @@ STATIC_URL = PREFIX + "/static"
 def install_console(app: FastAPI) -> None:
     """The pages and their static files, none of them in the OpenAPI document."""
     app.include_router(router)
+    app.include_router(dashboard_router)
     app.mount(STATIC_URL, StaticFiles(packages=[("shared.console", "static")]), name="console")
