@@ -133,6 +133,23 @@ class TimeLimits(BaseModel):
     accountability: Accountability
 
 
+class EscalationCount(BaseModel):
+    trigger: str = Field(examples=["customer_dissatisfied"])
+    level: str = Field(description="the level the complaint went up to", examples=["provincial"])
+    escalations: int
+
+
+class Escalations(BaseModel):
+    """Every escalation of the period's complaints (one complaint may go up more than once): by
+    what set it off and the level it went up to. `unknown` is the trigger of an escalation
+    recorded before triggers were kept on the timeline."""
+
+    total: int
+    by_trigger: dict[str, int]
+    by_level: dict[str, int]
+    by_trigger_and_level: list[EscalationCount]
+
+
 class Refused(BaseModel):
     """Complaints not accepted (不予受理): counted here, in no on-time figure."""
 
@@ -178,6 +195,7 @@ class ImprovementReport(BaseModel):
     counts: dict[str, dict[str, int]] = Field(description="complaints by " + ", ".join(DIMENSIONS))
     repeat_rate: RepeatRate
     escalated: int = Field(description="complaints escalated at least once")
+    escalations: Escalations
     refused: Refused
     extensions: Extensions
     satisfaction: Satisfactions
@@ -335,6 +353,30 @@ def time_limits(assessed: Iterable[tuple[Mapping[str, Any], Book]], now: datetim
     )
 
 
+def _escalations(rows: Iterable[Mapping[str, Any]]) -> Escalations:
+    """The escalations on the complaints' timelines (a refused complaint's appeal too)."""
+    pairs = Counter(
+        (step.get("trigger") or "unknown", step["level"])
+        for row in rows
+        for step in row["timeline"]
+        if step["event"] == "Escalated"
+    )
+    by_trigger: Counter[str] = Counter()
+    by_level: Counter[str] = Counter()
+    for (trigger, level), count in pairs.items():
+        by_trigger[trigger] += count
+        by_level[level] += count
+    return Escalations(
+        total=sum(pairs.values()),
+        by_trigger=dict(sorted(by_trigger.items())),
+        by_level=dict(sorted(by_level.items())),
+        by_trigger_and_level=[
+            EscalationCount(trigger=trigger, level=level, escalations=count)
+            for (trigger, level), count in sorted(pairs.items())
+        ],
+    )
+
+
 def _averages(rows: Iterable[Mapping[str, Any]], policy: Policy) -> list[AverageTime]:
     """seed 004's averages: how long the complaints of each group took to meet the limit."""
     figures = []
@@ -424,6 +466,7 @@ def build_report(
             complaints=len(rows), repeats=repeats, rate=_rate(repeats, len(rows))
         ),
         escalated=sum(1 for row in rows if row["escalations"]),
+        escalations=_escalations(rows),
         refused=Refused(
             complaints=len(rows) - len(accepted),
             by_reason=dict(
@@ -543,6 +586,17 @@ def to_csv(report: ImprovementReport) -> str:
     for metric, value in report.repeat_rate.model_dump().items():
         writer.writerow(("applied", "repeat_rate", "", "", metric, value))
     writer.writerow(("applied", "escalated", "", "", "complaints", report.escalated))
+    escalations = report.escalations
+    writer.writerow(("applied", "escalations", "", "", "escalations", escalations.total))
+    for trigger, count in escalations.by_trigger.items():
+        writer.writerow(("applied", "escalations", "trigger", trigger, "escalations", count))
+    for level, count in escalations.by_level.items():
+        writer.writerow(("applied", "escalations", "level", level, "escalations", count))
+    for pair in escalations.by_trigger_and_level:
+        key = f"{pair.trigger}/{pair.level}"
+        writer.writerow(
+            ("applied", "escalations", "trigger/level", key, "escalations", pair.escalations)
+        )
     writer.writerow(("applied", "refused", "", "", "complaints", report.refused.complaints))
     for reason, count in report.refused.by_reason.items():
         writer.writerow(("applied", "refused", "reason", reason, "complaints", count))

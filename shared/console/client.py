@@ -76,11 +76,30 @@ class Api:
             timeout=TIMEOUT_SECONDS,
         )
 
-    async def get(self, path: str, params: list[tuple[str, str]] | None = None) -> Answer:
-        """A read, from this process."""
-        async with self._client(self.own) as client:
-            response = await client.get(path, params=urlencode(params or []))
-        return _answer(response)
+    async def get(
+        self,
+        path: str,
+        params: list[tuple[str, str]] | None = None,
+        service: Service | None = None,
+    ) -> Answer:
+        """A read: from this process, or from the service that alone serves it."""
+        response = await self.fetch(path, params, service)
+        return response if isinstance(response, Answer) else _answer(response)
+
+    async def fetch(
+        self,
+        path: str,
+        params: list[tuple[str, str]] | None = None,
+        service: Service | None = None,
+    ) -> httpx.Response | Answer:
+        """A read's response as it came (a CSV to pass on), or a 503 if its service cannot be
+        reached."""
+        service = service or self.own
+        try:
+            async with self._client(service) as client:
+                return await client.get(path, params=urlencode(params or []))
+        except httpx.HTTPError as exc:
+            return _unreachable(service, exc)
 
     async def get_raw(
         self, path: str, params: list[tuple[str, str]] | None = None
@@ -102,7 +121,7 @@ class Api:
             async with self._client(service) as client:
                 response = await client.post(path, json=body, headers=headers)
         except httpx.HTTPError as exc:
-            return Answer(503, {"detail": f"The {service.value} service cannot be reached: {exc}"})
+            return _unreachable(service, exc)
         return _answer(response)
 
     async def document(self, service: Service) -> dict[str, Any] | None:
@@ -140,6 +159,10 @@ class Api:
         except KeyError:
             return None
         return body["schema"], doc
+
+
+def _unreachable(service: Service, exc: httpx.HTTPError) -> Answer:
+    return Answer(503, {"detail": f"The {service.value} service cannot be reached: {exc}"})
 
 
 def _answer(response: httpx.Response) -> Answer:

@@ -702,6 +702,7 @@ class Complaint(Aggregate):
             timestamp,
             deadlines,
             opening=Opening.ESCALATED.value,
+            trigger=trigger,  # what set it off, for the reports
             # Limits that do not come from the policy (a regulator's), for re-analysis.
             deadlines=[d for d in deadlines if d.get("policy_version") is None],
         )

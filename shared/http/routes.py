@@ -62,6 +62,8 @@ COMMAND_ROLES: dict[Command, frozenset[Role]] = {
 }
 #: Who reads the improvement report, and who the audit export, checkpoints and key.
 REPORT_ROLES: frozenset[Role] = frozenset({Role.ANALYST, Role.SUPERVISOR, Role.REGULATOR})
+#: Where the improvement report is read: the callback service alone serves it.
+REPORT: tuple[Service, str] = (Service.CALLBACK, "/reports/improvement")
 AUDIT_ROLES: frozenset[Role] = frozenset({Role.REGULATOR, Role.ANALYST})
 
 

@@ -651,3 +651,27 @@ async def test_extended_complaints_are_counted_apart(
         assert figures(limits[name]) == (1, 0, 0, 1.0), name
         assert limits[name]["extended"] == 1, name
     assert limits["operator_answer"]["extended"] == 0
+
+
+async def test_escalations_are_counted_by_trigger_and_level(
+    api: Api, inv: Api, cb: Api, clock: FixedClock, store: ComplaintStore
+) -> None:
+    """B (dissatisfied) and E (unresolved) went up once each, from the callback, to the
+    province; the CSV says the same."""
+    await drive(clock, api, inv, cb)
+    got = await report(cb, store)
+    assert got["escalations"] == {
+        "total": 2,
+        "by_trigger": {"customer_dissatisfied": 2},
+        "by_level": {"provincial": 2},
+        "by_trigger_and_level": [
+            {"trigger": "customer_dissatisfied", "level": "provincial", "escalations": 2}
+        ],
+    }
+    answer = await cb.get("/reports/improvement", "analyst", **PERIOD, format="csv")
+    rows = list(csv.DictReader(io.StringIO(answer.text)))
+    value = {(r["section"], r["group"], r["key"]): r["value"] for r in rows}
+    assert value["escalations", "", ""] == "2"
+    assert value["escalations", "trigger", "customer_dissatisfied"] == "2"
+    assert value["escalations", "level", "provincial"] == "2"
+    assert value["escalations", "trigger/level", "customer_dissatisfied/provincial"] == "2"
