@@ -64,7 +64,8 @@ class Complaint(Aggregate):
     #: here. Not needed when a class default below is right for every older snapshot (no
     #: snapshot older than `handlers` had a handler to keep). Old event shapes: see
     #: `shared.domain.upcasts`.
-    class_version = 1
+    #: 2: an Escalated step of the timeline keeps its trigger (the reports count by it).
+    class_version = 2
 
     class Snapshot(LibrarySnapshot):
         """A snapshot that records the state version from the first (the library's records it
