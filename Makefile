@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 export COMPLAINTS_ENVIRONMENT ?= development
 
 .PHONY: run test unit integration e2e lint format setup rebuild token clean bench bench-quick wrk \
-	mutation rotate-kek purge-keks
+	mutation rotate-kek purge-keks screenshots
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 $(STAMP): pyproject.toml
@@ -36,6 +36,15 @@ integration: $(STAMP)
 
 e2e: $(STAMP)
 	$(PY) -m pytest tests/e2e tests/browser
+
+## The README's console pictures (docs/console/), taken by the browser test of a complaint's
+## life against the four real services.
+SHOTS := tests/browser/screenshots/test_console_lifecycle
+screenshots: $(STAMP)
+	$(PY) -m pytest -q tests/browser/test_console_lifecycle.py
+	mkdir -p docs/console
+	cp $(SHOTS)/test_a_complaint_lives_its_whole_life_in_the_pages/*-complaint-replied.png docs/console/complaint.png
+	cp $(SHOTS)/test_a_missed_limit_escalates_on_its_own/*-dashboard.png docs/console/dashboard.png
 
 ## Mutation testing of the time-limit and lifecycle modules (not in CI or `make test`; see the
 ## README): a fresh mutmut run over the unit tests and a few SQLite integration tests

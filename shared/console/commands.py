@@ -39,7 +39,7 @@ OFFERED: tuple[Command, ...] = (
 #: Rows offered for a list of objects (a resolution's remedies); empty rows are left out.
 LIST_ROWS = 3
 #: Enumerations shown with another code list's labels than their own name says.
-LABELS_OF = {"to_level": "level", "channel": "reply_channel"}
+LABELS_OF = {"to_level": "level", "channel": "reply_channel", "trigger": "trigger"}
 
 
 @dataclass(frozen=True)

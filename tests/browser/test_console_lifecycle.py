@@ -4,7 +4,8 @@ in with the development picker, an agent files a complaint through the form and 
 the queue, a supervisor assigns it, the investigator records evidence, findings, a resolution
 and the reply, the callback agent records the callback and archives it — each a form on the
 complaint's page — while the limits and the timeline change; and a complaint under a limit that
-passes during the test escalates on its own (the deadline watch), as the page then shows."""
+passes during the test escalates on its own (the deadline watch), as the page and the
+supervisor's dashboard then show."""
 
 from __future__ import annotations
 
@@ -235,3 +236,12 @@ def test_a_missed_limit_escalates_on_its_own(
     row = supervisor.locator("table.timeline tbody tr").filter(has_text="deadline-watch")
     expect(row.first).to_be_visible()
     screenshot(supervisor, "escalated-by-the-watch")
+
+    # The supervisor's dashboard counts it: an escalation set off by a missed limit.
+    supervisor.get_by_role("link", name="时限看板").click()
+    by_trigger = supervisor.locator("#escalations-trigger")
+    expect(by_trigger.locator("svg")).to_be_visible()
+    by_trigger.locator("summary").click()
+    missed = by_trigger.locator("tbody tr").filter(has_text="超过时限")
+    expect(missed.locator("td")).to_have_text(["超过时限", "省级", "1"])  # city → provincial
+    screenshot(supervisor, "dashboard", full_page=False)

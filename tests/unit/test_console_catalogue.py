@@ -47,7 +47,7 @@ CODES: dict[str, type[StrEnum]] = {
     "complexity": Complexity,
     "evidence_kind": EvidenceKind,
     "remedy_type": RemedyType,
-    "escalation_trigger": EscalationTrigger,
+    "trigger": EscalationTrigger,
     "review_outcome": ReviewOutcome,
     "satisfaction": Satisfaction,
     "refusal_reason": RefusalReason,
