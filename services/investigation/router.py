@@ -23,6 +23,7 @@ from shared.domain.lifecycle import Command
 from shared.http.commands import execute
 from shared.http.deps import IfMatchDep, StoreDep, command_context
 from shared.http.errors import COMMAND_RESPONSES
+from shared.http.fields import NOTIFICATION_ID_PATTERN
 from shared.http.routes import COMMAND_ROLES
 from shared.http.views import ComplaintView
 
@@ -35,7 +36,7 @@ InvestigatorCtx = Annotated[
 StaffCtx = Annotated[
     CommandContext, Depends(command_context(*COMMAND_ROLES[Command.CONFIRM_NOTIFICATION]))
 ]
-NotificationId = Annotated[str, Path(pattern=r"^[a-z]+-[0-9]{1,4}$", examples=["reply-1"])]
+NotificationId = Annotated[str, Path(pattern=NOTIFICATION_ID_PATTERN, examples=["reply-1"])]
 
 
 @router.post("/complaints/{complaint_id}/assignment", response_model=ComplaintView)

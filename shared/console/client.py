@@ -19,9 +19,13 @@ from shared.settings import Settings
 
 #: Longest wait for another service's answer.
 TIMEOUT_SECONDS = 15.0
-#: How long another service's OpenAPI document (the command forms' source) is kept.
+#: How long another service's OpenAPI document (the command forms' source) is kept, and how
+#: long one that could not be had is not asked for again (each page would wait for it).
 DOCUMENT_SECONDS = 300.0
-_documents: dict[str, tuple[float, dict[str, Any]]] = {}
+MISSING_SECONDS = 30.0
+#: How long to wait for another service's document: a form can wait, a page should not.
+DOCUMENT_TIMEOUT = httpx.Timeout(5.0, connect=2.0)
+_documents: dict[str, tuple[float, dict[str, Any] | None]] = {}
 
 
 @dataclass(frozen=True)
@@ -122,6 +126,8 @@ class Api:
                 response = await client.post(path, json=body, headers=headers)
         except httpx.HTTPError as exc:
             return _unreachable(service, exc)
+        except UnicodeEncodeError:  # a header a form filled (the pages check theirs)
+            return Answer(400, {"detail": "A header of the request is not plain ASCII."})
         return _answer(response)
 
     async def document(self, service: Service) -> dict[str, Any] | None:
@@ -132,18 +138,19 @@ class Api:
             return own
         url = self.settings.console_service_urls[service]
         kept = _documents.get(url)
-        if kept is not None and time.monotonic() - kept[0] < DOCUMENT_SECONDS:
-            return kept[1]
+        if kept is not None:
+            age = time.monotonic() - kept[0]
+            if age < (DOCUMENT_SECONDS if kept[1] is not None else MISSING_SECONDS):
+                return kept[1]
         try:
-            async with httpx.AsyncClient(base_url=url, timeout=TIMEOUT_SECONDS) as client:
+            async with httpx.AsyncClient(base_url=url, timeout=DOCUMENT_TIMEOUT) as client:
                 response = await client.get("/openapi.json")
             found = response.json() if response.status_code == 200 else None
         except (httpx.HTTPError, ValueError):
-            return None
-        if not isinstance(found, dict):
-            return None
-        _documents[url] = (time.monotonic(), found)
-        return found
+            found = None
+        document = found if isinstance(found, dict) else None
+        _documents[url] = (time.monotonic(), document)
+        return document
 
     async def request_schema(
         self, service: Service, path: str
@@ -162,7 +169,8 @@ class Api:
 
 
 def _unreachable(service: Service, exc: httpx.HTTPError) -> Answer:
-    return Answer(503, {"detail": f"The {service.value} service cannot be reached: {exc}"})
+    why = str(exc) or type(exc).__name__  # a timeout says nothing of itself
+    return Answer(503, {"detail": f"The {service.value} service cannot be reached: {why}"})
 
 
 def _answer(response: httpx.Response) -> Answer:

@@ -8,6 +8,7 @@ role or the owner. The API still decides; its 409/412/422 come back as sentences
 
 from __future__ import annotations
 
+import asyncio
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,6 +17,7 @@ from shared.console.client import Api
 from shared.domain.codes import Service, Status
 from shared.domain.lifecycle import OVERSEERS, OWNER_ONLY, Command, allows
 from shared.http.auth import Principal
+from shared.http.fields import NOTIFICATION_ID_PATTERN
 from shared.http.routes import COMMAND_ROLES, IN_STATUS, ROUTES
 
 #: The commands in the order a complaint meets them; one form per route (a reached and an
@@ -109,12 +111,15 @@ def open_tasks(view: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 async def offers(api: Api, view: dict[str, Any], principal: Principal) -> list[Offer]:
-    """The forms of the commands this user may give on this complaint now."""
-    found = [await offer(api, command) for command in OFFERED if may_give(command, view, principal)]
+    """The forms of the commands this user may give on this complaint now. Each service's
+    document is asked for once, all at the same time, so a service that does not answer
+    costs the page one timeout, not one per command."""
+    wanted = [(command, "") for command in OFFERED if may_give(command, view, principal)]
     if principal.acting_as(COMMAND_ROLES[Command.CONFIRM_NOTIFICATION]) is not None:
-        for task in open_tasks(view):
-            found.append(await offer(api, Command.CONFIRM_NOTIFICATION, str(task["id"])))
-    return found
+        wanted += [(Command.CONFIRM_NOTIFICATION, str(task["id"])) for task in open_tasks(view)]
+    services = sorted({ROUTES[command][0] for command, _ in wanted})
+    await asyncio.gather(*(api.document(service) for service in services))
+    return [await offer(api, command, task) for command, task in wanted]
 
 
 async def offer(api: Api, command: Command, notification: str = "") -> Offer:
@@ -251,6 +256,14 @@ def errors_by_field(
         else:
             placed.setdefault(name, message)
     return placed, rest
+
+
+def task_id(value: str) -> str | None:
+    """A task's id as a form sends it ("" for none), if it is one: it goes into the route's
+    path."""
+    if not value:
+        return ""
+    return value if re.fullmatch(NOTIFICATION_ID_PATTERN, value) else None
 
 
 def known(command: str) -> Command | None:

@@ -250,6 +250,7 @@ ZH: dict[str, str] = {
     "command.no": "否",
     "command.one_per_line": "每行一项",
     "command.unknown": "没有这个操作。",
+    "command.bad_form": "表单已损坏,请刷新页面后重新填写。",
     "command.unreachable": "暂时无法连接 {service} 服务,请稍后重试。",
     "command.stale": "您打开页面后,这条投诉已被他人更新,未执行您的操作。请查看当前状态后重新提交。",
     "command.conflict": "当前状态下不能执行此操作。",
@@ -638,6 +639,7 @@ EN: dict[str, str] = {
     "command.no": "No",
     "command.one_per_line": "One per line",
     "command.unknown": "There is no such action.",
+    "command.bad_form": "The form was damaged; reload the page and fill it in again.",
     "command.unreachable": "The {service} service cannot be reached just now; try again shortly.",
     "command.stale": "Someone changed this complaint after you opened it, so your action was "
     "not taken. Check its state now and send it again.",

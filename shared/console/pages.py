@@ -5,6 +5,7 @@ does, and the pages show its answer (its masks, its 422's fields, its problem's 
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -32,6 +33,7 @@ from shared.domain.codes import (
     VipTier,
 )
 from shared.http.auth import InvalidToken, KeysUnavailable, Principal, mint_token, token_principal
+from shared.http.fields import IDEMPOTENCY_KEY_PATTERN
 from shared.http.routes import ACCEPT, ACCEPT_ROLES, AUDIT_ROLES, REPORT_ROLES
 from shared.http.state import clock_of, settings_of
 
@@ -396,7 +398,13 @@ async def give_command(request: Request, complaint_id: UUID, command: str) -> Re
             message=t("command.unknown"),
         )  # fmt: skip
     form = await _form(request)
-    task = form.get("notification", "")
+    task = commands.task_id(form.get("notification", ""))
+    version = form.get("version", "")
+    if task is None or not re.fullmatch(r"[0-9]{1,18}", version):
+        return render(
+            request, "error.html", status=400, principal=principal,
+            message=t("command.bad_form"),
+        )  # fmt: skip
     offer = await commands.offer(api, chosen, task)
     form_id = offer.form_id
     if offer.unavailable:
@@ -405,9 +413,7 @@ async def give_command(request: Request, complaint_id: UUID, command: str) -> Re
             request, api, principal, complaint_id,
             refused=Refused(form_id, form, 503, message, {}),
         )  # fmt: skip
-    headers = {"Idempotency-Key": form.get("idempotency_key", "") or str(uuid.uuid4())}
-    if form.get("version", "").isdigit():
-        headers["If-Match"] = f'"{form["version"]}"'
+    headers = {"Idempotency-Key": idempotency_key(form), "If-Match": f'"{version}"'}
     answer = await api.post(
         offer.service,
         offer.target(complaint_id),
@@ -531,7 +537,7 @@ async def accept_complaint(request: Request) -> Response:
         return signin_page(request, status=401)
     token, principal = found
     form = await _form(request)
-    key = form.get("idempotency_key", "") or str(uuid.uuid4())
+    key = idempotency_key(form)
     service, path = ACCEPT
     answer = await Api(request, token).post(
         service, path, acceptance_body(form), {"Idempotency-Key": key}
@@ -549,6 +555,13 @@ async def accept_complaint(request: Request) -> Response:
             status=answer.status,
         )
     return render(request, "accepted.html", status=201, principal=principal, c=answer.body)
+
+
+def idempotency_key(form: dict[str, str]) -> str:
+    """The key the form was shown with (a double submit acts once), or a new one if the form
+    holds none the API would take."""
+    key = form.get("idempotency_key", "")
+    return key if re.fullmatch(IDEMPOTENCY_KEY_PATTERN, key) else str(uuid.uuid4())
 
 
 async def _form(request: Request) -> dict[str, str]:

@@ -14,6 +14,7 @@ from shared.domain.codes import Channel, Role
 from shared.domain.context import Actor, CommandContext
 from shared.http.auth import Principal, authenticate, require_roles
 from shared.http.errors import UnknownQueryParameters
+from shared.http.fields import IDEMPOTENCY_KEY_PATTERN
 from shared.http.fingerprint import STATE_KEY as FINGERPRINT
 from shared.http.state import clock_of, settings_of
 from shared.settings import Settings
@@ -34,8 +35,6 @@ SHOWN_ONCE = "shown_once"
 _ETAG = re.compile(r'^\s*(?:W/)?"?(\d{1,18})"?\s*$')
 #: What If-Match may say: a version as an ETag gives it ("3"), bare (3), or `*`.
 IF_MATCH_PATTERN = r'^\s*(\*|(W/)?"?[0-9]{1,18}"?)\s*$'
-#: An Idempotency-Key: 1 to 255 visible ASCII characters (a UUID is a good one).
-IDEMPOTENCY_KEY_PATTERN = r"^[\x21-\x7e]{1,255}$"
 
 
 def _store(request: Request) -> ComplaintStore:

@@ -100,6 +100,11 @@ OptionalText2000 = Annotated[
     str, StringConstraints(strip_whitespace=True, max_length=2000), _OptionalText
 ]
 
+#: An Idempotency-Key: 1 to 255 visible ASCII characters (a UUID is a good one).
+IDEMPOTENCY_KEY_PATTERN = r"^[\x21-\x7e]{1,255}$"
+#: A message's id on its complaint (`reply-1`, `ack-1`), as the confirmation route takes it.
+NOTIFICATION_ID_PATTERN = r"^[a-z]+-[0-9]{1,4}$"
+
 #: Ids of customers and staff as frontends send them.
 IDENTIFIER_PATTERN = r"^[A-Za-z0-9._:@-]{1,64}$"
 Identifier = Annotated[str, StringConstraints(strip_whitespace=True, pattern=IDENTIFIER_PATTERN)]

@@ -30,12 +30,12 @@ from shared.http.commands import answer_again, answer_recipe
 from shared.http.deps import (
     ANSWERED_AS,
     ANSWERED_WITH_WRITE,
-    IDEMPOTENCY_KEY_PATTERN,
     SHOWN_ONCE,
     UNANSWERED,
 )
 from shared.http.duplicates import duplicate_keys
 from shared.http.errors import KEY_REUSED, UNKNOWN_QUERY, problem_response, problem_type
+from shared.http.fields import IDEMPOTENCY_KEY_PATTERN
 from shared.http.fingerprint import STATE_KEY, legacy_request_hash, request_fingerprint
 from shared.logs import correlation_id, new_correlation_id
 from shared.store.facade import ComplaintStore

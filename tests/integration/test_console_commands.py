@@ -18,6 +18,7 @@ from services.callback.main import create_app as callback_app
 from services.escalation.main import create_app as escalation_app
 from services.intake.main import create_app as intake_app
 from services.investigation.main import create_app as investigation_app
+from shared.console import client
 from shared.console.commands import OFFERED, form_fields
 from shared.console.i18n import EN, ZH
 from shared.domain.clock import FixedClock
@@ -313,3 +314,78 @@ async def test_a_command_form_from_another_site_is_refused(
     )
     assert answer.status_code == 403
     assert (await state(web, token, cid))["status"] == "accepted"
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        {"version": "²"},  # a digit to str.isdigit, not to a header
+        {"version": ""},
+        {"idempotency_key": "ключ", "version": "x"},
+        {"notification": "../../../complaints"},
+        {"notification": "reply-1?x=1#"},
+    ],
+)
+async def test_a_damaged_form_is_a_plain_400_and_sends_nothing(
+    web: httpx.AsyncClient, token: TokenFactory, damage: dict[str, str]
+) -> None:
+    cid = (await accepted(web, token))["id"]
+    await sign_in(web, token("supervisor", "sup-1"))
+    version = (await state(web, token, cid))["version"]
+    page = (await web.get(f"/console/complaints/{cid}")).text
+    data = {**form_of(page, "assign"), "department": "net", "investigator": "inv-7"}
+    answer = await web.post(
+        f"/console/complaints/{cid}/commands/assign",
+        data={**data, "complexity": "simple", **damage},
+        headers=SAME,
+    )
+    assert answer.status_code == 400, answer.text
+    assert "表单已损坏" in answer.text
+    assert (await state(web, token, cid))["version"] == version
+
+
+async def test_a_key_no_header_can_carry_is_replaced_not_a_500(
+    web: httpx.AsyncClient, token: TokenFactory
+) -> None:
+    cid = (await accepted(web, token))["id"]
+    await sign_in(web, token("supervisor", "sup-1"))
+    page = (await web.get(f"/console/complaints/{cid}")).text
+    answer = await web.post(
+        f"/console/complaints/{cid}/commands/assign",
+        data={**form_of(page, "assign"), "idempotency_key": "ключ", "department": "net",
+              "investigator": "inv-7", "complexity": "simple"},
+        headers=SAME,
+    )  # fmt: skip
+    assert answer.status_code == 303
+    assert (await state(web, token, cid))["owner"] == "inv-7"
+
+
+async def test_a_service_that_does_not_answer_costs_the_page_one_wait(
+    web: httpx.AsyncClient, token: TokenFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Escalation's document cannot be had: its forms say so, the others are there, and the
+    next page does not ask again for a while."""
+    cid = (await accepted(web, token))["id"]
+    await sign_in(web, token("supervisor", "sup-1"))
+    asked: list[str] = []
+    routed = httpx.AsyncClient
+
+    class Down(routed):  # type: ignore[misc,valid-type]
+        def __init__(self, **kwargs: Any) -> None:
+            if str(kwargs.get("base_url")) == URLS[Service.ESCALATION]:
+                asked.append("escalation")
+                kwargs["transport"] = httpx.MockTransport(self.refuse)
+            super().__init__(**kwargs)
+
+        @staticmethod
+        def refuse(request: httpx.Request) -> httpx.Response:
+            raise httpx.ConnectTimeout("", request=request)
+
+    monkeypatch.setattr(client, "_documents", {})
+    monkeypatch.setattr(httpx, "AsyncClient", Down)
+    first = (await web.get(f"/console/complaints/{cid}")).text
+    second = (await web.get(f"/console/complaints/{cid}")).text
+    assert asked == ["escalation"]  # once, for both pages and all its forms
+    for page in (first, second):
+        assert "assign" in forms(page)  # investigation's form is there
+        assert "暂时无法连接 escalation 服务" in page
