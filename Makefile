@@ -99,7 +99,7 @@ purge-keks: $(STAMP)
 ROLE ?= agent
 SUB ?= $(ROLE)-local
 token: $(STAMP)
-	@$(PY) -m shared.cli.token --roles $(ROLE) --sub $(SUB)
+	@$(PY) -m shared.cli.token --roles $(ROLE) --sub $(SUB) $(if $(DEPARTMENT),--department "$(DEPARTMENT)")
 
 clean:
 	rm -rf $(VENV) var mutants .pytest_cache .mypy_cache .ruff_cache

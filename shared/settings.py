@@ -81,6 +81,9 @@ class Settings(BaseSettings):
     #: The claim holding the token's roles: a name, or a dotted path into nested objects
     #: (`realm_access.roles` in Keycloak's tokens).
     jwt_roles_claim: str = Field(default="roles", pattern=r"^[^.\s]+(\.[^.\s]+)*$")
+    #: The claim holding the staff member's department (optional in a token; the console's
+    #: "my department" queue): a name or a dotted path, as the roles'.
+    jwt_department_claim: str = Field(default="department", pattern=r"^[^.\s]+(\.[^.\s]+)*$")
     #: Keys the ids that link a customer's repeat complaints (HMAC); keep it stable and secret.
     index_key: SecretStr = SecretStr(DEV_INDEX_KEY)
     policy_path: Path = DEFAULT_POLICY_PATH

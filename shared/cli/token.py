@@ -19,6 +19,9 @@ def main(argv: list[str] | None = None) -> None:
         help=f"comma-separated, from: {', '.join(r.value for r in Role)}",
     )
     parser.add_argument("--sub", default=None, help="staff or client id (default: <role>-local)")
+    parser.add_argument(
+        "--department", default=None, help="the staff member's department (optional claim)"
+    )
     parser.add_argument("--hours", type=float, default=8.0, help="lifetime in hours")
     args = parser.parse_args(argv)
     roles = [r.strip() for r in args.roles.split(",") if r.strip()]
@@ -34,7 +37,9 @@ def main(argv: list[str] | None = None) -> None:
     except ValueError as exc:
         parser.error(str(exc))
     try:
-        print(mint_token(settings, sub, roles, timedelta(hours=args.hours), system_clock()))
+        lifetime = timedelta(hours=args.hours)
+        department = (args.department or "").strip() or None
+        print(mint_token(settings, sub, roles, lifetime, system_clock(), department))
     except ValueError as exc:  # HS256 tokens are off here
         parser.error(str(exc))
 

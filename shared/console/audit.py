@@ -11,6 +11,7 @@ import json
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from typing import Annotated, Any
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
@@ -24,8 +25,8 @@ from shared.console import session
 from shared.console.client import Answer, Api
 from shared.console.i18n import Translator, language
 from shared.console.pages import (
-    DISPLAY_TZ,
     SECURITY_HEADERS,
+    display_tz,
     render,
     signed_out,
     signin_page,
@@ -68,14 +69,16 @@ class Period:
 
     first: date
     last: date
+    #: The console's time zone (the policy's).
+    tz: ZoneInfo
 
     @property
     def start(self) -> datetime:
-        return datetime.combine(self.first, time(), DISPLAY_TZ)
+        return datetime.combine(self.first, time(), self.tz)
 
     @property
     def end(self) -> datetime:
-        return datetime.combine(self.last + timedelta(days=1), time(), DISPLAY_TZ)
+        return datetime.combine(self.last + timedelta(days=1), time(), self.tz)
 
     def api_params(self) -> list[tuple[str, str]]:
         """GET /audit/export's `from` and `to`: [start of the first day, start of the next)."""
@@ -91,7 +94,12 @@ class Period:
 
 
 def period_of(
-    start: str | None, end: str | None, keys: list[str], today: date, t: Translator
+    start: str | None,
+    end: str | None,
+    keys: list[str],
+    today: date,
+    t: Translator,
+    tz: ZoneInfo,
 ) -> Period:
     """The period a query names (`from`, `to`: dates, YYYY-MM-DD); the last week by default.
     Repeated parameters, dates that are not dates, `to` before `from`: BadPeriod. (Other
@@ -114,7 +122,7 @@ def period_of(
     first = days.get("from", last - timedelta(days=DEFAULT_DAYS - 1))
     if last < first:
         raise BadPeriod(t("audit.to_before_from"))
-    return Period(first, last)
+    return Period(first, last, tz)
 
 
 @dataclass
@@ -203,12 +211,12 @@ def _download(body: bytes | str, media_type: str, filename: str) -> Response:
 
 
 def _today(request: Request) -> date:
-    return clock_of(request)().astimezone(DISPLAY_TZ).date()
+    return clock_of(request)().astimezone(display_tz(request)).date()
 
 
 def _period(request: Request, start: str | None, end: str | None) -> Period:
     keys = [key for key, _ in request.query_params.multi_items()]
-    return period_of(start, end, keys, _today(request), _t(request))
+    return period_of(start, end, keys, _today(request), _t(request), display_tz(request))
 
 
 @router.get("/audit")

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from typing import Annotated, Any
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
@@ -20,7 +21,13 @@ from shared.console import session
 from shared.console.charts import Bar, bars, columns, exact_percent
 from shared.console.client import Answer, Api
 from shared.console.i18n import Translator, language
-from shared.console.pages import DISPLAY_TZ, SECURITY_HEADERS, render, signed_out, signin_page
+from shared.console.pages import (
+    SECURITY_HEADERS,
+    display_tz,
+    render,
+    signed_out,
+    signin_page,
+)
 from shared.http.auth import Principal
 from shared.http.routes import REPORT
 from shared.http.state import clock_of
@@ -47,9 +54,11 @@ class Period:
 
     first: date
     last: date
+    #: The console's time zone (the policy's).
+    tz: ZoneInfo
 
     def start(self, day: date) -> datetime:
-        return datetime.combine(day, time(0), DISPLAY_TZ)
+        return datetime.combine(day, time(0), self.tz)
 
     @property
     def params(self) -> list[tuple[str, str]]:
@@ -107,7 +116,8 @@ def asked_period(
     """The period asked for (dates `from` and `to`, both included), by default the last eight
     weeks; a refusal names what is wrong. (A query parameter the page does not take is the
     app's 400, as on every route.)"""
-    today = clock_of(request)().astimezone(DISPLAY_TZ).date()
+    tz = display_tz(request)
+    today = clock_of(request)().astimezone(tz).date()
     try:
         last = _day(end) or today
         first = _day(start) or last - timedelta(days=DEFAULT_WEEKS * 7 - 1)
@@ -117,7 +127,7 @@ def asked_period(
         return Refusal(422, t("dashboard.bad_order"))
     if (last - first).days + 1 > MAX_DAYS:
         return Refusal(422, t("dashboard.too_long").format(days=MAX_DAYS))
-    return Period(first, last)
+    return Period(first, last, tz)
 
 
 def _day(value: str | None) -> date | None:

@@ -9,6 +9,8 @@ import re
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import lru_cache, partial
+from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import parse_qsl
 from uuid import UUID
@@ -16,10 +18,11 @@ from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from jinja2 import Environment, PackageLoader, select_autoescape
+from jinja2 import Environment, PackageLoader, pass_context, select_autoescape
+from jinja2.runtime import Context
 
 from shared.console import commands, session
-from shared.console.client import Api
+from shared.console.client import Answer, Api
 from shared.console.i18n import LANGUAGES, Translator, language
 from shared.domain.clock import system_clock
 from shared.domain.codes import (
@@ -30,17 +33,24 @@ from shared.domain.codes import (
     Level,
     ReplyChannel,
     Role,
+    Service,
     VipTier,
 )
-from shared.http.auth import InvalidToken, KeysUnavailable, Principal, mint_token, token_principal
+from shared.domain.policy import Policy
+from shared.http.auth import (
+    MAX_DEPARTMENT_LENGTH,
+    InvalidToken,
+    KeysUnavailable,
+    Principal,
+    mint_token,
+    token_principal,
+)
 from shared.http.fields import IDEMPOTENCY_KEY_PATTERN
 from shared.http.routes import ACCEPT, ACCEPT_ROLES, AUDIT_ROLES, REPORT_ROLES
 from shared.http.state import clock_of, settings_of
 
 router = APIRouter(prefix=session.PREFIX, include_in_schema=False)
 
-#: The time zone the console shows and takes times in: the staff's (the policy's calendar).
-DISPLAY_TZ = ZoneInfo("Asia/Shanghai")
 #: The pages load nothing from another host, run no inline script and cannot be framed.
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; "
@@ -49,7 +59,7 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
-QUEUES = ("all", "mine", "due", "overdue", "escalated", "tasks")
+QUEUES = ("all", "mine", "department", "due", "overdue", "escalated", "tasks", "incidents")
 SEARCHES = ("acceptance_no", "phone", "customer_id")
 PAGE_SIZE = 50
 
@@ -61,12 +71,29 @@ _env = Environment(
 )
 
 
-def shown_time(value: str | datetime | None) -> str:
+@lru_cache(maxsize=8)
+def _policy_zone(path: Path) -> ZoneInfo:
+    return Policy.load(path).tz
+
+
+def display_tz(request: Request) -> ZoneInfo:
+    """The time zone the console shows and takes times in: the policy's (`timezone`, the
+    calendar its working days are counted in), read once per policy file."""
+    return _policy_zone(settings_of(request).policy_path)
+
+
+def shown_time(value: str | datetime | None, tz: ZoneInfo) -> str:
     """An API time as the staff read it: local time to the minute."""
     if not value:
         return ""
     at = datetime.fromisoformat(value) if isinstance(value, str) else value
-    return at.astimezone(DISPLAY_TZ).strftime("%Y-%m-%d %H:%M")
+    return at.astimezone(tz).strftime("%Y-%m-%d %H:%M")
+
+
+@pass_context
+def _time_filter(context: Context, value: str | datetime | None) -> str:
+    """`{{ at | time }}`: in the zone the page was rendered for (`tz`)."""
+    return shown_time(value, context["tz"])
 
 
 def countdown(seconds: float, t: Translator) -> str:
@@ -79,7 +106,7 @@ def countdown(seconds: float, t: Translator) -> str:
     return f"{t('countdown.overdue')} {text}" if late else text
 
 
-_env.filters["time"] = shown_time
+_env.filters["time"] = _time_filter
 _env.filters["short"] = lambda value: (value or "")[:12]
 _env.filters["pretty"] = lambda value: json.dumps(value, ensure_ascii=False, indent=2)
 
@@ -110,6 +137,7 @@ def render(
         base=base,
         static=base + "/static",
         here=request.url.path + (f"?{request.url.query}" if request.url.query else ""),
+        tz=display_tz(request),
         user=principal,
         may_accept=may_accept(principal),
         may_report=may(principal, REPORT_ROLES),
@@ -133,6 +161,7 @@ def signin_page(request: Request, status: int = 200, error: str | None = None) -
         development=development,
         roles=[role.value for role in Role],
         error=error,
+        max_department=MAX_DEPARTMENT_LENGTH,
     )
 
 
@@ -165,9 +194,15 @@ async def sign_in(request: Request) -> Response:
         if settings.environment != "development":
             return signin_page(request, 403, t("signin.picker_off"))
         role, name = form.get("role", ""), form.get("name", "").strip()
+        department = form.get("department", "").strip() or None
         try:
             token = mint_token(
-                settings, name, [role], timedelta(hours=session.DEV_TOKEN_HOURS), system_clock()
+                settings,
+                name,
+                [role],
+                timedelta(hours=session.DEV_TOKEN_HOURS),
+                system_clock(),
+                department,
             )
         except ValueError as exc:  # an unknown role
             return signin_page(request, 422, str(exc))
@@ -206,11 +241,19 @@ async def switch_language(
 
 
 def queue_filters(
-    view: str, principal: Principal, now: datetime, hours: int, level: Level | None
+    view: str,
+    principal: Principal,
+    now: datetime,
+    hours: int,
+    level: Level | None,
+    department: str | None = None,
 ) -> list[tuple[str, str]]:
-    """A queue as the list's filters (docs/api.md "Reads")."""
+    """A queue as the list's filters (docs/api.md "Reads"); `department`: the user's (the
+    token's claim, or the one typed when the token has none)."""
     if view == "mine":
         return [("owner", principal.sub)]
+    if view == "department":
+        return [("department", department)] if department else []
     if view == "due":
         return [("due_before", (now + timedelta(hours=hours)).isoformat()), ("sort", "due")]
     if view == "overdue":
@@ -235,9 +278,12 @@ def next_limit(item: dict[str, Any]) -> str | None:
 @router.get("/")
 async def queues(
     request: Request,
-    view: Literal["all", "mine", "due", "overdue", "escalated", "tasks"] = "all",
+    view: Literal[
+        "all", "mine", "department", "due", "overdue", "escalated", "tasks", "incidents"
+    ] = "all",
     hours: Annotated[int, Query(ge=1, le=24 * 30)] = 24,
     level: Level | None = None,
+    department: Annotated[str | None, Query(max_length=MAX_DEPARTMENT_LENGTH)] = None,
     by: Literal["acceptance_no", "phone", "customer_id"] = "acceptance_no",
     q: Annotated[str | None, Query(max_length=200)] = None,
     cursor: Annotated[str | None, Query(max_length=1000)] = None,
@@ -247,11 +293,26 @@ async def queues(
     if found is None:
         return signin_page(request)
     token, principal = found
+    api = Api(request, token)
     now = clock_of(request)()
     search = (q or "").strip()
-    filters = [(by, search)] if search else queue_filters(view, principal, now, hours, level)
+    if view == "incidents" and not search:
+        return await incidents_queue(request, api, principal, cursor)
+    # the token's department; lacking one, the one typed into the page's form
+    typed = None if principal.department else (department or "").strip() or None
+    own_department = principal.department or typed
+    ask_department = view == "department" and not search and own_department is None
+    filters = (
+        [(by, search)]
+        if search
+        else queue_filters(view, principal, now, hours, level, own_department)
+    )
     params = [*filters, ("limit", str(PAGE_SIZE)), *([("cursor", cursor)] if cursor else [])]
-    answer = await Api(request, token).get("/complaints", params)
+    answer = (
+        Answer(200, {"items": [], "next_cursor": None})  # nothing to list before one is typed
+        if ask_department
+        else await api.get("/complaints", params)
+    )
     if answer.status == 401:
         return signed_out(request)
     items = answer.body.get("items", []) if answer.ok else []
@@ -272,6 +333,7 @@ async def queues(
         ("view", view),
         ("hours", str(hours)),
         *([("level", level.value)] if level else []),
+        *([("department", typed)] if typed and view == "department" else []),
         *([("by", by), ("q", search)] if search else []),
     ]
     next_cursor = answer.body.get("next_cursor") if answer.ok else None
@@ -285,6 +347,9 @@ async def queues(
         hours=hours,
         level=level.value if level else "",
         levels=[lv.value for lv in Level],
+        department=own_department or "",
+        department_typed=typed is not None or ask_department,
+        max_department=MAX_DEPARTMENT_LENGTH,
         by=by,
         searches=SEARCHES,
         q=search,
@@ -294,6 +359,54 @@ async def queues(
         first_query=this_queue if cursor else None,
         next_query=[*this_queue, ("cursor", next_cursor)] if next_cursor else None,
     )
+
+
+async def incidents_queue(
+    request: Request, api: Api, principal: Principal, cursor: str | None
+) -> Response:
+    """The major incidents (群体性投诉) the escalation service has declared, newest first."""
+    params = [("limit", str(PAGE_SIZE)), *([("cursor", cursor)] if cursor else [])]
+    answer = await api.get("/incidents", params, service=Service.ESCALATION)
+    if answer.status == 401:
+        return signed_out(request)
+    next_cursor = answer.body.get("next_cursor") if answer.ok else None
+    this_queue = [("view", "incidents")]
+    return render(
+        request,
+        "queues.html",
+        status=200 if answer.ok else answer.status,
+        principal=principal,
+        view="incidents",
+        views=QUEUES,
+        searches=SEARCHES,
+        by="acceptance_no",
+        q="",
+        rows=[],
+        incidents=answer.body.get("items", []) if answer.ok else [],
+        error=None if answer.ok else answer.detail,
+        now=clock_of(request)().isoformat(),
+        first_query=this_queue if cursor else None,
+        next_query=[*this_queue, ("cursor", next_cursor)] if next_cursor else None,
+    )
+
+
+@router.get("/incidents/{incident_id}")
+async def incident_page(request: Request, incident_id: UUID) -> Response:
+    """A major incident: its window, the threshold it was declared under, and each of its
+    complaints (what the incident did with it, where it is now), linked to its page."""
+    found = await session.signed_in(request)
+    if found is None:
+        return signin_page(request, status=401)
+    token, principal = found
+    answer = await Api(request, token).get(f"/incidents/{incident_id}", service=Service.ESCALATION)
+    if answer.status == 401:
+        return signed_out(request)
+    if not answer.ok:
+        return render(
+            request, "error.html", status=answer.status, principal=principal,
+            message=answer.detail,
+        )  # fmt: skip
+    return render(request, "incident.html", principal=principal, i=answer.body)
 
 
 # -- a complaint --------------------------------------------------------------------------------
@@ -417,7 +530,7 @@ async def give_command(request: Request, complaint_id: UUID, command: str) -> Re
     answer = await api.post(
         offer.service,
         offer.target(complaint_id),
-        commands.request_body(offer.fields, form, local_time),
+        commands.request_body(offer.fields, form, partial(local_time, tz=display_tz(request))),
         headers,
     )
     if answer.status == 401:
@@ -463,17 +576,17 @@ FORM_FIELDS: list[tuple[str, str, list[str] | None, bool]] = [
 _TIMES = frozenset({"occurred_at", "received_at"})
 
 
-def local_time(value: str) -> str:
+def local_time(value: str, tz: ZoneInfo) -> str:
     """A time typed without an offset (the browser's date-time field) is the staff's local
-    time; anything else goes to the API as typed, for it to judge."""
+    time (in `tz`); anything else goes to the API as typed, for it to judge."""
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
         return value
-    return parsed.replace(tzinfo=DISPLAY_TZ).isoformat() if parsed.tzinfo is None else value
+    return parsed.replace(tzinfo=tz).isoformat() if parsed.tzinfo is None else value
 
 
-def acceptance_body(form: dict[str, str]) -> dict[str, Any]:
+def acceptance_body(form: dict[str, str], tz: ZoneInfo) -> dict[str, Any]:
     """The form as a POST /complaints body: dotted names nest, empty optional fields are left
     out (required ones are sent empty, for the API to name)."""
     body: dict[str, Any] = {}
@@ -482,7 +595,7 @@ def acceptance_body(form: dict[str, str]) -> dict[str, Any]:
         if not value and not required:
             continue
         if value and name in _TIMES:
-            value = local_time(value)
+            value = local_time(value, tz)
         *outer, last = name.split(".")
         target = body
         for part in outer:
@@ -540,7 +653,7 @@ async def accept_complaint(request: Request) -> Response:
     key = idempotency_key(form)
     service, path = ACCEPT
     answer = await Api(request, token).post(
-        service, path, acceptance_body(form), {"Idempotency-Key": key}
+        service, path, acceptance_body(form, display_tz(request)), {"Idempotency-Key": key}
     )
     if answer.status == 401:
         return signed_out(request)

@@ -1,5 +1,6 @@
 """Bearer JWT auth (docs/api.md): the service's own HS256 tokens, and the operator's identity
-provider's (RS256/ES256, keys from its JWKS), each with `sub`, roles and `exp`."""
+provider's (RS256/ES256, keys from its JWKS), each with `sub`, roles and `exp` (and, optionally,
+the staff member's department)."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from shared.settings import Settings
 UNMASKED_ROLES = frozenset({Role.AGENT, Role.CALLBACK, Role.ADMIN})
 
 MAX_SUB_LENGTH = 200  # the width of idempotency_keys.client
+MAX_DEPARTMENT_LENGTH = 128  # as the list's `department` filter takes it
 _ROLE_VALUES = frozenset(role.value for role in Role)
 
 #: Where a request's token verdict is kept: (token, Principal or the error).
@@ -38,6 +40,9 @@ _bearer = HTTPBearer(auto_error=False, description="A JWT from `make token ROLE=
 class Principal:
     sub: str
     roles: tuple[Role, ...]
+    #: The staff member's department (the token's optional department claim), for the
+    #: console's "my department" queue; it grants nothing.
+    department: str | None = None
 
     def acting_as(self, allowed: frozenset[Role]) -> Actor | None:
         """The first of the token's roles that may act (admin may do everything)."""
@@ -118,7 +123,9 @@ class TokenVerifier:
             claims = self._claims(token, self.secret, [self.settings.jwt_algorithm], 0)
         else:
             raise InvalidToken("only the identity provider's tokens (with a kid) are accepted")
-        return principal_of_claims(claims, self.settings.jwt_roles_claim)
+        return principal_of_claims(
+            claims, self.settings.jwt_roles_claim, self.settings.jwt_department_claim
+        )
 
     def _claims(
         self, token: str, key: PyJWK | str, algorithms: Sequence[str], leeway: int
@@ -193,7 +200,9 @@ def roles_claim(claims: dict[str, Any], path: str) -> Any:
     return value
 
 
-def principal_of_claims(claims: dict[str, Any], roles_path: str = "roles") -> Principal:
+def principal_of_claims(
+    claims: dict[str, Any], roles_path: str = "roles", department_path: str = "department"
+) -> Principal:
     raw_roles = roles_claim(claims, roles_path)
     if not isinstance(raw_roles, list) or not raw_roles:
         raise InvalidToken(f"the token has no roles (claim {roles_path})")
@@ -203,7 +212,20 @@ def principal_of_claims(claims: dict[str, Any], roles_path: str = "roles") -> Pr
     sub = claims["sub"]
     if not isinstance(sub, str) or not 0 < len(sub) <= MAX_SUB_LENGTH:
         raise InvalidToken(f"the token's sub must be 1 to {MAX_SUB_LENGTH} characters")
-    return Principal(sub=sub, roles=tuple(known))
+    return Principal(sub=sub, roles=tuple(known), department=department_of(claims, department_path))
+
+
+def department_of(claims: dict[str, Any], path: str) -> str | None:
+    """The token's department: a printable string of at most MAX_DEPARTMENT_LENGTH
+    characters; anything else (absent, a list, too long) is no department, since it only
+    chooses a queue and grants nothing."""
+    value = roles_claim(claims, path)
+    if not isinstance(value, str):
+        return None
+    value = value.strip()
+    if not 0 < len(value) <= MAX_DEPARTMENT_LENGTH or not value.isprintable():
+        return None
+    return value
 
 
 async def token_principal(scope: Scope, token: str) -> Principal:
@@ -233,10 +255,15 @@ def verified_principal(scope: Scope) -> Principal | None:
 
 
 def mint_token(
-    settings: Settings, sub: str, roles: list[str], ttl: timedelta, now: datetime
+    settings: Settings,
+    sub: str,
+    roles: list[str],
+    ttl: timedelta,
+    now: datetime,
+    department: str | None = None,
 ) -> str:
-    """One of the service's own HS256 tokens: its roles in `jwt_roles_claim`, with `iss` and
-    `aud` where configured."""
+    """One of the service's own HS256 tokens: its roles in `jwt_roles_claim` (its department,
+    if given, in `jwt_department_claim`), with `iss` and `aud` where configured."""
     secret = settings.hs256_secret()
     if secret is None:
         raise ValueError(
@@ -246,16 +273,23 @@ def mint_token(
     for role in roles:
         Role(role)  # refuse unknown roles early
     claims: dict[str, Any] = {"sub": sub, "iat": now, "exp": now + ttl}
-    *outer, innermost = settings.jwt_roles_claim.split(".")
-    nested = claims
-    for name in outer:  # roles where the identity provider's tokens have them
-        nested = nested.setdefault(name, {})
-    nested[innermost] = roles
+    _place(claims, settings.jwt_roles_claim, roles)  # where the provider's tokens have them
+    if department:
+        _place(claims, settings.jwt_department_claim, department)
     if settings.jwt_issuer:
         claims["iss"] = settings.jwt_issuer
     if settings.jwt_audience:
         claims["aud"] = settings.jwt_audience
     return jwt.encode(claims, secret, settings.jwt_algorithm)
+
+
+def _place(claims: dict[str, Any], path: str, value: Any) -> None:
+    """Put a claim at a dotted path (`realm_access.roles`)."""
+    *outer, innermost = path.split(".")
+    nested = claims
+    for name in outer:
+        nested = nested.setdefault(name, {})
+    nested[innermost] = value
 
 
 def _unauthorized(detail: str) -> HTTPException:

@@ -88,6 +88,6 @@ def test_a_regulator_downloads_an_export_and_sees_it_verified(
 
     complaint_link.click()
     expect(page.get_by_role("heading", level=1)).to_contain_text(created["acceptance_no"])
-    expect(page.locator("table.timeline")).to_contain_text("Accepted")
+    expect(page.locator('table.timeline td[title="Accepted"]')).to_have_text("受理")
     screenshot(page, "audit-complaint")
     assert blocked.attempts == []

@@ -105,7 +105,9 @@ def give(
 
 
 def timeline(page: Page) -> list[str]:
-    return page.locator("table.timeline tbody tr td:nth-child(2)").all_inner_texts()
+    """The timeline's event types (each shown by its label, the type its title)."""
+    cells = page.locator("table.timeline tbody tr td:nth-child(2)").all()
+    return [cell.get_attribute("title") or "" for cell in cells]
 
 
 def open_complaint(page: Page, console: str, acceptance_no: str) -> None:

@@ -19,7 +19,9 @@ from shared.domain.codes import (
     DeadlineState,
     EscalationTrigger,
     EvidenceKind,
+    IncidentAction,
     Level,
+    NotEscalated,
     RefusalReason,
     RemedyType,
     ReplyChannel,
@@ -29,6 +31,7 @@ from shared.domain.codes import (
     Status,
     VipTier,
 )
+from shared.domain.complaint import Complaint
 from shared.domain.lifecycle import Command
 from shared.domain.policy import DEFAULT_POLICY_PATH
 
@@ -51,6 +54,9 @@ CODES: dict[str, type[StrEnum]] = {
     "review_outcome": ReviewOutcome,
     "satisfaction": Satisfaction,
     "refusal_reason": RefusalReason,
+    # a major incident's page
+    "incident_done": IncidentAction,
+    "not_escalated": NotEscalated,
 }
 
 
@@ -92,3 +98,17 @@ def test_every_limit_of_every_policy_has_a_label_in_both_languages() -> None:
     }
     assert names
     assert [n for n in sorted(names) if f"limit.{n}" not in ZH or f"limit.{n}" not in EN] == []
+
+
+def test_every_event_of_a_complaint_has_a_label_in_both_languages() -> None:
+    """The timeline shows each event by its label (`event.<class name>`, the history's
+    `type`): every event class the aggregate defines has one, in both languages."""
+    bases = {Complaint.Event, Complaint.Created}
+    names = {
+        name
+        for name, value in vars(Complaint).items()
+        if isinstance(value, type) and issubclass(value, Complaint.Event) and value not in bases
+    }
+    assert {"Accepted", "Escalated", "PersonalDataErased"} <= names
+    missing = [n for n in sorted(names) for cat in (ZH, EN) if f"event.{n}" not in cat]
+    assert missing == []
