@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
-from typing import Annotated, Any
-from zoneinfo import ZoneInfo
+from typing import Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
@@ -22,23 +20,19 @@ from starlette.concurrency import run_in_threadpool
 # exactly this module).
 from shared.audit.verify import verify
 from shared.console import session
-from shared.console.client import Answer, Api
-from shared.console.i18n import Translator, language
+from shared.console.client import Answer, Api, Stream
 from shared.console.pages import (
     SECURITY_HEADERS,
-    display_tz,
+    problem,
     render,
     signed_out,
     signin_page,
+    streamed,
 )
+from shared.console.periods import BadPeriod, FirstDay, LastDay, Period, asked, refused
 from shared.http.auth import Principal
-from shared.http.state import clock_of
 
 router = APIRouter(prefix=session.PREFIX, include_in_schema=False)
-
-#: The period's days as typed (YYYY-MM-DD), judged by `period_of` so a bad one is a page.
-From = Annotated[str | None, Query(alias="from")]
-To = Annotated[str | None, Query(alias="to")]
 
 #: The most events the page verifies itself (CPU work, in a worker thread); a longer period is
 #: counted and left to the offline command.
@@ -47,82 +41,14 @@ VERIFY_MAX_EVENTS = 20_000
 LIST_MAX = 200
 #: The period shown when none is asked for: the last week, today included.
 DEFAULT_DAYS = 7
-#: The years a period may name (the store holds none before; none after overflows a date).
-YEARS = (1970, 9000)
 #: The names the downloads are saved under, and the offline check as the README runs it.
 CHECKPOINTS_FILE = "checkpoints.json"
 KEY_FILE = "operator.pem"
 COMMAND = ".venv/bin/python shared/audit/verify.py {export} {checkpoints} --key {key}"
 
 
-def _t(request: Request) -> Translator:
-    return Translator(language(request.cookies.get(session.LANGUAGE_COOKIE)))
-
-
-class BadPeriod(ValueError):
-    """A period the page cannot ask for; the message says why, for the page to show."""
-
-
-@dataclass(frozen=True)
-class Period:
-    """Whole days in the console's time zone, `first` to `last` included."""
-
-    first: date
-    last: date
-    #: The console's time zone (the policy's).
-    tz: ZoneInfo
-
-    @property
-    def start(self) -> datetime:
-        return datetime.combine(self.first, time(), self.tz)
-
-    @property
-    def end(self) -> datetime:
-        return datetime.combine(self.last + timedelta(days=1), time(), self.tz)
-
-    def api_params(self) -> list[tuple[str, str]]:
-        """GET /audit/export's `from` and `to`: [start of the first day, start of the next)."""
-        return [("from", self.start.isoformat()), ("to", self.end.isoformat())]
-
-    def query(self) -> str:
-        """The console's own query for this period."""
-        return f"from={self.first.isoformat()}&to={self.last.isoformat()}"
-
-    @property
-    def export_file(self) -> str:
-        return f"audit-export-{self.first.isoformat()}_{self.last.isoformat()}.ndjson"
-
-
-def period_of(
-    start: str | None,
-    end: str | None,
-    keys: list[str],
-    today: date,
-    t: Translator,
-    tz: ZoneInfo,
-) -> Period:
-    """The period a query names (`from`, `to`: dates, YYYY-MM-DD); the last week by default.
-    Repeated parameters, dates that are not dates, `to` before `from`: BadPeriod. (Other
-    parameters are ignored, as by every page.)"""
-    repeated = sorted({k for k in keys if keys.count(k) > 1})
-    if repeated:
-        raise BadPeriod(t("audit.repeated_params").format(names=", ".join(repeated)))
-    days: dict[str, date] = {}
-    for name, typed in (("from", start), ("to", end)):
-        value = (typed or "").strip()
-        if not value:
-            continue
-        try:
-            days[name] = date.fromisoformat(value)
-            if len(value) != 10 or not YEARS[0] <= days[name].year <= YEARS[1]:
-                raise ValueError(value)
-        except ValueError as exc:
-            raise BadPeriod(t("audit.bad_date").format(name=name, value=value[:40])) from exc
-    last = days.get("to", today)
-    first = days.get("from", last - timedelta(days=DEFAULT_DAYS - 1))
-    if last < first:
-        raise BadPeriod(t("audit.to_before_from"))
-    return Period(first, last, tz)
+def export_file(period: Period) -> str:
+    return f"audit-export-{period.first.isoformat()}_{period.last.isoformat()}.ndjson"
 
 
 @dataclass
@@ -149,19 +75,72 @@ def _json(line: bytes) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
-def check_export(export: bytes, checkpoints: dict[str, Any], public_key: str) -> Check:
+class Export:
+    """An export read line by line as it comes: how many lines, the last (the trailer), and
+    the lines themselves only while they are few enough to verify here (`keep`)."""
+
+    def __init__(self, keep: int) -> None:
+        self.keep = keep
+        self.lines: list[bytes] = []
+        self.count = 0
+        self.last: bytes | None = None
+        self._part: list[bytes] = []
+
+    @classmethod
+    def of(cls, body: bytes, keep: int | None = None) -> Export:
+        export = cls(VERIFY_MAX_EVENTS + 1 if keep is None else keep)
+        export.feed(body)
+        return export.end()
+
+    def feed(self, chunk: bytes) -> None:
+        while chunk:
+            cut = chunk.find(b"\n")
+            if cut < 0:
+                self._part.append(chunk)
+                return
+            self._part.append(chunk[: cut + 1])
+            self._line(b"".join(self._part))
+            self._part, chunk = [], chunk[cut + 1 :]
+
+    def end(self) -> Export:
+        if self._part:
+            self._line(b"".join(self._part))
+            self._part = []
+        return self
+
+    def _line(self, line: bytes) -> None:
+        self.count += 1
+        self.last = line
+        if len(self.lines) < self.keep:
+            self.lines.append(line)
+        elif self.count > 1:
+            self.lines = self.lines[:1]  # the first line's position only, from now on
+            self.keep = 1
+
+
+async def read_export(stream: Stream) -> Export:
+    """The export as it streams in, keeping no more lines than the page verifies (its events
+    and the trailer); over that, only counted."""
+    export = Export(VERIFY_MAX_EVENTS + 1)
+    async for chunk in stream.chunks():
+        export.feed(chunk)
+    return export.end()
+
+
+def check_export(export: Export, checkpoints: dict[str, Any], public_key: str) -> Check:
     """Verify the export against the checkpoints trusting only the service's public key
-    (`verify.py`'s `verify`), and gather what the page lists. CPU work: run in a thread."""
-    lines = export.splitlines(keepends=True)
-    trailer = (_json(lines[-1]) or {}).get("trailer") if lines else None
+    (`verify.py`'s `verify`), and gather what the page lists. CPU work: run in a thread. An
+    export of more events than VERIFY_MAX_EVENTS is counted, not verified (its lines were not
+    kept)."""
+    trailer = (_json(export.last) or {}).get("trailer") if export.last else None
     trailer = trailer if isinstance(trailer, dict) else {}
-    events = len(lines) - 1 if trailer else len(lines)
+    events = export.count - 1 if trailer else export.count
     found = Check(
         events=events,
         last_position=trailer.get("last_position"),
         complete=trailer.get("complete"),
     )
-    first_line = _json(lines[0]) if events else None
+    first_line = _json(export.lines[0]) if events and export.lines else None
     first = first_line.get("position") if first_line else None
     last = found.last_position
     if isinstance(first, int) and isinstance(last, int):
@@ -170,8 +149,9 @@ def check_export(export: bytes, checkpoints: dict[str, Any], public_key: str) ->
             for c in checkpoints.get("checkpoints", [])
             if isinstance(c, dict) and first <= c.get("position", -1) <= last
         ]
-    if events > VERIFY_MAX_EVENTS:
+    if events > VERIFY_MAX_EVENTS or len(export.lines) != export.count:
         return found
+    lines = export.lines
     try:
         verdict = verify(lines, checkpoints, key=public_key)
     except ValueError as exc:  # the service's key does not read as a public key
@@ -190,37 +170,16 @@ def check_export(export: bytes, checkpoints: dict[str, Any], public_key: str) ->
     return found
 
 
-def _problem(request: Request, principal: Principal, answer: Answer) -> Response:
-    """The API's refusal as a page: its sentence and each bad field's."""
-    message = answer.detail
-    errors = answer.field_errors()
-    if errors:
-        message += ": " + "; ".join(f"{name}: {text}" for name, text in errors.items())
-    return render(request, "error.html", status=answer.status, principal=principal, message=message)
-
-
-def _download(body: bytes | str, media_type: str, filename: str) -> Response:
-    return Response(
-        body,
-        media_type=media_type,
-        headers={
-            **SECURITY_HEADERS,
-            "Content-Disposition": f'attachment; filename="{filename}"',
-        },
-    )
-
-
-def _today(request: Request) -> date:
-    return clock_of(request)().astimezone(display_tz(request)).date()
+def _headers(filename: str) -> dict[str, str]:
+    return {"Content-Disposition": f'attachment; filename="{filename}"'}
 
 
 def _period(request: Request, start: str | None, end: str | None) -> Period:
-    keys = [key for key, _ in request.query_params.multi_items()]
-    return period_of(start, end, keys, _today(request), _t(request), display_tz(request))
+    return asked(request, start, end, default_days=DEFAULT_DAYS)
 
 
 @router.get("/audit")
-async def audit_page(request: Request, start: From = None, end: To = None) -> Response:
+async def audit_page(request: Request, start: FirstDay = None, end: LastDay = None) -> Response:
     found = await session.signed_in(request)
     if found is None:
         return signin_page(request, status=401)
@@ -228,19 +187,20 @@ async def audit_page(request: Request, start: From = None, end: To = None) -> Re
     try:
         period = _period(request, start, end)
     except BadPeriod as exc:
-        return render(request, "error.html", status=400, principal=principal, message=str(exc))
+        return refused(request, principal, exc)
     api = Api(request, token)
     key = await api.get("/audit/public-key")
     if key.status == 401:
         return signed_out(request)
     if not key.ok:
-        return _problem(request, principal, key)
+        return problem(request, principal, key)
     checkpoints = await api.get("/audit/checkpoints")
     if not checkpoints.ok:
-        return _problem(request, principal, checkpoints)
-    answer, export, _ = await api.get_raw("/audit/export", period.api_params())
-    if not answer.ok:
-        return _problem(request, principal, answer)
+        return problem(request, principal, checkpoints)
+    stream = await api.stream("/audit/export", period.params())
+    if isinstance(stream, Answer):
+        return problem(request, principal, stream)
+    export = await read_export(stream)
     check = await run_in_threadpool(check_export, export, checkpoints.body, key.body["public_key"])
     listed = checkpoints.body.get("checkpoints", [])
     return render(
@@ -254,9 +214,9 @@ async def audit_page(request: Request, start: From = None, end: To = None) -> Re
         checkpoints_total=len(listed),
         covered=check.covered[-LIST_MAX:][::-1],
         latest=listed[-10:][::-1] if not check.covered else [],
-        files={"export": period.export_file, "checkpoints": CHECKPOINTS_FILE, "key": KEY_FILE},
+        files={"export": export_file(period), "checkpoints": CHECKPOINTS_FILE, "key": KEY_FILE},
         command=COMMAND.format(
-            export=period.export_file, checkpoints=CHECKPOINTS_FILE, key=KEY_FILE
+            export=export_file(period), checkpoints=CHECKPOINTS_FILE, key=KEY_FILE
         ),
     )
 
@@ -264,22 +224,33 @@ async def audit_page(request: Request, start: From = None, end: To = None) -> Re
 # -- the downloads: the API's answers as files (the cookie session has no bearer header) -------
 
 
+async def _download(
+    request: Request,
+    signed_in: tuple[str, Principal],
+    path: str,
+    params: list[tuple[str, str]] | None,
+    filename: str,
+) -> Response:
+    """The API's answer at `path`, streamed through as a file; its refusal as a page."""
+    token, principal = signed_in
+    stream = await Api(request, token).stream(path, params)
+    if isinstance(stream, Answer):
+        return signed_out(request) if stream.status == 401 else problem(request, principal, stream)
+    return streamed(stream, _headers(filename))
+
+
 @router.get("/audit/export")
-async def download_export(request: Request, start: From = None, end: To = None) -> Response:
+async def download_export(
+    request: Request, start: FirstDay = None, end: LastDay = None
+) -> Response:
     found = await session.signed_in(request)
     if found is None:
         return signin_page(request, status=401)
-    token, principal = found
     try:
         period = _period(request, start, end)
     except BadPeriod as exc:
-        return render(request, "error.html", status=400, principal=principal, message=str(exc))
-    answer, export, media = await Api(request, token).get_raw("/audit/export", period.api_params())
-    if answer.status == 401:
-        return signed_out(request)
-    if not answer.ok:
-        return _problem(request, principal, answer)
-    return _download(export, media, period.export_file)
+        return refused(request, found[1], exc)
+    return await _download(request, found, "/audit/export", period.params(), export_file(period))
 
 
 @router.get("/audit/checkpoints")
@@ -287,13 +258,7 @@ async def download_checkpoints(request: Request) -> Response:
     found = await session.signed_in(request)
     if found is None:
         return signin_page(request, status=401)
-    token, principal = found
-    answer, listing, media = await Api(request, token).get_raw("/audit/checkpoints")
-    if answer.status == 401:
-        return signed_out(request)
-    if not answer.ok:
-        return _problem(request, principal, answer)
-    return _download(listing, media, CHECKPOINTS_FILE)
+    return await _download(request, found, "/audit/checkpoints", None, CHECKPOINTS_FILE)
 
 
 @router.get("/audit/public-key")
@@ -306,5 +271,9 @@ async def download_public_key(request: Request) -> Response:
     if answer.status == 401:
         return signed_out(request)
     if not answer.ok:
-        return _problem(request, principal, answer)
-    return _download(answer.body["public_key"], "application/x-pem-file", KEY_FILE)
+        return problem(request, principal, answer)
+    return Response(
+        answer.body["public_key"],
+        media_type="application/x-pem-file",
+        headers={**SECURITY_HEADERS, **_headers(KEY_FILE)},
+    )

@@ -6,6 +6,7 @@ masking, validation and errors are exactly the API's."""
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
@@ -56,6 +57,30 @@ class Answer:
         }
 
 
+class Stream:
+    """A 2xx answer whose body is read as it comes; closed (with its client) once read, or by
+    `aclose` when left unread."""
+
+    def __init__(self, response: httpx.Response, client: httpx.AsyncClient) -> None:
+        self.response = response
+        self._client = client
+
+    @property
+    def media_type(self) -> str:
+        return str(self.response.headers.get("content-type", "application/octet-stream"))
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self.response.aiter_bytes():
+                yield chunk
+        finally:
+            await self.aclose()
+
+    async def aclose(self) -> None:
+        await self.response.aclose()
+        await self._client.aclose()
+
+
 class Api:
     """The API as one signed-in user calls it."""
 
@@ -96,8 +121,7 @@ class Api:
         params: list[tuple[str, str]] | None = None,
         service: Service | None = None,
     ) -> httpx.Response | Answer:
-        """A read's response as it came (a CSV to pass on), or a 503 if its service cannot be
-        reached."""
+        """A read's response, or a 503 if its service cannot be reached."""
         service = service or self.own
         try:
             async with self._client(service) as client:
@@ -105,17 +129,33 @@ class Api:
         except httpx.HTTPError as exc:
             return _unreachable(service, exc)
 
-    async def get_raw(
-        self, path: str, params: list[tuple[str, str]] | None = None
-    ) -> tuple[Answer, bytes, str]:
-        """A read whose body is not JSON (an NDJSON export): the answer (its problem when it
-        is not 2xx), the body's bytes and its media type."""
-        async with self._client(self.own) as client:
-            response = await client.get(path, params=urlencode(params or []))
-        if not response.is_success:
-            return _answer(response), b"", ""
-        media = response.headers.get("content-type", "application/octet-stream")
-        return Answer(response.status_code, None), response.content, media
+    async def stream(
+        self,
+        path: str,
+        params: list[tuple[str, str]] | None = None,
+        service: Service | None = None,
+    ) -> Stream | Answer:
+        """A read whose body is passed on as it comes (an NDJSON export, a file): its stream
+        when it is 2xx, else its problem (or a 503 if its service cannot be reached). The
+        caller reads the stream and closes it."""
+        service = service or self.own
+        client = self._client(service)
+        try:
+            request = client.build_request("GET", path, params=urlencode(params or []))
+            response = await client.send(request, stream=True)
+        except httpx.HTTPError as exc:
+            await client.aclose()
+            return _unreachable(service, exc)
+        if response.is_success:
+            return Stream(response, client)
+        try:
+            await response.aread()
+            return _answer(response)
+        except httpx.HTTPError as exc:
+            return _unreachable(service, exc)
+        finally:
+            await response.aclose()
+            await client.aclose()
 
     async def post(
         self, service: Service, path: str, body: dict[str, Any], headers: dict[str, str]

@@ -3,17 +3,18 @@ their exact figures a click away and the report's CSV a link away.
 
 Everything comes from `GET /reports/improvement` (the callback service), called with the
 signed-in user's token: the report of the whole period, and one report per week of it for the
-on-time rates week by week (each week's complaints, their limits judged as they stand now).
-The API decides who may read it; the page shows its answer."""
+on-time rates week by week (each week's complaints, their limits judged as they stand now; the
+latest WEEKLY_MAX weeks, CONCURRENT_REPORTS reports asked at once). The period is judged in
+shared/console/periods.py. The API decides who may read it; the page shows its answer."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
-from typing import Annotated, Any
-from zoneinfo import ZoneInfo
+from datetime import date
+from typing import Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from markupsafe import Markup
 
@@ -21,69 +22,30 @@ from shared.console import session
 from shared.console.charts import Bar, bars, columns, exact_percent
 from shared.console.client import Answer, Api
 from shared.console.i18n import Translator, language
-from shared.console.pages import (
-    SECURITY_HEADERS,
-    display_tz,
-    render,
-    signed_out,
-    signin_page,
-)
+from shared.console.pages import problem as api_problem
+from shared.console.pages import render, signed_out, signin_page, streamed
+from shared.console.periods import BadPeriod, FirstDay, LastDay, Period, asked, refused
 from shared.http.auth import Principal
 from shared.http.routes import REPORT
-from shared.http.state import clock_of
 
 router = APIRouter(prefix=session.PREFIX, include_in_schema=False)
 
 #: The period shown when none is asked for: the last eight weeks, today included.
 DEFAULT_WEEKS = 8
-#: The longest period the page draws week by week (a year's weeks: one report each).
+#: The longest period the page shows (a year's weeks).
 MAX_DAYS = 53 * 7
-#: The period's days as the query gives them: checked here, so a bad one is a page that
-#: says why (the app would answer FastAPI's JSON 422).
-FirstDay = Annotated[str | None, Query(alias="from")]
-LastDay = Annotated[str | None, Query(alias="to")]
+#: The most weeks drawn week by week (one report each): the period's latest; the page says so
+#: when the period has more.
+WEEKLY_MAX = 26
+#: How many of the weeks' reports are asked for at once.
+CONCURRENT_REPORTS = 4
 #: The accountability table's groups the page shows (the report has channel and level too).
 ACCOUNTABLE = ("investigator", "department", "area")
 #: How each group's value is labelled (the API's code), by the dimension it belongs to.
 GROUP_CODES = {"category": "category", "area": "area", "level": "level"}
 
-
-@dataclass(frozen=True)
-class Period:
-    """Whole days in the staff's time zone, `last` included."""
-
-    first: date
-    last: date
-    #: The console's time zone (the policy's).
-    tz: ZoneInfo
-
-    def start(self, day: date) -> datetime:
-        return datetime.combine(day, time(0), self.tz)
-
-    @property
-    def params(self) -> list[tuple[str, str]]:
-        return _span(self.start(self.first), self.start(self.last + timedelta(days=1)))
-
-    def weeks(self) -> list[tuple[date, date]]:
-        """Seven days each from the first; the last week ends with the period."""
-        found, day = [], self.first
-        while day <= self.last:
-            found.append((day, min(day + timedelta(days=6), self.last)))
-            day += timedelta(days=7)
-        return found
-
-    def week_params(self, first: date, last: date) -> list[tuple[str, str]]:
-        return _span(self.start(first), self.start(last + timedelta(days=1)))
-
-
-def _span(start: datetime, end: datetime) -> list[tuple[str, str]]:
-    return [("from", start.isoformat()), ("to", end.isoformat())]
-
-
-@dataclass(frozen=True)
-class Refusal:
-    status: int
-    message: str
+#: A week's first and last days and its report.
+Weekly = list[tuple[date, date, dict[str, Any]]]
 
 
 @dataclass
@@ -110,44 +72,30 @@ def _translator(request: Request) -> Translator:
     return Translator(language(request.cookies.get(session.LANGUAGE_COOKIE)))
 
 
-def asked_period(
-    request: Request, start: str | None, end: str | None, t: Translator
-) -> Period | Refusal:
+def asked_period(request: Request, start: str | None, end: str | None) -> Period:
     """The period asked for (dates `from` and `to`, both included), by default the last eight
-    weeks; a refusal names what is wrong. (A query parameter the page does not take is the
-    app's 400, as on every route.)"""
-    tz = display_tz(request)
-    today = clock_of(request)().astimezone(tz).date()
-    try:
-        last = _day(end) or today
-        first = _day(start) or last - timedelta(days=DEFAULT_WEEKS * 7 - 1)
-    except ValueError:
-        return Refusal(422, t("dashboard.bad_date"))
-    if last < first:
-        return Refusal(422, t("dashboard.bad_order"))
-    if (last - first).days + 1 > MAX_DAYS:
-        return Refusal(422, t("dashboard.too_long").format(days=MAX_DAYS))
-    return Period(first, last, tz)
+    weeks; BadPeriod names what is wrong. (A query parameter the page does not read is
+    ignored, as by every page.)"""
+    return asked(request, start, end, default_days=DEFAULT_WEEKS * 7, max_days=MAX_DAYS)
 
 
-def _day(value: str | None) -> date | None:
-    if value is None or not value.strip():
-        return None
-    text = value.strip()
-    if len(text) != 10:  # YYYY-MM-DD, nothing else
-        raise ValueError(text)
-    return date.fromisoformat(text)
+def _problem(request: Request, principal: Principal, answer: Answer, t: Translator) -> Response:
+    """The API's refusal as a page (a 422's fields named); a 403 in the page's words."""
+    return api_problem(
+        request, principal, answer, t("error.forbidden") if answer.status == 403 else None
+    )
 
 
-def _problem(
-    request: Request, principal: Principal, answer: Answer | Refusal, t: Translator
-) -> Response:
-    if isinstance(answer, Refusal):
-        status, message = answer.status, answer.message
-    else:
-        status = answer.status
-        message = t("error.forbidden") if status == 403 else answer.detail
-    return render(request, "error.html", status=status, principal=principal, message=message)
+async def _reports(api: Api, periods: list[Period]) -> list[Answer]:
+    """The improvement report of each period, at most CONCURRENT_REPORTS asked at once."""
+    service, path = REPORT
+    gate = asyncio.Semaphore(CONCURRENT_REPORTS)
+
+    async def one(period: Period) -> Answer:
+        async with gate:
+            return await api.get(path, period.params(), service)
+
+    return list(await asyncio.gather(*(one(period) for period in periods)))
 
 
 @router.get("/dashboard")
@@ -157,31 +105,35 @@ async def dashboard(request: Request, start: FirstDay = None, end: LastDay = Non
         return signin_page(request, status=401)
     token, principal = found
     t = _translator(request)
-    period = asked_period(request, start, end, t)
-    if isinstance(period, Refusal):
-        return _problem(request, principal, period, t)
-    api = Api(request, token)
-    service, path = REPORT
-    whole = await api.get(path, period.params, service)
-    if whole.status == 401:
+    try:
+        period = asked_period(request, start, end)
+    except BadPeriod as exc:
+        return refused(request, principal, exc)
+    weeks = period.weeks()
+    shown = weeks[-WEEKLY_MAX:]
+    whole, *each = await _reports(Api(request, token), [period, *shown])
+    answers = [whole, *each]
+    if any(answer.status == 401 for answer in answers):
         return signed_out(request)
-    if not whole.ok:
-        return _problem(request, principal, whole, t)
-    weekly: list[tuple[date, date, dict[str, Any]]] = []
-    for first, last in period.weeks():
-        week = await api.get(path, period.week_params(first, last), service)
-        if not week.ok:
-            return _problem(request, principal, week, t)
-        weekly.append((first, last, week.body))
+    failed = next((answer for answer in answers if not answer.ok), None)
+    if failed is not None:
+        return _problem(request, principal, failed, t)
+    weekly = [
+        (week.first, week.last, answer.body) for week, answer in zip(shown, each, strict=True)
+    ]
     report = whole.body
-    query = f"from={period.first.isoformat()}&to={period.last.isoformat()}"
     return render(
         request,
         "dashboard.html",
         principal=principal,
         period=period,
         report=report,
-        csv_query=query,
+        csv_query=period.query(),
+        weekly_note=(
+            t("dashboard.weekly_capped").format(weeks=len(shown), first=shown[0].first.isoformat())
+            if len(weeks) > len(shown)
+            else ""
+        ),
         sections=sections(report, weekly, t),
     )
 
@@ -194,33 +146,28 @@ async def dashboard_csv(request: Request, start: FirstDay = None, end: LastDay =
         return signin_page(request, status=401)
     token, principal = found
     t = _translator(request)
-    period = asked_period(request, start, end, t)
-    if isinstance(period, Refusal):
-        return _problem(request, principal, period, t)
+    try:
+        period = asked_period(request, start, end)
+    except BadPeriod as exc:
+        return refused(request, principal, exc)
     service, path = REPORT
-    response = await Api(request, token).fetch(path, [*period.params, ("format", "csv")], service)
-    if isinstance(response, Answer):
-        return _problem(request, principal, response, t)
-    if response.status_code == 401:
-        return signed_out(request)
-    if response.status_code != 200:
-        try:
-            body = response.json()
-        except ValueError:
-            body = {"detail": response.text[:500]}
-        return _problem(request, principal, Answer(response.status_code, body), t)
-    headers = {**SECURITY_HEADERS}
-    if "content-disposition" in response.headers:
-        headers["Content-Disposition"] = response.headers["content-disposition"]
-    return Response(response.content, media_type="text/csv; charset=utf-8", headers=headers)
+    stream = await Api(request, token).stream(path, [*period.params(), ("format", "csv")], service)
+    if isinstance(stream, Answer):
+        return (
+            signed_out(request) if stream.status == 401 else _problem(request, principal, stream, t)
+        )
+    disposition = stream.response.headers.get("content-disposition")
+    return streamed(
+        stream,
+        {"Content-Disposition": disposition} if disposition else {},
+        media_type="text/csv; charset=utf-8",
+    )
 
 
 # -- the figures ---------------------------------------------------------------------------------
 
 
-def sections(
-    report: dict[str, Any], weekly: list[tuple[date, date, dict[str, Any]]], t: Translator
-) -> list[Section]:
+def sections(report: dict[str, Any], weekly: Weekly, t: Translator) -> list[Section]:
     limits = report["time_limits"]
     return [
         _on_time(limits["rules"], weekly, t),
@@ -271,9 +218,7 @@ def _figure_head(t: Translator) -> list[str]:
     ]
 
 
-def _on_time(
-    rules: list[dict[str, Any]], weekly: list[tuple[date, date, dict[str, Any]]], t: Translator
-) -> Section:
+def _on_time(rules: list[dict[str, Any]], weekly: Weekly, t: Translator) -> Section:
     """Every rule's on-time rate against its target over the period, then week by week for
     each rule with a limit met or missed (one only running or closed has no rate to show)."""
     shown = [rule for rule in rules if rule["met"] + rule["missed"] + rule["running"]]

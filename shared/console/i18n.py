@@ -124,9 +124,7 @@ ZH: dict[str, str] = {
     "dashboard.by_department": "按部门",
     "dashboard.by_area": "按区域",
     "dashboard.empty": "此期间没有可显示的数据。",
-    "dashboard.bad_date": "日期格式应为 YYYY-MM-DD。",
-    "dashboard.bad_order": "截止日期不能早于起始日期。",
-    "dashboard.too_long": "统计期间最长 {days} 天。",
+    "dashboard.weekly_capped": "逐周数字只显示最近 {weeks} 周(自 {first} 起);整个期间的数字见上。",
     "dashboard.col.limit": "时限",
     "dashboard.col.rule": "规则",
     "dashboard.col.source": "依据",
@@ -214,9 +212,6 @@ ZH: dict[str, str] = {
     "audit.complaint_events": "本期间事件数",
     "audit.more_complaints": "另有 {count} 件投诉未列出(见导出文件)。",
     "audit.no_complaints": "该期间没有投诉事件。",
-    "audit.repeated_params": "查询参数重复:{names}",
-    "audit.bad_date": "{name} 不是日期(应为 YYYY-MM-DD):{value}",
-    "audit.to_before_from": "截止日期早于起始日期。",
     "new.title": "新建投诉",
     "new.customer": "客户信息",
     "new.complaint": "投诉信息",
@@ -243,6 +238,12 @@ ZH: dict[str, str] = {
     "field.description": "投诉内容",
     "field.demand": "客户诉求",
     "field.reply_channel": "答复方式",
+    # -- periods (periods.py) --
+    "period.repeated": "查询参数重复:{names}",
+    "period.bad_date": "{name} 不是日期(应为 YYYY-MM-DD):{value}",
+    "period.out_of_range": "{name} 超出可查询的范围({first} 至 {last}):{value}",
+    "period.to_before_from": "截止日期不能早于起始日期。",
+    "period.too_long": "统计期间最长 {days} 天。",
     # -- commands (commands.py) --
     "command.title": "可执行的操作",
     "command.done": "已记录",
@@ -561,9 +562,10 @@ EN: dict[str, str] = {
     "dashboard.by_department": "Per department",
     "dashboard.by_area": "Per area",
     "dashboard.empty": "Nothing to show for this period.",
-    "dashboard.bad_date": "Dates are written YYYY-MM-DD.",
-    "dashboard.bad_order": "The last day may not come before the first.",
-    "dashboard.too_long": "A period is at most {days} days.",
+    "dashboard.weekly_capped": (
+        "Week by week, only the latest {weeks} weeks are shown (from {first}); "
+        "the figures above are the whole period's."
+    ),
     "dashboard.col.limit": "Limit",
     "dashboard.col.rule": "Rule",
     "dashboard.col.source": "Source",
@@ -655,9 +657,6 @@ EN: dict[str, str] = {
     "audit.complaint_events": "Events in the period",
     "audit.more_complaints": "{count} more complaints not listed (see the export).",
     "audit.no_complaints": "No complaint events in this period.",
-    "audit.repeated_params": "Query parameters given twice: {names}",
-    "audit.bad_date": "{name} is not a date (YYYY-MM-DD): {value}",
-    "audit.to_before_from": "The end date is before the start date.",
     "new.title": "New complaint",
     "new.customer": "Customer",
     "new.complaint": "Complaint",
@@ -684,6 +683,14 @@ EN: dict[str, str] = {
     "field.description": "Description",
     "field.demand": "Demand",
     "field.reply_channel": "Reply channel",
+    # -- periods (periods.py) --
+    "period.repeated": "Query parameters given twice: {names}",
+    "period.bad_date": "{name} is not a date (YYYY-MM-DD): {value}",
+    "period.out_of_range": (
+        "{name} is outside the dates that can be asked for ({first} to {last}): {value}"
+    ),
+    "period.to_before_from": "The last day may not come before the first.",
+    "period.too_long": "A period is at most {days} days.",
     # -- commands (commands.py) --
     "command.title": "What you can do now",
     "command.done": "Recorded",

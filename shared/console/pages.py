@@ -17,12 +17,13 @@ from uuid import UUID
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 from jinja2 import Environment, PackageLoader, pass_context, select_autoescape
 from jinja2.runtime import Context
+from starlette.background import BackgroundTask
 
 from shared.console import commands, session
-from shared.console.client import Answer, Api
+from shared.console.client import Answer, Api, Stream
 from shared.console.i18n import LANGUAGES, Translator, language
 from shared.domain.clock import system_clock
 from shared.domain.codes import (
@@ -171,6 +172,31 @@ def signed_out(request: Request) -> HTMLResponse:
     page = signin_page(request, status=401, error=t("signin.expired"))
     session.forget_token(request, page)
     return page
+
+
+def problem(
+    request: Request, principal: Principal, answer: Answer, message: str | None = None
+) -> HTMLResponse:
+    """The API's refusal as a page: its sentence (or the page's own) and each bad field's (a
+    422's `errors`)."""
+    said = answer.detail if message is None else message
+    errors = answer.field_errors()
+    if errors:
+        said += ": " + "; ".join(f"{name}: {text}" for name, text in errors.items())
+    return render(request, "error.html", status=answer.status, principal=principal, message=said)
+
+
+def streamed(
+    stream: Stream, headers: dict[str, str], media_type: str | None = None
+) -> StreamingResponse:
+    """The API's answer passed on as it comes (a file to download), its upstream closed when
+    it is done, or when the download is left."""
+    return StreamingResponse(
+        stream.chunks(),
+        media_type=media_type or stream.media_type,
+        headers={**SECURITY_HEADERS, **headers},
+        background=BackgroundTask(stream.aclose),
+    )
 
 
 def _home(request: Request) -> str:

@@ -142,9 +142,11 @@ async def test_no_session_signs_in_first(web: httpx.AsyncClient) -> None:
         ({"from": "yesterday"}, "from 不是日期"),
         ({"to": "2026-13-01"}, "to 不是日期"),
         ({"from": "20261101"}, "from 不是日期"),
-        ({"from": "2026-11-10", "to": "2026-11-01"}, "截止日期早于起始日期"),
-        ({"to": "9999-12-31"}, "to 不是日期"),
-        ({"to": "0001-01-01"}, "to 不是日期"),
+        ({"from": "2026-11-10", "to": "2026-11-01"}, "截止日期不能早于起始日期"),
+        # the API's years, the dashboard's bound too (shared/console/periods.py)
+        ({"to": "9999-12-31"}, "to 超出可查询的范围(1990-01-01 至 2099-12-30)"),
+        ({"to": "0001-01-01"}, "to 超出可查询的范围"),
+        ({"from": "1989-12-31"}, "from 超出可查询的范围"),
     ],
 )
 async def test_a_bad_period_is_a_plain_page_not_a_500(
@@ -153,7 +155,7 @@ async def test_a_bad_period_is_a_plain_page_not_a_500(
     await sign_in(web, token("regulator"))
     for path in ("/console/audit", "/console/audit/export"):
         page = await web.get(path, params=params)
-        assert page.status_code == 400, (path, page.text)
+        assert page.status_code == 422, (path, page.text)
         assert says in page.text
     twice = await web.get("/console/audit?from=2026-11-01&from=2026-11-02")
     assert twice.status_code == 400 and "查询参数重复" in twice.text
@@ -180,7 +182,7 @@ async def test_another_key_or_an_altered_line_is_shown_invalid(
     export = (await web.get("/audit/export", headers=auth)).content
     checkpoints = (await web.get("/audit/checkpoints", headers=auth)).json()
     pem = checkpoints["public_key"]
-    assert audit.check_export(export, checkpoints, pem).valid
+    assert audit.check_export(audit.Export.of(export), checkpoints, pem).valid
 
     other = (
         Ed25519PrivateKey.generate()
@@ -188,13 +190,13 @@ async def test_another_key_or_an_altered_line_is_shown_invalid(
         .public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
         .decode()
     )
-    forged = audit.check_export(export, checkpoints, other)
+    forged = audit.check_export(audit.Export.of(export), checkpoints, other)
     assert forged.verified and not forged.valid
     assert "not signed by the pinned key" in forged.message
 
     altered = export.replace(b'"Accepted"', b'"Refused"', 1)
     assert altered != export
-    found = audit.check_export(altered, checkpoints, pem)
+    found = audit.check_export(audit.Export.of(altered), checkpoints, pem)
     assert not found.valid and "line 1" in found.message
 
 
@@ -212,3 +214,52 @@ async def test_a_period_too_long_to_verify_here_points_to_the_offline_command(
     assert events is not None and int(events.group(1)) > 0
     assert f"该期间共有 {events.group(1)} 个事件" in page.text
     assert 'id="command"' in page.text
+
+
+async def test_the_export_streams_through_and_its_upstream_is_closed(
+    web: httpx.AsyncClient, token: TokenFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The download is passed on as it comes (no length known beforehand), through
+    `client.stream`; the API's response is closed once it has been read."""
+    await accept(web, token)
+    closed: list[str] = []
+    real_close = httpx.Response.aclose
+
+    async def recorded(self: httpx.Response) -> None:
+        if self.request.url.path.startswith("/audit/"):
+            closed.append(self.request.url.path)
+        await real_close(self)
+
+    monkeypatch.setattr(httpx.Response, "aclose", recorded)
+    await sign_in(web, token("regulator"))
+    direct = await web.get("/audit/export", headers=bearer(token, "regulator"))
+    closed.clear()
+    export = await web.get("/console/audit/export")
+    assert export.status_code == 200
+    assert "content-length" not in export.headers  # streamed, not held and sent whole
+    assert export.headers["content-type"].startswith("application/x-ndjson")
+    assert export.content.splitlines()[:-1] == direct.content.splitlines()[:-1]
+    assert "/audit/export" in closed
+    closed.clear()
+    checkpoints = await web.get("/console/audit/checkpoints")
+    assert checkpoints.status_code == 200 and "content-length" not in checkpoints.headers
+    assert closed and set(closed) == {"/audit/checkpoints"}
+
+
+def test_the_export_is_read_line_by_line_and_kept_only_up_to_the_cap() -> None:
+    lines = [json.dumps({"position": n, "complaint_id": "c"}).encode() + b"\n" for n in range(9)]
+    lines.append(b'{"trailer": {"last_position": 8, "complete": true}}\n')
+    body = b"".join(lines)
+    for size in (1, 7, len(body)):  # chunks cutting lines anywhere
+        export = audit.Export(keep=len(lines))
+        for at in range(0, len(body), size):
+            export.feed(body[at : at + size])
+        export.end()
+        assert export.lines == lines and export.count == len(lines)
+    capped = audit.Export.of(body, keep=4)
+    assert capped.count == 10 and capped.last == lines[-1]
+    assert len(capped.lines) <= 4 and capped.lines[0] == lines[0]
+    check = audit.check_export(capped, {"checkpoints": []}, "unused: not verified")
+    assert (check.events, check.verified, check.last_position) == (9, False, 8)
+    unended = audit.Export.of(body.rstrip(b"\n"))
+    assert unended.count == 10 and unended.last == lines[-1].rstrip(b"\n")

@@ -5,6 +5,7 @@ report's CSV, and who may see it is the API's answer (an agent gets a 403 page a
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import re
@@ -17,7 +18,10 @@ import pytest
 
 from services.callback.main import create_app as create_callback_app
 from services.intake.main import create_app as create_intake_app
+from shared.console import dashboard
 from shared.console.charts import exact_percent, percent
+from shared.console.client import Answer
+from shared.console.client import Api as ConsoleApi
 from shared.domain.clock import FixedClock
 from shared.domain.codes import Service
 from shared.readmodel.summaries import SummaryProjection
@@ -209,6 +213,11 @@ async def test_without_a_session_it_asks_to_sign_in(board: httpx.AsyncClient) ->
         ("from=2026-11-01T00:00", 422, "YYYY-MM-DD"),
         ("from=2026-11-20&to=2026-11-01", 422, "截止日期不能早于起始日期"),
         ("from=2024-01-01&to=2026-01-01", 422, "371"),
+        # the last days a date holds were a 500 (the day after overflowed): now the API's years
+        ("from=9999-12-25&to=9999-12-31", 422, "1990-01-01 至 2099-12-30"),
+        ("to=2100-01-01", 422, "to 超出可查询的范围"),
+        ("from=1989-12-31&to=1990-01-06", 422, "from 超出可查询的范围"),
+        ("from=2026-11-01&from=2026-11-02", 400, "查询参数重复:from"),
     ],
 )
 async def test_a_bad_period_is_a_page_that_says_why(
@@ -219,15 +228,94 @@ async def test_a_bad_period_is_a_page_that_says_why(
     assert page.status_code == status
     assert "text/html" in page.headers["content-type"] and says in page.text
     download = await board.get(f"/console/dashboard.csv?{query}")
-    assert download.status_code == status
+    assert download.status_code == status and says in download.text
 
 
-async def test_a_parameter_it_does_not_take_is_the_apps_400(
+async def test_the_api_years_edges_are_pages(board: httpx.AsyncClient, token: TokenFactory) -> None:
+    await sign_in(board, token("supervisor"))
+    for query in ("from=2099-12-24&to=2099-12-30", "from=1990-01-01&to=1990-01-07"):
+        page = await board.get(f"/console/dashboard?{query}")
+        assert page.status_code == 200, page.text
+        assert (await board.get(f"/console/dashboard.csv?{query}")).status_code == 200
+
+
+async def test_a_parameter_it_does_not_read_is_ignored(
     board: httpx.AsyncClient, token: TokenFactory
 ) -> None:
+    """A page is not an API route: what it does not read it ignores (the default period)."""
     await sign_in(board, token("supervisor"))
     page = await board.get("/console/dashboard?week=3")
-    assert page.status_code == 400 and "week" in page.text
+    assert page.status_code == 200, page.text
+    default = await board.get("/console/dashboard")
+    shown = re.findall(r'<input type="date" name="(?:from|to)" value="([^"]+)"', page.text)
+    assert len(shown) == 2
+    assert shown == re.findall(r'name="(?:from|to)" value="([^"]+)"', default.text)
+
+
+async def test_the_weeks_reports_run_four_at_a_time_and_a_year_shows_26_weeks(
+    board: httpx.AsyncClient, token: TokenFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[list[tuple[str, str]]] = []
+    running = [0, 0]  # now, most
+    real = ConsoleApi.get
+
+    async def counted(self: ConsoleApi, *args: Any, **kwargs: Any) -> Answer:
+        calls.append(args[1])
+        running[0] += 1
+        running[1] = max(running)
+        try:
+            await asyncio.sleep(0.01)
+            return await real(self, *args, **kwargs)
+        finally:
+            running[0] -= 1
+
+    monkeypatch.setattr(ConsoleApi, "get", counted)
+    await sign_in(board, token("supervisor"))
+    page = await board.get("/console/dashboard?from=2025-11-24&to=2026-11-28")  # 53 weeks
+    assert page.status_code == 200, page.text
+    assert len(calls) == 1 + dashboard.WEEKLY_MAX  # the period, then its latest 26 weeks
+    assert running[1] == dashboard.CONCURRENT_REPORTS
+    assert calls[1][0] == ("from", "2026-06-01T00:00:00+08:00")
+    assert re.search(r'id="weekly-capped">逐周数字只显示最近 26 周\(自 2026-06-01 起\)', page.text)
+    weekly = re.findall(r'id="(weekly-\d+)"', page.text)
+    assert all(len(numbers(page.text, figure)) == 26 for figure in weekly)
+    calls.clear()
+    short = await board.get("/console/dashboard?from=2026-11-01&to=2026-11-28")
+    assert len(calls) == 5 and "weekly-capped" not in short.text
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "says"),
+    [
+        (
+            422,
+            {"detail": "Invalid parameters", "errors": [{"field": "to", "message": "too far"}]},
+            "Invalid parameters: to: too far",
+        ),
+        (401, {"detail": "expired"}, 'name="token"'),
+    ],
+)
+async def test_one_weeks_refusal_is_the_page(
+    board: httpx.AsyncClient,
+    token: TokenFactory,
+    monkeypatch: pytest.MonkeyPatch,
+    status: int,
+    body: dict[str, Any],
+    says: str,
+) -> None:
+    """A 401 in any of the reports signs the user out; a 422 names the API's bad fields."""
+    real = ConsoleApi.get
+
+    async def third_week_refused(self: ConsoleApi, *args: Any, **kwargs: Any) -> Answer:
+        if ("from", "2026-11-15T00:00:00+08:00") in args[1]:
+            return Answer(status, body)
+        return await real(self, *args, **kwargs)
+
+    monkeypatch.setattr(ConsoleApi, "get", third_week_refused)
+    await sign_in(board, token("supervisor"))
+    page = await board.get("/console/dashboard?from=2026-11-01&to=2026-11-28")
+    assert page.status_code == status
+    assert says in page.text and "<svg" not in page.text
 
 
 async def test_the_console_of_another_service_reads_the_report_from_callback(
