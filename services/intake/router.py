@@ -9,20 +9,19 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, Path, Request, Response, status
 
 from services.intake.schemas import AcceptRequest, RefusalRequest
-from shared.domain.codes import Role
 from shared.domain.context import CommandContext
 from shared.http.commands import accept, execute
 from shared.http.deps import IfMatchDep, StoreDep, command_context
 from shared.http.errors import COMMAND_RESPONSES
 from shared.http.fields import IDENTIFIER_PATTERN
-from shared.http.routes import ACCEPT_ROLES
+from shared.http.routes import ACCEPT_ROLES, ADMIN_ROLES
 from shared.http.views import ComplaintView, ErasureView
 
 router = APIRouter(tags=["intake"], responses=COMMAND_RESPONSES)
 
 #: Who accepts and refuses (docs/api.md "Who may do what"); the console asks the same set.
 IntakeCtx = Annotated[CommandContext, Depends(command_context(*ACCEPT_ROLES))]
-AdminCtx = Annotated[CommandContext, Depends(command_context(Role.ADMIN))]
+AdminCtx = Annotated[CommandContext, Depends(command_context(*ADMIN_ROLES))]
 CustomerId = Annotated[str, Path(pattern=IDENTIFIER_PATTERN, examples=["cust-000123"])]
 
 

@@ -13,18 +13,18 @@ from services.intake.schemas import (
     SubscriptionRequest,
     SubscriptionView,
 )
-from shared.domain.codes import Role
 from shared.domain.context import Actor, CommandContext
 from shared.http.auth import require_roles
 from shared.http.deps import SHOWN_ONCE, ClockDep, SettingsDep, StoreDep, command_context
 from shared.http.errors import COMMAND_RESPONSES, READ_RESPONSES, invalid_field
+from shared.http.routes import ADMIN_ROLES
 from shared.webhooks import subscriptions as hooks
 
 router = APIRouter(tags=["webhooks"], responses=READ_RESPONSES)
 
 #: Creating one is a command (Idempotency-Key honoured); reading and deleting them are not.
-AdminCtx = Annotated[CommandContext, Depends(command_context(Role.ADMIN))]
-Admin = Annotated[Actor, Depends(require_roles(Role.ADMIN))]
+AdminCtx = Annotated[CommandContext, Depends(command_context(*ADMIN_ROLES))]
+Admin = Annotated[Actor, Depends(require_roles(*ADMIN_ROLES))]
 SubscriptionId = Annotated[str, Path(max_length=36, examples=["5d0f…"])]
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from shared.console import audit, dashboard
+from shared.console import admin, audit, dashboard
 from shared.console.pages import router
 from shared.console.session import PREFIX
 
@@ -20,4 +20,5 @@ def install_console(app: FastAPI) -> None:
     app.include_router(router)
     app.include_router(audit.router)
     app.include_router(dashboard.router)
+    app.include_router(admin.router)
     app.mount(STATIC_URL, StaticFiles(packages=[("shared.console", "static")]), name="console")

@@ -170,6 +170,17 @@ class Api:
             return Answer(400, {"detail": "A header of the request is not plain ASCII."})
         return _answer(response)
 
+    async def delete(self, service: Service, path: str, headers: dict[str, str]) -> Answer:
+        """A deletion (a webhook subscription), to the service that serves it."""
+        try:
+            async with self._client(service) as client:
+                response = await client.delete(path, headers=headers)
+        except httpx.HTTPError as exc:
+            return _unreachable(service, exc)
+        except UnicodeEncodeError:
+            return Answer(400, {"detail": "A header of the request is not plain ASCII."})
+        return _answer(response)
+
     async def document(self, service: Service) -> dict[str, Any] | None:
         """A service's OpenAPI document: this process's own, another's by its URL (kept a
         few minutes); None when that service cannot be reached."""
@@ -214,6 +225,8 @@ def _unreachable(service: Service, exc: httpx.HTTPError) -> Answer:
 
 
 def _answer(response: httpx.Response) -> Answer:
+    if not response.content:  # 204 No Content
+        return Answer(response.status_code, None)
     try:
         body = response.json()
     except ValueError:

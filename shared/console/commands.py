@@ -49,7 +49,7 @@ class Field:
     """One input of a command's form, named as the API names it (`remedies.0.amount`)."""
 
     name: str
-    kind: str  # select, bool, text, textarea, lines, datetime
+    kind: str  # select, bool, text, textarea, lines, many, datetime
     required: bool
     label: str  # the catalogue key of its label (`arg.<name>`)
     choices: tuple[str, ...] = ()
@@ -165,12 +165,15 @@ def _field(
         codes = LABELS_OF.get(name) or _snake(str(prop.get("title", name)))
     elif prop.get("type") == "boolean":
         kind = "bool"
+    elif items is not None and "enum" in items:  # some of a list of codes: one box each
+        kind, choices = "many", tuple(str(c) for c in items["enum"])
+        codes = LABELS_OF.get(name) or name
     elif items is not None:
         kind = "lines"
     elif prop.get("format") == "date-time":
         kind = "datetime"
-    elif (prop.get("maxLength") or 0) <= 500:
-        kind = "text"  # identifiers, references, short reasons
+    elif (prop.get("maxLength") or 0) <= 500 or prop.get("format") == "uri":
+        kind = "text"  # identifiers, references, short reasons, addresses
     return Field(
         name=full,
         kind=kind,
@@ -234,11 +237,22 @@ def request_body(fields: list[Field], form: dict[str, str], local_time: Any) -> 
 def _value(f: Field, raw: str, local_time: Any) -> Any:
     if f.kind == "bool":
         return {"true": True, "false": False}.get(raw, raw)
-    if f.kind == "lines":
+    if f.kind in ("lines", "many"):  # (the boxes ticked come one per line: `submitted`)
         return [line.strip() for line in raw.splitlines() if line.strip()]
     if f.kind == "datetime" and raw:
         return local_time(raw)
     return raw
+
+
+def submitted(pairs: list[tuple[str, str]], fields: list[Field]) -> dict[str, str]:
+    """A form's fields as `request_body` reads them: the last value of each name, except the
+    boxes of a `many` input, all of them one per line."""
+    many = {f.name for f in fields if f.kind == "many"}
+    form: dict[str, str] = {}
+    for name, value in pairs:
+        ticked = name in many and name in form
+        form[name] = f"{form[name]}\n{value}" if ticked else value
+    return form
 
 
 def errors_by_field(

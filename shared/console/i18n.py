@@ -374,6 +374,75 @@ ZH: dict[str, str] = {
     "event.NotificationFailed": "通知发送失败",
     "event.NotificationConfirmed": "通知已确认",
     "event.PersonalDataErased": "删除个人信息",
+    # -- admin --
+    "nav.admin": "系统管理",
+    "admin.title": "系统管理",
+    "admin.webhooks": "Webhook 订阅",
+    "admin.webhooks_note": (
+        "订阅后,此后存储的所选类型的事件都会 POST 到接收地址,按 Standard Webhooks "
+        "规范用签名密钥签名。"
+    ),
+    "admin.no_subscriptions": "还没有 Webhook 订阅。",
+    "admin.subscribe": "新建订阅",
+    "admin.subscription": "Webhook 订阅",
+    "admin.id": "订阅编号",
+    "admin.personal_data": "发送个人信息明文",
+    "admin.created_at": "创建时间",
+    "admin.created_by": "创建人",
+    "admin.created": "订阅已创建。",
+    "admin.secret": "签名密钥",
+    "admin.secret_once": (
+        "签名密钥只显示这一次:请现在复制,交给接收方保存。之后无法再查看,"
+        "丢失只能删除订阅后重新创建。"
+    ),
+    "admin.secret_gone": "这是一次重复提交:签名密钥只在创建时显示过一次,不会再显示。",
+    "admin.deliveries": "投递记录",
+    "admin.no_deliveries": "还没有投递:订阅创建之后存储的事件才会发送。",
+    "admin.event": "事件类型",
+    "admin.event_at": "事件时间",
+    "admin.status": "状态",
+    "admin.attempts": "尝试次数",
+    "admin.last_status": "最近响应码",
+    "admin.last_error": "最近错误",
+    "admin.next_attempt": "下次尝试",
+    "admin.finished_at": "结束时间",
+    "admin.delete": "删除订阅",
+    "admin.delete_note": "删除后立即停止发送,尚未发出的投递也不再发送。",
+    "admin.deleted": "订阅 {id} 已删除。",
+    "admin.back": "返回系统管理",
+    "delivery.pending": "待发送",
+    "delivery.delivered": "已送达",
+    "delivery.failed": "失败(已停止重试)",
+    "delivery.cancelled": "已取消",
+    "arg.url": "接收地址(URL)",
+    "arg.event_types": "事件类型",
+    "arg.sees_personal_data": "发送客户个人信息明文",
+    "erasure.title": "删除客户个人信息",
+    "erasure.note": (
+        "按客户的要求删除其全部个人信息。下一步会说明将删除什么,并请您再次输入客户编号确认。"
+    ),
+    "erasure.customer_id": "客户编号",
+    "erasure.bad_id": "这不是客户编号:1 至 64 个字母、数字或 . _ : @ -。",
+    "erasure.next": "下一步",
+    "erasure.what": (
+        "将删除客户 {id} 的全部个人信息:姓名、电话、电子邮箱、服务号码以及客户所述的内容,"
+        "涉及其每一件投诉、历史上的每一个时点、审计导出和快照。投诉本身、时限和处理记录保留。"
+    ),
+    "erasure.irreversible": "此操作不可撤销:客户的密钥将被销毁,这些信息无法恢复。",
+    "erasure.complaints": "该客户的投诉:",
+    "erasure.no_complaints": "列表中没有该客户的投诉(服务会告知是否保存有该客户的任何信息)。",
+    "erasure.more": "……以及更多",
+    "erasure.type_again": "请再次输入客户编号 {id} 以确认",
+    "erasure.mismatch": "输入的客户编号不一致,未删除任何信息。",
+    "erasure.submit": "永久删除个人信息",
+    "erasure.cancel": "取消",
+    "erasure.done": "客户 {id} 的个人信息已于 {at} 删除。",
+    "erasure.keys": "已销毁密钥 {n} 个。",
+    "erasure.already": "此前已删除过,这次没有需要销毁的密钥。",
+    "erasure.erased_at": "删除时间",
+    "erasure.keys_destroyed": "销毁的密钥",
+    "erasure.erased_complaints": "已删除个人信息的投诉",
+    "erasure.nothing": "我们没有保存客户 {id} 的任何信息,未删除任何内容。请核对客户编号。",
     "error.title": "出错了",
     "error.back": "返回工作队列",
     "error.forbidden": "您的角色不能执行此操作。",
@@ -822,6 +891,90 @@ EN: dict[str, str] = {
     "event.NotificationFailed": "Notification failed",
     "event.NotificationConfirmed": "Notification confirmed",
     "event.PersonalDataErased": "Personal data erased",
+    # -- admin --
+    "nav.admin": "Admin",
+    "admin.title": "Administration",
+    "admin.webhooks": "Webhook subscriptions",
+    "admin.webhooks_note": (
+        "Every event of the chosen types stored from now on is POSTed to the receiver's URL, "
+        "signed with the signing secret per the Standard Webhooks spec."
+    ),
+    "admin.no_subscriptions": "No webhook subscriptions yet.",
+    "admin.subscribe": "Subscribe",
+    "admin.subscription": "Webhook subscription",
+    "admin.id": "Subscription id",
+    "admin.personal_data": "Personal data in plaintext",
+    "admin.created_at": "Created at",
+    "admin.created_by": "Created by",
+    "admin.created": "The subscription is created.",
+    "admin.secret": "Signing secret",
+    "admin.secret_once": (
+        "The signing secret is shown this once: copy it now for the receiver. It cannot be shown "
+        "again; if it is lost, delete the subscription and create another."
+    ),
+    "admin.secret_gone": (
+        "This was a repeated submit: the signing secret was shown once, when the subscription was "
+        "created, and is not shown again."
+    ),
+    "admin.deliveries": "Deliveries",
+    "admin.no_deliveries": (
+        "No deliveries yet: only events stored after the subscription was created are sent."
+    ),
+    "admin.event": "Event type",
+    "admin.event_at": "Event at",
+    "admin.status": "Status",
+    "admin.attempts": "Attempts",
+    "admin.last_status": "Last status code",
+    "admin.last_error": "Last error",
+    "admin.next_attempt": "Next attempt",
+    "admin.finished_at": "Finished at",
+    "admin.delete": "Delete the subscription",
+    "admin.delete_note": "Once deleted nothing more is sent to it, not even what is still pending.",
+    "admin.deleted": "Subscription {id} is deleted.",
+    "admin.back": "Back to administration",
+    "delivery.pending": "pending",
+    "delivery.delivered": "delivered",
+    "delivery.failed": "failed (no more attempts)",
+    "delivery.cancelled": "cancelled",
+    "arg.url": "Receiver URL",
+    "arg.event_types": "Event types",
+    "arg.sees_personal_data": "Send customers' personal data in plaintext",
+    "erasure.title": "Erase a customer's personal data",
+    "erasure.note": (
+        "Erase all of a customer's personal data at their request. The next step says what will "
+        "be erased and asks you to type the customer id again."
+    ),
+    "erasure.customer_id": "Customer id",
+    "erasure.bad_id": "Not a customer id: 1 to 64 letters, digits or . _ : @ -.",
+    "erasure.next": "Next",
+    "erasure.what": (
+        "All personal data of customer {id} will be erased: name, phone, e-mail, service number "
+        "and what the customer said or sent, in every one of their complaints, at every point of "
+        "its history, in audit exports and in snapshots. The complaints, their limits and the "
+        "staff's handling stay."
+    ),
+    "erasure.irreversible": (
+        "This cannot be undone: the customer's key is destroyed and the data cannot be recovered."
+    ),
+    "erasure.complaints": "The customer's complaints:",
+    "erasure.no_complaints": (
+        "The list holds no complaint of this customer (the service will say whether it holds "
+        "anything of them)."
+    ),
+    "erasure.more": "… and more",
+    "erasure.type_again": "Type the customer id {id} again to confirm",
+    "erasure.mismatch": "The customer id typed does not match: nothing was erased.",
+    "erasure.submit": "Erase the personal data for good",
+    "erasure.cancel": "Cancel",
+    "erasure.done": "The personal data of customer {id} was erased at {at}.",
+    "erasure.keys": "Keys destroyed: {n}.",
+    "erasure.already": "It had been erased before: there was no key left to destroy.",
+    "erasure.erased_at": "Erased at",
+    "erasure.keys_destroyed": "Keys destroyed",
+    "erasure.erased_complaints": "Complaints erased",
+    "erasure.nothing": (
+        "We hold nothing of customer {id}: nothing was erased. Check the customer id."
+    ),
     "error.title": "Something went wrong",
     "error.back": "Back to the queues",
     "error.forbidden": "Your role may not do this.",

@@ -47,7 +47,7 @@ from shared.http.auth import (
     token_principal,
 )
 from shared.http.fields import IDEMPOTENCY_KEY_PATTERN
-from shared.http.routes import ACCEPT, ACCEPT_ROLES, AUDIT_ROLES, REPORT_ROLES
+from shared.http.routes import ACCEPT, ACCEPT_ROLES, ADMIN_ROLES, AUDIT_ROLES, REPORT_ROLES
 from shared.http.state import clock_of, settings_of
 
 router = APIRouter(prefix=session.PREFIX, include_in_schema=False)
@@ -143,6 +143,7 @@ def render(
         may_accept=may_accept(principal),
         may_report=may(principal, REPORT_ROLES),
         may_audit=may(principal, AUDIT_ROLES),
+        may_admin=may(principal, ADMIN_ROLES),
         **context,
     )
     return HTMLResponse(html, status_code=status, headers=SECURITY_HEADERS)

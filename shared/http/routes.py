@@ -65,6 +65,12 @@ REPORT_ROLES: frozenset[Role] = frozenset({Role.ANALYST, Role.SUPERVISOR, Role.R
 #: Where the improvement report is read: the callback service alone serves it.
 REPORT: tuple[Service, str] = (Service.CALLBACK, "/reports/improvement")
 AUDIT_ROLES: frozenset[Role] = frozenset({Role.REGULATOR, Role.ANALYST})
+#: Who keeps the webhook subscriptions and erases a customer's personal data: the intake
+#: routes authorise from here, and the console shows its admin page to these roles.
+ADMIN_ROLES: frozenset[Role] = frozenset({Role.ADMIN})
+#: Where they are kept (intake alone serves them): the console's admin page calls these.
+SUBSCRIPTIONS: tuple[Service, str] = (Service.INTAKE, "/subscriptions")
+ERASURE: tuple[Service, str] = (Service.INTAKE, "/customers/{customer_id}/erasure")
 
 
 #: Where a command is given differently in one status: only a regulator's appeal escalates a
