@@ -8,7 +8,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from shared.console import admin, audit, dashboard
+from shared.console import admin, appeal, audit, dashboard
 from shared.console.pages import router
 from shared.console.session import PREFIX
 
@@ -18,6 +18,7 @@ STATIC_URL = PREFIX + "/static"
 def install_console(app: FastAPI) -> None:
     """The pages and their static files, none of them in the OpenAPI document."""
     app.include_router(router)
+    app.include_router(appeal.router)
     app.include_router(audit.router)
     app.include_router(dashboard.router)
     app.include_router(admin.router)

@@ -51,11 +51,14 @@ class Field:
     name: str
     kind: str  # select, bool, text, textarea, lines, many, datetime
     required: bool
-    label: str  # the catalogue key of its label (`arg.<name>`)
+    label: str  # the catalogue key of its label (`arg.<name>`, `field.<name within>`)
     choices: tuple[str, ...] = ()
     codes: str = ""  # the catalogue group of its choices' labels
     default: str = ""
     maxlength: int | None = None
+    #: The optional objects it is in (`complaint`, a list's row `remedies.0`): one whose
+    #: inputs are all empty is left out of the body.
+    optional_in: tuple[str, ...] = ()
 
 
 @dataclass
@@ -131,10 +134,20 @@ async def offer(api: Api, command: Command, notification: str = "") -> Offer:
     return Offer(command, service, path, form_fields(*schema), notification=notification)
 
 
-def form_fields(schema: dict[str, Any], doc: dict[str, Any], prefix: str = "") -> list[Field]:
+def form_fields(
+    schema: dict[str, Any],
+    doc: dict[str, Any],
+    prefix: str = "",
+    *,
+    within: str | None = None,
+    optional_in: tuple[str, ...] = (),
+) -> list[Field]:
     """A JSON Schema object as form inputs: enumerations as choices, booleans as yes/no, times
     as the browser's date-time field, lists of text one item per line, lists of objects as a
-    few rows of their fields."""
+    few rows of their fields, an object within it as its fields (`complaint.customer.phone`).
+
+    Labels: `arg.<name>`; the fields of an object within (from `within=""` on, as the
+    acceptance form labels the body of POST /complaints) `field.<name within it>`."""
     schema = _resolved(schema, doc)
     required = set(schema.get("required", []))
     fields: list[Field] = []
@@ -142,17 +155,30 @@ def form_fields(schema: dict[str, Any], doc: dict[str, Any], prefix: str = "") -
         full = f"{prefix}{name}"
         prop, nullable = _unwrapped(_resolved(prop, doc), doc)
         needed = name in required and not nullable
+        if prop.get("type") == "object" and "properties" in prop:
+            inner = f"{within}{name}." if within is not None else ""
+            kept = optional_in if needed else (*optional_in, full)
+            fields.extend(form_fields(prop, doc, f"{full}.", within=inner, optional_in=kept))
+            continue
         items = _resolved(prop.get("items", {}), doc) if prop.get("type") == "array" else None
         if items is not None and items.get("type") == "object":
             for row in range(LIST_ROWS):
-                fields.extend(form_fields(items, doc, f"{full}.{row}."))
+                each = f"{full}.{row}"
+                fields.extend(form_fields(items, doc, f"{each}.", optional_in=(*optional_in, each)))
             continue
-        fields.append(_field(full, name, prop, needed, items))
+        label = f"field.{within}{name}" if within is not None else f"arg.{name}"
+        fields.append(_field(full, name, prop, needed, items, label, optional_in))
     return fields
 
 
 def _field(
-    full: str, name: str, prop: dict[str, Any], required: bool, items: dict[str, Any] | None
+    full: str,
+    name: str,
+    prop: dict[str, Any],
+    required: bool,
+    items: dict[str, Any] | None,
+    label: str,
+    optional_in: tuple[str, ...],
 ) -> Field:
     default = prop.get("default")
     shown = "" if default is None else str(default)
@@ -162,7 +188,8 @@ def _field(
     choices: tuple[str, ...] = ()
     if "enum" in prop:
         kind, choices = "select", tuple(str(c) for c in prop["enum"])
-        codes = LABELS_OF.get(name) or _snake(str(prop.get("title", name)))
+        named = LABELS_OF.get(name) if label.startswith("arg.") else None
+        codes = named or _snake(str(prop.get("title", name)))
     elif prop.get("type") == "boolean":
         kind = "bool"
     elif items is not None and "enum" in items:  # some of a list of codes: one box each
@@ -178,11 +205,12 @@ def _field(
         name=full,
         kind=kind,
         required=required,
-        label=f"arg.{name}",
+        label=label,
         choices=choices,
         codes=codes,
         default=shown,
         maxlength=prop.get("maxLength"),
+        optional_in=optional_in,
     )
 
 
@@ -214,24 +242,56 @@ def _snake(title: str) -> str:
 # -- the form as the API's body ----------------------------------------------------------------
 
 
+class _Rows(dict[int, Any]):
+    """A list's rows by their number while the body is put together."""
+
+
 def request_body(fields: list[Field], form: dict[str, str], local_time: Any) -> dict[str, Any]:
-    """The submitted form as the command's JSON body. Empty optional inputs are left out (a
-    required one is sent empty, for the API to name); a list of objects keeps the rows with
-    anything filled in."""
+    """The submitted form as the command's JSON body: dotted names nest (`customer.phone`),
+    numbered ones are a list's rows (`remedies.0.amount`). Empty optional inputs are left out
+    (a required one is sent empty, for the API to name), and so is an optional object or a
+    list's row with nothing filled in."""
+    typed = {f.name: form.get(f.name, "").strip() for f in fields}
+    filled = {p for f in fields if typed[f.name] for p in f.optional_in}
     body: dict[str, Any] = {}
-    rows: dict[str, dict[int, dict[str, Any]]] = {}
     for f in fields:
-        raw = form.get(f.name, "").strip()
-        parts = f.name.split(".")
-        if len(parts) == 3:  # remedies.0.amount
-            row = rows.setdefault(parts[0], {}).setdefault(int(parts[1]), {})
-            if raw or f.required:
-                row[parts[2]] = _value(f, raw, local_time)
-        elif raw or f.required:
-            body[f.name] = _value(f, raw, local_time)
-    for name, by_row in rows.items():
-        body[name] = [row for _, row in sorted(by_row.items()) if any(row.values())]
-    return body
+        left_out = [p for p in f.optional_in if p not in filled]
+        if left_out:
+            if left_out == [f.optional_in[-1]] and _is_row(left_out[0]):
+                _put(body, left_out[0].split(".")[:-1], None)  # the list, maybe with no rows
+            continue
+        if typed[f.name] or f.required:
+            _put(body, f.name.split("."), _value(f, typed[f.name], local_time))
+    nested: dict[str, Any] = _listed(body)
+    return nested
+
+
+def _is_row(name: str) -> bool:
+    return name.rsplit(".", 1)[-1].isdigit()
+
+
+def _put(body: dict[Any, Any], parts: list[str], value: Any) -> None:
+    """`value` at its dotted place; None: only the containers on the way."""
+    target: dict[Any, Any] = body
+    for part, after in zip(parts, [*parts[1:], None], strict=True):
+        key: Any = int(part) if isinstance(target, _Rows) else part
+        if after is None:
+            if value is not None:
+                target[key] = value
+            elif key not in target:
+                target[key] = _Rows()
+            return
+        if key not in target:
+            target[key] = _Rows() if after.isdigit() else {}
+        target = target[key]
+
+
+def _listed(value: Any) -> Any:
+    if isinstance(value, _Rows):
+        return [_listed(row) for _, row in sorted(value.items())]
+    if isinstance(value, dict):
+        return {k: _listed(v) for k, v in value.items()}
+    return value
 
 
 def _value(f: Field, raw: str, local_time: Any) -> Any:

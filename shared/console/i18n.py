@@ -223,6 +223,21 @@ ZH: dict[str, str] = {
     "new.read_out": "请向客户读出受理编号:",
     "new.open": "打开投诉页面",
     "new.another": "再建一条",
+    # -- appeal --
+    "nav.appeal": "登记申诉",
+    "appeal.title": "登记监管申诉",
+    "appeal.intro": "监管机构转来的申诉直接升级到总部,按监管机构给出的期限处理。",
+    "appeal.regulator": "监管机构的申诉",
+    "appeal.due_at": "监管机构要求的期限",
+    "appeal.about": "申诉所涉投诉",
+    "appeal.known": "我们已受理过的投诉",
+    "appeal.new": "我们未曾受理的投诉",
+    "appeal.new_hint": "填写受理所需的全部信息:投诉将被受理并同时升级。",
+    "appeal.submit": "登记申诉",
+    "appeal.link": "登记监管申诉",
+    "arg.regulator_ref": "监管机构编号",
+    "arg.acceptance_no": "受理编号",
+    "arg.evidence": "证据",
     "field.channel": "受理渠道",
     "field.customer.id": "客户编号",
     "field.customer.name": "客户姓名",
@@ -737,6 +752,23 @@ EN: dict[str, str] = {
     "new.read_out": "Read the acceptance number out to the customer:",
     "new.open": "Open the complaint",
     "new.another": "Another one",
+    # -- appeal --
+    "nav.appeal": "Regulator appeal",
+    "appeal.title": "File a regulator appeal",
+    "appeal.intro": "An appeal the regulator forwards (申诉) goes straight to headquarters, "
+    "due when the regulator says.",
+    "appeal.regulator": "The regulator's appeal",
+    "appeal.due_at": "The regulator's deadline",
+    "appeal.about": "The complaint it is about",
+    "appeal.known": "A complaint we have",
+    "appeal.new": "A complaint we never had",
+    "appeal.new_hint": "Fill in everything an acceptance needs: the complaint is accepted "
+    "and escalated in one step.",
+    "appeal.submit": "File the appeal",
+    "appeal.link": "File a regulator appeal",
+    "arg.regulator_ref": "Regulator's reference",
+    "arg.acceptance_no": "Acceptance number",
+    "arg.evidence": "Evidence",
     "field.channel": "Channel",
     "field.customer.id": "Customer id",
     "field.customer.name": "Customer name",
@@ -1068,11 +1100,13 @@ class Translator:
         return self.strings.get(key, key)
 
     def arg(self, field: Any) -> str:
-        """A command form's input: `arg.<name>`; a list row's as `<list> 2 · <name>`."""
+        """A form's input by its label's key (`arg.<name>`, `field.<name>`); a list row's as
+        `<list> 2 · <name>` (`remedies.1.amount`, `complaint.evidence.0.kind`)."""
         parts = str(field.name).split(".")
         label = self.strings.get(str(field.label), parts[-1])
-        if len(parts) == 3:
-            return f"{self.strings.get('arg.' + parts[0], parts[0])} {int(parts[1]) + 1} · {label}"
+        if len(parts) >= 3 and parts[-2].isdigit():
+            rows = parts[-3]
+            return f"{self.strings.get('arg.' + rows, rows)} {int(parts[-2]) + 1} · {label}"
         return label
 
     def code(self, kind: str, value: object) -> str:

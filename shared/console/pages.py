@@ -27,15 +27,10 @@ from shared.console.client import Answer, Api, Stream
 from shared.console.i18n import LANGUAGES, Translator, language
 from shared.domain.clock import system_clock
 from shared.domain.codes import (
-    Area,
-    BusinessType,
-    Category,
     Channel,
     Level,
-    ReplyChannel,
     Role,
     Service,
-    VipTier,
 )
 from shared.domain.policy import Policy
 from shared.http.auth import (
@@ -213,7 +208,7 @@ async def sign_in(request: Request) -> Response:
     Either is verified as the API verifies it before it is kept."""
     if not session.same_origin(request):
         return refused_origin(request)
-    form = await _form(request)
+    form = await read_form(request)
     t = Translator(language(request.cookies.get(session.LANGUAGE_COOKIE)))
     settings = settings_of(request)
     token = form.get("token", "").strip()
@@ -537,7 +532,7 @@ async def give_command(request: Request, complaint_id: UUID, command: str) -> Re
             request, "error.html", status=404, principal=principal,
             message=t("command.unknown"),
         )  # fmt: skip
-    form = await _form(request)
+    form = await read_form(request)
     task = commands.task_id(form.get("notification", ""))
     version = form.get("version", "")
     if task is None or not re.fullmatch(r"[0-9]{1,18}", version):
@@ -580,28 +575,6 @@ async def give_command(request: Request, complaint_id: UUID, command: str) -> Re
 
 # -- a new complaint ----------------------------------------------------------------------------
 
-#: The acceptance form: each field by its name in POST /complaints (a 422's `errors[].field`),
-#: with its choices where the API has codes for it.
-FORM_FIELDS: list[tuple[str, str, list[str] | None, bool]] = [
-    # (field, input type, choices, required)
-    ("channel", "select", [c.value for c in Channel], True),
-    ("customer.id", "text", None, True),
-    ("customer.name", "text", None, True),
-    ("customer.phone", "tel", None, True),
-    ("customer.email", "email", None, False),
-    ("customer.vip_tier", "select", [v.value for v in VipTier], False),
-    ("service_number", "text", None, True),
-    ("business_type", "select", [b.value for b in BusinessType], True),
-    ("category", "select", [c.value for c in Category], True),
-    ("area", "select", [a.value for a in Area], False),
-    ("occurred_at", "datetime-local", None, True),
-    ("received_at", "datetime-local", None, False),
-    ("description", "textarea", None, True),
-    ("demand", "textarea", None, True),
-    ("reply_channel", "select", [r.value for r in ReplyChannel], True),
-]
-_TIMES = frozenset({"occurred_at", "received_at"})
-
 
 def local_time(value: str, tz: ZoneInfo) -> str:
     """A time typed without an offset (the browser's date-time field) is the staff's local
@@ -613,27 +586,19 @@ def local_time(value: str, tz: ZoneInfo) -> str:
     return parsed.replace(tzinfo=tz).isoformat() if parsed.tzinfo is None else value
 
 
-def acceptance_body(form: dict[str, str], tz: ZoneInfo) -> dict[str, Any]:
-    """The form as a POST /complaints body: dotted names nest, empty optional fields are left
-    out (required ones are sent empty, for the API to name)."""
-    body: dict[str, Any] = {}
-    for name, _, _, required in FORM_FIELDS:
-        value = form.get(name, "").strip()
-        if not value and not required:
-            continue
-        if value and name in _TIMES:
-            value = local_time(value, tz)
-        *outer, last = name.split(".")
-        target = body
-        for part in outer:
-            target = target.setdefault(part, {})
-        target[last] = value
-    return body
+async def acceptance_fields(api: Api) -> list[commands.Field] | None:
+    """The acceptance form: the body of POST /complaints as intake's OpenAPI document declares
+    it, each input by its name there (a 422's `errors[].field`) and labelled `field.<name>`;
+    None when intake cannot be reached."""
+    service, path = ACCEPT
+    schema = await api.request_schema(service, path)
+    return None if schema is None else commands.form_fields(*schema, within="")
 
 
 def new_form(
     request: Request,
     principal: Principal,
+    fields: list[commands.Field],
     *,
     values: dict[str, str] | None = None,
     errors: dict[str, str] | None = None,
@@ -645,7 +610,7 @@ def new_form(
         "new.html",
         status=status,
         principal=principal,
-        fields=FORM_FIELDS,
+        fields=fields,
         values=values or {"channel": Channel.HOTLINE.value},
         errors=errors or {},
         error=error,
@@ -659,13 +624,21 @@ async def new_complaint(request: Request) -> Response:
     found = await session.signed_in(request)
     if found is None:
         return signin_page(request, status=401)
-    _, principal = found
+    token, principal = found
+    t = Translator(language(request.cookies.get(session.LANGUAGE_COOKIE)))
     if not may_accept(principal):
-        t = Translator(language(request.cookies.get(session.LANGUAGE_COOKIE)))
         return render(
             request, "error.html", status=403, principal=principal, message=t("error.forbidden")
         )
-    return new_form(request, principal)
+    fields = await acceptance_fields(Api(request, token))
+    if fields is None:
+        return intake_unreachable(request, principal, t)
+    return new_form(request, principal, fields)
+
+
+def intake_unreachable(request: Request, principal: Principal, t: Translator) -> HTMLResponse:
+    message = t("command.unreachable").format(service=ACCEPT[0].value)
+    return render(request, "error.html", status=503, principal=principal, message=message)
 
 
 @router.post("/new")
@@ -676,22 +649,27 @@ async def accept_complaint(request: Request) -> Response:
     if found is None:
         return signin_page(request, status=401)
     token, principal = found
-    form = await _form(request)
+    api = Api(request, token)
+    fields = await acceptance_fields(api)
+    if fields is None:
+        t = Translator(language(request.cookies.get(session.LANGUAGE_COOKIE)))
+        return intake_unreachable(request, principal, t)
+    form = await read_form(request)
     key = idempotency_key(form)
     service, path = ACCEPT
-    answer = await Api(request, token).post(
-        service, path, acceptance_body(form, display_tz(request)), {"Idempotency-Key": key}
-    )
+    body = commands.request_body(fields, form, partial(local_time, tz=display_tz(request)))
+    answer = await api.post(service, path, body, {"Idempotency-Key": key})
     if answer.status == 401:
         return signed_out(request)
     if not answer.ok:
-        errors = answer.field_errors()
+        placed, rest = commands.errors_by_field(fields, answer.field_errors())
         return new_form(
             request,
             principal,
+            fields,
             values=form,
-            errors=errors,
-            error=None if errors else answer.detail,
+            errors=placed,
+            error=" ".join(rest) if placed else " ".join([answer.detail, *rest]),
             status=answer.status,
         )
     return render(request, "accepted.html", status=201, principal=principal, c=answer.body)
@@ -704,7 +682,7 @@ def idempotency_key(form: dict[str, str]) -> str:
     return key if re.fullmatch(IDEMPOTENCY_KEY_PATTERN, key) else str(uuid.uuid4())
 
 
-async def _form(request: Request) -> dict[str, str]:
+async def read_form(request: Request) -> dict[str, str]:
     """An HTML form's fields (application/x-www-form-urlencoded), the last of each name."""
     body = (await request.body()).decode("utf-8", errors="replace")
     return dict(parse_qsl(body, keep_blank_values=True))
