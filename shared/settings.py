@@ -13,7 +13,13 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SecretsSettingsSource,
+    SettingsConfigDict,
+)
 from sqlalchemy.engine import URL, make_url
 
 from shared.domain.codes import Service
@@ -21,6 +27,10 @@ from shared.domain.policy import DEFAULT_POLICY_PATH
 
 DEV_SECRET = "dev-only-insecure-secret-change-me-0123456789"
 DEV_INDEX_KEY = "dev-only-index-key-change-me-0123456789"
+#: Settings may also be files here, one per setting, named as its environment variable
+#: (`COMPLAINTS_JWT_SECRET`, any case) and holding its value: secrets mounted as files (a
+#: Kubernetes Secret volume, Docker secrets). An environment variable wins over a file.
+SECRETS_DIR = Path("/run/secrets/complaints")
 #: An origin as a browser sends it: scheme, lower-case host, a port only if not the default.
 _ORIGIN = re.compile(r"^(https?)://(\[[0-9a-f:.]+\]|[a-z0-9.-]+)(?::([0-9]{1,5}))?$")
 _DEFAULT_PORTS = {"http": "80", "https": "443"}
@@ -50,7 +60,27 @@ def _safe_keys_url(url: str | None) -> bool:
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="COMPLAINTS_", env_file=".env", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="COMPLAINTS_", env_file=".env", extra="ignore", secrets_dir=SECRETS_DIR
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """The secrets directory only where it exists (pydantic-settings warns otherwise, on
+        every machine that has none)."""
+        sources = (init_settings, env_settings, dotenv_settings)
+        if isinstance(file_secret_settings, SecretsSettingsSource):
+            where = file_secret_settings.secrets_dir
+            if where is not None and Path(str(where)).is_dir():
+                return (*sources, file_secret_settings)
+        return sources
 
     #: `make run` sets development; anything else must bring its own COMPLAINTS_JWT_SECRET.
     environment: Literal["development", "production"] = "production"

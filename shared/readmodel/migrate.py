@@ -7,6 +7,8 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -35,3 +37,15 @@ async def upgrade(engine: AsyncEngine, *, kek: Any = None, revision: str = "head
     async with engine.begin() as conn:
         await conn.run_sync(run)
     return bool(attributes.get("moved_plaintext_keys"))
+
+
+async def at_head(engine: AsyncEngine) -> bool:
+    """Whether our tables are at the newest schema (the setup step has run for this version);
+    changes nothing."""
+
+    def current(sync: Connection) -> bool:
+        head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+        return MigrationContext.configure(sync).get_current_revision() == head
+
+    async with engine.connect() as conn:
+        return await conn.run_sync(current)

@@ -201,3 +201,15 @@ def _lock_is_free(path: Path) -> bool:
     finally:
         os.close(fd)
     return True
+
+
+def test_the_schema_check_waits_for_the_setup_step(tmp_path: Path) -> None:
+    """`setup_store --check` (the Kubernetes services' init container) is ready only once
+    the setup step has run, and changes nothing itself."""
+    from shared.cli.setup_store import schema_ready
+
+    settings = make_settings(f"sqlite:///{tmp_path / 'store.sqlite3'}", environment="development")
+    assert asyncio.run(schema_ready(settings)) is False
+    assert asyncio.run(schema_ready(settings)) is False  # the check made no tables
+    asyncio.run(setup(settings))
+    assert asyncio.run(schema_ready(settings)) is True

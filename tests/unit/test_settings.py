@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ipaddress import ip_network
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
@@ -88,3 +89,32 @@ def test_a_console_service_url_for_no_service_or_no_http_is_refused(
     monkeypatch.setenv("COMPLAINTS_CONSOLE_SERVICE_URLS", value)
     with pytest.raises(ValidationError, match="console_service_urls"):
         Settings()
+
+
+def test_settings_are_read_from_files_in_the_secrets_directory(tmp_path: Path) -> None:
+    """Secrets mounted as files (a Kubernetes Secret volume): one file per setting, named as
+    its environment variable, in any case; an environment variable wins over a file."""
+    (tmp_path / "complaints_jwt_secret").write_text("s" * 40 + "\n")
+    (tmp_path / "COMPLAINTS_INDEX_KEY").write_text(INDEX_KEY)
+    (tmp_path / "complaints_log_level").write_text("warning")
+    settings = Settings(_secrets_dir=tmp_path)  # type: ignore[call-arg]
+    assert settings.jwt_secret.get_secret_value() == "s" * 40
+    assert settings.index_key.get_secret_value() == INDEX_KEY
+    settings.check()
+
+
+def test_an_environment_variable_wins_over_a_secret_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "complaints_log_level").write_text("warning")
+    monkeypatch.setenv("COMPLAINTS_LOG_LEVEL", "debug")
+    assert Settings(_secrets_dir=tmp_path).log_level == "debug"  # type: ignore[call-arg]
+
+
+def test_a_missing_secrets_directory_is_no_error_and_no_warning(tmp_path: Path) -> None:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        settings = Settings(_secrets_dir=tmp_path / "absent")  # type: ignore[call-arg]
+    assert settings.log_level == "info"
