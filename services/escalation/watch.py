@@ -90,6 +90,9 @@ class DeadlineWatch:
         for complaint_id, name in todo:  # in the order they fell due
             by_complaint.setdefault(complaint_id, []).append(name)
         await asyncio.gather(*(self._escalate(UUID(c), n) for c, n in by_complaint.items()))
+        metrics = self.store.metrics
+        metrics.watch_runs.inc()
+        metrics.limits_missed.inc(len(todo))
         return len(todo)
 
     async def _escalate(self, complaint_id: UUID, names: list[str]) -> None:
@@ -117,6 +120,7 @@ class DeadlineWatch:
                 escalated.clear()
             for name in escalated:
                 log.info("complaint %s escalated: %s limit missed", complaint_id, name)
+            self.store.metrics.escalations.inc(len(escalated))
             handled = time.monotonic()
             for name in names:
                 self._recent[(str(complaint_id), name)] = handled

@@ -211,6 +211,8 @@ class WebhookSender:
             error = f"not sent: {type(exc).__name__}"
         duration_ms = (time.monotonic() - started) * 1000
         await self._record(row, status_code, error, duration_ms)
+        outcome = "failed" if error else "delivered"
+        self.store.metrics.webhook_deliveries.labels(outcome).inc()
         if error:
             log.warning("webhook %s not delivered: %s", msg_id, error)
         return error is None

@@ -14,12 +14,13 @@ import contextlib
 import logging
 import os
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import select
+from prometheus_client.core import GaugeMetricFamily, Metric
+from sqlalchemy import func, select
 
 from services.investigation.gateway import GatewayClient, GatewayError, Message
 from shared.domain import notices
@@ -30,6 +31,7 @@ from shared.domain.errors import DomainError
 from shared.domain.personal import is_erased, text_of
 from shared.logs import correlation_id, new_correlation_id
 from shared.readmodel.tables import notifications
+from shared.readmodel.times import from_db
 from shared.store.facade import ComplaintStore
 from shared.store.lease import Lease
 
@@ -154,6 +156,10 @@ class Dispatcher:
             )
         except DomainError as exc:  # recorded meanwhile by another dispatcher
             log.info("message %s of %s: %s", notification_id, complaint.id, exc)
+        if outcome:
+            self.store.metrics.notifications_sent.inc()
+        else:
+            self.store.metrics.notifications_failed.labels("true" if final else "false").inc()
         return 1 if outcome else 0
 
     def _message(
@@ -168,3 +174,35 @@ class Dispatcher:
         customer = complaint.intake["customer"]
         to = text_of(customer["email"] if notification["channel"] == "email" else customer["phone"])
         return Message(notification["channel"], to, text, complaint.acceptance_no)
+
+
+async def outbox_gauges(store: ComplaintStore, clock: Clock) -> Iterable[Metric]:
+    """The outbox as it stands (read when `/metrics` is scraped): messages to customers
+    pending and failed for good, and how long the oldest pending one has waited. Counted on
+    the notifications read model (its status index); letters, staff tasks, apart."""
+    n = notifications.c
+    async with store.engine.connect() as conn:
+        rows = await conn.execute(
+            select(n.status, func.count())
+            .where(n.status.in_(["pending", "failed"]), n.task.is_(False))
+            .group_by(n.status)
+        )
+        counts: dict[str, int] = {str(status): int(count) for status, count in rows}
+        oldest = await conn.scalar(
+            select(func.min(n.requested_at)).where(n.status == "pending", n.task.is_(False))
+        )
+    messages = GaugeMetricFamily(
+        "complaints_notifications",
+        "Messages to customers by state: pending (to be sent) or failed (given up)",
+        labels=["status"],
+    )
+    for status in ("pending", "failed"):
+        messages.add_metric([status], int(counts.get(status, 0)))
+    since = from_db(oldest)
+    age = max((clock() - since).total_seconds(), 0.0) if since is not None else 0.0
+    waited = GaugeMetricFamily(
+        "complaints_notifications_oldest_pending_seconds",
+        "How long the oldest pending message to a customer has waited (0 when none)",
+        value=age,
+    )
+    return [messages, waited]

@@ -3,10 +3,12 @@ dispatcher that sends progress notices and replies to the customer."""
 
 from __future__ import annotations
 
+from functools import partial
+
 import httpx
 from fastapi import FastAPI
 
-from services.investigation.dispatcher import Dispatcher
+from services.investigation.dispatcher import Dispatcher, outbox_gauges
 from services.investigation.gateway import GatewayClient
 from services.investigation.router import router
 from shared.domain.clock import Clock, system_clock
@@ -30,10 +32,14 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
             )
             await dispatcher.run()
 
-    return create_service_app(
+    app = create_service_app(
         settings,
         service=Service.INVESTIGATION,
         routers=[router],
         clock=clock,
         background=[dispatch] if settings.dispatcher_enabled else [],
     )
+    # The outbox's state on this service's /metrics (where its dispatcher runs).
+    store = app.state.store
+    store.metrics.on_scrape("outbox", partial(outbox_gauges, store, clock))
+    return app

@@ -10,10 +10,10 @@ import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI
-from prometheus_client import CollectorRegistry
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from shared.audit.chain import ChainProjection
@@ -23,7 +23,7 @@ from shared.console.session import PREFIX as CONSOLE_PREFIX
 from shared.domain.clock import Clock, system_clock
 from shared.domain.codes import Service
 from shared.domain.context import Actor, CommandContext
-from shared.http import audit, ops, reads
+from shared.http import audit, gauges, ops, reads
 from shared.http.auth import TokenVerifier
 from shared.http.cors import Cors
 from shared.http.deps import known_query_only
@@ -178,6 +178,10 @@ def create_service_app(
         app.state.checkpoints = checkpoints
         runner = projection_runner(settings, the_store, checkpoints, clock, service.value)
         app.state.projector = runner
+        metrics = the_store.metrics
+        metrics.on_scrape("projections", partial(gauges.projection_lag, the_store, runner, clock))
+        metrics.on_scrape("checkpoint", partial(gauges.checkpoint_age, the_store, clock))
+        metrics.on_scrape("store", partial(gauges.store_in_use, the_store))
         tasks = [asyncio.create_task(runner.run())] if settings.projector_enabled else []
         tasks += [asyncio.create_task(job(app)) for job in background]
         freeze_what_start_up_built()
@@ -208,13 +212,15 @@ def create_service_app(
         responses=UNKNOWN_QUERY_RESPONSES,
     )
     install_openapi(app, models=(audit.ExportLine, audit.ExportTrailerLine))
-    registry = CollectorRegistry()
+    # The store's metrics: the middleware, projector and jobs count on its registry too.
+    metrics = the_store.metrics
     app.state.settings = settings
     app.state.verifier = TokenVerifier(settings)
     app.state.service = service.value
     app.state.clock = clock
     app.state.store = the_store
-    app.state.registry = registry
+    app.state.metrics = metrics
+    app.state.registry = metrics.registry
 
     install_error_handlers(app)
     install_docs(app)
@@ -228,7 +234,7 @@ def create_service_app(
             burst=settings.rate_limit_burst,
             window_seconds=int(settings.rate_limit_window_seconds),
         )
-    app.add_middleware(Observe, registry=registry, service=service.value)
+    app.add_middleware(Observe, metrics=metrics, service=service.value)
     # CORS outside the rest: a preflight meets no rate limit, guard or token check (nor the
     # access log), and every answer (a 401, a 429, Observe's 500) carries the CORS headers.
     if settings.cors_origins:

@@ -218,23 +218,31 @@ async def _cursor_handler(request: Request, exc: Exception) -> JSONResponse:
     return await _http_handler(request, StarletteHTTPException(422, str(exc)))
 
 
-def _allowed_methods(request: Request) -> str:
-    """Every method the API documents on this path (Starlette names only the first route's)."""
-    table: list[tuple[re.Pattern[str], set[str]]] | None = getattr(
-        request.app.state, "allowed_methods", None
+def documented_routes(app: Any) -> list[tuple[re.Pattern[str], set[str], str]]:
+    """Each path the API documents: its pattern, its methods and its template (read once)."""
+    table: list[tuple[re.Pattern[str], set[str], str]] | None = getattr(
+        app.state, "documented_routes", None
     )
     if table is None:
         table = [
-            (compile_path(path)[0], {m.upper() for m in item if m.upper() in _HTTP_METHODS})
-            for path, item in request.app.openapi()["paths"].items()
+            (compile_path(path)[0], {m.upper() for m in item if m.upper() in _HTTP_METHODS}, path)
+            for path, item in app.openapi()["paths"].items()
         ]
-        request.app.state.allowed_methods = table
+        app.state.documented_routes = table
+    return table
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method the API documents on this path (Starlette names only the first route's)."""
     path = request.scope["path"]
-    return ", ".join(sorted({m for regex, ms in table if regex.match(path) for m in ms}))
+    table = documented_routes(request.app)
+    return ", ".join(sorted({m for regex, ms, _ in table if regex.match(path) for m in ms}))
 
 
 async def _domain_handler(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, DomainError)
+    if isinstance(exc, IdempotencyKeyReused):  # found by the command (the guard counts its own)
+        request.app.state.metrics.idempotency_conflicts.labels(request.app.state.service).inc()
     status, slug, title = next(
         (mapped for kind, mapped in DOMAIN_STATUS.items() if isinstance(exc, kind)),
         (409, "domain", "Conflict"),

@@ -14,7 +14,6 @@ from uuid import UUID
 from limits import RateLimitItemPerSecond
 from limits.aio.storage import MemoryStorage
 from limits.aio.strategies import MovingWindowRateLimiter
-from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -34,10 +33,17 @@ from shared.http.deps import (
     UNANSWERED,
 )
 from shared.http.duplicates import duplicate_keys
-from shared.http.errors import KEY_REUSED, UNKNOWN_QUERY, problem_response, problem_type
+from shared.http.errors import (
+    KEY_REUSED,
+    UNKNOWN_QUERY,
+    documented_routes,
+    problem_response,
+    problem_type,
+)
 from shared.http.fields import IDEMPOTENCY_KEY_PATTERN
 from shared.http.fingerprint import STATE_KEY, legacy_request_hash, request_fingerprint
 from shared.logs import correlation_id, new_correlation_id
+from shared.metrics import Metrics
 from shared.store.facade import ComplaintStore
 from shared.store.idempotency import (
     Claimed,
@@ -83,6 +89,32 @@ async def client_of(scope: Scope, headers: Headers) -> str | None:
     """The `sub` of the request's valid bearer token, if it has one."""
     principal = await principal_of(scope, headers)
     return principal.sub if principal else None
+
+
+def metrics_of(scope: Scope) -> Metrics:
+    metrics: Metrics = scope["app"].state.metrics
+    return metrics
+
+
+def service_of(scope: Scope) -> str:
+    return str(scope["app"].state.service)
+
+
+def route_template(scope: Scope) -> str:
+    """The template of the route that answered (`/complaints/{complaint_id}`), also when a
+    middleware answered before routing (a replay, a 415, a 429): the documented route the
+    request was for; "unmatched" when there is none."""
+    template = getattr(scope.get("route"), "path", None)
+    if template is None and "app" in scope:
+        path, method = scope["path"], scope["method"]
+        found = [
+            (t, method in ms)
+            for regex, ms, t in documented_routes(scope["app"])
+            if regex.match(path)
+        ]
+        found.sort(key=lambda f: not f[1])  # the route of this method first
+        template = found[0][0] if found else None
+    return template or "unmatched"
 
 
 class BodyTooLarge(Exception):
@@ -132,6 +164,7 @@ class RateLimit:
         if await self.limiter.hit(self.item, who):
             await self.app(scope, receive, send)
             return
+        metrics_of(scope).rate_limited.labels(service_of(scope)).inc()
         stats = await self.limiter.get_window_stats(self.item, who)
         wait = max(1, math.ceil(stats.reset_time - time.time()))
         response = problem_response(
@@ -241,6 +274,7 @@ class CommandGuard:
         else:
             claim = await store.idempotency.claim(client, key, fingerprint, legacy_hash=legacy_hash)
         if isinstance(claim, Replay):
+            metrics_of(scope).idempotency_replays.labels(service_of(scope)).inc()
             await self._send_replay(scope, send, store, claim)
         elif isinstance(claim, InProgress):
             await self._problem(
@@ -253,6 +287,7 @@ class CommandGuard:
                 slug="idempotency-in-progress",
             )
         elif isinstance(claim, Mismatch):
+            metrics_of(scope).idempotency_conflicts.labels(service_of(scope)).inc()
             await self._problem(
                 scope, receive, send, 422, str(IdempotencyKeyReused()), slug=KEY_REUSED
             )
@@ -421,24 +456,14 @@ class Observe:
     """Per request: a correlation id (the client's `X-Request-ID` if a UUID, else a new one)
     set for the logs and events of the request and echoed on the answer; one access-log line
     (method, route template, status, duration: never a query string, body or personal
-    data); request counts and latencies per route template, on a registry of the app's own."""
+    data); request counts and latencies per route template, on the app's metrics (those the
+    guard and the limits answered before routing included: `route_template`)."""
 
-    def __init__(self, app: ASGIApp, *, registry: CollectorRegistry, service: str) -> None:
+    def __init__(self, app: ASGIApp, *, metrics: Metrics, service: str) -> None:
         self.app = app
         self.service = service
-        self.requests = Counter(
-            "complaints_http_requests",
-            "HTTP requests answered",
-            ["service", "method", "route", "status"],
-            registry=registry,
-        )
-        self.latency = Histogram(
-            "complaints_http_request_seconds",
-            "Time to answer an HTTP request",
-            ["service", "method", "route"],
-            registry=registry,
-            buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
-        )
+        self.requests = metrics.http_requests
+        self.latency = metrics.http_latency
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -478,8 +503,7 @@ class Observe:
             await answer(scope, receive, observe)
         finally:
             elapsed = time.perf_counter() - started
-            route = scope.get("route")
-            template = getattr(route, "path", None) or "unmatched"
+            template = route_template(scope)
             method = scope["method"] if scope["method"] in _METHODS else "other"
             verified = verified_principal(scope)  # (as the request's own checks found it)
             client = verified.sub if verified else None

@@ -6,11 +6,11 @@ import logging
 from typing import Any, Literal
 
 from fastapi import APIRouter, Request, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 
 from shared.http.deps import StoreDep
 from shared.http.errors import problem_response
+from shared.metrics import CONTENT_TYPE, Metrics
 
 log = logging.getLogger("complaints.ops")
 
@@ -65,19 +65,20 @@ async def ready(request: Request, store: StoreDep) -> Any:
     role = "off"
     if request.app.state.settings.projector_enabled:
         role = "leader" if projector.is_leader else "standby"
-    projections = await projector.positions()
+    projections = await projector.lags(position)
     return {
         "status": "ready",
         "service": request.app.state.service,
         "position": position,
         "projector": role,
         "projections": {
-            name: {"position": p, "lag": max(position - p, 0)} for name, p in projections.items()
+            name: {"position": lag.position, "lag": lag.events} for name, lag in projections.items()
         },
     }
 
 
 @router.get("/metrics", response_class=Response)
 async def metrics(request: Request) -> Response:
-    """Prometheus metrics of this process."""
-    return Response(generate_latest(request.app.state.registry), media_type=CONTENT_TYPE_LATEST)
+    """Prometheus metrics of this process (the README lists them)."""
+    metrics: Metrics = request.app.state.metrics
+    return Response(await metrics.exposition(), media_type=CONTENT_TYPE)

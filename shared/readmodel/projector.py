@@ -14,6 +14,8 @@ import logging
 import os
 import socket
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol
 
 from sqlalchemy import insert, select, update
@@ -44,6 +46,37 @@ class Projection(Protocol):
 
     async def reset(self, conn: AsyncConnection) -> None:
         """Delete the projection's rows, for a rebuild from position 0."""
+
+
+@dataclass(frozen=True)
+class Lag:
+    """How far a projection is behind the store's head."""
+
+    #: The last event it has applied.
+    position: int
+    #: Events committed that it has not applied yet.
+    events: int
+
+
+def lags(positions: dict[str, int], head: int) -> dict[str, Lag]:
+    """Each projection's lag behind `head`, the store's last global position (what `/ready`
+    answers and the metrics show)."""
+    return {name: Lag(p, max(head - p, 0)) for name, p in positions.items()}
+
+
+async def lag_seconds(
+    store: ComplaintStore, behind: dict[str, Lag], now: datetime
+) -> dict[str, float]:
+    """How long the oldest event each projection has not applied yet has waited (0 when
+    none): one event read per position behind."""
+    waited: dict[int, float] = {}
+    for lag in behind.values():
+        if lag.events and lag.position not in waited:
+            first = await store.read(lag.position, 1)
+            waited[lag.position] = max((now - first[0].at).total_seconds(), 0.0) if first else 0.0
+    return {
+        name: waited.get(lag.position, 0.0) if lag.events else 0.0 for name, lag in behind.items()
+    }
 
 
 class PositionMoved(Exception):
@@ -115,11 +148,12 @@ async def catch_up_together(
     projections: Sequence[Projection],
     batch_size: int = 500,
     failed: Callable[[Projection], None] | None = None,
+    applied_batch: Callable[[Projection], None] | None = None,
 ) -> int:
     """Apply the next batch of each projection; those at the same position (as they are,
     running together) share one read of the store. Returns how many events were applied in
     all. With `failed`, a projection whose batch raised is handed to it and the others go
-    on; without, the exception propagates.
+    on; without, the exception propagates. `applied_batch` is told of each batch applied.
 
     Sharing is safe: no projection changes the events it is given (the one that folds
     complaints folds `StoredEvent.sealed`, decoded apart from what the others read)."""
@@ -139,11 +173,15 @@ async def catch_up_together(
             continue
         for projection in group:
             try:
-                applied += await apply_batch(engine, projection, position, events)
+                done = await apply_batch(engine, projection, position, events)
             except Exception:
                 if failed is None:
                     raise
                 failed(projection)
+                continue
+            applied += done
+            if done and applied_batch is not None:
+                applied_batch(projection)
     return applied
 
 
@@ -240,6 +278,7 @@ class ProjectionRunner:
                     raise
                 except Exception:
                     log.exception("projector step failed; retrying")
+                    self.store.metrics.projector_errors.labels("runner").inc()
                     await asyncio.sleep(self.poll_seconds)
         finally:
             if self._listener is not None:
@@ -251,6 +290,10 @@ class ProjectionRunner:
     async def positions(self) -> dict[str, int]:
         return {p.name: await position_of(self.engine, p.name) for p in self.projections}
 
+    async def lags(self, head: int) -> dict[str, Lag]:
+        """Each projection's lag behind `head` (the store's last position)."""
+        return lags(await self.positions(), head)
+
     async def _tick(self) -> None:
         if not await self.lease.acquire():
             await asyncio.sleep(self.lease.seconds / 3)
@@ -259,12 +302,21 @@ class ProjectionRunner:
         self._wake.clear()
         # One broken projection must not stop the others; it is retried each tick and its
         # lag shows in /ready.
+        metrics = self.store.metrics
+
+        def failed(projection: Projection) -> None:
+            log.exception("projection %s failed", projection.name)
+            metrics.projector_errors.labels(projection.name).inc()
+
         applied = await catch_up_together(
             self.store,
             self.engine,
             self.projections,
             self.batch_size,
-            failed=lambda projection: log.exception("projection %s failed", projection.name),
+            failed=failed,
+            applied_batch=lambda projection: metrics.projector_batches.labels(
+                projection.name
+            ).inc(),
         )
         if self.after_batch is not None:
             await self.after_batch()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from contextlib import suppress
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -176,6 +176,8 @@ class ComplaintsApplication(Application[UUID]):
         self.policy = policy
         self.write_attempts = settings.write_attempts
         self.index_secret = settings.index_key.get_secret_value().encode()
+        #: Told of the events each save committed (the store's metrics count them).
+        self.appended: Callable[[Iterable[Any]], None] = lambda events: None
 
     def construct_env(self, name: str, env: EnvType | None = None) -> Environment:
         """Only what `store_env` passes. The library would also read os.environ, where
@@ -199,6 +201,7 @@ class ComplaintsApplication(Application[UUID]):
         # The recorder writes the bindings this command made, and checks its keys, in the
         # events' own transaction (shared.store.postgres, shared.store.sqlite).
         recordings = super().save(*objs, keys=self.keys, **kwargs)
+        self.appended(r.domain_event for r in recordings)
         snapshots = self.snapshots
         assert isinstance(snapshots, CurrentSnapshots)
         for obj in objs:

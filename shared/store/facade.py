@@ -9,6 +9,7 @@ burning retries; races between processes are settled by the store's optimistic c
 from __future__ import annotations
 
 import asyncio
+import time
 import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from shared.domain.complaint import Complaint
 from shared.domain.context import CommandContext
 from shared.domain.indexes import MajorIncident
 from shared.domain.policy import Policy
+from shared.metrics import Metrics
 from shared.settings import Settings
 from shared.store.application import (
     ComplaintsApplication,
@@ -93,6 +95,8 @@ class ComplaintStore:
         self._app: ComplaintsApplication | None = None
         self._engine = create_engine(settings)
         self.idempotency = IdempotencyStore(self._engine, clock, settings.idempotency_lease_seconds)
+        #: The process's metrics (`shared.metrics`): whatever holds the store counts on them.
+        self.metrics = Metrics()
 
     # ------------------------------------------------------------------ lifecycle
     async def open(self) -> None:
@@ -106,6 +110,7 @@ class ComplaintStore:
         except Exception:
             await self._run(app.close)
             raise
+        app.appended = self.metrics.appended  # counted once committed
         self._app = app
 
     async def close(self) -> None:
@@ -323,6 +328,11 @@ class ComplaintStore:
 
     # -------------------------------------------------------------------- helpers
     @property
+    def calls_in_flight(self) -> int:
+        """Calls into the store holding a worker thread's token now (the metrics show it)."""
+        return int(self._limiter.borrowed_tokens)
+
+    @property
     def engine(self) -> AsyncEngine:
         """The SQL engine of our own tables (read models, audit chain), same database."""
         return self._engine
@@ -339,11 +349,13 @@ class ComplaintStore:
         not given back before the thread ends (anyio's limiter gives it back at once when its
         task is cancelled): `close` relies on that not to close connections under a query."""
         tokens = limiter or self._limiter
+        timer = self.metrics.store_latency.labels(_operation(func))
         app = self._app
         if app is not None:  # keys read during one call are remembered for that call
             func = partial(app.keys.run, func)
         borrower = object()
         await tokens.acquire_on_behalf_of(borrower)
+        started = time.perf_counter()
         if self._app is not app:  # closed while this call waited for its turn
             tokens.release_on_behalf_of(borrower)
             raise RuntimeError("ComplaintStore was closed")
@@ -355,7 +367,16 @@ class ComplaintStore:
 
         def done(future: asyncio.Future[T]) -> None:
             tokens.release_on_behalf_of(borrower)
+            timer.observe(time.perf_counter() - started)
             consume(future)
 
         call.add_done_callback(done)
         return await asyncio.shield(call)
+
+
+def _operation(func: Callable[[], Any]) -> str:
+    """The name of the store's method a call runs (a label: from the code, never data)."""
+    while isinstance(func, partial):
+        func = func.func
+    name = getattr(func, "__name__", "")
+    return name if name.isidentifier() else "other"
