@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from shared.audit.checkpoints import load_key
+from shared.logs import configure
 from shared.readmodel.migrate import upgrade
 from shared.settings import Settings
 from shared.store.facade import ComplaintStore
@@ -27,6 +28,7 @@ async def setup(settings: Settings) -> None:
 def main() -> None:
     settings = Settings()
     settings.check()
+    configure(settings.log_level)  # JSON lines; the migrations' own at debug level only
     asyncio.run(setup(settings))
     print(f"event store ready: {settings.url.render_as_string(hide_password=True)}")
 
