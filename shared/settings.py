@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -192,6 +192,21 @@ class Settings(BaseSettings):
     #: store; about 22 KB each for a complaint of four events (45 MB at 2,000), more for
     #: longer ones. 0 loads every complaint a batch touches.
     projection_cache_size: int = Field(default=2_000, ge=0)
+    #: /ready answers 503 while a projection this process runs (it holds the projector lease)
+    #: is more than this many events behind the store, or its oldest event not yet applied is
+    #: older than this many seconds; 0 turns either check off.
+    ready_max_lag_events: int = Field(default=10_000, ge=0)
+    ready_max_lag_seconds: float = Field(default=300.0, ge=0)
+    #: Send traces (OpenTelemetry, OTLP over HTTP) to this collector, e.g.
+    #: `http://otel-collector:4318`; also read from the standard OTEL_EXPORTER_OTLP_ENDPOINT.
+    #: Unset: nothing is traced (no instrumentation at all).
+    otlp_endpoint: str | None = Field(
+        default=None,
+        pattern=r"^https?://\S+$",
+        validation_alias=AliasChoices(
+            "otlp_endpoint", "COMPLAINTS_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"
+        ),
+    )
     #: Run the deadline watch in escalation processes (any number may run at once).
     deadline_watch_enabled: bool = True
     #: How often the deadline watch looks for limits that have passed.

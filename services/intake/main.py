@@ -12,6 +12,7 @@ from services.intake.webhooks import WebhookSender
 from shared.domain.clock import Clock, system_clock
 from shared.domain.codes import Service
 from shared.http.app import create_service_app
+from shared.http.tracing import trace_client
 from shared.settings import Settings
 
 
@@ -23,7 +24,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
         async with httpx.AsyncClient(timeout=timeout, follow_redirects=False) as client:
             sender = WebhookSender(
                 app.state.store,
-                client,
+                trace_client(app, client),
                 clock=clock,
                 backoff_seconds=settings.webhook_backoff_seconds,
                 backoff_max_seconds=settings.webhook_backoff_max_seconds,

@@ -29,6 +29,7 @@ from shared.domain.complaint import Complaint
 from shared.domain.context import Actor, CommandContext
 from shared.domain.errors import DomainError
 from shared.domain.personal import is_erased, text_of
+from shared.http.tracing import continued
 from shared.logs import correlation_id, new_correlation_id
 from shared.readmodel.tables import notifications
 from shared.readmodel.times import from_db
@@ -122,8 +123,9 @@ class Dispatcher:
         # The message carries on the correlation id of the request that asked for it.
         asked_by = requested.ctx.get("correlation_id")
         token = correlation_id.set(new_correlation_id(asked_by))
-        try:
-            return await self._send(complaint, notification_id, notification, requested.data)
+        try:  # and its trace, where traces are on (the gateway is sent its `traceparent`)
+            with continued(requested.ctx.get("traceparent")):
+                return await self._send(complaint, notification_id, notification, requested.data)
         finally:
             correlation_id.reset(token)
 

@@ -14,6 +14,7 @@ from services.investigation.router import router
 from shared.domain.clock import Clock, system_clock
 from shared.domain.codes import Service
 from shared.http.app import create_service_app
+from shared.http.tracing import trace_client
 from shared.settings import Settings
 
 
@@ -25,7 +26,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
         async with httpx.AsyncClient(timeout=timeout) as client:
             dispatcher = Dispatcher(
                 app.state.store,
-                GatewayClient(settings.notification_gateway_url, client),
+                GatewayClient(settings.notification_gateway_url, trace_client(app, client)),
                 clock=clock,
                 backoff_seconds=settings.notification_backoff_seconds,
                 backoff_max_seconds=settings.notification_backoff_max_seconds,

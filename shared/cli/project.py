@@ -8,19 +8,20 @@ COMPLAINTS_PROJECTOR_ENABLED=false.
 from __future__ import annotations
 
 import asyncio
-import logging
 
 from shared.audit.checkpoints import Checkpoints, load_key
 from shared.domain.clock import system_clock
-from shared.http.app import projection_runner
+from shared.http.app import open_when_reachable, projection_runner
+from shared.logs import configure
 from shared.settings import Settings
 from shared.store.facade import ComplaintStore
 
 
 async def project(settings: Settings) -> None:
     store = ComplaintStore(settings)
-    await store.open()
     try:
+        # (a database not reachable yet is waited for, as the services wait)
+        await open_when_reachable(store)
         key = load_key(settings.audit_key_path, create=False)
         checkpoints = Checkpoints(store.engine, key, settings.audit_key_path)
         await projection_runner(settings, store, checkpoints, system_clock, "projector").run()
@@ -29,9 +30,9 @@ async def project(settings: Settings) -> None:
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO)
     settings = Settings()
     settings.check()
+    configure(settings.log_level)
     asyncio.run(project(settings))
 
 

@@ -7,16 +7,14 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any
 
 import uvicorn
 
 from shared.domain.codes import Service
 from shared.http.protocol import bounded_protocol
+from shared.logs import LOG_CONFIG
 from shared.settings import Settings
-
-LOG_CONFIG = Path(__file__).resolve().parents[1] / "logging.json"
 
 
 def server_options(settings: Settings) -> dict[str, Any]:

@@ -12,6 +12,7 @@ import asyncio
 import sys
 
 from shared.audit.checkpoints import load_key
+from shared.logs import configure
 from shared.readmodel.migrate import at_head, upgrade
 from shared.settings import Settings
 from shared.store.engine import create_engine
@@ -55,6 +56,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     settings = Settings()
     settings.check()
+    configure(settings.log_level)  # JSON lines; the migrations' own at debug level only
     if args.check:
         ready = asyncio.run(schema_ready(settings))
         print("schema ready" if ready else "schema not ready (run the setup step)")

@@ -8,6 +8,7 @@ from typing import Any
 from uuid import uuid4
 
 from shared.logs import correlation_id as current_correlation_id
+from shared.logs import current_traceparent
 
 
 @dataclass(frozen=True)
@@ -30,9 +31,13 @@ class CommandContext:
     #: What the HTTP request was (`shared.http.fingerprint`: a keyed digest, no personal data),
     #: so a reused Idempotency-Key is told from a retry; None for work no request asked for.
     request_fingerprint: str | None = None
+    #: The W3C trace context of the request, where traces are on: work done later for it
+    #: (the messages it asked for) continues its trace. Stored only when set.
+    traceparent: str | None = field(default_factory=current_traceparent)
 
     def record(self) -> dict[str, Any]:
         """The context as stored in the event (the time is the event's own timestamp)."""
+        traced = {"traceparent": self.traceparent} if self.traceparent else {}
         return {
             "actor": {"id": self.actor.id, "role": self.actor.role},
             "service": self.service,
@@ -41,6 +46,7 @@ class CommandContext:
             "request_id": self.request_id,
             "correlation_id": self.correlation_id,
             "request_fingerprint": self.request_fingerprint,
+            **traced,
         }
 
     def at_time(self, at: datetime) -> CommandContext:

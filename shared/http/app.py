@@ -14,6 +14,12 @@ from functools import partial
 from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    wait_exponential_jitter,
+)
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from shared.audit.chain import ChainProjection
@@ -31,11 +37,12 @@ from shared.http.docs import install_docs
 from shared.http.errors import UNKNOWN_QUERY_RESPONSES, install_error_handlers
 from shared.http.middleware import CommandGuard, Observe, RateLimit
 from shared.http.openapi import install_openapi
+from shared.http.tracing import install_tracing
 from shared.readmodel.projector import ProjectionRunner
 from shared.readmodel.retention import customers_due_for_erasure
 from shared.readmodel.summaries import SummaryProjection
 from shared.settings import Settings
-from shared.store.facade import ComplaintStore
+from shared.store.facade import ComplaintStore, not_reachable_yet
 from shared.webhooks.projection import WebhookProjection
 
 log = logging.getLogger("complaints")
@@ -55,6 +62,42 @@ Part of the event-sourced complaint platform. Every complaint is rebuilt from it
 * **Concurrency**: reads return `ETag: "<version>"`; send it back as `If-Match` to get 412
   instead of acting on a stale view.
 """
+
+
+#: While the database cannot be reached at start, opening the store is tried again after this
+#: many seconds, doubling (with jitter) up to the maximum; the process stays up meanwhile,
+#: live (`/health`) and not ready (`/ready` says why).
+OPEN_RETRY_SECONDS = 0.5
+OPEN_RETRY_MAX_SECONDS = 5.0
+
+
+def describe(exc: BaseException) -> str:
+    """An error in one line, for /ready and the logs (no traceback, bounded)."""
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}"[:300] if text else type(exc).__name__
+
+
+async def open_when_reachable(
+    store: ComplaintStore, waiting: Callable[[str], None] | None = None
+) -> None:
+    """Open the store, trying again with backoff while the database cannot be reached (or is
+    not set up yet), telling `waiting` why each time. A failure of another kind (a KEK not at
+    hand) is raised."""
+
+    def before_sleep(state: RetryCallState) -> None:
+        failed = state.outcome.exception() if state.outcome is not None else None
+        why = f"the event store cannot be opened: {describe(failed or RuntimeError())}"
+        if waiting is not None:
+            waiting(why)
+        log.warning("%s; trying again in %.1f s", why, state.upcoming_sleep)
+
+    retrying = AsyncRetrying(
+        retry=retry_if_exception(not_reachable_yet),
+        wait=wait_exponential_jitter(multiplier=OPEN_RETRY_SECONDS, max=OPEN_RETRY_MAX_SECONDS),
+        before_sleep=before_sleep,
+        reraise=True,
+    )
+    await retrying(store.open)
 
 
 #: Who erases personal data whose retention ran out, how many customers it looks up at once,
@@ -173,7 +216,6 @@ def create_service_app(
                 "any of its clients is accepted"
             )
         key = load_key(settings.audit_key_path, create=False)
-        await the_store.open()
         checkpoints = Checkpoints(the_store.engine, key, settings.audit_key_path)
         app.state.checkpoints = checkpoints
         runner = projection_runner(settings, the_store, checkpoints, clock, service.value)
@@ -182,21 +224,57 @@ def create_service_app(
         metrics.on_scrape("projections", partial(gauges.projection_lag, the_store, runner, clock))
         metrics.on_scrape("checkpoint", partial(gauges.checkpoint_age, the_store, clock))
         metrics.on_scrape("store", partial(gauges.store_in_use, the_store))
-        tasks = [asyncio.create_task(runner.run())] if settings.projector_enabled else []
-        tasks += [asyncio.create_task(job(app)) for job in background]
+        tasks: list[asyncio.Task[None]] = []
+
+        def start_work() -> None:
+            """The projector and the service's jobs, once the store is open."""
+            app.state.not_ready = None
+            if settings.projector_enabled:
+                tasks.append(asyncio.create_task(runner.run()))
+            tasks.extend(asyncio.create_task(job(app)) for job in background)
+
+        async def start_when_reachable() -> None:
+            def waiting(why: str) -> None:
+                app.state.not_ready = why
+
+            try:
+                await open_when_reachable(the_store, waiting)
+            except Exception as exc:
+                app.state.not_ready = f"the event store cannot be opened: {describe(exc)}"
+                log.critical("%s; this process will not become ready", app.state.not_ready)
+                return
+            log.info("the event store is open: ready")
+            start_work()
+
+        try:
+            await the_store.open()
+        except Exception as exc:
+            if not not_reachable_yet(exc):
+                raise  # (a KEK not at hand, a key file missing: refuse to start)
+            # Alive and not ready until the database answers; then ready without a restart.
+            app.state.not_ready = f"the event store cannot be opened: {describe(exc)}"
+            log.warning("%s; starting anyway, not ready until it can be", app.state.not_ready)
+            tasks.append(asyncio.create_task(start_when_reachable()))
+        else:
+            start_work()
         freeze_what_start_up_built()
         try:
             yield
         finally:
-            for task in tasks:
-                task.cancel()
             # Every task must have ended before the store closes under it. (A re-cancel or a
             # time limit here was tried: SQLAlchemy finishes closing a connection even when
             # cancelled, and cutting that short left connections that never closed.)
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            while tasks:
+                ending = list(tasks)
+                tasks.clear()
+                for task in ending:
+                    task.cancel()
+                for task in ending:
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
             await the_store.close()
+            if app.state.tracer_provider is not None:
+                app.state.tracer_provider.shutdown()
 
     app = FastAPI(
         title=f"Complaints — {service.value}",
@@ -221,6 +299,9 @@ def create_service_app(
     app.state.store = the_store
     app.state.metrics = metrics
     app.state.registry = metrics.registry
+    #: Why the process is not ready (the store not open yet), or None.
+    app.state.not_ready = "starting"
+    app.state.tracer_provider = install_tracing(app, settings, service.value, the_store.engine)
 
     install_error_handlers(app)
     install_docs(app)

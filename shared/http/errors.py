@@ -28,7 +28,7 @@ from shared.domain.errors import (
 )
 from shared.http.routes import allowed_routes
 from shared.readmodel.cursor import InvalidCursor
-from shared.store.facade import CONNECTION_LOST
+from shared.store.facade import CONNECTION_LOST, StoreNotOpen
 
 log = logging.getLogger("complaints.http")
 
@@ -267,7 +267,8 @@ def lost_database(exc: BaseException) -> bool:
     """The database connection was lost or refused (a restart, an outage): not a bug."""
     if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
         return True
-    return isinstance(exc, (sa_exc.OperationalError, sa_exc.InterfaceError, *CONNECTION_LOST))
+    lost = (sa_exc.OperationalError, sa_exc.InterfaceError, StoreNotOpen, *CONNECTION_LOST)
+    return isinstance(exc, lost)
 
 
 async def _database_handler(request: Request, exc: Exception) -> JSONResponse:
@@ -301,7 +302,8 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(DomainError, _domain_handler)
     app.add_exception_handler(InvalidCursor, _cursor_handler)
     app.add_exception_handler(UnknownQueryParameters, _unknown_query_handler)
-    lost_kinds: tuple[type[Exception], ...] = (sa_exc.DBAPIError, *CONNECTION_LOST)
+    # (StoreNotOpen: the database could not be reached at start and has not come back yet)
+    lost_kinds: tuple[type[Exception], ...] = (sa_exc.DBAPIError, StoreNotOpen, *CONNECTION_LOST)
     for lost in lost_kinds:
         app.add_exception_handler(lost, _database_handler)
     app.add_exception_handler(Exception, _unhandled_handler)

@@ -11,6 +11,8 @@ from pydantic import BaseModel, Field
 from shared.http.deps import StoreDep
 from shared.http.errors import problem_response
 from shared.metrics import CONTENT_TYPE, Metrics
+from shared.readmodel.projector import Lag, lag_seconds
+from shared.store.facade import ComplaintStore
 
 log = logging.getLogger("complaints.ops")
 
@@ -50,10 +52,21 @@ async def health(request: Request) -> dict[str, Any]:
 @router.get(
     "/ready",
     response_model=Readiness,
-    responses={503: {"description": "The event store cannot be reached"}},
+    responses={
+        503: {
+            "description": "Not ready, the problem's `detail` says why: the event store cannot "
+            "be reached (or could not be opened yet at start), or a projection this process "
+            "runs is further behind than `COMPLAINTS_READY_MAX_LAG_EVENTS` / "
+            "`_SECONDS` (`lagging` names each, how many events and seconds behind)"
+        }
+    },
 )
 async def ready(request: Request, store: StoreDep) -> Any:
-    """Readiness: the event store answers (and reports its last global position)."""
+    """Readiness: the event store answers (and reports its last global position), and the
+    projections this process runs keep up with it."""
+    state = request.app.state
+    if state.not_ready is not None:
+        return problem_response(503, f"Not ready: {state.not_ready}.", instance=request.url.path)
     try:
         position = await store.ping(within=READY_SECONDS)
     except Exception as exc:
@@ -61,20 +74,55 @@ async def ready(request: Request, store: StoreDep) -> Any:
         return problem_response(
             503, "The event store cannot be reached.", instance=request.url.path
         )
-    projector = request.app.state.projector
+    projector = state.projector
     role = "off"
-    if request.app.state.settings.projector_enabled:
+    if state.settings.projector_enabled:
         role = "leader" if projector.is_leader else "standby"
     projections = await projector.lags(position)
+    lagging = await _lagging(request, store, projections) if role == "leader" else []
+    if lagging:
+        names = ", ".join(
+            f"{item['projection']} {item['lag']} events and {item['lag_seconds']:g} s"
+            for item in lagging
+        )
+        log.warning("not ready: projections behind the store: %s", names)
+        return problem_response(
+            503,
+            f"Not ready: a projection this process runs is behind the store ({names}).",
+            instance=request.url.path,
+            lagging=lagging,
+        )
     return {
         "status": "ready",
-        "service": request.app.state.service,
+        "service": state.service,
         "position": position,
         "projector": role,
         "projections": {
             name: {"position": lag.position, "lag": lag.events} for name, lag in projections.items()
         },
     }
+
+
+async def _lagging(
+    request: Request, store: ComplaintStore, behind: dict[str, Lag]
+) -> list[dict[str, Any]]:
+    """The projections further behind the store than the settings allow, each with how many
+    events and how many seconds (the age of its oldest event not applied yet) behind.
+
+    Asked only of the process that holds the projector lease: it runs them, so their lag is
+    its failing. A standby (or a process that runs no projector) serves its requests as well
+    as ever: the leader's lag does not make it unready."""
+    settings = request.app.state.settings
+    waited = await lag_seconds(store, behind, request.app.state.clock())
+    found = []
+    for name, lag in behind.items():
+        too_many = 0 < settings.ready_max_lag_events < lag.events
+        too_old = 0 < settings.ready_max_lag_seconds < waited[name]
+        if lag.events and (too_many or too_old):
+            found.append(
+                {"projection": name, "lag": lag.events, "lag_seconds": round(waited[name], 3)}
+            )
+    return found
 
 
 @router.get("/metrics", response_class=Response)

@@ -30,6 +30,8 @@ from shared.store.lease import Lease
 log = logging.getLogger("complaints.projector")
 
 NOTIFY_CHANNEL = "complaints_events"
+#: Longest wait between the attempts of a projector whose steps keep failing.
+RETRY_MAX_SECONDS = 5.0
 
 
 class Projection(Protocol):
@@ -270,16 +272,20 @@ class ProjectionRunner:
 
     async def run(self) -> None:
         self._listener = await self._listen()
+        failures = 0
         try:
             while True:
                 try:
                     await self._tick()
+                    failures = 0
                 except asyncio.CancelledError:
                     raise
-                except Exception:
-                    log.exception("projector step failed; retrying")
+                except Exception:  # (the database gone, most likely): back off while it is
+                    failures += 1
+                    wait = min(self.poll_seconds * 2 ** min(failures - 1, 16), RETRY_MAX_SECONDS)
+                    log.exception("projector step failed; retrying in %.2f s", wait)
                     self.store.metrics.projector_errors.labels("runner").inc()
-                    await asyncio.sleep(self.poll_seconds)
+                    await asyncio.sleep(wait)
         finally:
             if self._listener is not None:
                 with contextlib.suppress(Exception):

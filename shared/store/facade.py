@@ -20,7 +20,8 @@ from uuid import UUID
 
 import anyio
 from anyio import to_thread
-from eventsourcing.persistence import InterfaceError, OperationalError
+from eventsourcing.persistence import InterfaceError, OperationalError, PersistenceError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.domain.clock import Clock, system_clock
@@ -50,6 +51,19 @@ Migrate = Callable[[AsyncEngine, Kek], Awaitable[bool]]
 
 #: What the event store raises when its connection to the database is lost or refused.
 CONNECTION_LOST: tuple[type[Exception], ...] = (OperationalError, InterfaceError)
+
+
+class StoreNotOpen(RuntimeError):
+    """The store has not been opened (yet: the database could not be reached at start), or
+    has been closed."""
+
+
+def not_reachable_yet(exc: BaseException) -> bool:
+    """Whether opening the store failed for want of the database: it cannot be reached, does
+    not exist yet, or has not been set up yet (its tables missing). Worth trying again; any
+    other failure (a KEK not at hand, a key file missing) is not."""
+    return isinstance(exc, (PersistenceError, DBAPIError, ConnectionError, TimeoutError))
+
 
 #: How far up a customer's thread of repeats a refusal looks for an answered complaint.
 MAX_THREAD_WALK = 50
@@ -340,7 +354,7 @@ class ComplaintStore:
     @property
     def app(self) -> ComplaintsApplication:
         if self._app is None:
-            raise RuntimeError("ComplaintStore is not open (open() not awaited, or closed)")
+            raise StoreNotOpen("ComplaintStore is not open (open() not awaited, or closed)")
         return self._app
 
     async def _run(self, func: Callable[[], T], limiter: anyio.CapacityLimiter | None = None) -> T:
