@@ -83,6 +83,28 @@ def signed_in(new_page: NewPage, console: str, role: str, name: str) -> Page:
     return page
 
 
+#: What each role finds in the header once signed in (the API's "who may do what"): the links
+#: to the pages it may use, none to the others.
+NAV = {
+    "agent": ["工作队列", "新建投诉", "登记申诉"],
+    "investigator": ["工作队列"],
+    "supervisor": ["工作队列", "新建投诉", "登记申诉", "时限看板"],
+    "callback": ["工作队列"],
+    "analyst": ["工作队列", "时限看板", "审计"],
+    "regulator": ["工作队列", "时限看板", "审计"],
+    "admin": ["工作队列", "新建投诉", "登记申诉", "时限看板", "审计", "系统管理"],
+}
+
+
+@pytest.mark.parametrize("role", NAV)
+def test_each_role_signs_in_and_finds_its_pages(console: str, new_page: NewPage, role: str) -> None:
+    page = signed_in(new_page, console, role, f"{role}-nav")
+    links = page.locator("header nav > a").all_inner_texts()
+    assert links[:-1] == NAV[role]  # the last is the language switch
+    for other in {text for texts in NAV.values() for text in texts} - set(NAV[role]):
+        expect(page.get_by_role("link", name=other, exact=True)).to_have_count(0)
+
+
 def later(days: int) -> str:
     """A time `days` ahead as the browser's date-time field takes it (the staff's zone)."""
     return (datetime.now(SHANGHAI) + timedelta(days=days)).strftime("%Y-%m-%dT%H:%M")
