@@ -3,22 +3,42 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
+# What the image installs (runtime.lock) and what make installs (dev.lock): every package of
+# pyproject.toml and of its dev extra, pinned with its hashes; `make lock` resolves them again.
+LOCK := requirements/dev.lock
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml $(LOCK) | sha1sum | cut -c1-12)
 # On your own machine the published development JWT secret is fine; elsewhere set
 # COMPLAINTS_JWT_SECRET (and leave COMPLAINTS_ENVIRONMENT unset, which means production).
 export COMPLAINTS_ENVIRONMENT ?= development
 
-.PHONY: run test unit integration e2e lint format setup rebuild token clean bench bench-quick wrk \
+.PHONY: install lock run test unit integration e2e lint format setup rebuild token clean bench bench-quick wrk \
 	mutation rotate-kek purge-keks screenshots
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(LOCK)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip==25.3
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet --require-hashes -r $(LOCK)
+	$(PY) -m pip install --quiet --no-deps -e .
 	rm -f $(VENV)/.installed-* && touch $(STAMP)
 
 install: $(STAMP)
+
+## Resolve requirements/runtime.lock and dev.lock again from pyproject.toml (Python 3.11, Linux
+## x86_64, PyPI), with the uv pinned in the dev extra; versions already locked stay unless
+## pyproject.toml moves them (`make lock UPGRADE=1` takes the newest allowed). Commit both.
+UV := $(VENV)/bin/uv
+UV_VERSION := $(shell grep -o '"uv==[^"]*"' pyproject.toml | tr -d '"' | cut -d= -f3)
+LOCK_FLAGS := --generate-hashes --python-version 3.11 --python-platform x86_64-unknown-linux-gnu \
+	--index-url https://pypi.org/simple --no-config --custom-compile-command 'make lock' \
+	--quiet $(if $(UPGRADE),--upgrade)
+lock:
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(UV) --version 2>/dev/null | grep -q '^uv $(UV_VERSION) ' \
+		|| $(PY) -m pip install --quiet 'uv==$(UV_VERSION)'
+	$(UV) pip compile pyproject.toml $(LOCK_FLAGS) -o requirements/runtime.lock
+	$(UV) pip compile pyproject.toml --extra dev -c requirements/runtime.lock $(LOCK_FLAGS) \
+		-o requirements/dev.lock
 
 ## Start all four services on ports 8001-8004 against one SQLite store (./var/).
 run: $(STAMP)
