@@ -89,6 +89,12 @@ class Metrics:
             ["service"],
             registry=registry,
         )
+        self.rate_limit_storage_errors = Counter(
+            "complaints_rate_limit_storage_errors",
+            "Requests let through unlimited because the shared rate-limit store (Redis) failed",
+            ["service"],
+            registry=registry,
+        )
         self.idempotency_replays = Counter(
             "complaints_idempotency_replays",
             "Requests answered again from a stored answer (same Idempotency-Key and body)",

@@ -167,6 +167,14 @@ class Settings(BaseSettings):
     #: the burst it may send at once; beyond that 429 with Retry-After. 0 turns limits off.
     rate_limit_per_second: float = Field(default=100.0, ge=0)
     rate_limit_burst: int = Field(default=200, ge=1)
+    #: Where the rate limits are counted: a Redis all replicas share (`redis://host:6379/0`,
+    #: `rediss://...` for TLS, `redis+unix:///path/to/socket`), so N replicas together allow a
+    #: client the rate once; unset, each process counts on its own (N replicas allow N times
+    #: it). Redis unreachable: requests pass unlimited (logged, and counted in
+    #: `complaints_rate_limit_storage_errors_total`) rather than all being refused.
+    rate_limit_storage_url: str | None = None
+    #: Prefixes every key the limits put in that Redis (several deployments may share one).
+    rate_limit_key_prefix: str = Field(default="complaints", min_length=1)
     #: The origins whose browser pages may call the API (CORS), e.g.
     #: `https://complaints.example.com,http://localhost:5173`, or `*` for any; empty: CORS off.
     cors_origins: Annotated[list[str], NoDecode] = []
@@ -282,6 +290,20 @@ class Settings(BaseSettings):
                     "must be a whole number of seconds, at least 1 (e.g. 200 and 100)"
                 )
         return self
+
+    @field_validator("rate_limit_storage_url")
+    @classmethod
+    def _redis_url(cls, url: str | None) -> str | None:
+        """A Redis URL or nothing (empty is nothing), refused at start if anything else."""
+        if not url or not url.strip():
+            return None
+        url = url.strip()
+        if url.split("://", 1)[0] not in ("redis", "rediss", "redis+unix"):
+            raise ValueError(
+                "COMPLAINTS_RATE_LIMIT_STORAGE_URL takes a Redis URL (redis://host:6379/0, "
+                "rediss://... or redis+unix:///path), or is left unset for per-process limits"
+            )
+        return url
 
     @field_validator("cors_origins", mode="before")
     @classmethod

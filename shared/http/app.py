@@ -35,7 +35,7 @@ from shared.http.cors import Cors
 from shared.http.deps import known_query_only
 from shared.http.docs import install_docs
 from shared.http.errors import UNKNOWN_QUERY_RESPONSES, install_error_handlers
-from shared.http.middleware import CommandGuard, Observe, RateLimit
+from shared.http.middleware import CommandGuard, Observe, RateLimit, RateLimitStore
 from shared.http.openapi import install_openapi
 from shared.http.tracing import install_tracing
 from shared.readmodel.projector import ProjectionRunner
@@ -203,6 +203,7 @@ def create_service_app(
     """
     settings.check()
     the_store = store or ComplaintStore(settings, clock=clock)
+    rate_limits = RateLimitStore(settings.rate_limit_storage_url, settings.rate_limit_key_prefix)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -273,6 +274,7 @@ def create_service_app(
                     with contextlib.suppress(asyncio.CancelledError):
                         await task
             await the_store.close()
+            await rate_limits.close()
             if app.state.tracer_provider is not None:
                 app.state.tracer_provider.shutdown()
 
@@ -314,6 +316,7 @@ def create_service_app(
             RateLimit,
             burst=settings.rate_limit_burst,
             window_seconds=int(settings.rate_limit_window_seconds),
+            store=rate_limits,
         )
     app.add_middleware(Observe, metrics=metrics, service=service.value)
     # CORS outside the rest: a preflight meets no rate limit, guard or token check (nor the

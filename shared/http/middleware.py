@@ -12,8 +12,12 @@ from typing import Any
 from uuid import UUID
 
 from limits import RateLimitItemPerSecond
-from limits.aio.storage import MemoryStorage
+from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
+from limits.errors import StorageError
+from redis.asyncio import ConnectionPool
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -141,18 +145,70 @@ async def _read_body(receive: Receive, limit: int) -> bytes:
 _UNLIMITED = frozenset({"/health", "/ready", "/metrics"})
 
 
+#: How long the shared store (Redis) has to connect or answer before a request passes unchecked.
+_STORE_TIMEOUT_SECONDS = 0.25
+#: After the shared store failed, requests pass unchecked this long before it is asked again:
+#: a Redis that is down or unreachable costs one time-out a second, not one per request.
+_STORE_PAUSE_SECONDS = 1.0
+
+
+class RateLimitStore:
+    """Where the limits are counted: in this process (`MemoryStorage`), or, given a Redis URL,
+    in a Redis every replica shares (`RedisStorage` through redis-py), so that N replicas
+    together allow a client the rate once. One code path: the same limiter on either."""
+
+    def __init__(self, url: str | None, key_prefix: str) -> None:
+        self.shared = url is not None
+        self._pool: ConnectionPool | None = None
+        self.storage: Storage
+        if url is None:
+            self.storage = MemoryStorage()
+            return
+        # Our own pool, to close at shutdown; short time-outs and one immediate retry (a
+        # connection Redis dropped), not redis-py's default three retries backing off to 10 s.
+        self._pool = ConnectionPool.from_url(
+            url.replace("redis+unix://", "unix://", 1),
+            socket_connect_timeout=_STORE_TIMEOUT_SECONDS,
+            socket_timeout=_STORE_TIMEOUT_SECONDS,
+            retry=Retry(NoBackoff(), 1),
+        )
+        self.storage = RedisStorage(
+            f"async+{url}",
+            implementation="redispy",
+            key_prefix=key_prefix,
+            wrap_exceptions=True,  # every failure of the store is a StorageError
+            connection_pool=self._pool,  # type: ignore[arg-type]  # (limits types options narrowly)
+        )
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.disconnect()
+
+
 class RateLimit:
     """Per-client request limits: at most `burst` requests in any `window_seconds` (burst/rate,
     see Settings), which is `rate` per second on average with bursts of `burst`. Clients are
     told apart by their token's `sub`; requests without a valid token by address: the peer's,
     or the one a trusted proxy forwards (`Settings.trusted_proxies`, applied before this).
-    Beyond the limit: 429 with `Retry-After`. Limits are per process (each replica counts its
-    own share)."""
+    Beyond the limit: 429 with `Retry-After`. Counted per service in `store`: shared by all
+    replicas when it is a Redis, else per process (each replica counts its own share).
 
-    def __init__(self, app: ASGIApp, *, burst: int, window_seconds: int) -> None:
+    A moving window, in Redis as in memory: "at most `burst` in any `window_seconds`" holds
+    exactly (a fixed window would let 2 × burst through around a window's edge), for a list of
+    up to `burst` timestamps per client in Redis. If the shared store fails, requests pass
+    unlimited (fail open: an outage of Redis must not become an outage of the API); each one
+    so passed is counted in `complaints_rate_limit_storage_errors_total`, and the failure and
+    the recovery are logged once each."""
+
+    def __init__(
+        self, app: ASGIApp, *, burst: int, window_seconds: int, store: RateLimitStore
+    ) -> None:
         self.app = app
+        self.window_seconds = window_seconds
         self.item = RateLimitItemPerSecond(burst, window_seconds)
-        self.limiter = MovingWindowRateLimiter(MemoryStorage())
+        self.limiter = MovingWindowRateLimiter(store.storage)
+        self._paused_until = 0.0  # (monotonic) the store failed: not asked again before then
+        self._failing = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in _UNLIMITED:
@@ -161,12 +217,17 @@ class RateLimit:
         headers = Headers(scope=scope)
         sub = await client_of(scope, headers)
         who = f"sub:{sub}" if sub else f"addr:{(scope.get('client') or ('?', 0))[0]}"
-        if await self.limiter.hit(self.item, who):
+        service = service_of(scope)
+        allowed = await self._hit(scope, service, who)
+        if allowed:
             await self.app(scope, receive, send)
             return
-        metrics_of(scope).rate_limited.labels(service_of(scope)).inc()
-        stats = await self.limiter.get_window_stats(self.item, who)
-        wait = max(1, math.ceil(stats.reset_time - time.time()))
+        metrics_of(scope).rate_limited.labels(service).inc()
+        try:
+            stats = await self.limiter.get_window_stats(self.item, service, who)
+            wait = max(1, math.ceil(stats.reset_time - time.time()))
+        except StorageError:
+            wait = self.window_seconds
         response = problem_response(
             429,
             f"Too many requests; retry in {wait} s.",
@@ -175,6 +236,28 @@ class RateLimit:
             headers={"Retry-After": str(wait)},
         )
         await response(scope, receive, send)
+
+    async def _hit(self, scope: Scope, service: str, who: str) -> bool:
+        """Counts the request; False beyond the limit. True, unchecked, while the store fails."""
+        if time.monotonic() < self._paused_until:
+            metrics_of(scope).rate_limit_storage_errors.labels(service).inc()
+            return True
+        try:
+            allowed = await self.limiter.hit(self.item, service, who)
+        except StorageError as exc:
+            metrics_of(scope).rate_limit_storage_errors.labels(service).inc()
+            self._paused_until = time.monotonic() + _STORE_PAUSE_SECONDS
+            if not self._failing:
+                self._failing = True
+                log.warning(
+                    "the rate-limit store failed (%s): requests pass unlimited until it answers",
+                    exc.storage_error,
+                )
+            return True
+        if self._failing:
+            self._failing = False
+            log.info("the rate-limit store answers again: requests are limited again")
+        return allowed
 
 
 class CommandGuard:

@@ -45,11 +45,21 @@ def of_kind(objects: tuple[dict[str, Any], ...], kind: str) -> list[dict[str, An
     return [o for o in objects if o["kind"] == kind]
 
 
+#: The shared Redis the services count their rate limits in (redis.yaml): not the image's.
+REDIS = "complaints-redis"
+
+
+def ours(obj: dict[str, Any]) -> bool:
+    """A workload of the complaints image: the Jobs, and the web and worker Deployments."""
+    component = obj["metadata"].get("labels", {}).get("app.kubernetes.io/component")
+    return obj["kind"] == "Job" or (obj["kind"] == "Deployment" and component in {"web", "worker"})
+
+
 def pod_specs(objects: tuple[dict[str, Any], ...]) -> list[tuple[str, dict[str, Any]]]:
     return [
         (f"{o['kind']}/{o['metadata']['name']}", o["spec"]["template"]["spec"])
         for o in objects
-        if o["kind"] in {"Deployment", "Job"}
+        if ours(o)
     ]
 
 
@@ -173,8 +183,9 @@ def test_every_object_is_valid_against_its_schema(objects: tuple[dict[str, Any],
 
 
 def test_every_workload_is_there(objects: tuple[dict[str, Any], ...]) -> None:
-    deployments = {d["metadata"]["name"] for d in of_kind(objects, "Deployment")}
+    deployments = {d["metadata"]["name"] for d in of_kind(objects, "Deployment") if ours(d)}
     assert deployments == {f"complaints-{n}" for n in SERVICES + WORKERS}
+    assert {d["metadata"]["name"] for d in of_kind(objects, "Deployment")} == deployments | {REDIS}
     assert {j["metadata"]["name"] for j in of_kind(objects, "Job")} == {"complaints-setup"}
     scaled = {
         h["spec"]["scaleTargetRef"]["name"] for h in of_kind(objects, "HorizontalPodAutoscaler")
@@ -218,7 +229,7 @@ def test_each_workload_runs_its_own_role_only(objects: tuple[dict[str, Any], ...
     # the service that runs each role when its switch is on (services/*/main.py)
     role_in = {"projector": SERVICES, "dispatcher": ("investigation",)}
     role_in |= {"webhooks": ("intake",), "deadline-watch": ("escalation",)}
-    for deployment in of_kind(objects, "Deployment"):
+    for deployment in filter(ours, of_kind(objects, "Deployment")):
         name = deployment["metadata"]["name"].removeprefix("complaints-")
         container = deployment["spec"]["template"]["spec"]["containers"][0]
         service = serves[name]
@@ -413,12 +424,55 @@ def test_alert_rules_use_only_metrics_that_exist(objects: tuple[dict[str, Any], 
             used = set(re.findall(r"\bcomplaints_[a-z_]+\b", rule["expr"]))
             assert used <= exported, (rule["alert"], used - exported)
     (monitor,) = of_kind(objects, "ServiceMonitor")
-    labels = monitor["spec"]["selector"]["matchLabels"]
-    scraped = [
-        s for s in of_kind(objects, "Service") if labels.items() <= s["metadata"]["labels"].items()
-    ]
+    selector = monitor["spec"]["selector"]
+    scraped = [s for s in of_kind(objects, "Service") if selects(selector, s["metadata"]["labels"])]
     assert len(scraped) == len(SERVICES + WORKERS)
     assert all(e["path"] == "/metrics" for e in monitor["spec"]["endpoints"])
+
+
+def selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    """Whether a label selector (matchLabels, and matchExpressions with In) takes `labels`."""
+    if not selector.get("matchLabels", {}).items() <= labels.items():
+        return False
+    for expression in selector.get("matchExpressions", []):
+        assert expression["operator"] == "In", expression
+        if labels.get(expression["key"]) not in expression["values"]:
+            return False
+    return True
+
+
+def test_the_rate_limits_redis_is_reached_by_the_services_alone(
+    objects: tuple[dict[str, Any], ...],
+) -> None:
+    """The ConfigMap points the services at the Redis of redis.yaml; only they reach it; it
+    runs unprivileged, bounded, probed, and keeps nothing on disk."""
+    (env,) = [
+        c
+        for c in of_kind(objects, "ConfigMap")
+        if c["metadata"]["name"].startswith("complaints-env")
+    ]
+    assert env["data"]["COMPLAINTS_RATE_LIMIT_STORAGE_URL"] == f"redis://{REDIS}:6379/0"
+    (service,) = [s for s in of_kind(objects, "Service") if s["metadata"]["name"] == REDIS]
+    assert [p["port"] for p in service["spec"]["ports"]] == [6379]
+    (redis,) = [d for d in of_kind(objects, "Deployment") if d["metadata"]["name"] == REDIS]
+    pod = redis["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    (container,) = pod["containers"]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    for bound in ("requests", "limits"):
+        assert set(container["resources"][bound]) == {"cpu", "memory"}, bound
+    assert container["livenessProbe"] and container["readinessProbe"]
+    assert container["command"][:5] == ["redis-server", "--save", "", "--appendonly", "no"]
+    policies = [
+        p["spec"]
+        for p in of_kind(objects, "NetworkPolicy")
+        if selects(p["spec"]["podSelector"], redis["spec"]["template"]["metadata"]["labels"])
+    ]
+    allowed = [rule for policy in policies for rule in policy.get("ingress", [])]
+    assert len(allowed) == 1
+    (source,) = allowed[0]["from"]
+    assert source == {"podSelector": {"matchLabels": {"app.kubernetes.io/component": "web"}}}
+    assert allowed[0]["ports"] == [{"protocol": "TCP", "port": 6379}]
 
 
 def test_network_policies_deny_by_default(objects: tuple[dict[str, Any], ...]) -> None:
