@@ -215,10 +215,15 @@ class Settings(BaseSettings):
             "otlp_endpoint", "COMPLAINTS_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"
         ),
     )
-    #: Run the deadline watch in escalation processes (any number may run at once).
+    #: Run the deadline watch, the incident watch and the recalculation in escalation
+    #: processes (each one process at a time, by its lease; the others stand by).
     deadline_watch_enabled: bool = True
     #: How often the deadline watch looks for limits that have passed.
     deadline_watch_seconds: float = Field(default=1.0, gt=0)
+    #: The leases of the deadline watch, the incident watch and the recalculation: a standby
+    #: takes a job over within this many seconds of its holder dying (at once when the holder
+    #: stops cleanly: it releases them).
+    watch_lease_seconds: float = Field(default=10.0, gt=0)
     #: How often escalation processes look for limits counted on an estimated holiday schedule
     #: that the policy in force now knows officially (and at start).
     recalculation_seconds: float = Field(default=600.0, gt=0)

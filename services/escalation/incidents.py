@@ -4,13 +4,12 @@ policy's window. The watch finds them in the read model and the store declares o
 
 The window slides: on each run at `now` the watch looks at the complaints accepted in the
 window before `now`. It reads the read model only (never replays), so it may be a little
-behind: the incident's aggregates decide, and optimistic concurrency lets any number of
-escalation processes watch at once.
+behind: the incident's aggregates decide. One escalation process at a time watches (the lease
+`incident-watch`); optimistic concurrency keeps two overlapping watchers correct.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from datetime import datetime, timedelta
 from typing import Any
@@ -27,6 +26,7 @@ from shared.readmodel.cursor import decode_cursor, encode_cursor
 from shared.readmodel.tables import complaint_summaries, major_incidents
 from shared.readmodel.times import from_db, to_utc
 from shared.store.facade import ComplaintStore
+from shared.store.lease import Lease, holder_name, run_while_leading
 
 log = logging.getLogger("complaints.incidents")
 
@@ -35,21 +35,32 @@ ACTOR = Actor(id="incident-watch", role="system")
 
 class IncidentWatch:
     def __init__(
-        self, store: ComplaintStore, *, clock: Clock, interval_seconds: float = 5.0
+        self,
+        store: ComplaintStore,
+        *,
+        clock: Clock,
+        interval_seconds: float = 5.0,
+        lease_seconds: float = 10.0,
     ) -> None:
         self.store = store
         self.clock = clock
         self.interval_seconds = interval_seconds
+        self.lease = Lease(store.engine, "incident-watch", holder_name(self), lease_seconds)
 
     async def run(self) -> None:
-        while True:
-            try:
-                await self.watch_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("incident watch failed; retrying")
-            await asyncio.sleep(self.interval_seconds)
+        """Watch while this process holds the lease."""
+
+        async def step() -> bool:
+            await self.watch_once()
+            return False
+
+        await run_while_leading(
+            self.lease,
+            step,
+            every=self.interval_seconds,
+            failed="incident watch failed; retrying",
+            log=log,
+        )
 
     async def watch_once(self) -> int:
         """Declare each burst of the last window as an incident, and let complaints join the

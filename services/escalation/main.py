@@ -21,15 +21,23 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
 
     async def watch(app: FastAPI) -> None:
         await DeadlineWatch(
-            app.state.store, clock=clock, interval_seconds=settings.deadline_watch_seconds
+            app.state.store,
+            clock=clock,
+            interval_seconds=settings.deadline_watch_seconds,
+            lease_seconds=settings.watch_lease_seconds,
         ).run()
 
     async def incidents(app: FastAPI) -> None:
-        await IncidentWatch(app.state.store, clock=clock).run()
+        await IncidentWatch(
+            app.state.store, clock=clock, lease_seconds=settings.watch_lease_seconds
+        ).run()
 
     async def recalculation(app: FastAPI) -> None:
         await Recalculation(
-            app.state.store, clock=clock, interval_seconds=settings.recalculation_seconds
+            app.state.store,
+            clock=clock,
+            interval_seconds=settings.recalculation_seconds,
+            lease_seconds=settings.watch_lease_seconds,
         ).run()
 
     return create_service_app(

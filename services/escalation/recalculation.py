@@ -5,16 +5,16 @@ The holidays package knows each year's official schedule (the State Council's no
 its adjusted working weekends, 调休) only once it is published; for later years it estimates.
 A deadline counted in working days over such a year says `calendar: "estimated"`. When a new
 policy version brings that year's schedule (its `extra_holidays`, `extra_workdays` and
-`official_years`), this job, run by every escalation process at start and every
-`recalculation_seconds`, asks each open complaint with such a running limit to count it
+`official_years`), this job asks each open complaint with such a running limit to count it
 again: the complaint records `DeadlinesRecalculated` with the old and new due times and both
-policy versions (and tells the customer if the reply moved later). Optimistic concurrency
-settles two processes doing it at once; a complaint with nothing to change records nothing.
+policy versions (and tells the customer if the reply moved later). One escalation process at
+a time runs it (the lease `calendar-recalculation`): when it takes the lease (at start, or
+taking over) and then every `recalculation_seconds`. Optimistic concurrency settles two
+processes doing it at once; a complaint with nothing to change records nothing.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from uuid import UUID
 
@@ -29,6 +29,7 @@ from shared.logs import correlation_id, new_correlation_id
 from shared.readmodel.summaries import still_counting
 from shared.readmodel.tables import complaint_summaries, deadlines
 from shared.store.facade import ComplaintStore
+from shared.store.lease import Lease, holder_name, run_while_leading
 
 log = logging.getLogger("complaints.recalculation")
 
@@ -37,9 +38,16 @@ ACTOR = Actor(id="calendar-recalculation", role="system")
 
 class Recalculation:
     def __init__(
-        self, store: ComplaintStore, *, clock: Clock, interval_seconds: float, batch: int = 200
+        self,
+        store: ComplaintStore,
+        *,
+        clock: Clock,
+        interval_seconds: float,
+        batch: int = 200,
+        lease_seconds: float = 10.0,
     ) -> None:
         self.store = store
+        self.lease = Lease(store.engine, "calendar-recalculation", holder_name(self), lease_seconds)
         self.clock = clock
         self.interval_seconds = interval_seconds
         self.batch = batch
@@ -48,15 +56,19 @@ class Recalculation:
         self._unchanged: set[str] = set()
 
     async def run(self) -> None:
-        while True:
-            try:
-                while await self.recalculate_once() == self.batch:
-                    pass
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("recalculation failed; retrying")
-            await asyncio.sleep(self.interval_seconds)
+        """Recalculate while this process holds the lease; a full batch is followed at once
+        by the next."""
+
+        async def step() -> bool:
+            return await self.recalculate_once() == self.batch
+
+        await run_while_leading(
+            self.lease,
+            step,
+            every=self.interval_seconds,
+            failed="recalculation failed; retrying",
+            log=log,
+        )
 
     async def recalculate_once(self) -> int:
         """Ask each open complaint with a running estimated limit of another policy version

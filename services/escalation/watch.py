@@ -2,9 +2,11 @@
 whether or not any request is being served.
 
 It reads due deadlines from the deadline table (never replaying complaints to find them) and
-asks each complaint to escalate for that deadline. The complaint refuses a second escalation
-for the same deadline, and optimistic concurrency settles races, so any number of watchers
-may run (in every escalation process) and each missed deadline escalates exactly once.
+asks each complaint to escalate for that deadline. One escalation process at a time watches
+(the lease `deadline-watch`): the work is done once, not once per replica. Correctness does
+not rest on the lease: the complaint refuses a second escalation for the same deadline, and
+optimistic concurrency settles races, so two watchers (two briefly overlapping holders, or
+`watch_once` called from anywhere) still escalate each missed deadline exactly once.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from shared.readmodel.summaries import still_counting
 from shared.readmodel.tables import complaint_summaries, deadlines
 from shared.readmodel.times import to_utc
 from shared.store.facade import ComplaintStore
+from shared.store.lease import Lease, holder_name, run_while_leading
 
 log = logging.getLogger("complaints.watch")
 
@@ -41,8 +44,10 @@ class DeadlineWatch:
         interval_seconds: float = 1.0,
         batch: int = 500,
         concurrency: int = 8,
+        lease_seconds: float = 10.0,
     ) -> None:
         self.store = store
+        self.lease = Lease(store.engine, "deadline-watch", holder_name(self), lease_seconds)
         self.clock = clock
         self.interval_seconds = interval_seconds
         self.batch = batch
@@ -51,16 +56,19 @@ class DeadlineWatch:
         self._recent: dict[tuple[str, str], float] = {}
 
     async def run(self) -> None:
-        while True:
-            try:
-                handled = await self.watch_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("deadline watch failed; retrying")
-                handled = 0
-            if handled < self.batch:
-                await asyncio.sleep(self.interval_seconds)
+        """Watch while this process holds the lease; a full batch is followed at once by the
+        next."""
+
+        async def step() -> bool:
+            return await self.watch_once() >= self.batch
+
+        await run_while_leading(
+            self.lease,
+            step,
+            every=self.interval_seconds,
+            failed="deadline watch failed; retrying",
+            log=log,
+        )
 
     async def watch_once(self) -> int:
         """Escalate for every deadline that has passed unmet; returns how many were tried."""

@@ -19,10 +19,8 @@ back its own deliveries, not the others': its pending deliveries wait with the f
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
-import os
 import socket
 import time
 from collections.abc import Awaitable, Callable
@@ -39,7 +37,7 @@ from shared.audit.tables import audit_chain
 from shared.domain.clock import Clock
 from shared.readmodel.times import from_db, to_utc
 from shared.store.facade import ComplaintStore
-from shared.store.lease import Lease
+from shared.store.lease import Lease, holder_name, run_while_leading
 from shared.webhooks.subscriptions import is_local_address, secret_purpose, webhook_id
 from shared.webhooks.tables import webhook_attempts, webhook_deliveries, webhook_subscriptions
 
@@ -89,25 +87,22 @@ class WebhookSender:
         self.timeout = timeout_seconds
         #: How long an attempt holds its delivery: its deadline and a margin to record it.
         self.claim = timedelta(seconds=timeout_seconds + CLAIM_MARGIN_SECONDS)
-        holder = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         # The lease outlives an attempt: a sender is never overtaken in the middle of one.
         lease_seconds = max(10.0, timeout_seconds + 2 * CLAIM_MARGIN_SECONDS)
-        self.lease = Lease(store.engine, "webhook-sender", holder, lease_seconds)
+        self.lease = Lease(store.engine, "webhook-sender", holder_name(self), lease_seconds)
 
     async def run(self) -> None:
-        try:
-            while True:
-                try:
-                    if await self.lease.acquire():
-                        await self.send_once(still_leading=self.lease.acquire)
-                except asyncio.CancelledError:
-                    raise
-                except Exception:
-                    log.exception("webhook sending failed; retrying")
-                await asyncio.sleep(self.poll_seconds)
-        finally:
-            with contextlib.suppress(Exception):
-                await self.lease.release()
+        async def step() -> bool:
+            await self.send_once(still_leading=self.lease.acquire)
+            return False
+
+        await run_while_leading(
+            self.lease,
+            step,
+            every=self.poll_seconds,
+            failed="webhook sending failed; retrying",
+            log=log,
+        )
 
     def wait_after(self, attempts: int) -> timedelta:
         """How long after its `attempts`-th failed attempt a delivery is tried again."""

@@ -9,11 +9,7 @@ at a time among the investigation processes (a lease).
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-import os
-import socket
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime, timedelta
 from typing import Any
@@ -34,7 +30,7 @@ from shared.logs import correlation_id, new_correlation_id
 from shared.readmodel.tables import notifications
 from shared.readmodel.times import from_db
 from shared.store.facade import ComplaintStore
-from shared.store.lease import Lease
+from shared.store.lease import Lease, holder_name, run_while_leading
 
 log = logging.getLogger("complaints.dispatcher")
 
@@ -59,23 +55,18 @@ class Dispatcher:
         self.backoff = timedelta(seconds=backoff_seconds)
         self.backoff_max = timedelta(seconds=backoff_max_seconds)
         self.poll_seconds = poll_seconds
-        holder = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
-        self.lease = Lease(store.engine, "notification-dispatcher", holder, lease_seconds)
+        self.lease = Lease(
+            store.engine, "notification-dispatcher", holder_name(self), lease_seconds
+        )
 
     async def run(self) -> None:
-        try:
-            while True:
-                try:
-                    if await self.lease.acquire():
-                        await self.dispatch_once(still_leading=self.lease.acquire)
-                except asyncio.CancelledError:
-                    raise
-                except Exception:
-                    log.exception("dispatch failed; retrying")
-                await asyncio.sleep(self.poll_seconds)
-        finally:
-            with contextlib.suppress(Exception):
-                await self.lease.release()
+        async def step() -> bool:
+            await self.dispatch_once(still_leading=self.lease.acquire)
+            return False
+
+        await run_while_leading(
+            self.lease, step, every=self.poll_seconds, failed="dispatch failed; retrying", log=log
+        )
 
     async def dispatch_once(
         self,

@@ -11,8 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import socket
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -25,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from shared.readmodel.tables import projection_tracking
 from shared.store.application import StoredEvent
 from shared.store.facade import ComplaintStore
-from shared.store.lease import Lease
+from shared.store.lease import Lease, holder_name
 
 log = logging.getLogger("complaints.projector")
 
@@ -257,8 +255,7 @@ class ProjectionRunner:
         self.store = store
         self.engine = engine
         self.projections = list(projections)
-        holder = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
-        self.lease = Lease(engine, "projectors", holder, lease_seconds)
+        self.lease = Lease(engine, "projectors", holder_name(self), lease_seconds)
         self.poll_seconds = poll_seconds
         self.batch_size = batch_size
         self.listen_url = listen_url

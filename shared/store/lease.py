@@ -1,8 +1,18 @@
 """A lease in the database elects one process, among all service processes, for a job that one
 at a time does: the projections (whose leader also signs checkpoints and does the
-housekeeping) and the notification dispatcher."""
+housekeeping), the notification dispatcher, the webhook sender, and escalation's deadline
+watch, incident watch and calendar recalculation. `run_while_leading` is the loop every job
+but the projector (which also wakes on NOTIFY and backs off) runs its lease with."""
 
 from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import os
+import socket
+from collections.abc import Awaitable, Callable
 
 from sqlalchemy import insert, or_, text, update
 from sqlalchemy.exc import IntegrityError
@@ -18,6 +28,12 @@ async def database_time(conn: AsyncConnection) -> float:
     else:
         query = "SELECT (julianday('now') - 2440587.5) * 86400.0"
     return float((await conn.execute(text(query))).scalar_one())
+
+
+def holder_name(owner: object) -> str:
+    """Who holds a lease: this host, this process and the object running the job (two jobs of
+    one name in one process, as in tests, are two holders)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{id(owner):x}"
 
 
 class Lease:
@@ -89,3 +105,47 @@ class Lease:
                 .values(expires_at=0)
             )
         self.held = False
+
+
+async def run_while_leading(
+    lease: Lease,
+    step: Callable[[], Awaitable[bool]],
+    *,
+    every: float,
+    failed: str,
+    log: logging.Logger,
+) -> None:
+    """Run `step` every `every` seconds while this process holds `lease`, until cancelled;
+    then release the lease, so that a standby takes over at its next look instead of after
+    the lease runs out.
+
+    `step` returns True when it has more to do at once (a full batch): it runs again without
+    waiting, and the lease is renewed before it. The lease is renewed at least every third of
+    its time, also between steps of a job that runs seldom; a process that does not hold it
+    looks again as often, and on taking it over runs the step at once. A step that raises is
+    logged (`failed`) and tried again at its next time.
+    """
+    ticks = max(1, math.ceil(every / (lease.seconds / 3)))  # looks at the lease per step
+    pause = every / ticks
+    countdown = 0  # looks until the next step
+    try:
+        while True:
+            more = False
+            try:
+                if not await lease.acquire():
+                    countdown = 0
+                elif countdown == 0:
+                    countdown = ticks
+                    more = await step()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception(failed)
+            if more:
+                countdown = 0
+                continue
+            countdown = max(countdown - 1, 0)
+            await asyncio.sleep(pause)
+    finally:
+        with contextlib.suppress(Exception):
+            await lease.release()
