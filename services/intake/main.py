@@ -31,6 +31,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
                 max_attempts=settings.webhook_max_attempts,
                 local_allowed=settings.webhook_local_urls_allowed,
                 timeout_seconds=settings.webhook_timeout_seconds,
+                traced=app.state.tracer_provider is not None,
             )
             await sender.run()
 

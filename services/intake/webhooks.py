@@ -35,6 +35,7 @@ from standardwebhooks import Webhook
 from shared.audit.chain import line_body, masked, record_of
 from shared.audit.tables import audit_chain
 from shared.domain.clock import Clock
+from shared.http.tracing import continued
 from shared.readmodel.times import from_db, to_utc
 from shared.store.facade import ComplaintStore
 from shared.store.lease import Lease, holder_name, run_while_leading
@@ -74,6 +75,7 @@ class WebhookSender:
         resolve: Resolve = resolve_host,
         poll_seconds: float = 1.0,
         timeout_seconds: float = 10.0,
+        traced: bool = False,
     ) -> None:
         self.store = store
         self.client = client
@@ -85,6 +87,8 @@ class WebhookSender:
         self.resolve = resolve
         self.poll_seconds = poll_seconds
         self.timeout = timeout_seconds
+        #: Traces on: each POST continues the trace of the request that stored its event.
+        self.traced = traced
         #: How long an attempt holds its delivery: its deadline and a margin to record it.
         self.claim = timedelta(seconds=timeout_seconds + CLAIM_MARGIN_SECONDS)
         # The lease outlives an attempt: a sender is never overtaken in the middle of one.
@@ -192,7 +196,8 @@ class WebhookSender:
                 return None
             secret = await self._secret(row)
             address = await self._checked_address(row.url)
-            status_code = await self._post(row, body, secret, address)
+            with continued(await self._traceparent(row)):
+                status_code = await self._post(row, body, secret, address)
             if not 200 <= status_code < 300:
                 error = f"the receiver answered {status_code}"
         except Refused as exc:
@@ -234,6 +239,14 @@ class WebhookSender:
         assert at is not None
         head = json.dumps({"type": row.event_type, "timestamp": at.isoformat()})
         return f'{head[:-1]},"data":{line}}}'
+
+    async def _traceparent(self, row: Any) -> str | None:
+        """The `traceparent` the event's request had, as the event recorded it (traces on)."""
+        if not self.traced:
+            return None
+        ctx = getattr(await self._event(row.position), "ctx", None)
+        found = ctx.get("traceparent") if isinstance(ctx, dict) else None
+        return str(found) if found else None
 
     async def _event(self, position: int) -> Any:
         events = await self.store.read(position - 1, 1)

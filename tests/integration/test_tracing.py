@@ -1,6 +1,6 @@
 """Traces: with an OTLP endpoint configured, a request that carries a `traceparent` is a server
-span of that trace, and the message it asked for reaches the gateway carrying the same trace;
-without one, nothing is instrumented."""
+span of that trace, and the message it asked for reaches the gateway carrying the same trace, as
+does each webhook of its events; without one, nothing is instrumented."""
 
 from __future__ import annotations
 
@@ -13,13 +13,16 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 
 from services.intake.main import create_app
+from services.intake.webhooks import WebhookSender
 from services.investigation.dispatcher import Dispatcher
 from services.investigation.gateway import GatewayClient
+from shared.audit.chain import ChainProjection
 from shared.domain.clock import FixedClock
 from shared.http import tracing
 from shared.readmodel.summaries import SummaryProjection
 from shared.settings import Settings
 from shared.store.facade import ComplaintStore
+from shared.webhooks.projection import WebhookProjection
 from tests.conftest import intake_body
 from tests.integration.conftest import catch_up, serving
 
@@ -114,3 +117,37 @@ async def test_without_an_endpoint_nothing_is_instrumented(
     assert exported.get_finished_spans() == ()
     [headers] = gateway.headers
     assert "traceparent" not in headers  # nothing read from the request, nothing passed on
+
+
+async def test_a_webhook_carries_the_trace_of_the_request_that_stored_its_event(
+    settings: Settings,
+    clock: FixedClock,
+    token: Any,
+    store: ComplaintStore,
+    exported: InMemorySpanExporter,
+) -> None:
+    traced = settings.model_copy(
+        update={"otlp_endpoint": "http://127.0.0.1:4318", "webhook_local_urls": True}
+    )
+    app = create_app(traced, clock=clock)
+    receiver = Gateway()
+    async with serving(app, token) as api:
+        subscribed = await api.client.post(
+            "/subscriptions",
+            json={"url": "http://receiver.test/hooks", "event_types": ["Complaint.Accepted"]},
+            headers=api.headers("admin"),
+        )
+        assert subscribed.status_code == 201, subscribed.text
+        created = await api.accept(intake_body(), traceparent=TRACEPARENT)
+        assert created.status_code == 201
+        await catch_up(store, SummaryProjection(store), ChainProjection(), WebhookProjection(clock))
+        plain = httpx.AsyncClient(transport=httpx.MockTransport(receiver))
+        async with tracing.trace_client(app, plain) as client:
+            sender = WebhookSender(
+                store, client, clock=clock, backoff_seconds=2, backoff_max_seconds=60,
+                max_attempts=3, local_allowed=True, traced=True,
+            )  # fmt: skip
+            assert await sender.send_once() == 1
+    [headers] = receiver.headers
+    assert headers["webhook-id"]  # the webhook itself
+    assert headers["traceparent"].split("-")[1] == TRACE_ID
