@@ -9,14 +9,16 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from shared.console import admin, appeal, audit, dashboard
-from shared.console.pages import router
+from shared.console.pages import PageAnswer, answer_page, router
 from shared.console.session import PREFIX
 
 STATIC_URL = PREFIX + "/static"
 
 
 def install_console(app: FastAPI) -> None:
-    """The pages and their static files, none of them in the OpenAPI document."""
+    """The pages and their static files, none of them in the OpenAPI document; a page a
+    dependency answers instead of its route's (`PageAnswer`) answered as it is."""
+    app.add_exception_handler(PageAnswer, answer_page)
     app.include_router(router)
     app.include_router(appeal.router)
     app.include_router(audit.router)

@@ -16,9 +16,8 @@ from __future__ import annotations
 
 import re
 import uuid
-from functools import partial
 from typing import Annotated, Any
-from urllib.parse import parse_qsl, quote
+from urllib.parse import quote
 from uuid import UUID
 
 from fastapi import APIRouter, Query, Request
@@ -26,19 +25,15 @@ from fastapi.responses import RedirectResponse, Response
 
 from shared.console import commands, session
 from shared.console.client import Api
-from shared.console.i18n import Translator, language
 from shared.console.pages import (
-    display_tz,
+    Sender,
+    Signed,
+    Viewer,
+    form_pairs,
     idempotency_key,
-    local_time,
-    may,
-    problem,
-    refused_origin,
-    render,
-    signed_out,
-    signin_page,
+    local_times,
+    read_form,
 )
-from shared.http.auth import Principal
 from shared.http.fields import IDENTIFIER_PATTERN
 from shared.http.routes import ADMIN_ROLES, ERASURE, SUBSCRIPTIONS
 
@@ -49,20 +44,6 @@ DELIVERIES_SHOWN = 50
 COMPLAINTS_SHOWN = 50
 #: The longest customer id the form takes (the API's identifier).
 MAX_CUSTOMER_ID = 64
-
-
-def _t(request: Request) -> Translator:
-    return Translator(language(request.cookies.get(session.LANGUAGE_COOKIE)))
-
-
-def _admin_home(request: Request) -> str:
-    return session.root(request) + session.PREFIX + "/admin"
-
-
-async def _pairs(request: Request) -> list[tuple[str, str]]:
-    """An HTML form's fields (application/x-www-form-urlencoded), every value of each name."""
-    body = (await request.body()).decode("utf-8", errors="replace")
-    return parse_qsl(body, keep_blank_values=True)
 
 
 def customer_id(value: str) -> str | None:
@@ -84,18 +65,12 @@ async def subscription_fields(api: Api) -> list[commands.Field] | None:
 
 
 @router.get("/admin")
-async def admin_page(request: Request, deleted: Annotated[UUID | None, Query()] = None) -> Response:
-    found = await session.signed_in(request)
-    if found is None:
-        return signin_page(request, status=401)
-    token, principal = found
-    return await admin_response(request, Api(request, token), principal, deleted=deleted)
+async def admin_page(user: Viewer, deleted: Annotated[UUID | None, Query()] = None) -> Response:
+    return await admin_response(user, deleted=deleted)
 
 
 async def admin_response(
-    request: Request,
-    api: Api,
-    principal: Principal,
+    user: Signed,
     *,
     status: int = 200,
     values: dict[str, str] | None = None,
@@ -108,17 +83,11 @@ async def admin_response(
     """The subscriptions as the API lists them (a non-admin: its 403), the form of a new one
     (with a refused one's values and errors) and the erasure's first step."""
     service, path = SUBSCRIPTIONS
-    listed = await api.get(path, service=service)
-    if listed.status == 401:
-        return signed_out(request)
-    if not listed.ok:
-        return problem(request, principal, listed)
-    fields = await subscription_fields(api)
-    return render(
-        request,
+    listed = user.ok(await user.api.get(path, service=service))
+    fields = await subscription_fields(user.api)
+    return user.page(
         "admin.html",
         status=status,
-        principal=principal,
         subscriptions=listed.body,
         fields=fields or [],
         unavailable=service.value if fields is None else None,
@@ -138,40 +107,26 @@ async def admin_response(
 
 
 @router.post("/admin/subscriptions")
-async def subscribe(request: Request) -> Response:
+async def subscribe(request: Request, user: Sender) -> Response:
     """The new subscription's form, sent to intake; its answer's page shows the secret, once.
     A refused field is shown beside it."""
-    if not session.same_origin(request):
-        return refused_origin(request)
-    found = await session.signed_in(request)
-    if found is None:
-        return signin_page(request, status=401)
-    token, principal = found
-    api = Api(request, token)
-    t = _t(request)
-    fields = await subscription_fields(api)
+    fields = await subscription_fields(user.api)
     service, path = SUBSCRIPTIONS
     if fields is None:
-        message = t("command.unreachable").format(service=service.value)
-        return await admin_response(request, api, principal, status=503, error=message)
-    form = commands.submitted(await _pairs(request), fields)
-    body = commands.request_body(fields, form, partial(local_time, tz=display_tz(request)))
-    answer = await api.post(service, path, body, {"Idempotency-Key": idempotency_key(form)})
-    if answer.status == 401:
-        return signed_out(request)
-    if not answer.ok:
-        placed, rest = commands.errors_by_field(fields, answer.field_errors())
-        detail = t("new.errors") if placed else answer.detail
+        message = user.t("command.unreachable").format(service=service.value)
+        return await admin_response(user, status=503, error=message)
+    form = commands.submitted(await form_pairs(request), fields)
+    body = commands.request_body(fields, form, local_times(request))
+    answer = await user.api.post(service, path, body, {"Idempotency-Key": idempotency_key(form)})
+    if not user.current(answer).ok:
+        placed, error = commands.refusal(fields, answer, user.t)
         return await admin_response(
-            request, api, principal, status=answer.status, values=form, errors=placed,
-            error=" ".join([detail, *rest]),
-        )  # fmt: skip
+            user, status=answer.status, values=form, errors=placed, error=error
+        )
     created: dict[str, Any] = answer.body
-    return render(
-        request,
+    return user.page(
         "admin_subscription.html",
         status=answer.status,
-        principal=principal,
         s=created,
         created=True,
         secret=created.get("secret"),  # None: a repeated submit (the secret is never kept)
@@ -181,28 +136,17 @@ async def subscribe(request: Request) -> Response:
 
 
 @router.get("/admin/subscriptions/{subscription_id}")
-async def subscription_page(request: Request, subscription_id: UUID) -> Response:
+async def subscription_page(user: Viewer, subscription_id: UUID) -> Response:
     """A subscription (never its secret) with its latest deliveries and their attempts."""
-    found = await session.signed_in(request)
-    if found is None:
-        return signin_page(request, status=401)
-    token, principal = found
-    api = Api(request, token)
     service, path = SUBSCRIPTIONS
-    one = await api.get(f"{path}/{subscription_id}", service=service)
-    if one.status == 401:
-        return signed_out(request)
-    if not one.ok:
-        return problem(request, principal, one)
-    deliveries = await api.get(
+    one = user.ok(await user.api.get(f"{path}/{subscription_id}", service=service))
+    deliveries = await user.api.get(
         f"{path}/{subscription_id}/deliveries",
         [("limit", str(DELIVERIES_SHOWN))],
         service=service,
     )
-    return render(
-        request,
+    return user.page(
         "admin_subscription.html",
-        principal=principal,
         s=one.body,
         created=False,
         secret=None,
@@ -213,75 +157,50 @@ async def subscription_page(request: Request, subscription_id: UUID) -> Response
 
 
 @router.post("/admin/subscriptions/{subscription_id}/delete")
-async def unsubscribe(request: Request, subscription_id: UUID) -> Response:
+async def unsubscribe(request: Request, user: Sender, subscription_id: UUID) -> Response:
     """The delete button: `DELETE /subscriptions/{id}`; nothing more is sent to it."""
-    if not session.same_origin(request):
-        return refused_origin(request)
-    found = await session.signed_in(request)
-    if found is None:
-        return signin_page(request, status=401)
-    token, principal = found
-    form = dict(await _pairs(request))
+    form = await read_form(request)
     service, path = SUBSCRIPTIONS
-    answer = await Api(request, token).delete(
-        service, f"{path}/{subscription_id}", {"Idempotency-Key": idempotency_key(form)}
+    user.ok(
+        await user.api.delete(
+            service, f"{path}/{subscription_id}", {"Idempotency-Key": idempotency_key(form)}
+        )
     )
-    if answer.status == 401:
-        return signed_out(request)
-    if not answer.ok:
-        return problem(request, principal, answer)
-    return RedirectResponse(f"{_admin_home(request)}?deleted={subscription_id}", status_code=303)
+    admin = session.base(request) + "/admin"
+    return RedirectResponse(f"{admin}?deleted={subscription_id}", status_code=303)
 
 
 # -- a customer's erasure -----------------------------------------------------------------------
 
 
 @router.post("/admin/erasure")
-async def erasure_confirmation(request: Request) -> Response:
+async def erasure_confirmation(request: Request, user: Sender) -> Response:
     """The erasure's second step: what will happen, the customer's complaints we list, and the
     id to type again. Nothing is sent yet."""
-    if not session.same_origin(request):
-        return refused_origin(request)
-    found = await session.signed_in(request)
-    if found is None:
-        return signin_page(request, status=401)
-    token, principal = found
-    t = _t(request)
-    if not may(principal, ADMIN_ROLES):
-        return render(
-            request, "error.html", status=403, principal=principal, message=t("error.forbidden")
-        )
-    api = Api(request, token)
-    typed = dict(await _pairs(request)).get("customer_id", "")
+    user.require(ADMIN_ROLES)
+    typed = (await read_form(request)).get("customer_id", "")
     customer = customer_id(typed)
     if customer is None:
         return await admin_response(
-            request, api, principal, status=422, customer=typed.strip()[:MAX_CUSTOMER_ID],
-            customer_error=t("erasure.bad_id"),
+            user, status=422, customer=typed.strip()[:MAX_CUSTOMER_ID],
+            customer_error=user.t("erasure.bad_id"),
         )  # fmt: skip
-    return await confirmation(request, api, principal, customer)
+    return await confirmation(user, customer)
 
 
 async def confirmation(
-    request: Request,
-    api: Api,
-    principal: Principal,
+    user: Signed,
     customer: str,
     *,
     status: int = 200,
     typed: str = "",
     mismatch: str | None = None,
 ) -> Response:
-    listed = await api.get(
-        "/complaints", [("customer_id", customer), ("limit", str(COMPLAINTS_SHOWN))]
-    )
-    if listed.status == 401:
-        return signed_out(request)
-    return render(
-        request,
+    params = [("customer_id", customer), ("limit", str(COMPLAINTS_SHOWN))]
+    listed = user.current(await user.api.get("/complaints", params))
+    return user.page(
         "admin_erasure.html",
         status=status,
-        principal=principal,
         stage="confirm",
         customer=customer,
         complaints=listed.body.get("items", []) if listed.ok else [],
@@ -295,46 +214,29 @@ async def confirmation(
 
 
 @router.post("/admin/erasure/confirmed")
-async def erase(request: Request) -> Response:
+async def erase(request: Request, user: Sender) -> Response:
     """The erasure, sent only when the id typed again is the one confirmed."""
-    if not session.same_origin(request):
-        return refused_origin(request)
-    found = await session.signed_in(request)
-    if found is None:
-        return signin_page(request, status=401)
-    token, principal = found
-    t = _t(request)
-    api = Api(request, token)
-    form = dict(await _pairs(request))
+    form = await read_form(request)
     customer = customer_id(form.get("customer_id", ""))
     if customer is None:
-        return render(
-            request, "error.html", status=400, principal=principal,
-            message=t("command.bad_form"),
-        )  # fmt: skip
+        return user.error(400, user.t("command.bad_form"))
     typed = form.get("confirmation", "").strip()
     if typed != customer:
         return await confirmation(
-            request, api, principal, customer, status=422, typed=typed[:MAX_CUSTOMER_ID],
-            mismatch=t("erasure.mismatch"),
+            user, customer, status=422, typed=typed[:MAX_CUSTOMER_ID],
+            mismatch=user.t("erasure.mismatch"),
         )  # fmt: skip
     service, path = ERASURE
-    answer = await api.post(
+    answer = await user.api.post(
         service,
         path.replace("{customer_id}", quote(customer, safe="")),
         {},
         {"Idempotency-Key": idempotency_key(form)},
     )
-    if answer.status == 401:
-        return signed_out(request)
-    if answer.status == 404:
-        return render(
-            request, "admin_erasure.html", status=404, principal=principal, stage="none",
-            customer=customer, detail=answer.detail,
+    if user.current(answer).status == 404:  # nothing held of that customer
+        return user.page(
+            "admin_erasure.html", status=404, stage="none", customer=customer,
+            detail=answer.detail,
         )  # fmt: skip
-    if not answer.ok:
-        return problem(request, principal, answer)
-    return render(
-        request, "admin_erasure.html", principal=principal, stage="done", customer=customer,
-        e=answer.body,
-    )  # fmt: skip
+    erased = user.ok(answer).body
+    return user.page("admin_erasure.html", stage="done", customer=customer, e=erased)

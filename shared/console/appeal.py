@@ -7,19 +7,17 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import replace
-from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import RedirectResponse, Response
 
-from shared.console import commands, pages, session
+from shared.console import commands, session
 from shared.console.client import Api
 from shared.console.commands import Field
-from shared.console.i18n import Translator, language
+from shared.console.pages import Sender, Signed, Viewer, idempotency_key, local_times, read_form
 from shared.domain.codes import Channel, Service
 from shared.domain.lifecycle import Command
-from shared.http.auth import Principal
 from shared.http.routes import ACCEPT_ROLES
 
 router = APIRouter(prefix=session.PREFIX, include_in_schema=False)
@@ -35,10 +33,6 @@ CHANNEL = COMPLAINT + "channel"
 LABELS = {"due_at": "appeal.due_at"}
 
 
-def _t(request: Request) -> Translator:
-    return Translator(language(request.cookies.get(session.LANGUAGE_COOKIE)))
-
-
 async def _fields(api: Api) -> list[Field] | None:
     """The appeal's inputs as the escalation service declares its body (None: it cannot be
     reached); the complaint's channel is not asked."""
@@ -50,8 +44,7 @@ async def _fields(api: Api) -> list[Field] | None:
 
 
 def _page(
-    request: Request,
-    principal: Principal,
+    user: Signed,
     fields: list[Field],
     *,
     values: dict[str, str],
@@ -59,11 +52,9 @@ def _page(
     error: str | None = None,
     status: int = 200,
 ) -> Response:
-    return pages.render(
-        request,
+    return user.page(
         "appeal.html",
         status=status,
-        principal=principal,
         appeal=[f for f in fields if f.name != NUMBER and not f.name.startswith(COMPLAINT)],
         number=[f for f in fields if f.name == NUMBER],
         complaint=[f for f in fields if f.name.startswith(COMPLAINT)],
@@ -94,70 +85,29 @@ def appeal_body(fields: list[Field], form: dict[str, str], local_time: Any) -> d
 
 @router.get("/appeal")
 async def appeal_form(
-    request: Request,
-    acceptance_no: Annotated[str | None, Query(max_length=32)] = None,
+    user: Viewer, acceptance_no: Annotated[str | None, Query(max_length=32)] = None
 ) -> Response:
-    found = await session.signed_in(request)
-    if found is None:
-        return pages.signin_page(request, status=401)
-    token, principal = found
-    t = _t(request)
-    if not pages.may(principal, ACCEPT_ROLES):
-        return pages.render(
-            request, "error.html", status=403, principal=principal,
-            message=t("error.forbidden"),
-        )  # fmt: skip
-    fields = await _fields(Api(request, token))
+    user.require(ACCEPT_ROLES)
+    fields = await _fields(user.api)
     if fields is None:
-        return _unreachable(request, principal, t)
+        return user.unreachable(SERVICE)
     values = {f.name: f.default for f in fields if f.default}
     values.update({"about": KNOWN, NUMBER: (acceptance_no or "").strip()})
-    return _page(request, principal, fields, values=values)
+    return _page(user, fields, values=values)
 
 
 @router.post("/appeal")
-async def file_appeal(request: Request) -> Response:
+async def file_appeal(request: Request, user: Sender) -> Response:
     """Sent with the key the form was shown with; on 201 the complaint's page, on 422 the
     form again with each error beside its input."""
-    if not session.same_origin(request):
-        return pages.refused_origin(request)
-    found = await session.signed_in(request)
-    if found is None:
-        return pages.signin_page(request, status=401)
-    token, principal = found
-    api = Api(request, token)
-    t = _t(request)
-    fields = await _fields(api)
+    fields = await _fields(user.api)
     if fields is None:
-        return _unreachable(request, principal, t)
-    form = await pages.read_form(request)
-    local = partial(pages.local_time, tz=pages.display_tz(request))
-    answer = await api.post(
-        SERVICE,
-        PATH,
-        appeal_body(fields, form, local),
-        {"Idempotency-Key": pages.idempotency_key(form)},
-    )
-    if answer.status == 401:
-        return pages.signed_out(request)
-    if answer.ok:
-        page = f"{session.root(request)}{session.PREFIX}/complaints/{answer.body['id']}"
+        return user.unreachable(SERVICE)
+    form = await read_form(request)
+    body = appeal_body(fields, form, local_times(request))
+    answer = await user.api.post(SERVICE, PATH, body, {"Idempotency-Key": idempotency_key(form)})
+    if user.current(answer).ok:
+        page = f"{session.base(request)}/complaints/{answer.body['id']}"
         return RedirectResponse(f"{page}?done={Command.ESCALATE.value}", status_code=303)
-    placed, rest = commands.errors_by_field(fields, answer.field_errors())
-    detail = t("new.errors") if placed else answer.detail
-    return _page(
-        request,
-        principal,
-        fields,
-        values=form,
-        errors=placed,
-        error=" ".join([detail, *rest]),
-        status=answer.status,
-    )
-
-
-def _unreachable(request: Request, principal: Principal, t: Translator) -> Response:
-    return pages.render(
-        request, "error.html", status=503, principal=principal,
-        message=t("command.unreachable").format(service=SERVICE.value),
-    )  # fmt: skip
+    placed, error = commands.refusal(fields, answer, user.t)
+    return _page(user, fields, values=form, errors=placed, error=error, status=answer.status)

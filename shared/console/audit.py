@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
@@ -20,17 +20,9 @@ from starlette.concurrency import run_in_threadpool
 # exactly this module).
 from shared.audit.verify import verify
 from shared.console import session
-from shared.console.client import Answer, Api, Stream
-from shared.console.pages import (
-    SECURITY_HEADERS,
-    problem,
-    render,
-    signed_out,
-    signin_page,
-    streamed,
-)
-from shared.console.periods import BadPeriod, FirstDay, LastDay, Period, asked, refused
-from shared.http.auth import Principal
+from shared.console.client import Stream
+from shared.console.pages import SECURITY_HEADERS, Signed, Viewer, streamed
+from shared.console.periods import Period, period_asked
 
 router = APIRouter(prefix=session.PREFIX, include_in_schema=False)
 
@@ -174,39 +166,21 @@ def _headers(filename: str) -> dict[str, str]:
     return {"Content-Disposition": f'attachment; filename="{filename}"'}
 
 
-def _period(request: Request, start: str | None, end: str | None) -> Period:
-    return asked(request, start, end, default_days=DEFAULT_DAYS)
+#: The period the page and its export are of (`from`, `to`), by default the last week.
+AuditPeriod = Annotated[Period, Depends(period_asked(default_days=DEFAULT_DAYS))]
 
 
 @router.get("/audit")
-async def audit_page(request: Request, start: FirstDay = None, end: LastDay = None) -> Response:
-    found = await session.signed_in(request)
-    if found is None:
-        return signin_page(request, status=401)
-    token, principal = found
-    try:
-        period = _period(request, start, end)
-    except BadPeriod as exc:
-        return refused(request, principal, exc)
-    api = Api(request, token)
-    key = await api.get("/audit/public-key")
-    if key.status == 401:
-        return signed_out(request)
-    if not key.ok:
-        return problem(request, principal, key)
-    checkpoints = await api.get("/audit/checkpoints")
-    if not checkpoints.ok:
-        return problem(request, principal, checkpoints)
-    stream = await api.stream("/audit/export", period.params())
-    if isinstance(stream, Answer):
-        return problem(request, principal, stream)
-    export = await read_export(stream)
+async def audit_page(user: Viewer, period: AuditPeriod) -> Response:
+    key = user.ok(await user.api.get("/audit/public-key"))
+    checkpoints = user.ok(await user.api.get("/audit/checkpoints"))
+    export = await read_export(
+        user.ok_stream(await user.api.stream("/audit/export", period.params()))
+    )
     check = await run_in_threadpool(check_export, export, checkpoints.body, key.body["public_key"])
     listed = checkpoints.body.get("checkpoints", [])
-    return render(
-        request,
+    return user.page(
         "audit.html",
-        principal=principal,
         period=period,
         key=key.body,
         check=check,
@@ -225,53 +199,25 @@ async def audit_page(request: Request, start: FirstDay = None, end: LastDay = No
 
 
 async def _download(
-    request: Request,
-    signed_in: tuple[str, Principal],
-    path: str,
-    params: list[tuple[str, str]] | None,
-    filename: str,
+    user: Signed, path: str, params: list[tuple[str, str]] | None, filename: str
 ) -> Response:
     """The API's answer at `path`, streamed through as a file; its refusal as a page."""
-    token, principal = signed_in
-    stream = await Api(request, token).stream(path, params)
-    if isinstance(stream, Answer):
-        return signed_out(request) if stream.status == 401 else problem(request, principal, stream)
-    return streamed(stream, _headers(filename))
+    return streamed(user.ok_stream(await user.api.stream(path, params)), _headers(filename))
 
 
 @router.get("/audit/export")
-async def download_export(
-    request: Request, start: FirstDay = None, end: LastDay = None
-) -> Response:
-    found = await session.signed_in(request)
-    if found is None:
-        return signin_page(request, status=401)
-    try:
-        period = _period(request, start, end)
-    except BadPeriod as exc:
-        return refused(request, found[1], exc)
-    return await _download(request, found, "/audit/export", period.params(), export_file(period))
+async def download_export(user: Viewer, period: AuditPeriod) -> Response:
+    return await _download(user, "/audit/export", period.params(), export_file(period))
 
 
 @router.get("/audit/checkpoints")
-async def download_checkpoints(request: Request) -> Response:
-    found = await session.signed_in(request)
-    if found is None:
-        return signin_page(request, status=401)
-    return await _download(request, found, "/audit/checkpoints", None, CHECKPOINTS_FILE)
+async def download_checkpoints(user: Viewer) -> Response:
+    return await _download(user, "/audit/checkpoints", None, CHECKPOINTS_FILE)
 
 
 @router.get("/audit/public-key")
-async def download_public_key(request: Request) -> Response:
-    found = await session.signed_in(request)
-    if found is None:
-        return signin_page(request, status=401)
-    token, principal = found
-    answer = await Api(request, token).get("/audit/public-key")
-    if answer.status == 401:
-        return signed_out(request)
-    if not answer.ok:
-        return problem(request, principal, answer)
+async def download_public_key(user: Viewer) -> Response:
+    answer = user.ok(await user.api.get("/audit/public-key"))
     return Response(
         answer.body["public_key"],
         media_type="application/x-pem-file",

@@ -13,7 +13,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from shared.console.client import Api
+from shared.console.client import Answer, Api
+from shared.console.i18n import Translator
 from shared.domain.codes import Service, Status
 from shared.domain.lifecycle import OVERSEERS, OWNER_ONLY, Command, allows
 from shared.http.auth import Principal
@@ -330,6 +331,13 @@ def errors_by_field(
         else:
             placed.setdefault(name, message)
     return placed, rest
+
+
+def refusal(fields: list[Field], answer: Answer, t: Translator) -> tuple[dict[str, str], str]:
+    """A refused form's errors by input, and the sentence above the form: "see the fields"
+    when any is placed, else the problem's own, then the errors no input takes."""
+    placed, rest = errors_by_field(fields, answer.field_errors())
+    return placed, " ".join([t("new.errors") if placed else answer.detail, *rest])
 
 
 def task_id(value: str) -> str | None:

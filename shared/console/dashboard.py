@@ -12,20 +12,18 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends
 from fastapi.responses import Response
 from markupsafe import Markup
 
 from shared.console import session
 from shared.console.charts import Bar, bars, columns, exact_percent
 from shared.console.client import Answer, Api
-from shared.console.i18n import Translator, language
-from shared.console.pages import problem as api_problem
-from shared.console.pages import render, signed_out, signin_page, streamed
-from shared.console.periods import BadPeriod, FirstDay, LastDay, Period, asked, refused
-from shared.http.auth import Principal
+from shared.console.i18n import Translator
+from shared.console.pages import Viewer, streamed
+from shared.console.periods import Period, period_asked
 from shared.http.routes import REPORT
 
 router = APIRouter(prefix=session.PREFIX, include_in_schema=False)
@@ -68,22 +66,12 @@ class Section:
     summary: list[tuple[str, str]] = field(default_factory=list)
 
 
-def _translator(request: Request) -> Translator:
-    return Translator(language(request.cookies.get(session.LANGUAGE_COOKIE)))
-
-
-def asked_period(request: Request, start: str | None, end: str | None) -> Period:
-    """The period asked for (dates `from` and `to`, both included), by default the last eight
-    weeks; BadPeriod names what is wrong. (A query parameter the page does not read is
-    ignored, as by every page.)"""
-    return asked(request, start, end, default_days=DEFAULT_WEEKS * 7, max_days=MAX_DAYS)
-
-
-def _problem(request: Request, principal: Principal, answer: Answer, t: Translator) -> Response:
-    """The API's refusal as a page (a 422's fields named); a 403 in the page's words."""
-    return api_problem(
-        request, principal, answer, t("error.forbidden") if answer.status == 403 else None
-    )
+#: The period asked for (dates `from` and `to`, both included), by default the last eight
+#: weeks, at most MAX_DAYS. (A query parameter the page does not read is ignored, as by every
+#: page.)
+AskedPeriod = Annotated[
+    Period, Depends(period_asked(default_days=DEFAULT_WEEKS * 7, max_days=MAX_DAYS))
+]
 
 
 async def _reports(api: Api, periods: list[Period]) -> list[Answer]:
@@ -99,33 +87,21 @@ async def _reports(api: Api, periods: list[Period]) -> list[Answer]:
 
 
 @router.get("/dashboard")
-async def dashboard(request: Request, start: FirstDay = None, end: LastDay = None) -> Response:
-    found = await session.signed_in(request)
-    if found is None:
-        return signin_page(request, status=401)
-    token, principal = found
-    t = _translator(request)
-    try:
-        period = asked_period(request, start, end)
-    except BadPeriod as exc:
-        return refused(request, principal, exc)
+async def dashboard(user: Viewer, period: AskedPeriod) -> Response:
+    t = user.t
     weeks = period.weeks()
     shown = weeks[-WEEKLY_MAX:]
-    whole, *each = await _reports(Api(request, token), [period, *shown])
-    answers = [whole, *each]
-    if any(answer.status == 401 for answer in answers):
-        return signed_out(request)
-    failed = next((answer for answer in answers if not answer.ok), None)
-    if failed is not None:
-        return _problem(request, principal, failed, t)
+    whole, *each = await _reports(user.api, [period, *shown])
+    for answer in [whole, *each]:  # a signed-out session first, then the first refusal
+        user.current(answer)
+    for answer in [whole, *each]:
+        user.ok(answer, forbidden=True)
     weekly = [
         (week.first, week.last, answer.body) for week, answer in zip(shown, each, strict=True)
     ]
     report = whole.body
-    return render(
-        request,
+    return user.page(
         "dashboard.html",
-        principal=principal,
         period=period,
         report=report,
         csv_query=period.query(),
@@ -139,23 +115,11 @@ async def dashboard(request: Request, start: FirstDay = None, end: LastDay = Non
 
 
 @router.get("/dashboard.csv")
-async def dashboard_csv(request: Request, start: FirstDay = None, end: LastDay = None) -> Response:
+async def dashboard_csv(user: Viewer, period: AskedPeriod) -> Response:
     """The period's report as CSV, as the API gives it (its file name too)."""
-    found = await session.signed_in(request)
-    if found is None:
-        return signin_page(request, status=401)
-    token, principal = found
-    t = _translator(request)
-    try:
-        period = asked_period(request, start, end)
-    except BadPeriod as exc:
-        return refused(request, principal, exc)
     service, path = REPORT
-    stream = await Api(request, token).stream(path, [*period.params(), ("format", "csv")], service)
-    if isinstance(stream, Answer):
-        return (
-            signed_out(request) if stream.status == 401 else _problem(request, principal, stream, t)
-        )
+    csv = await user.api.stream(path, [*period.params(), ("format", "csv")], service)
+    stream = user.ok_stream(csv, forbidden=True)
     disposition = stream.response.headers.get("content-disposition")
     return streamed(
         stream,
@@ -191,6 +155,22 @@ def sections(report: dict[str, Any], weekly: Weekly, t: Translator) -> list[Sect
     ]
 
 
+def _bar_figure(
+    chart_id: str,
+    title: str,
+    shown: list[Bar],
+    head: list[str],
+    rows: list[list[Any]],
+    t: Translator,
+    *,
+    rates: bool = True,
+) -> Figure:
+    """A chart of bars (rates, or counts) and its table; with no bar to draw, no chart and a
+    note that says so."""
+    chart = bars(f"chart-{chart_id}", title, shown, rates=rates) if shown else None
+    return Figure(chart_id, title, chart, head, rows, note="" if shown else t("dashboard.empty"))
+
+
 def _rule_key(rule: dict[str, Any]) -> tuple[str, str, str]:
     return rule["limit"], rule["rule"], rule["source"]
 
@@ -222,16 +202,10 @@ def _on_time(rules: list[dict[str, Any]], weekly: Weekly, t: Translator) -> Sect
     """Every rule's on-time rate against its target over the period, then week by week for
     each rule with a limit met or missed (one only running or closed has no rate to show)."""
     shown = [rule for rule in rules if rule["met"] + rule["missed"] + rule["running"]]
-    overall = Figure(
+    overall = _bar_figure(
         "on-time-rules",
         t("dashboard.on_time"),
-        bars(
-            "chart-on-time-rules",
-            t("dashboard.on_time"),
-            [Bar(_rule_label(r, t), r["on_time_rate"], r["target"]) for r in shown],
-        )
-        if shown
-        else None,
+        [Bar(_rule_label(r, t), r["on_time_rate"], r["target"]) for r in shown],
         [
             t("dashboard.col.limit"),
             t("dashboard.col.rule"),
@@ -243,7 +217,7 @@ def _on_time(rules: list[dict[str, Any]], weekly: Weekly, t: Translator) -> Sect
             [t.code("limit", r["limit"]), r["rule"], r["source"], *_figures(r), r["extended"]]
             for r in rules
         ],
-        note="" if shown else t("dashboard.empty"),
+        t,
     )
     figures = [overall]
     decided = [rule for rule in shown if rule["met"] + rule["missed"]]
@@ -292,19 +266,13 @@ def _groups(
     order)."""
     labels = [_group_label(dimension, g["group"], t) for g in groups]
     labelled = list(zip(labels, groups, strict=True))
-    return Figure(
+    return _bar_figure(
         chart_id,
         title,
-        bars(
-            f"chart-{chart_id}",
-            title,
-            [Bar(label, g["on_time_rate"], g["target"]) for label, g in labelled],
-        )
-        if groups
-        else None,
+        [Bar(label, g["on_time_rate"], g["target"]) for label, g in labelled],
         [t("dashboard.col.group"), *_figure_head(t)],
         [[label, *_figures(g)] for label, g in labelled],
-        note="" if groups else t("dashboard.empty"),
+        t,
     )
 
 
@@ -323,20 +291,14 @@ def _weakest(links: dict[str, Any], t: Translator) -> Section:
 
 def _counts(chart_id: str, title: str, counts: dict[str, int], kind: str, t: Translator) -> Figure:
     labels = {code: t.code(kind, code) for code in counts}
-    return Figure(
+    return _bar_figure(
         chart_id,
         title,
-        bars(
-            f"chart-{chart_id}",
-            title,
-            [Bar(labels[code], float(n), shown=str(n)) for code, n in counts.items()],
-            rates=False,
-        )
-        if counts
-        else None,
+        [Bar(labels[code], float(n), shown=str(n)) for code, n in counts.items()],
         [t(f"dashboard.col.{kind}"), t("dashboard.col.count")],
         [[labels[code], n] for code, n in counts.items()],
-        note="" if counts else t("dashboard.empty"),
+        t,
+        rates=False,
     )
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache, partial
@@ -16,7 +17,7 @@ from urllib.parse import parse_qsl
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 from jinja2 import Environment, PackageLoader, pass_context, select_autoescape
 from jinja2.runtime import Context
@@ -112,8 +113,9 @@ def may(principal: Principal | None, roles: frozenset[Role]) -> bool:
     return principal is not None and principal.acting_as(roles) is not None
 
 
-def may_accept(principal: Principal | None) -> bool:
-    return may(principal, ACCEPT_ROLES)
+def translator(request: Request) -> Translator:
+    """The user's language (its cookie), the pages' words in it."""
+    return Translator(language(request.cookies.get(session.LANGUAGE_COOKIE)))
 
 
 def render(
@@ -124,8 +126,8 @@ def render(
     principal: Principal | None = None,
     **context: Any,
 ) -> HTMLResponse:
-    t = Translator(language(request.cookies.get(session.LANGUAGE_COOKIE)))
-    base = session.root(request) + session.PREFIX
+    t = translator(request)
+    base = session.base(request)
     html = _env.get_template(template).render(
         t=t,
         lang=t.lang,
@@ -135,7 +137,7 @@ def render(
         here=request.url.path + (f"?{request.url.query}" if request.url.query else ""),
         tz=display_tz(request),
         user=principal,
-        may_accept=may_accept(principal),
+        may_accept=may(principal, ACCEPT_ROLES),
         may_report=may(principal, REPORT_ROLES),
         may_audit=may(principal, AUDIT_ROLES),
         may_admin=may(principal, ADMIN_ROLES),
@@ -144,9 +146,14 @@ def render(
     return HTMLResponse(html, status_code=status, headers=SECURITY_HEADERS)
 
 
+def error_page(
+    request: Request, status: int, message: str, principal: Principal | None = None
+) -> HTMLResponse:
+    return render(request, "error.html", status=status, principal=principal, message=message)
+
+
 def refused_origin(request: Request) -> HTMLResponse:
-    t = Translator(language(request.cookies.get(session.LANGUAGE_COOKIE)))
-    return render(request, "error.html", status=403, message=t("csrf.refused"))
+    return error_page(request, 403, translator(request)("csrf.refused"))
 
 
 def signin_page(request: Request, status: int = 200, error: str | None = None) -> HTMLResponse:
@@ -164,8 +171,7 @@ def signin_page(request: Request, status: int = 200, error: str | None = None) -
 
 def signed_out(request: Request) -> HTMLResponse:
     """The session's token no longer verifies (expired): sign in again."""
-    t = Translator(language(request.cookies.get(session.LANGUAGE_COOKIE)))
-    page = signin_page(request, status=401, error=t("signin.expired"))
+    page = signin_page(request, status=401, error=translator(request)("signin.expired"))
     session.forget_token(request, page)
     return page
 
@@ -179,7 +185,112 @@ def problem(
     errors = answer.field_errors()
     if errors:
         said += ": " + "; ".join(f"{name}: {text}" for name, text in errors.items())
-    return render(request, "error.html", status=answer.status, principal=principal, message=said)
+    return error_page(request, answer.status, said, principal)
+
+
+class PageAnswer(Exception):
+    """The page to answer instead of the route's own: raised by a dependency that cannot give
+    the route what it needs (no session, a POST from elsewhere, a bad period) or by a route's
+    `Signed.ok` on the API's refusal; `install_console` answers it as it is."""
+
+    def __init__(self, response: Response) -> None:
+        super().__init__(response.status_code)
+        self.response = response
+
+
+async def answer_page(request: Request, exc: Exception) -> Response:
+    """The exception handler of PageAnswer."""
+    assert isinstance(exc, PageAnswer)
+    return exc.response
+
+
+@dataclass(frozen=True)
+class Signed:
+    """The signed-in user of a page's request: their token and who it names, the API as
+    they call it, and the pages' words in their language."""
+
+    request: Request
+    token: str
+    principal: Principal
+    api: Api
+    t: Translator
+
+    def page(self, template: str, *, status: int = 200, **context: Any) -> HTMLResponse:
+        return render(self.request, template, status=status, principal=self.principal, **context)
+
+    def error(self, status: int, message: str) -> HTMLResponse:
+        """The error page with the page's own sentence."""
+        return error_page(self.request, status, message, self.principal)
+
+    def unreachable(self, service: Service) -> HTMLResponse:
+        return self.error(503, self.t("command.unreachable").format(service=service.value))
+
+    def require(self, roles: frozenset[Role]) -> None:
+        """A page only the holders of `roles` may use: the API would refuse anyone else, so
+        the page does not ask it (a 403 in the page's words)."""
+        if not may(self.principal, roles):
+            raise PageAnswer(self.error(403, self.t("error.forbidden")))
+
+    def current(self, answer: Answer) -> Answer:
+        """The API's answer, unless it says the session's token no longer verifies (401):
+        then the sign-in page."""
+        if answer.status == 401:
+            raise PageAnswer(signed_out(self.request))
+        return answer
+
+    def ok(self, answer: Answer, *, forbidden: bool = False) -> Answer:
+        """The API's answer if it is a success; its 401 the sign-in page, any other refusal
+        its problem's page (a 403 in the page's words if `forbidden`)."""
+        if not self.current(answer).ok:
+            message = self.t("error.forbidden") if forbidden and answer.status == 403 else None
+            raise PageAnswer(problem(self.request, self.principal, answer, message))
+        return answer
+
+    def ok_stream(self, stream: Stream | Answer, *, forbidden: bool = False) -> Stream:
+        """A stream the API answered, or its refusal's page as `ok` says."""
+        if isinstance(stream, Answer):
+            self.ok(stream, forbidden=forbidden)
+            raise AssertionError("a stream's answer is a refusal")  # `stream` gives no 2xx
+        return stream
+
+
+async def maybe_signed_in(request: Request) -> Signed | None:
+    """The session's user, if there is one (the home page: without one, the sign-in page,
+    200)."""
+    found = await session.signed_in(request)
+    if found is None:
+        return None
+    token, principal = found
+    return Signed(request, token, principal, Api(request, token), translator(request))
+
+
+async def signed_in_user(request: Request) -> Signed:
+    """The session's user; without one (or with a token that no longer verifies), the
+    sign-in page, 401."""
+    user = await maybe_signed_in(request)
+    if user is None:
+        raise PageAnswer(signin_page(request, status=401))
+    return user
+
+
+async def same_origin(request: Request) -> None:
+    """That a form's POST comes from a page of this site (CSRF); from elsewhere, 403."""
+    if not session.same_origin(request):
+        raise PageAnswer(refused_origin(request))
+
+
+async def signed_in_sender(request: Request) -> Signed:
+    """The user of a form's POST, once it is known to come from this site."""
+    await same_origin(request)
+    return await signed_in_user(request)
+
+
+#: A page's signed-in user; a form's POST's (from this site).
+Viewer = Annotated[Signed, Depends(signed_in_user)]
+Sender = Annotated[Signed, Depends(signed_in_sender)]
+Visitor = Annotated[Signed | None, Depends(maybe_signed_in)]
+#: A POST that needs no session (sign-in, sign-out), only this site's origin.
+SameOrigin = Depends(same_origin)
 
 
 def streamed(
@@ -196,20 +307,18 @@ def streamed(
 
 
 def _home(request: Request) -> str:
-    return session.root(request) + session.PREFIX + "/"
+    return session.base(request) + "/"
 
 
 # -- sign-in, sign-out, language ---------------------------------------------------------------
 
 
-@router.post("/signin")
+@router.post("/signin", dependencies=[SameOrigin])
 async def sign_in(request: Request) -> Response:
     """Development: a role and a name mint a development token. Anywhere: a pasted token.
     Either is verified as the API verifies it before it is kept."""
-    if not session.same_origin(request):
-        return refused_origin(request)
     form = await read_form(request)
-    t = Translator(language(request.cookies.get(session.LANGUAGE_COOKIE)))
+    t = translator(request)
     settings = settings_of(request)
     token = form.get("token", "").strip()
     if not token and ("role" in form or "name" in form):
@@ -239,10 +348,8 @@ async def sign_in(request: Request) -> Response:
     return response
 
 
-@router.post("/signout")
+@router.post("/signout", dependencies=[SameOrigin])
 async def sign_out(request: Request) -> Response:
-    if not session.same_origin(request):
-        return refused_origin(request)
     response = RedirectResponse(_home(request), status_code=303)
     session.forget_token(request, response)
     return response
@@ -300,6 +407,7 @@ def next_limit(item: dict[str, Any]) -> str | None:
 @router.get("/")
 async def queues(
     request: Request,
+    user: Visitor,
     view: Literal[
         "all", "mine", "department", "due", "overdue", "escalated", "tasks", "incidents"
     ] = "all",
@@ -311,15 +419,13 @@ async def queues(
     cursor: Annotated[str | None, Query(max_length=1000)] = None,
 ) -> Response:
     """The home page: the sign-in page without a session, the queues with one."""
-    found = await session.signed_in(request)
-    if found is None:
+    if user is None:
         return signin_page(request)
-    token, principal = found
-    api = Api(request, token)
+    principal, t = user.principal, user.t
     now = clock_of(request)()
     search = (q or "").strip()
     if view == "incidents" and not search:
-        return await incidents_queue(request, api, principal, cursor)
+        return await incidents_queue(user, cursor)
     # the token's department; lacking one, the one typed into the page's form
     typed = None if principal.department else (department or "").strip() or None
     own_department = principal.department or typed
@@ -333,12 +439,9 @@ async def queues(
     answer = (
         Answer(200, {"items": [], "next_cursor": None})  # nothing to list before one is typed
         if ask_department
-        else await api.get("/complaints", params)
+        else user.current(await user.api.get("/complaints", params))
     )
-    if answer.status == 401:
-        return signed_out(request)
     items = answer.body.get("items", []) if answer.ok else []
-    t = Translator(language(request.cookies.get(session.LANGUAGE_COOKIE)))
     rows = []
     for item in items:
         due = next_limit(item)
@@ -359,11 +462,9 @@ async def queues(
         *([("by", by), ("q", search)] if search else []),
     ]
     next_cursor = answer.body.get("next_cursor") if answer.ok else None
-    return render(
-        request,
+    return user.page(
         "queues.html",
         status=200 if answer.ok else answer.status,
-        principal=principal,
         view=view,
         views=QUEUES,
         hours=hours,
@@ -383,21 +484,15 @@ async def queues(
     )
 
 
-async def incidents_queue(
-    request: Request, api: Api, principal: Principal, cursor: str | None
-) -> Response:
+async def incidents_queue(user: Signed, cursor: str | None) -> Response:
     """The major incidents (群体性投诉) the escalation service has declared, newest first."""
     params = [("limit", str(PAGE_SIZE)), *([("cursor", cursor)] if cursor else [])]
-    answer = await api.get("/incidents", params, service=Service.ESCALATION)
-    if answer.status == 401:
-        return signed_out(request)
+    answer = user.current(await user.api.get("/incidents", params, service=Service.ESCALATION))
     next_cursor = answer.body.get("next_cursor") if answer.ok else None
     this_queue = [("view", "incidents")]
-    return render(
-        request,
+    return user.page(
         "queues.html",
         status=200 if answer.ok else answer.status,
-        principal=principal,
         view="incidents",
         views=QUEUES,
         searches=SEARCHES,
@@ -406,29 +501,18 @@ async def incidents_queue(
         rows=[],
         incidents=answer.body.get("items", []) if answer.ok else [],
         error=None if answer.ok else answer.detail,
-        now=clock_of(request)().isoformat(),
+        now=clock_of(user.request)().isoformat(),
         first_query=this_queue if cursor else None,
         next_query=[*this_queue, ("cursor", next_cursor)] if next_cursor else None,
     )
 
 
 @router.get("/incidents/{incident_id}")
-async def incident_page(request: Request, incident_id: UUID) -> Response:
+async def incident_page(user: Viewer, incident_id: UUID) -> Response:
     """A major incident: its window, the threshold it was declared under, and each of its
     complaints (what the incident did with it, where it is now), linked to its page."""
-    found = await session.signed_in(request)
-    if found is None:
-        return signin_page(request, status=401)
-    token, principal = found
-    answer = await Api(request, token).get(f"/incidents/{incident_id}", service=Service.ESCALATION)
-    if answer.status == 401:
-        return signed_out(request)
-    if not answer.ok:
-        return render(
-            request, "error.html", status=answer.status, principal=principal,
-            message=answer.detail,
-        )  # fmt: skip
-    return render(request, "incident.html", principal=principal, i=answer.body)
+    answer = await user.api.get(f"/incidents/{incident_id}", service=Service.ESCALATION)
+    return user.page("incident.html", i=user.ok(answer).body)
 
 
 # -- a complaint --------------------------------------------------------------------------------
@@ -456,24 +540,16 @@ class Refused:
 
 @router.get("/complaints/{complaint_id}")
 async def complaint_page(
-    request: Request,
+    user: Viewer,
     complaint_id: UUID,
     as_of: Annotated[str | None, Query(max_length=64)] = None,
     done: Annotated[str | None, Query(max_length=64)] = None,
 ) -> Response:
-    found = await session.signed_in(request)
-    if found is None:
-        return signin_page(request, status=401)
-    token, principal = found
-    return await complaint_response(
-        request, Api(request, token), principal, complaint_id, as_of=as_of, done=done
-    )
+    return await complaint_response(user, complaint_id, as_of=as_of, done=done)
 
 
 async def complaint_response(
-    request: Request,
-    api: Api,
-    principal: Principal,
+    user: Signed,
     complaint_id: UUID,
     *,
     as_of: str | None = None,
@@ -483,30 +559,24 @@ async def complaint_response(
     """A complaint's page: as it stands (with the commands the user may give now), or as it
     stood at `as_of` (nothing to give then)."""
     as_of = (as_of or "").strip() or None
-    complaint = await api.get(f"/complaints/{complaint_id}", [("as_of", as_of)] if as_of else None)
-    if complaint.status == 401:
-        return signed_out(request)
-    if not complaint.ok:
-        return render(
-            request, "error.html", status=complaint.status, principal=principal,
-            message=complaint.detail,
-        )  # fmt: skip
+    api = user.api
+    complaint = user.ok(
+        await api.get(f"/complaints/{complaint_id}", [("as_of", as_of)] if as_of else None)
+    )
     history = await api.get(f"/complaints/{complaint_id}/history")
     events = history.body.get("events", []) if history.ok else []
-    shown_at = datetime.fromisoformat(as_of) if as_of else clock_of(request)()
+    shown_at = datetime.fromisoformat(as_of) if as_of else clock_of(user.request)()
     view = complaint.body
-    return render(
-        request,
+    return user.page(
         "complaint.html",
         status=refused.status if refused else 200,
-        principal=principal,
         c=view,
         limits=[limit_bar(d, shown_at) for d in view.get("deadlines", [])],
         events=events,
         as_of=as_of,
         shown_at=shown_at,
         later=lambda event: datetime.fromisoformat(event["at"]) > shown_at,
-        offers=[] if as_of else await commands.offers(api, view, principal),
+        offers=[] if as_of else await commands.offers(api, view, user.principal),
         done=commands.known(done or ""),
         refused=refused,
         # a new key for every form shown: a double submit gives the command once
@@ -515,49 +585,35 @@ async def complaint_response(
 
 
 @router.post("/complaints/{complaint_id}/commands/{command}")
-async def give_command(request: Request, complaint_id: UUID, command: str) -> Response:
+async def give_command(
+    request: Request, user: Sender, complaint_id: UUID, command: str
+) -> Response:
     """A command's form, sent to the service that serves it with the version the user saw
     (`If-Match`): a change by someone else meanwhile is a 412 said as a sentence, not lost."""
-    if not session.same_origin(request):
-        return refused_origin(request)
-    found = await session.signed_in(request)
-    if found is None:
-        return signin_page(request, status=401)
-    token, principal = found
-    api = Api(request, token)
-    t = Translator(language(request.cookies.get(session.LANGUAGE_COOKIE)))
+    t = user.t
     chosen = commands.known(command)
     if chosen is None:
-        return render(
-            request, "error.html", status=404, principal=principal,
-            message=t("command.unknown"),
-        )  # fmt: skip
+        return user.error(404, t("command.unknown"))
     form = await read_form(request)
     task = commands.task_id(form.get("notification", ""))
     version = form.get("version", "")
     if task is None or not re.fullmatch(r"[0-9]{1,18}", version):
-        return render(
-            request, "error.html", status=400, principal=principal,
-            message=t("command.bad_form"),
-        )  # fmt: skip
-    offer = await commands.offer(api, chosen, task)
+        return user.error(400, t("command.bad_form"))
+    offer = await commands.offer(user.api, chosen, task)
     form_id = offer.form_id
     if offer.unavailable:
         message = t("command.unreachable").format(service=offer.unavailable)
         return await complaint_response(
-            request, api, principal, complaint_id,
-            refused=Refused(form_id, form, 503, message, {}),
-        )  # fmt: skip
+            user, complaint_id, refused=Refused(form_id, form, 503, message, {})
+        )
     headers = {"Idempotency-Key": idempotency_key(form), "If-Match": f'"{version}"'}
-    answer = await api.post(
+    answer = await user.api.post(
         offer.service,
         offer.target(complaint_id),
-        commands.request_body(offer.fields, form, partial(local_time, tz=display_tz(request))),
+        commands.request_body(offer.fields, form, local_times(request)),
         headers,
     )
-    if answer.status == 401:
-        return signed_out(request)
-    if answer.ok:
+    if user.current(answer).ok:
         page = f"{_home(request)}complaints/{complaint_id}?done={chosen.value}"
         return RedirectResponse(page, status_code=303)
     placed, rest = commands.errors_by_field(offer.fields, answer.field_errors())
@@ -568,9 +624,8 @@ async def give_command(request: Request, complaint_id: UUID, command: str) -> Re
     detail = answer.detail if not placed else t("new.errors")
     sentence = " ".join(part for part in (message, detail, *rest) if part)
     return await complaint_response(
-        request, api, principal, complaint_id,
-        refused=Refused(form_id, form, answer.status, sentence, placed),
-    )  # fmt: skip
+        user, complaint_id, refused=Refused(form_id, form, answer.status, sentence, placed)
+    )
 
 
 # -- a new complaint ----------------------------------------------------------------------------
@@ -586,6 +641,11 @@ def local_time(value: str, tz: ZoneInfo) -> str:
     return parsed.replace(tzinfo=tz).isoformat() if parsed.tzinfo is None else value
 
 
+def local_times(request: Request) -> Callable[[str], str]:
+    """`local_time` in the console's time zone, for `commands.request_body`."""
+    return partial(local_time, tz=display_tz(request))
+
+
 async def acceptance_fields(api: Api) -> list[commands.Field] | None:
     """The acceptance form: the body of POST /complaints as intake's OpenAPI document declares
     it, each input by its name there (a 422's `errors[].field`) and labelled `field.<name>`;
@@ -596,8 +656,7 @@ async def acceptance_fields(api: Api) -> list[commands.Field] | None:
 
 
 def new_form(
-    request: Request,
-    principal: Principal,
+    user: Signed,
     fields: list[commands.Field],
     *,
     values: dict[str, str] | None = None,
@@ -605,11 +664,9 @@ def new_form(
     error: str | None = None,
     status: int = 200,
 ) -> HTMLResponse:
-    return render(
-        request,
+    return user.page(
         "new.html",
         status=status,
-        principal=principal,
         fields=fields,
         values=values or {"channel": Channel.HOTLINE.value},
         errors=errors or {},
@@ -620,59 +677,34 @@ def new_form(
 
 
 @router.get("/new")
-async def new_complaint(request: Request) -> Response:
-    found = await session.signed_in(request)
-    if found is None:
-        return signin_page(request, status=401)
-    token, principal = found
-    t = Translator(language(request.cookies.get(session.LANGUAGE_COOKIE)))
-    if not may_accept(principal):
-        return render(
-            request, "error.html", status=403, principal=principal, message=t("error.forbidden")
-        )
-    fields = await acceptance_fields(Api(request, token))
+async def new_complaint(user: Viewer) -> Response:
+    user.require(ACCEPT_ROLES)
+    fields = await acceptance_fields(user.api)
     if fields is None:
-        return intake_unreachable(request, principal, t)
-    return new_form(request, principal, fields)
-
-
-def intake_unreachable(request: Request, principal: Principal, t: Translator) -> HTMLResponse:
-    message = t("command.unreachable").format(service=ACCEPT[0].value)
-    return render(request, "error.html", status=503, principal=principal, message=message)
+        return user.unreachable(ACCEPT[0])
+    return new_form(user, fields)
 
 
 @router.post("/new")
-async def accept_complaint(request: Request) -> Response:
-    if not session.same_origin(request):
-        return refused_origin(request)
-    found = await session.signed_in(request)
-    if found is None:
-        return signin_page(request, status=401)
-    token, principal = found
-    api = Api(request, token)
-    fields = await acceptance_fields(api)
+async def accept_complaint(request: Request, user: Sender) -> Response:
+    fields = await acceptance_fields(user.api)
     if fields is None:
-        t = Translator(language(request.cookies.get(session.LANGUAGE_COOKIE)))
-        return intake_unreachable(request, principal, t)
+        return user.unreachable(ACCEPT[0])
     form = await read_form(request)
-    key = idempotency_key(form)
     service, path = ACCEPT
-    body = commands.request_body(fields, form, partial(local_time, tz=display_tz(request)))
-    answer = await api.post(service, path, body, {"Idempotency-Key": key})
-    if answer.status == 401:
-        return signed_out(request)
-    if not answer.ok:
+    body = commands.request_body(fields, form, local_times(request))
+    answer = await user.api.post(service, path, body, {"Idempotency-Key": idempotency_key(form)})
+    if not user.current(answer).ok:
         placed, rest = commands.errors_by_field(fields, answer.field_errors())
         return new_form(
-            request,
-            principal,
+            user,
             fields,
             values=form,
             errors=placed,
             error=" ".join(rest) if placed else " ".join([answer.detail, *rest]),
             status=answer.status,
         )
-    return render(request, "accepted.html", status=201, principal=principal, c=answer.body)
+    return user.page("accepted.html", status=201, c=answer.body)
 
 
 def idempotency_key(form: dict[str, str]) -> str:
@@ -682,7 +714,12 @@ def idempotency_key(form: dict[str, str]) -> str:
     return key if re.fullmatch(IDEMPOTENCY_KEY_PATTERN, key) else str(uuid.uuid4())
 
 
-async def read_form(request: Request) -> dict[str, str]:
-    """An HTML form's fields (application/x-www-form-urlencoded), the last of each name."""
+async def form_pairs(request: Request) -> list[tuple[str, str]]:
+    """An HTML form's fields (application/x-www-form-urlencoded), every value of each name."""
     body = (await request.body()).decode("utf-8", errors="replace")
-    return dict(parse_qsl(body, keep_blank_values=True))
+    return parse_qsl(body, keep_blank_values=True)
+
+
+async def read_form(request: Request) -> dict[str, str]:
+    """An HTML form's fields, the last of each name."""
+    return dict(await form_pairs(request))

@@ -4,18 +4,16 @@ a page that says why rather than the API's refusal or a date overflowing."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Annotated
 from zoneinfo import ZoneInfo
 
 from fastapi import Query, Request
-from fastapi.responses import HTMLResponse
 
-from shared.console import session
-from shared.console.i18n import Translator, language
-from shared.console.pages import display_tz, render
-from shared.http.auth import Principal
+from shared.console.i18n import Translator
+from shared.console.pages import PageAnswer, Viewer, display_tz, translator
 from shared.http.state import clock_of
 
 #: The days a period may name: the API's times are in the years 1990 to 2099 (its Timestamp,
@@ -88,7 +86,7 @@ def asked(
     given twice: BadPeriod 400; a date that is not one, outside the API's years, `to` before
     `from`, longer than `max_days`: BadPeriod 422. (Other parameters are ignored, as by every
     page.)"""
-    t = Translator(language(request.cookies.get(session.LANGUAGE_COOKIE)))
+    t = translator(request)
     keys = [key for key, _ in request.query_params.multi_items()]
     repeated = sorted({k for k in keys if k in ("from", "to") and keys.count(k) > 1})
     if repeated:
@@ -106,11 +104,21 @@ def asked(
     return period
 
 
-def refused(request: Request, principal: Principal, exc: BadPeriod) -> HTMLResponse:
-    """A bad period's page: its status, its sentence."""
-    return render(
-        request, "error.html", status=exc.status, principal=principal, message=exc.message
-    )
+def period_asked(
+    *, default_days: int, max_days: int | None = None
+) -> Callable[..., Awaitable[Period]]:
+    """A page's period as a dependency (`asked`), judged once the user is signed in; a bad
+    one is its page (its status, its sentence)."""
+
+    async def dependency(
+        request: Request, user: Viewer, start: FirstDay = None, end: LastDay = None
+    ) -> Period:
+        try:
+            return asked(request, start, end, default_days=default_days, max_days=max_days)
+        except BadPeriod as exc:
+            raise PageAnswer(user.error(exc.status, exc.message)) from exc
+
+    return dependency
 
 
 def _day(name: str, typed: str | None, t: Translator) -> date | None:

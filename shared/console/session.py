@@ -24,7 +24,8 @@ def root(request: Request) -> str:
     return prefix.rstrip("/")
 
 
-def _path(request: Request) -> str:
+def base(request: Request) -> str:
+    """The console's own path, as the browser sees it (behind a proxy's prefix too)."""
     return root(request) + PREFIX
 
 
@@ -37,7 +38,7 @@ def keep_token(request: Request, response: Response, token: str) -> None:
     response.set_cookie(
         TOKEN_COOKIE,
         token,
-        path=_path(request),
+        path=base(request),
         httponly=True,
         samesite="strict",
         secure=_secure(request),
@@ -46,7 +47,7 @@ def keep_token(request: Request, response: Response, token: str) -> None:
 
 def forget_token(request: Request, response: Response) -> None:
     response.delete_cookie(
-        TOKEN_COOKIE, path=_path(request), httponly=True, samesite="strict", secure=_secure(request)
+        TOKEN_COOKIE, path=base(request), httponly=True, samesite="strict", secure=_secure(request)
     )
 
 
@@ -55,7 +56,7 @@ def keep_language(request: Request, response: Response, lang: str) -> None:
         LANGUAGE_COOKIE,
         lang,
         max_age=365 * 24 * 3600,
-        path=_path(request),
+        path=base(request),
         httponly=True,
         samesite="strict",
         secure=_secure(request),
@@ -91,7 +92,7 @@ def same_origin(request: Request) -> bool:
 
 def safe_next(path: str | None, request: Request) -> str:
     """Where to go back to after a switch: a console page of this site, never elsewhere."""
-    home = root(request) + PREFIX + "/"
+    home = base(request) + "/"
     if not path or not path.startswith(home) or path.startswith("//") or "\\" in path:
         return home
     return path
