@@ -48,11 +48,14 @@ async def web(
             "console_service_urls": URLS,
         }
     )
+    # One projector (investigation's) for the four: on SQLite, standbys polling the lease
+    # while the leader is stopped mid-batch make the shutdown wait out the busy timeout.
+    others = quiet.model_copy(update={"projector_enabled": False})
     apps = {
-        URLS[Service.INTAKE]: intake_app(quiet, clock=clock),
+        URLS[Service.INTAKE]: intake_app(others, clock=clock),
         URLS[Service.INVESTIGATION]: investigation_app(quiet, clock=clock),
-        URLS[Service.ESCALATION]: escalation_app(quiet, clock=clock),
-        URLS[Service.CALLBACK]: callback_app(quiet, clock=clock),
+        URLS[Service.ESCALATION]: escalation_app(others, clock=clock),
+        URLS[Service.CALLBACK]: callback_app(others, clock=clock),
     }
     plain = httpx.AsyncClient
 
