@@ -13,8 +13,9 @@ import asyncio
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Annotated, Any
+from urllib.parse import quote
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 from markupsafe import Markup
 
@@ -22,7 +23,7 @@ from shared.console import session
 from shared.console.charts import Bar, bars, columns, exact_percent
 from shared.console.client import Answer, Api
 from shared.console.i18n import Translator
-from shared.console.pages import Viewer, streamed
+from shared.console.pages import Viewer, policy_versions, streamed
 from shared.console.periods import Period, period_asked
 from shared.http.routes import REPORT
 
@@ -74,24 +75,40 @@ AskedPeriod = Annotated[
 ]
 
 
-async def _reports(api: Api, periods: list[Period]) -> list[Answer]:
-    """The improvement report of each period, at most CONCURRENT_REPORTS asked at once."""
+async def _reports(api: Api, periods: list[Period], under: str | None = None) -> list[Answer]:
+    """The improvement report of each period, at most CONCURRENT_REPORTS asked at once; the
+    first (the whole period) re-analysed `under` another policy version too, if one is named."""
     service, path = REPORT
     gate = asyncio.Semaphore(CONCURRENT_REPORTS)
 
-    async def one(period: Period) -> Answer:
+    async def one(period: Period, also: list[tuple[str, str]]) -> Answer:
         async with gate:
-            return await api.get(path, period.params(), service)
+            return await api.get(path, [*period.params(), *also], service)
 
-    return list(await asyncio.gather(*(one(period) for period in periods)))
+    again = [("policy", under)] if under else []
+    first, *rest = periods
+    return list(await asyncio.gather(one(first, again), *(one(p, []) for p in rest)))
+
+
+def report_versions(report: dict[str, Any]) -> list[str]:
+    """The policy versions that set the report's limits (nothing to compare them with)."""
+    versions: list[str] = report["time_limits"].get("policy_versions", [])
+    return versions
+
+
+#: Another policy version to re-analyse the period under (the report's `?policy=`), if any.
+Under = Annotated[str | None, Query(alias="policy", max_length=64)]
 
 
 @router.get("/dashboard")
-async def dashboard(user: Viewer, period: AskedPeriod) -> Response:
+async def dashboard(
+    request: Request, user: Viewer, period: AskedPeriod, under: Under = None
+) -> Response:
     t = user.t
     weeks = period.weeks()
     shown = weeks[-WEEKLY_MAX:]
-    whole, *each = await _reports(user.api, [period, *shown])
+    under = under or None
+    whole, *each = await _reports(user.api, [period, *shown], under)
     for answer in [whole, *each]:  # a signed-out session first, then the first refusal
         user.current(answer)
     for answer in [whole, *each]:
@@ -104,7 +121,9 @@ async def dashboard(user: Viewer, period: AskedPeriod) -> Response:
         "dashboard.html",
         period=period,
         report=report,
-        csv_query=period.query(),
+        policies=[v for v in policy_versions(request) if v not in report_versions(report)],
+        under=under or "",
+        csv_query=period.query() + (f"&policy={quote(under)}" if under else ""),
         weekly_note=(
             t("dashboard.weekly_capped").format(weeks=len(shown), first=shown[0].first.isoformat())
             if len(weeks) > len(shown)
@@ -115,10 +134,12 @@ async def dashboard(user: Viewer, period: AskedPeriod) -> Response:
 
 
 @router.get("/dashboard.csv")
-async def dashboard_csv(user: Viewer, period: AskedPeriod) -> Response:
-    """The period's report as CSV, as the API gives it (its file name too)."""
+async def dashboard_csv(user: Viewer, period: AskedPeriod, under: Under = None) -> Response:
+    """The period's report as CSV, as the API gives it (its file name too); with its
+    re-analysis under another policy version when one is named."""
     service, path = REPORT
-    csv = await user.api.stream(path, [*period.params(), ("format", "csv")], service)
+    again = [("policy", under)] if under else []
+    csv = await user.api.stream(path, [*period.params(), *again, ("format", "csv")], service)
     stream = user.ok_stream(csv, forbidden=True)
     disposition = stream.response.headers.get("content-disposition")
     return streamed(
@@ -133,8 +154,10 @@ async def dashboard_csv(user: Viewer, period: AskedPeriod) -> Response:
 
 def sections(report: dict[str, Any], weekly: Weekly, t: Translator) -> list[Section]:
     limits = report["time_limits"]
+    again = [_reanalysis(report["reanalysis"], t)] if report.get("reanalysis") else []
     return [
         _on_time(limits["rules"], weekly, t),
+        *again,
         _weakest(limits["weakest_links"], t),
         _escalations(report["escalations"], report["escalated"], t),
         _satisfaction(report["satisfaction"], t),
@@ -169,6 +192,37 @@ def _bar_figure(
     note that says so."""
     chart = bars(f"chart-{chart_id}", title, shown, rates=rates) if shown else None
     return Figure(chart_id, title, chart, head, rows, note="" if shown else t("dashboard.empty"))
+
+
+def _reanalysis(reanalysis: dict[str, Any], t: Translator) -> Section:
+    """Each limit's on-time rate under the rules that applied and under the other version."""
+    version = reanalysis["policy"]
+    shown = [
+        Bar(f"{t.code('limit', row['limit'])} · {label}", row[key])
+        for row in reanalysis["comparison"]
+        for key, label in (("applied", t("dashboard.applied")), ("reanalysed", version))
+    ]
+    rows = [
+        [
+            t.code("limit", row["limit"]),
+            exact_percent(row["applied"]),
+            exact_percent(row["reanalysed"]),
+            exact_percent(row["change"]),
+        ]
+        for row in reanalysis["comparison"]
+    ]
+    head = [
+        t("dashboard.col.limit"),
+        t("dashboard.applied"),
+        version,
+        t("dashboard.col.change"),
+    ]
+    title = t("dashboard.reanalysis").format(version=version)
+    return Section(
+        "reanalysis",
+        title,
+        [_bar_figure("reanalysis-comparison", title, shown, head, rows, t)],
+    )
 
 
 def _rule_key(rule: dict[str, Any]) -> tuple[str, str, str]:

@@ -33,7 +33,7 @@ from shared.domain.codes import (
     Role,
     Service,
 )
-from shared.domain.policy import Policy
+from shared.domain.policy import Policy, load_policies
 from shared.http.auth import (
     MAX_DEPARTMENT_LENGTH,
     InvalidToken,
@@ -71,6 +71,18 @@ _env = Environment(
 @lru_cache(maxsize=8)
 def _policy_zone(path: Path) -> ZoneInfo:
     return Policy.load(path).tz
+
+
+@lru_cache(maxsize=8)
+def _policy_versions(directory: Path, path: Path) -> tuple[str, ...]:
+    return tuple(sorted(load_policies(directory, Policy.load(path))))
+
+
+def policy_versions(request: Request) -> tuple[str, ...]:
+    """The policy versions a report may be re-analysed under (the report's own list:
+    `COMPLAINTS_POLICY_DIR` and the policy in force), read once."""
+    settings = settings_of(request)
+    return _policy_versions(settings.policy_dir, settings.policy_path)
 
 
 def display_tz(request: Request) -> ZoneInfo:

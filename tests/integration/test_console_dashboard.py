@@ -22,6 +22,7 @@ from shared.console import dashboard
 from shared.console.charts import exact_percent, percent
 from shared.console.client import Answer
 from shared.console.client import Api as ConsoleApi
+from shared.console.i18n import Translator
 from shared.domain.clock import FixedClock
 from shared.domain.codes import Service
 from shared.readmodel.summaries import SummaryProjection
@@ -351,3 +352,41 @@ async def test_the_console_of_another_service_reads_the_report_from_callback(
     assert page.status_code == 200, page.text
     assert called == ["http://callback.internal:8004"] * 3  # the period, then its two weeks
     assert set(auth) == {f"Bearer {supervisor}"}
+
+
+async def test_the_period_re_analysed_under_another_policy_version(
+    board: httpx.AsyncClient,
+    api: Api,
+    inv: Api,
+    cb: Api,
+    clock: FixedClock,
+    store: ComplaintStore,
+    token: TokenFactory,
+) -> None:
+    """The walkthrough's re-analysis under the draft policy, in the page: the versions the
+    report knows are offered, and the comparison shown is the report's."""
+    await three_complaints(api, inv, clock, store)
+    draft = "2027.1-draft"
+    got = await report(cb, **DEFAULT, policy=draft)
+    await sign_in(board, token("analyst", "ana-1"))
+    plain = await board.get("/console/dashboard")
+    assert f'<option value="{draft}">' in plain.text
+    assert 'id="reanalysis"' not in plain.text
+    page = await board.get("/console/dashboard", params={"policy": draft})
+    assert page.status_code == 200, page.text
+    assert f'<option value="{draft}" selected>' in page.text
+    shown = numbers(page.text, "reanalysis-comparison")
+    assert shown == [
+        [
+            Translator("zh").code("limit", row["limit"]),
+            exact_percent(row["applied"]),
+            exact_percent(row["reanalysed"]),
+            exact_percent(row["change"]),
+        ]
+        for row in got["reanalysis"]["comparison"]
+    ]
+    assert f"policy={draft}" in page.text  # the CSV link carries it
+    # a version the report does not know: its refusal, naming the ones it does
+    unknown = await board.get("/console/dashboard", params={"policy": "1999.9"})
+    assert unknown.status_code == 422
+    assert "known: 2026.2, 2027.1-draft" in unknown.text
