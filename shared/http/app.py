@@ -223,7 +223,7 @@ def create_service_app(
         app.state.projector = runner
         metrics = the_store.metrics
         metrics.on_scrape("projections", partial(gauges.projection_lag, the_store, runner, clock))
-        metrics.on_scrape("checkpoint", partial(gauges.checkpoint_age, the_store, clock))
+        metrics.on_scrape("checkpoint", partial(gauges.checkpoint_lag, the_store, clock))
         metrics.on_scrape("store", partial(gauges.store_in_use, the_store))
         tasks: list[asyncio.Task[None]] = []
 

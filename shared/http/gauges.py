@@ -4,14 +4,14 @@ the store's connections and calls in use. Each a query bounded by a key or an in
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
 
 from prometheus_client.core import GaugeMetricFamily, Metric
-from sqlalchemy import select
+from sqlalchemy import func, select
 
-from shared.audit.tables import audit_checkpoints
+from shared.audit.tables import audit_chain, audit_checkpoints
 from shared.domain.clock import Clock
 from shared.readmodel.projector import ProjectionRunner, lag_seconds
+from shared.readmodel.times import from_db
 from shared.store.facade import ComplaintStore
 
 #: How long a scrape waits for the store's head.
@@ -42,22 +42,24 @@ async def projection_lag(
     return [events, seconds]
 
 
-async def checkpoint_age(store: ComplaintStore, clock: Clock) -> Iterable[Metric]:
-    """Seconds since the newest signed checkpoint of the audit chain (absent before the
-    first)."""
+async def checkpoint_lag(store: ComplaintStore, clock: Clock) -> Iterable[Metric]:
+    """How long the oldest event of the audit chain that no signed checkpoint covers yet has
+    waited (0 when the chain's head is signed: a quiet night is not a missed checkpoint)."""
     async with store.engine.connect() as conn:
-        signed_at = await conn.scalar(
-            select(audit_checkpoints.c.signed_at)
-            .order_by(audit_checkpoints.c.position.desc())
+        signed = await conn.scalar(select(func.max(audit_checkpoints.c.position)))
+        oldest = await conn.scalar(
+            select(audit_chain.c.at)
+            .where(audit_chain.c.position > (signed or 0))
+            .order_by(audit_chain.c.position)
             .limit(1)
         )
-    if signed_at is None:
-        return []
-    age = (clock() - datetime.fromisoformat(str(signed_at))).total_seconds()
+    since = from_db(oldest)
+    waited = (clock() - since).total_seconds() if since is not None else 0.0
     family = GaugeMetricFamily(
-        "complaints_checkpoint_age_seconds",
-        "Seconds since the audit chain's newest signed checkpoint",
-        value=max(age, 0.0),
+        "complaints_checkpoint_lag_seconds",
+        "How long the oldest audit-chain event no signed checkpoint covers has waited "
+        "(0 when the head is signed)",
+        value=max(waited, 0.0),
     )
     return [family]
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import httpx
 from fastapi import FastAPI
@@ -33,6 +34,31 @@ from shared.settings import Settings
 
 #: Polled by orchestrators and scrapers many times a minute: no spans.
 UNTRACED_PATHS = "/health,/ready,/metrics"
+
+
+#: Span attributes that hold a URL or its query (old and new semantic conventions).
+URL_ATTRIBUTES = ("http.url", "http.target", "url.full")
+QUERY_ATTRIBUTES = ("url.query",)
+
+
+def cut_queries(span: Any, *_: Any) -> None:
+    """No span keeps a query string: a list's filters name a phone number, a customer id.
+    The instrumentations' hooks call this once they have set the URL (a server span's
+    request hook, a client span's), before any exporter sees the span."""
+    if not span.is_recording():
+        return
+    attributes = getattr(span, "attributes", None) or {}
+    for key in URL_ATTRIBUTES:
+        value = attributes.get(key)
+        if isinstance(value, str) and "?" in value:
+            span.set_attribute(key, value.split("?", 1)[0])
+    for key in QUERY_ATTRIBUTES:
+        if attributes.get(key):
+            span.set_attribute(key, "")
+
+
+async def _cut(span: Any, *_: Any) -> None:
+    cut_queries(span)
 
 
 def span_exporter(endpoint: str) -> SpanExporter:
@@ -53,7 +79,12 @@ def install_tracing(
         return None
     provider = TracerProvider(resource=Resource.create({"service.name": f"complaints-{service}"}))
     provider.add_span_processor(BatchSpanProcessor(span_exporter(settings.otlp_endpoint)))
-    FastAPIInstrumentor.instrument_app(app, tracer_provider=provider, excluded_urls=UNTRACED_PATHS)
+    FastAPIInstrumentor.instrument_app(
+        app,
+        tracer_provider=provider,
+        excluded_urls=UNTRACED_PATHS,
+        server_request_hook=cut_queries,
+    )
     # This engine only (the instrumentor's `instrument()` would patch every engine created in
     # the process, once per process).
     usage = NoOpMeterProvider().get_meter(__name__).create_up_down_counter("unused")
@@ -66,7 +97,9 @@ def trace_client(app: FastAPI, client: httpx.AsyncClient) -> httpx.AsyncClient:
     """Its calls traced, `traceparent` sent on, when the app traces; as it was otherwise."""
     provider = getattr(app.state, "tracer_provider", None)
     if provider is not None:
-        HTTPXClientInstrumentor.instrument_client(client, tracer_provider=provider)
+        HTTPXClientInstrumentor.instrument_client(
+            client, tracer_provider=provider, request_hook=_cut
+        )
     return client
 
 

@@ -9,6 +9,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util.exc import CommandError
 from sqlalchemy import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -40,12 +41,21 @@ async def upgrade(engine: AsyncEngine, *, kek: Any = None, revision: str = "head
 
 
 async def at_head(engine: AsyncEngine) -> bool:
-    """Whether our tables are at the newest schema (the setup step has run for this version);
-    changes nothing."""
+    """Whether our tables are at this code's newest schema, or at one this code does not know
+    (a later release's setup step has run: migrations only add, so this version still works
+    with it — a rollback, or an old pod restarted mid-rollout, must not wait forever); changes
+    nothing."""
 
     def current(sync: Connection) -> bool:
-        head = ScriptDirectory.from_config(alembic_config()).get_current_head()
-        return MigrationContext.configure(sync).get_current_revision() == head
+        script = ScriptDirectory.from_config(alembic_config())
+        stored = MigrationContext.configure(sync).get_current_revision()
+        if stored is None:
+            return False
+        try:
+            script.get_revision(stored)
+        except CommandError:
+            return True  # newer than this code
+        return stored == script.get_current_head()
 
     async with engine.connect() as conn:
         return await conn.run_sync(current)

@@ -134,7 +134,10 @@ async def test_a_webhook_carries_the_trace_of_the_request_that_stored_its_event(
     async with serving(app, token) as api:
         subscribed = await api.client.post(
             "/subscriptions",
-            json={"url": "http://receiver.test/hooks", "event_types": ["Complaint.Accepted"]},
+            json={
+                "url": "http://receiver.test/hooks?key=s3cret",
+                "event_types": ["Complaint.Accepted"],
+            },
             headers=api.headers("admin"),
         )
         assert subscribed.status_code == 201, subscribed.text
@@ -151,3 +154,31 @@ async def test_a_webhook_carries_the_trace_of_the_request_that_stored_its_event(
     [headers] = receiver.headers
     assert headers["webhook-id"]  # the webhook itself
     assert headers["traceparent"].split("-")[1] == TRACE_ID
+    app.state.tracer_provider.force_flush()
+    clients = [s for s in exported.get_finished_spans() if s.kind is SpanKind.CLIENT]
+    assert clients  # the POST is traced, without the receiver URL's query (its key)
+    for span in clients:
+        assert "s3cret" not in str(dict(span.attributes or {}))
+
+
+async def test_no_span_keeps_a_query_string_and_its_personal_data(
+    settings: Settings,
+    clock: FixedClock,
+    token: Any,
+    store: ComplaintStore,
+    exported: InMemorySpanExporter,
+) -> None:
+    """A list filtered by phone number: the server span has the route and path, never the
+    query (the phone number, the customer id)."""
+    traced = settings.model_copy(update={"otlp_endpoint": "http://127.0.0.1:4318"})
+    app = create_app(traced, clock=clock)
+    async with serving(app, token) as api:
+        listed = await api.get("/complaints", "supervisor", phone="13800138000", customer_id="c-9")
+        assert listed.status_code == 200
+    app.state.tracer_provider.force_flush()
+    spans = exported.get_finished_spans()
+    [server] = [s for s in spans if s.kind is SpanKind.SERVER]
+    assert server.attributes is not None and server.attributes["http.route"] == "/complaints"
+    for span in spans:
+        for key, value in (span.attributes or {}).items():
+            assert "13800138000" not in str(value) and "c-9" not in str(value), (key, value)
