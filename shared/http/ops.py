@@ -57,7 +57,8 @@ async def health(request: Request) -> dict[str, Any]:
             "description": "Not ready, the problem's `detail` says why: the event store cannot "
             "be reached (or could not be opened yet at start), or a projection this process "
             "runs is further behind than `COMPLAINTS_READY_MAX_LAG_EVENTS` / "
-            "`_SECONDS` (`lagging` names each, how many events and seconds behind)"
+            "`_SECONDS` (`lagging` names each, how many events and seconds behind; "
+            "`position` is the store's last)"
         }
     },
 )
@@ -90,6 +91,7 @@ async def ready(request: Request, store: StoreDep) -> Any:
             503,
             f"Not ready: a projection this process runs is behind the store ({names}).",
             instance=request.url.path,
+            position=position,
             lagging=lagging,
         )
     return {

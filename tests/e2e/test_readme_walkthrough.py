@@ -121,7 +121,7 @@ def test_the_readme_walkthrough_runs_in_order(tmp_path: Path) -> None:
     # At the top of a checkout, as the README says, without writing into this one.
     work = tmp_path / "checkout"
     work.mkdir()
-    for name in ("Makefile", "pyproject.toml", "shared", ".venv"):
+    for name in ("Makefile", "pyproject.toml", "requirements", "shared", ".venv"):
         (work / name).symlink_to(ROOT / name)
     script = walkthrough()
     assert "curl -s" not in script.replace("req() { curl -s", "")  # each status is shown

@@ -118,7 +118,8 @@ async def lagging_api(
 async def test_ready_is_503_while_a_projection_it_runs_lags_by_events(lagging_api: Api) -> None:
     api = lagging_api
     assert (await api.client.get("/ready")).status_code == 200
-    assert (await api.accept(intake_body())).status_code == 201
+    accepted = await api.accept(intake_body())
+    assert accepted.status_code == 201
 
     async def only_summaries_behind() -> bool:  # (the others catch up meanwhile)
         answer = await api.client.get("/ready")
@@ -127,6 +128,7 @@ async def test_ready_is_503_while_a_projection_it_runs_lags_by_events(lagging_ap
     await until(only_summaries_behind)
     problem = (await api.client.get("/ready")).json()
     assert SUMMARIES in problem["detail"]
+    assert problem["position"] >= accepted.json()["position"]  # where the store is
     [lagging] = problem["lagging"]
     assert lagging["projection"] == SUMMARIES and lagging["lag"] > 2
 
