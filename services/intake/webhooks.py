@@ -89,6 +89,8 @@ class WebhookSender:
         self.timeout = timeout_seconds
         #: Traces on: each POST continues the trace of the request that stored its event.
         self.traced = traced
+        #: The event this attempt read (its body and its trace both need it): read once.
+        self._read: tuple[int, Any] | None = None
         #: How long an attempt holds its delivery: its deadline and a margin to record it.
         self.claim = timedelta(seconds=timeout_seconds + CLAIM_MARGIN_SECONDS)
         # The lease outlives an attempt: a sender is never overtaken in the middle of one.
@@ -190,6 +192,7 @@ class WebhookSender:
         started = time.monotonic()
         status_code: int | None = None
         error: str | None = None
+        self._read = None  # never reused by another attempt: an erasure may come between
         try:
             body = await self._body(row)
             if body is None:  # the audit chain has not reached the event yet: next time
@@ -249,9 +252,12 @@ class WebhookSender:
         return str(found) if found else None
 
     async def _event(self, position: int) -> Any:
+        if self._read is not None and self._read[0] == position:
+            return self._read[1]
         events = await self.store.read(position - 1, 1)
         if not events or events[0].position != position:
             raise LookupError(f"no event at position {position}")
+        self._read = (position, events[0])
         return events[0]
 
     async def _secret(self, row: Any) -> str:

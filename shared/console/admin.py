@@ -56,9 +56,7 @@ def customer_id(value: str) -> str | None:
 async def subscription_fields(api: Api) -> list[commands.Field] | None:
     """The new subscription's form, as the route's body asks; None if intake's document
     cannot be had."""
-    service, path = SUBSCRIPTIONS
-    schema = await api.request_schema(service, path)
-    return None if schema is None else commands.form_fields(*schema)
+    return await commands.body_fields(api, SUBSCRIPTIONS)
 
 
 # -- the page: subscriptions, a new one, an erasure's first step -------------------------------

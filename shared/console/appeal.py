@@ -16,13 +16,13 @@ from shared.console import commands, session
 from shared.console.client import Api
 from shared.console.commands import Field
 from shared.console.pages import Sender, Signed, Viewer, idempotency_key, local_times, read_form
-from shared.domain.codes import Channel, Service
+from shared.domain.codes import Channel
 from shared.domain.lifecycle import Command
-from shared.http.routes import ACCEPT_ROLES
+from shared.http.routes import ACCEPT_ROLES, APPEAL
 
 router = APIRouter(prefix=session.PREFIX, include_in_schema=False)
 
-SERVICE, PATH = Service.ESCALATION, "/appeals"
+SERVICE, PATH = APPEAL
 #: The two kinds of appeal the form offers, and the inputs of each.
 KNOWN, NEW = "known", "new"
 NUMBER = "acceptance_no"
@@ -36,10 +36,9 @@ LABELS = {"due_at": "appeal.due_at"}
 async def _fields(api: Api) -> list[Field] | None:
     """The appeal's inputs as the escalation service declares its body (None: it cannot be
     reached); the complaint's channel is not asked."""
-    schema = await api.request_schema(SERVICE, PATH)
-    if schema is None:
+    fields = await commands.body_fields(api, APPEAL)
+    if fields is None:
         return None
-    fields = commands.form_fields(*schema)
     return [replace(f, label=LABELS.get(f.name, f.label)) for f in fields if f.name != CHANNEL]
 
 

@@ -111,23 +111,9 @@ class Api:
         params: list[tuple[str, str]] | None = None,
         service: Service | None = None,
     ) -> Answer:
-        """A read: from this process, or from the service that alone serves it."""
-        response = await self.fetch(path, params, service)
-        return response if isinstance(response, Answer) else _answer(response)
-
-    async def fetch(
-        self,
-        path: str,
-        params: list[tuple[str, str]] | None = None,
-        service: Service | None = None,
-    ) -> httpx.Response | Answer:
-        """A read's response, or a 503 if its service cannot be reached."""
-        service = service or self.own
-        try:
-            async with self._client(service) as client:
-                return await client.get(path, params=urlencode(params or []))
-        except httpx.HTTPError as exc:
-            return _unreachable(service, exc)
+        """A read: from this process, or from the service that alone serves it (a 503 if
+        that service cannot be reached)."""
+        return await self._send(service or self.own, "GET", path, params=urlencode(params or []))
 
     async def stream(
         self,
@@ -161,20 +147,18 @@ class Api:
         self, service: Service, path: str, body: dict[str, Any], headers: dict[str, str]
     ) -> Answer:
         """A command, to the service that serves it (this process if it is that service)."""
-        try:
-            async with self._client(service) as client:
-                response = await client.post(path, json=body, headers=headers)
-        except httpx.HTTPError as exc:
-            return _unreachable(service, exc)
-        except UnicodeEncodeError:  # a header a form filled (the pages check theirs)
-            return Answer(400, {"detail": "A header of the request is not plain ASCII."})
-        return _answer(response)
+        return await self._send(service, "POST", path, json=body, headers=headers)
 
     async def delete(self, service: Service, path: str, headers: dict[str, str]) -> Answer:
         """A deletion (a webhook subscription), to the service that serves it."""
+        return await self._send(service, "DELETE", path, headers=headers)
+
+    async def _send(self, service: Service, method: str, path: str, **request: Any) -> Answer:
+        """One request and its answer; a 503 if the service cannot be reached, a 400 if a
+        header a form filled cannot be sent (the pages check theirs)."""
         try:
             async with self._client(service) as client:
-                response = await client.delete(path, headers=headers)
+                response = await client.request(method, path, **request)
         except httpx.HTTPError as exc:
             return _unreachable(service, exc)
         except UnicodeEncodeError:

@@ -126,13 +126,22 @@ async def offers(api: Api, view: dict[str, Any], principal: Principal) -> list[O
     return [await offer(api, command, task) for command, task in wanted]
 
 
+async def body_fields(
+    api: Api, route: tuple[Service, str], within: str | None = None
+) -> list[Field] | None:
+    """A route's request body as form inputs (`form_fields`), as its service's OpenAPI
+    document declares it; None when that service cannot be reached."""
+    schema = await api.request_schema(*route)
+    return None if schema is None else form_fields(*schema, within=within)
+
+
 async def offer(api: Api, command: Command, notification: str = "") -> Offer:
     """A command's form as its route's body asks."""
     service, path = ROUTES[command]
-    schema = await api.request_schema(service, path)
-    if schema is None:
+    fields = await body_fields(api, ROUTES[command])
+    if fields is None:
         return Offer(command, service, path, unavailable=service.value, notification=notification)
-    return Offer(command, service, path, form_fields(*schema), notification=notification)
+    return Offer(command, service, path, fields, notification=notification)
 
 
 def form_fields(

@@ -343,31 +343,44 @@ def _weakest(links: dict[str, Any], t: Translator) -> Section:
     return Section("weakest", t("dashboard.weakest"), figures)
 
 
-def _counts(chart_id: str, title: str, counts: dict[str, int], kind: str, t: Translator) -> Figure:
+def _counts(
+    chart_id: str,
+    title: str,
+    counts: dict[str, int],
+    kind: str,
+    t: Translator,
+    table: tuple[list[str], list[list[Any]]] | None = None,
+) -> Figure:
+    """A chart of counts by code; under it their table, or `table` (head, rows) if given."""
     labels = {code: t.code(kind, code) for code in counts}
+    head, rows = table or (
+        [t(f"dashboard.col.{kind}"), t("dashboard.col.count")],
+        [[labels[code], n] for code, n in counts.items()],
+    )
     return _bar_figure(
         chart_id,
         title,
         [Bar(labels[code], float(n), shown=str(n)) for code, n in counts.items()],
-        [t(f"dashboard.col.{kind}"), t("dashboard.col.count")],
-        [[labels[code], n] for code, n in counts.items()],
+        head,
+        rows,
         t,
         rates=False,
     )
 
 
 def _escalations(escalations: dict[str, Any], escalated: int, t: Translator) -> Section:
-    by_trigger = _counts(
-        "escalations-trigger", t("dashboard.by_trigger"), escalations["by_trigger"], "trigger", t
-    )
     # The table under the triggers' chart: each trigger by the level it went up to.
-    by_trigger.head = [
-        t("dashboard.col.trigger"), t("dashboard.col.level"), t("dashboard.col.count")
-    ]  # fmt: skip
-    by_trigger.rows = [
-        [t.code("trigger", p["trigger"]), t.code("level", p["level"]), p["escalations"]]
-        for p in escalations["by_trigger_and_level"]
-    ]
+    by_trigger_and_level = (
+        [t("dashboard.col.trigger"), t("dashboard.col.level"), t("dashboard.col.count")],
+        [
+            [t.code("trigger", p["trigger"]), t.code("level", p["level"]), p["escalations"]]
+            for p in escalations["by_trigger_and_level"]
+        ],
+    )
+    by_trigger = _counts(
+        "escalations-trigger", t("dashboard.by_trigger"), escalations["by_trigger"], "trigger",
+        t, by_trigger_and_level,
+    )  # fmt: skip
     by_level = _counts(
         "escalations-level", t("dashboard.by_level"), escalations["by_level"], "level", t
     )
@@ -387,17 +400,19 @@ SATISFACTIONS = ("satisfied", "basically_satisfied", "dissatisfied")
 
 def _satisfaction(figures: dict[str, Any], t: Translator) -> Section:
     said = {code: figures[code] for code in SATISFACTIONS}
-    chart = _counts("satisfaction", t("dashboard.satisfaction"), said, "satisfaction", t)
+    table = (
+        [t("dashboard.col.metric"), t("dashboard.col.value")],
+        [
+            [t("dashboard.callbacks"), figures["callbacks"]],
+            *([t.code("satisfaction", code), figures[code]] for code in SATISFACTIONS),
+            [t("dashboard.satisfaction_rate"), exact_percent(figures["satisfaction_rate"])],
+            [t("dashboard.resolved_rate"), exact_percent(figures["resolved_rate"])],
+            [t("dashboard.unreached"), figures["unreached_attempts"]],
+        ],
+    )
+    chart = _counts("satisfaction", t("dashboard.satisfaction"), said, "satisfaction", t, table)
     if not figures["callbacks"]:
         chart.chart, chart.note = None, t("dashboard.empty")
-    chart.head = [t("dashboard.col.metric"), t("dashboard.col.value")]
-    chart.rows = [
-        [t("dashboard.callbacks"), figures["callbacks"]],
-        *([t.code("satisfaction", code), figures[code]] for code in SATISFACTIONS),
-        [t("dashboard.satisfaction_rate"), exact_percent(figures["satisfaction_rate"])],
-        [t("dashboard.resolved_rate"), exact_percent(figures["resolved_rate"])],
-        [t("dashboard.unreached"), figures["unreached_attempts"]],
-    ]
     return Section(
         "satisfaction",
         t("dashboard.satisfaction"),

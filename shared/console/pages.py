@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache, partial
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 from urllib.parse import parse_qsl
 from uuid import UUID
 from zoneinfo import ZoneInfo
@@ -56,8 +56,11 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
-QUEUES = ("all", "mine", "department", "due", "overdue", "escalated", "tasks", "incidents")
-SEARCHES = ("acceptance_no", "phone", "customer_id")
+#: The queues (tabs) and the searches of the home page, in the order shown.
+Queue = Literal["all", "mine", "department", "due", "overdue", "escalated", "tasks", "incidents"]
+Search = Literal["acceptance_no", "phone", "customer_id"]
+QUEUES: tuple[str, ...] = get_args(Queue)
+SEARCHES: tuple[str, ...] = get_args(Search)
 PAGE_SIZE = 50
 
 _env = Environment(
@@ -420,13 +423,11 @@ def next_limit(item: dict[str, Any]) -> str | None:
 async def queues(
     request: Request,
     user: Visitor,
-    view: Literal[
-        "all", "mine", "department", "due", "overdue", "escalated", "tasks", "incidents"
-    ] = "all",
+    view: Queue = "all",
     hours: Annotated[int, Query(ge=1, le=24 * 30)] = 24,
     level: Level | None = None,
     department: Annotated[str | None, Query(max_length=MAX_DEPARTMENT_LENGTH)] = None,
-    by: Literal["acceptance_no", "phone", "customer_id"] = "acceptance_no",
+    by: Search = "acceptance_no",
     q: Annotated[str | None, Query(max_length=200)] = None,
     cursor: Annotated[str | None, Query(max_length=1000)] = None,
 ) -> Response:
@@ -628,13 +629,12 @@ async def give_command(
     if user.current(answer).ok:
         page = f"{_home(request)}complaints/{complaint_id}?done={chosen.value}"
         return RedirectResponse(page, status_code=303)
-    placed, rest = commands.errors_by_field(offer.fields, answer.field_errors())
+    placed, said = commands.refusal(offer.fields, answer, t)
     message = {
         412: t("command.stale"),
         409: t("command.conflict"),
     }.get(answer.status, "")
-    detail = answer.detail if not placed else t("new.errors")
-    sentence = " ".join(part for part in (message, detail, *rest) if part)
+    sentence = " ".join(part for part in (message, said) if part)
     return await complaint_response(
         user, complaint_id, refused=Refused(form_id, form, answer.status, sentence, placed)
     )
@@ -662,9 +662,7 @@ async def acceptance_fields(api: Api) -> list[commands.Field] | None:
     """The acceptance form: the body of POST /complaints as intake's OpenAPI document declares
     it, each input by its name there (a 422's `errors[].field`) and labelled `field.<name>`;
     None when intake cannot be reached."""
-    service, path = ACCEPT
-    schema = await api.request_schema(service, path)
-    return None if schema is None else commands.form_fields(*schema, within="")
+    return await commands.body_fields(api, ACCEPT, within="")
 
 
 def new_form(

@@ -77,6 +77,11 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}"[:300] if text else type(exc).__name__
 
 
+def cannot_open(exc: BaseException) -> str:
+    """Why the process is not ready while its store cannot be opened."""
+    return f"the event store cannot be opened: {describe(exc)}"
+
+
 async def open_when_reachable(
     store: ComplaintStore, waiting: Callable[[str], None] | None = None
 ) -> None:
@@ -86,7 +91,7 @@ async def open_when_reachable(
 
     def before_sleep(state: RetryCallState) -> None:
         failed = state.outcome.exception() if state.outcome is not None else None
-        why = f"the event store cannot be opened: {describe(failed or RuntimeError())}"
+        why = cannot_open(failed or RuntimeError())
         if waiting is not None:
             waiting(why)
         log.warning("%s; trying again in %.1f s", why, state.upcoming_sleep)
@@ -241,7 +246,7 @@ def create_service_app(
             try:
                 await open_when_reachable(the_store, waiting)
             except Exception as exc:
-                app.state.not_ready = f"the event store cannot be opened: {describe(exc)}"
+                app.state.not_ready = cannot_open(exc)
                 log.critical("%s; this process will not become ready", app.state.not_ready)
                 return
             log.info("the event store is open: ready")
@@ -253,7 +258,7 @@ def create_service_app(
             if not not_reachable_yet(exc):
                 raise  # (a KEK not at hand, a key file missing: refuse to start)
             # Alive and not ready until the database answers; then ready without a restart.
-            app.state.not_ready = f"the event store cannot be opened: {describe(exc)}"
+            app.state.not_ready = cannot_open(exc)
             log.warning("%s; starting anyway, not ready until it can be", app.state.not_ready)
             tasks.append(asyncio.create_task(start_when_reachable()))
         else:
@@ -309,7 +314,11 @@ def create_service_app(
     install_docs(app)
     # (the console's forms are pages, not commands: the guard meets their commands after)
     app.add_middleware(
-        CommandGuard, max_body_bytes=settings.max_body_bytes, pages_prefix=CONSOLE_PREFIX + "/"
+        CommandGuard,
+        max_body_bytes=settings.max_body_bytes,
+        metrics=metrics,
+        service=service.value,
+        pages_prefix=CONSOLE_PREFIX + "/",
     )
     if settings.rate_limit_per_second > 0:  # outside the guard: a throttled retry claims no key
         app.add_middleware(
@@ -317,6 +326,8 @@ def create_service_app(
             burst=settings.rate_limit_burst,
             window_seconds=int(settings.rate_limit_window_seconds),
             store=rate_limits,
+            metrics=metrics,
+            service=service.value,
         )
     app.add_middleware(Observe, metrics=metrics, service=service.value)
     # CORS outside the rest: a preflight meets no rate limit, guard or token check (nor the

@@ -95,15 +95,6 @@ async def client_of(scope: Scope, headers: Headers) -> str | None:
     return principal.sub if principal else None
 
 
-def metrics_of(scope: Scope) -> Metrics:
-    metrics: Metrics = scope["app"].state.metrics
-    return metrics
-
-
-def service_of(scope: Scope) -> str:
-    return str(scope["app"].state.service)
-
-
 def route_template(scope: Scope) -> str:
     """The template of the route that answered (`/complaints/{complaint_id}`), also when a
     middleware answered before routing (a replay, a 415, a 429): the documented route the
@@ -111,13 +102,9 @@ def route_template(scope: Scope) -> str:
     template = getattr(scope.get("route"), "path", None)
     if template is None and "app" in scope:
         path, method = scope["path"], scope["method"]
-        found = [
-            (t, method in ms)
-            for regex, ms, t in documented_routes(scope["app"])
-            if regex.match(path)
-        ]
-        found.sort(key=lambda f: not f[1])  # the route of this method first
-        template = found[0][0] if found else None
+        found = [(t, ms) for regex, ms, t in documented_routes(scope["app"]) if regex.match(path)]
+        # the route of this method first, else the first whose path matches
+        template = next((t for t, ms in found if method in ms), found[0][0] if found else None)
     return template or "unmatched"
 
 
@@ -158,7 +145,6 @@ class RateLimitStore:
     together allow a client the rate once. One code path: the same limiter on either."""
 
     def __init__(self, url: str | None, key_prefix: str) -> None:
-        self.shared = url is not None
         self._pool: ConnectionPool | None = None
         self.storage: Storage
         if url is None:
@@ -201,9 +187,19 @@ class RateLimit:
     the recovery are logged once each."""
 
     def __init__(
-        self, app: ASGIApp, *, burst: int, window_seconds: int, store: RateLimitStore
+        self,
+        app: ASGIApp,
+        *,
+        burst: int,
+        window_seconds: int,
+        store: RateLimitStore,
+        metrics: Metrics,
+        service: str,
     ) -> None:
         self.app = app
+        self.service = service
+        self.rate_limited = metrics.rate_limited.labels(service)
+        self.storage_errors = metrics.rate_limit_storage_errors.labels(service)
         self.window_seconds = window_seconds
         self.item = RateLimitItemPerSecond(burst, window_seconds)
         self.limiter = MovingWindowRateLimiter(store.storage)
@@ -217,14 +213,12 @@ class RateLimit:
         headers = Headers(scope=scope)
         sub = await client_of(scope, headers)
         who = f"sub:{sub}" if sub else f"addr:{(scope.get('client') or ('?', 0))[0]}"
-        service = service_of(scope)
-        allowed = await self._hit(scope, service, who)
-        if allowed:
+        if await self._hit(who):
             await self.app(scope, receive, send)
             return
-        metrics_of(scope).rate_limited.labels(service).inc()
+        self.rate_limited.inc()
         try:
-            stats = await self.limiter.get_window_stats(self.item, service, who)
+            stats = await self.limiter.get_window_stats(self.item, self.service, who)
             wait = max(1, math.ceil(stats.reset_time - time.time()))
         except StorageError:
             wait = self.window_seconds
@@ -237,15 +231,15 @@ class RateLimit:
         )
         await response(scope, receive, send)
 
-    async def _hit(self, scope: Scope, service: str, who: str) -> bool:
+    async def _hit(self, who: str) -> bool:
         """Counts the request; False beyond the limit. True, unchecked, while the store fails."""
         if time.monotonic() < self._paused_until:
-            metrics_of(scope).rate_limit_storage_errors.labels(service).inc()
+            self.storage_errors.inc()
             return True
         try:
-            allowed = await self.limiter.hit(self.item, service, who)
+            allowed = await self.limiter.hit(self.item, self.service, who)
         except StorageError as exc:
-            metrics_of(scope).rate_limit_storage_errors.labels(service).inc()
+            self.storage_errors.inc()
             self._paused_until = time.monotonic() + _STORE_PAUSE_SECONDS
             if not self._failing:
                 self._failing = True
@@ -277,10 +271,18 @@ class CommandGuard:
     """
 
     def __init__(
-        self, app: ASGIApp, *, max_body_bytes: int, pages_prefix: str | None = None
+        self,
+        app: ASGIApp,
+        *,
+        max_body_bytes: int,
+        metrics: Metrics,
+        service: str,
+        pages_prefix: str | None = None,
     ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.replays = metrics.idempotency_replays.labels(service)
+        self.conflicts = metrics.idempotency_conflicts.labels(service)
         #: Pages under this prefix (the console) post HTML forms, not commands: only the
         #: body limit applies to them; the commands they send come back through this guard.
         self.pages_prefix = pages_prefix
@@ -357,7 +359,7 @@ class CommandGuard:
         else:
             claim = await store.idempotency.claim(client, key, fingerprint, legacy_hash=legacy_hash)
         if isinstance(claim, Replay):
-            metrics_of(scope).idempotency_replays.labels(service_of(scope)).inc()
+            self.replays.inc()
             await self._send_replay(scope, send, store, claim)
         elif isinstance(claim, InProgress):
             await self._problem(
@@ -370,7 +372,7 @@ class CommandGuard:
                 slug="idempotency-in-progress",
             )
         elif isinstance(claim, Mismatch):
-            metrics_of(scope).idempotency_conflicts.labels(service_of(scope)).inc()
+            self.conflicts.inc()
             await self._problem(
                 scope, receive, send, 422, str(IdempotencyKeyReused()), slug=KEY_REUSED
             )

@@ -73,10 +73,13 @@ SUBSCRIPTIONS: tuple[Service, str] = (Service.INTAKE, "/subscriptions")
 ERASURE: tuple[Service, str] = (Service.INTAKE, "/customers/{customer_id}/erasure")
 
 
+#: Where a regulator's appeal (申诉) comes in: the escalation routes and the console's page.
+APPEAL: tuple[Service, str] = (Service.ESCALATION, "/appeals")
+
 #: Where a command is given differently in one status: only a regulator's appeal escalates a
 #: refused complaint.
 IN_STATUS: dict[tuple[Status, Command], tuple[Service, str]] = {
-    (Status.REFUSED, Command.ESCALATE): (Service.ESCALATION, "/appeals"),
+    (Status.REFUSED, Command.ESCALATE): APPEAL,
 }
 
 

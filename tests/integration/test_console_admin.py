@@ -20,8 +20,10 @@ from shared.console.i18n import EN, ZH
 from shared.domain.codes import Service
 from shared.http.routes import ERASURE, SUBSCRIPTIONS
 from shared.settings import Settings
+from shared.store.facade import ComplaintStore
 from tests.conftest import TokenFactory, intake_body
 from tests.integration import test_console_commands as commands_tests
+from tests.integration.conftest import database_blobs
 from tests.integration.test_console_commands import SAME, URLS, sign_in
 
 #: The console of investigation with the other services at their URLs (in-process).
@@ -89,7 +91,7 @@ def test_the_subscription_form_has_a_label_in_both_languages(settings: Settings)
 
 
 async def test_an_admin_subscribes_sees_the_secret_once_and_deletes_it(
-    web: httpx.AsyncClient, token: TokenFactory
+    web: httpx.AsyncClient, token: TokenFactory, store: ComplaintStore
 ) -> None:
     await sign_in(web, token("admin", "ops-1"))
     home = await web.get("/console/")
@@ -128,6 +130,9 @@ async def test_an_admin_subscribes_sees_the_secret_once_and_deletes_it(
     again = await web.post("/console/admin/subscriptions", data=data, headers=SAME)
     assert again.status_code == 201
     assert 'id="secret-gone"' in again.text and "whsec_" not in again.text
+    # ... nor kept anywhere: no table holds it (the stored answers of the two posts included)
+    blobs = await database_blobs(store.engine)
+    assert [name for name, blob in blobs.items() if secret.group(1).encode() in blob] == []
     assert len((await intake("GET", "/subscriptions", token("admin"))).json()) == 1
 
     page = await web.get("/console/admin")

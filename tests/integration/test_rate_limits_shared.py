@@ -131,12 +131,18 @@ async def test_replicas_sharing_a_redis_allow_the_burst_once(
     assert counted(one, "complaints_rate_limited_requests_total") == 2
     assert counted(two, "complaints_rate_limited_requests_total") == 1
     assert counted(one, "complaints_rate_limit_storage_errors_total") == 0
-    # The keys are in Redis, under the prefix.
+    # The keys are in Redis, under the prefix: each names a client by its token's `sub`, never
+    # the token itself, and expires with the window (nothing of anyone stays in Redis).
     client = redis.Redis.from_url(redis_url)
     keys = client.keys(f"{settings.rate_limit_key_prefix}:*")
+    ttls = [client.ttl(key) for key in keys]
+    tokens = [one.headers("agent", sub)["Authorization"] for sub in ("agent-7", "agent-8")]
     client.delete(*keys)
     client.close()
     assert keys
+    assert all(b"sub:agent-" in key for key in keys), keys
+    assert not any(t.split()[-1].encode() in key for key in keys for t in tokens)
+    assert all(0 < ttl <= 30 for ttl in ttls), ttls
 
 
 async def test_without_a_shared_store_each_process_counts_alone(
