@@ -188,6 +188,9 @@ class Settings(BaseSettings):
     #: Days a KEK is kept after a rotation superseded it; `python -m shared.cli.kek purge`
     #: destroys it then, and no copy of a key it wrapped (a backup, a WAL segment) opens again.
     kek_retention_days: int = Field(default=30, ge=0, le=3650)
+    #: Days a KEK stays in force: `python -m shared.cli.kek maintain` (run daily) then stages
+    #: a new one, and puts it in force on a later run, once every running process holds it.
+    kek_rotation_days: int = Field(default=90, ge=1, le=3650)
     #: Sign the audit chain head this often (seconds), when it has moved.
     checkpoint_seconds: float = Field(default=60.0, gt=0)
     #: Run the projections in this process (one process at a time holds the lease).

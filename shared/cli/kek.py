@@ -6,49 +6,127 @@
   subscriptions' signing secrets under it). Safe while the services run
   (they read the file again when it changes). If a rotation stopped half-way, running it again
   finishes that one instead of starting another. Holds the KEK file's lock (`<file>.lock`)
-  throughout, so concurrent rotations and purges wait for each other.
+  throughout, so concurrent rotations and purges wait for each other. If a KEK is staged, that
+  one is put in force, and only once every running service process holds it.
+- `stage`: add a new KEK that wraps nothing yet, for hosts that each have their own copy of
+  the file (Kubernetes pods): give every host the file, then `rotate` puts it in force.
+- `maintain`: what a daily schedule runs (the Kubernetes CronJob): put a staged KEK in force
+  once every process holds it, else stage one when the KEK in force is
+  `COMPLAINTS_KEK_ROTATION_DAYS` (90) old; then `purge`.
 - `purge`: destroy the KEKs superseded more than `COMPLAINTS_KEK_RETENTION_DAYS` (30) ago:
   run it daily. From then on no copy of the database older than that (a backup, a WAL
   segment) yields any customer's key, erased or not.
 - `status`: each KEK, when it was superseded, when `purge` destroys it, and the keys it wraps.
+- `secret`: the KEK file as a Kubernetes Secret manifest (JSON) named `--secret-name`, the key
+  named as the file, for `kubectl apply -f -`.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
+import json
 from datetime import timedelta
 
 from shared.settings import Settings
 from shared.store.facade import ComplaintStore
-from shared.store.keystore import KekFile, KekFileError, KekMissing
+from shared.store.keystore import KekFile, KekFileError, KekMissing, KekNotHeld
 from shared.webhooks.subscriptions import reseal_secrets
 
+#: The Secret that holds the KEK file on Kubernetes (deploy/kubernetes).
+SECRET_NAME = "complaints-kek"
 
-async def command(settings: Settings, name: str, store: ComplaintStore | None = None) -> str:
+
+async def command(
+    settings: Settings,
+    name: str,
+    store: ComplaintStore | None = None,
+    *,
+    secret_name: str = SECRET_NAME,
+) -> str:
     """Run one command; what it did, to print. `store`: an open store to use (tests)."""
     if name == "create":
         KekFile.load(settings.kek_path, create=True)
         return f"KEK file ready: {settings.kek_path} (mode 600; keep it out of database backups)"
+    if name == "secret":
+        return secret_manifest(settings, secret_name)
     own = store is None
     store = store or ComplaintStore(settings)
     if own:
         await store.open()
     try:
         if name == "rotate":
-            kek, count, finished = await store.rotate_kek()
-            secrets = await reseal_secrets(store)
-            what = "finished the rotation to" if finished else "rotated to"
-            resealed = f", {secrets} webhook secret(s) re-sealed" if secrets else ""
-            return f"{what} KEK {kek.id}: {count} customer key(s) re-wrapped{resealed}"
+            return await _rotate(store)
+        if name == "stage":
+            return await _stage(store)
         if name == "purge":
-            await reseal_secrets(store)  # none is left sealed under a KEK about to go
-            gone = await store.purge_keks()
-            return f"destroyed {len(gone)} KEK(s)" + "".join(f" {k.id}" for k in gone)
+            return await _purge(store)
+        if name == "maintain":
+            return await _maintain(store, settings)
         return await _status(store, settings)
     finally:
         if own:
             await store.close()
+
+
+def secret_manifest(settings: Settings, name: str) -> str:
+    """The KEK file as a Kubernetes Secret, the key named as the file (as `kubectl create
+    secret generic NAME --from-file=FILE` names it)."""
+    KekFile(settings.kek_path)  # refuses a missing or malformed file, saying so
+    data = base64.b64encode(settings.kek_path.read_bytes()).decode("ascii")
+    return json.dumps(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": name},
+            "type": "Opaque",
+            "data": {settings.kek_path.name: data},
+        },
+        indent=2,
+    )
+
+
+async def _rotate(store: ComplaintStore) -> str:
+    kek, count, finished = await store.rotate_kek()
+    secrets = await reseal_secrets(store)
+    what = "finished the rotation to" if finished else "rotated to"
+    resealed = f", {secrets} webhook secret(s) re-sealed" if secrets else ""
+    return f"{what} KEK {kek.id}: {count} customer key(s) re-wrapped{resealed}"
+
+
+async def _stage(store: ComplaintStore) -> str:
+    kek, new = await store.stage_kek()
+    what = "staged" if new else "already staged:"
+    return (
+        f"{what} KEK {kek.id}; it wraps nothing yet. Give every host the file (on Kubernetes: "
+        "apply it to the Secret), then `rotate` puts it in force once every process holds it"
+    )
+
+
+async def _purge(store: ComplaintStore) -> str:
+    await reseal_secrets(store)  # none is left sealed under a KEK about to go
+    gone = await store.purge_keks()
+    return f"destroyed {len(gone)} KEK(s)" + "".join(f" {k.id}" for k in gone)
+
+
+async def _maintain(store: ComplaintStore, settings: Settings) -> str:
+    """One daily step of the KEKs' life: put a staged KEK in force once every process holds
+    it, or stage one when the KEK in force is due; then purge."""
+    keks = store.app.keystore.keks
+    done = []
+    if keks.staged is not None:
+        try:
+            done.append(await _rotate(store))
+        except KekNotHeld as exc:
+            done.append(f"not yet: {exc}")
+    elif store.clock() - keks.current.created_at >= timedelta(days=settings.kek_rotation_days):
+        done.append(await _stage(store))
+    else:
+        due = keks.current.created_at + timedelta(days=settings.kek_rotation_days)
+        done.append(f"KEK {keks.current.id} stays in force; the next is staged from {due:%Y-%m-%d}")
+    done.append(await _purge(store))
+    return "\n".join(done)
 
 
 async def _status(store: ComplaintStore, settings: Settings) -> str:
@@ -58,13 +136,14 @@ async def _status(store: ComplaintStore, settings: Settings) -> str:
     for kek in keks.keks:
         retired = keks.retired_at(kek)
         due = keks.destroyed_from(kek, timedelta(days=settings.kek_retention_days))
-        when = (
-            f"superseded {retired:%Y-%m-%d}, destroyed by purge from {due:%Y-%m-%d}"
-            if retired and due
-            else "current"
-        )
+        if kek.staged:
+            when = "staged: held, wraps nothing until `rotate` puts it in force"
+        elif retired and due:
+            when = f"superseded {retired:%Y-%m-%d}, destroyed by purge from {due:%Y-%m-%d}"
+        else:
+            when = "current"
         wraps = "wraps live keys" if kek.id in in_use else "wraps no live key"
-        lines.append(f"{kek.id}  created {kek.created_at:%Y-%m-%d}  {when}  {wraps}")
+        lines.append(f"{kek.id}  since {kek.created_at:%Y-%m-%d}  {when}  {wraps}")
     return "\n".join(lines)
 
 
@@ -72,13 +151,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("command", choices=["create", "rotate", "purge", "status"])
+    parser.add_argument(
+        "command", choices=["create", "stage", "rotate", "purge", "maintain", "status", "secret"]
+    )
+    parser.add_argument("--secret-name", default=SECRET_NAME, help="for `secret`")
     args = parser.parse_args()
     settings = Settings()
     settings.check()
     try:
-        print(asyncio.run(command(settings, args.command)))
-    except (KekFileError, KekMissing) as exc:
+        print(asyncio.run(command(settings, args.command, secret_name=args.secret_name)))
+    except (KekFileError, KekMissing, KekNotHeld) as exc:
         raise SystemExit(str(exc)) from None
 
 

@@ -43,6 +43,7 @@ from shared.readmodel.retention import customers_due_for_erasure
 from shared.readmodel.summaries import SummaryProjection
 from shared.settings import Settings
 from shared.store.facade import ComplaintStore, not_reachable_yet
+from shared.store.lease import holder_name
 from shared.webhooks.projection import WebhookProjection
 
 log = logging.getLogger("complaints")
@@ -235,6 +236,8 @@ def create_service_app(
         def start_work() -> None:
             """The projector and the service's jobs, once the store is open."""
             app.state.not_ready = None
+            # Which KEKs this process holds: a staged KEK is put in force once all hold it.
+            tasks.append(asyncio.create_task(the_store.keep_reporting_keks(holder_name(app))))
             if settings.projector_enabled:
                 tasks.append(asyncio.create_task(runner.run()))
             tasks.extend(asyncio.create_task(job(app)) for job in background)

@@ -9,6 +9,7 @@ burning retries; races between processes are settled by the store's optimistic c
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import weakref
 from collections.abc import Awaitable, Callable
@@ -31,6 +32,7 @@ from shared.domain.indexes import MajorIncident
 from shared.domain.policy import Policy
 from shared.metrics import Metrics
 from shared.settings import Settings
+from shared.store import kek_holders
 from shared.store.application import (
     ComplaintsApplication,
     Erasure,
@@ -39,7 +41,15 @@ from shared.store.application import (
 )
 from shared.store.engine import create_engine
 from shared.store.idempotency import IdempotencyStore, StoredAnswer
-from shared.store.keystore import KEY_TABLE, Kek, KekFile, checkpoint, destroyable, vacuum
+from shared.store.keystore import (
+    KEY_TABLE,
+    Kek,
+    KekFile,
+    KekNotHeld,
+    checkpoint,
+    destroyable,
+    vacuum,
+)
 from shared.store.tables import idempotency_keys
 
 T = TypeVar("T")
@@ -240,20 +250,66 @@ class ComplaintStore:
         kek = await self._run(partial(self.app.keystore.keks.get, kek_id))
         return kek.unseal(sealed, purpose)
 
+    async def stage_kek(self) -> tuple[Kek, bool]:
+        """Stage a new KEK in the KEK file: held, wrapping nothing until `rotate_kek` puts it in
+        force. The staged KEK, and whether it is new (one staged before is kept)."""
+        return await self._run(partial(self.app.keystore.keks.stage, self.clock()))
+
     async def rotate_kek(self) -> tuple[Kek, int, bool]:
         """Re-wrap every customer key under a new KEK; the old one is kept for the retention.
         A rotation that stopped half-way (keys still wrapped by an older KEK) is finished
-        instead of starting another. The KEK, how many keys were re-wrapped, and whether it
-        was a rotation finished."""
-        return await self._run(self._rotate_kek)
+        instead of starting another. A staged KEK (`stage_kek`) is the new one, and it is put
+        in force only once every running process holds it (KekNotHeld otherwise, and nothing
+        changes). The KEK, how many keys were re-wrapped, and whether it was a rotation
+        finished."""
+        store = self.app.keystore
+        unfinished = await self._run(lambda: bool(store.kek_ids() - {store.keks.current.id}))
+        staged = None if unfinished else await self._run(lambda: store.keks.staged)
+        lacking = (
+            await kek_holders.lacking(self._engine, staged.id, self.clock().timestamp())
+            if staged is not None
+            else []
+        )
+        if staged is not None and lacking:
+            raise KekNotHeld(
+                f"KEK {staged.id} is staged, but {len(lacking)} running process(es) do not "
+                "hold it yet: "
+                + ", ".join(f"{h.holder} (last heard {h.seen_at:%H:%M:%S}Z)" for h in lacking)
+                + ". Their KEK file has not been updated yet (a Kubernetes Secret reaches "
+                "the pods within a minute or two); nothing was changed: run the rotation "
+                "again once it has"
+            )
+        return await self._run(partial(self._rotate_kek, staged))
 
-    def _rotate_kek(self) -> tuple[Kek, int, bool]:
+    def _rotate_kek(self, staged: Kek | None) -> tuple[Kek, int, bool]:
         store = self.app.keystore
         keks = store.keks
         with keks.locked():  # the whole rotation: no other rotation or purge interleaves
             unfinished = bool(store.kek_ids() - {keks.current.id})
-            kek = keks.current if unfinished else keks.add(self.clock())
+            if unfinished:
+                kek = keks.current
+            elif staged is not None:
+                kek = keks.promote(self.clock(), staged.id)
+            elif keks.staged is not None:
+                raise KekNotHeld("a KEK was staged while the rotation began: run it again")
+            else:
+                kek = keks.add(self.clock())
             return kek, store.rewrap(kek), unfinished
+
+    async def report_keks(self, holder: str) -> None:
+        """Record which KEKs this process holds, its KEK file read again first."""
+        keks = self.app.keystore.keks
+        held = await self._run(lambda: [k.id for k in keks.keks])
+        await kek_holders.report(self._engine, holder, held, self.clock().timestamp())
+
+    async def keep_reporting_keks(self, holder: str) -> None:
+        """Report the KEKs this process holds until cancelled, then take the report away
+        (shared.store.kek_holders)."""
+        try:
+            await kek_holders.keep_reporting(partial(self.report_keks, holder))
+        finally:
+            with contextlib.suppress(Exception):
+                await kek_holders.forget(self._engine, holder)
 
     async def purge_keks(self) -> list[Kek]:
         """Destroy the KEKs superseded more than the retention ago; keys still wrapped by an

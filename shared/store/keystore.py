@@ -65,13 +65,18 @@ KEK_BYTES = 32
 SALT_BYTES = 16
 FILE_HEADER = (
     "# Key-encryption keys of the complaint service (COMPLAINTS_KEK_PATH): never back this\n"
-    "# file up with the database. One per line: <id> <created at> <key, base64>; the last\n"
-    "# line wraps new keys. Managed by `python -m shared.cli.kek`.\n"
+    "# file up with the database. One per line: <id> <in force from> <key, base64>; the last\n"
+    "# line wraps new keys, unless it is marked `staged` (held, not yet in force). Managed by\n"
+    "# `python -m shared.cli.kek`.\n"
 )
 
 
 class KekFileError(ValueError):
     """The KEK file is missing or malformed."""
+
+
+class KekNotHeld(RuntimeError):
+    """A staged KEK that some running process does not hold yet: not put in force."""
 
 
 class KekMissing(LookupError):
@@ -110,13 +115,17 @@ class Kek:
     """One key-encryption key."""
 
     id: str
+    #: When it was put in force (for a staged KEK: when it was staged).
     created_at: datetime
     secret: bytes = field(repr=False)
+    #: Held by every process that reads the file, able to unwrap, but wrapping nothing yet: a
+    #: rotation puts it in force once every running process holds it (`KekFile.stage`).
+    staged: bool = False
 
     @classmethod
-    def new(cls, now: datetime) -> Kek:
+    def new(cls, now: datetime, *, staged: bool = False) -> Kek:
         secret = AESGCM.generate_key(bit_length=256)
-        return cls(fingerprint(secret), now.astimezone(UTC).replace(microsecond=0), secret)
+        return cls(fingerprint(secret), _second(now), secret, staged)
 
     def wrap(self, key: CustomerKey) -> bytes:
         """The key and salt sealed under this KEK, bound to the key's id and customer."""
@@ -149,7 +158,12 @@ class Kek:
 
     def line(self) -> str:
         at = self.created_at.astimezone(UTC).isoformat().replace("+00:00", "Z")
-        return f"{self.id} {at} {base64.b64encode(self.secret).decode('ascii')}\n"
+        staged = " staged" if self.staged else ""
+        return f"{self.id} {at} {base64.b64encode(self.secret).decode('ascii')}{staged}\n"
+
+
+def _second(at: datetime) -> datetime:
+    return at.astimezone(UTC).replace(microsecond=0)
 
 
 def lock_path(path: Path) -> Path:
@@ -171,7 +185,8 @@ def _flock(path: Path) -> Iterator[None]:
 
 
 class KekFile:
-    """The KEKs in their file, oldest first; the last one wraps new keys (thread-safe).
+    """The KEKs in their file, oldest first; the last one in force wraps new keys, and a staged
+    one may follow it (thread-safe).
 
     The file is read again when it changes (a rotation by another process), and when a wrapped
     key names a KEK not known yet. Changes hold the file's lock (`locked`).
@@ -212,9 +227,19 @@ class KekFile:
             return list(self._keks)
 
     @property
+    def in_force(self) -> list[Kek]:
+        """The KEKs but a staged one: the last wraps new keys, the others are superseded."""
+        return [k for k in self.keks if not k.staged]
+
+    @property
     def current(self) -> Kek:
         """The KEK that wraps new keys."""
-        return self.keks[-1]
+        return self.in_force[-1]
+
+    @property
+    def staged(self) -> Kek | None:
+        """The KEK staged to be put in force next, if any."""
+        return next((k for k in self.keks if k.staged), None)
 
     def get(self, kek_id: str) -> Kek:
         with self._lock:
@@ -232,8 +257,11 @@ class KekFile:
         return found
 
     def retired_at(self, kek: Kek) -> datetime | None:
-        """When the KEK was superseded (its successor's creation); None while current."""
-        keks = self.keks
+        """When the KEK was superseded (its successor put in force); None while current or
+        staged."""
+        keks = self.in_force
+        if kek.id not in [k.id for k in keks]:
+            return None
         index = [k.id for k in keks].index(kek.id)
         return keks[index + 1].created_at if index + 1 < len(keks) else None
 
@@ -260,8 +288,10 @@ class KekFile:
         if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
             log.warning("%s can be read by others than its owner: chmod 600 it", self.path)
         keks = [_parse(self.path, n, line) for n, line in _lines(text)]
-        if not keks:
-            raise KekFileError(f"{self.path} holds no key-encryption key")
+        if not any(not k.staged for k in keks):
+            raise KekFileError(f"{self.path} holds no key-encryption key in force")
+        if any(k.staged for k in keks[:-1]):
+            raise KekFileError(f"{self.path}: only its last KEK may be staged")
         with self._lock:
             self._keks = keks
             self._stamp = (info.st_ino, info.st_mtime_ns, info.st_size)
@@ -298,10 +328,41 @@ class KekFile:
 
     def add(self, now: datetime) -> Kek:
         """A new KEK, from now on the one that wraps new keys (written atomically)."""
-        kek = Kek.new(now)
         with self.locked():
             self._read()  # what the file holds now, not what was read before the lock
+            if self.staged is not None:
+                raise ValueError("a KEK is staged: put it in force (`promote`) instead")
+            kek = Kek.new(now)
             _write(self.path, [*self.keks, kek])
+            self._read()
+        return kek
+
+    def stage(self, now: datetime) -> tuple[Kek, bool]:
+        """A new KEK in the file, held but wrapping nothing until `promote`: every process
+        that reads the file can unwrap with it before any key is wrapped under it. The staged
+        KEK, and whether it is new (one staged before is kept)."""
+        with self.locked():
+            self._read()
+            if (staged := self.staged) is not None:
+                return staged, False
+            kek = Kek.new(now, staged=True)
+            _write(self.path, [*self.keks, kek])
+            self._read()
+        return kek, True
+
+    def promote(self, now: datetime, kek_id: str) -> Kek:
+        """Put the staged KEK `kek_id` in force from `now`: from then on it wraps new keys.
+        KekMissing if that is not the KEK staged (another run changed the file meanwhile)."""
+        with self.locked():
+            self._read()
+            staged = self.staged
+            if staged is None or staged.id != kek_id:
+                raise KekMissing(
+                    f"KEK {kek_id} is no longer the staged one in {self.path}: another run "
+                    "changed the file; see `python -m shared.cli.kek status` and run it again"
+                )
+            kek = Kek(staged.id, _second(now), staged.secret)
+            _write(self.path, [k for k in self.keks if not k.staged] + [kek])
             self._read()
         return kek
 
@@ -311,8 +372,8 @@ class KekFile:
         with self.locked():
             self._read()
             keks = self.keks
-            if keks[-1].id in gone:
-                raise ValueError("the current KEK cannot be destroyed")
+            if gone & {self.current.id, *(k.id for k in keks if k.staged)}:
+                raise ValueError("the current KEK and a staged one cannot be destroyed")
             _write(self.path, [k for k in keks if k.id not in gone])
             self._read()
 
@@ -326,9 +387,10 @@ def _lines(text: str) -> Iterator[tuple[int, str]]:
 def _parse(path: Path, number: int, line: str) -> Kek:
     where = f"{path}, line {number}"
     parts = line.split()
-    if len(parts) != 3:
-        raise KekFileError(f"{where}: expected `<id> <created at> <key, base64>`")
-    kek_id, created, encoded = parts
+    staged = parts[3:] == ["staged"]
+    if len(parts) != 3 and not staged:
+        raise KekFileError(f"{where}: expected `<id> <created at> <key, base64> [staged]`")
+    kek_id, created, encoded = parts[:3]
     try:
         secret = base64.b64decode(encoded, validate=True)
         created_at = datetime.fromisoformat(created.replace("Z", "+00:00"))
@@ -340,7 +402,7 @@ def _parse(path: Path, number: int, line: str) -> Kek:
         raise KekFileError(f"{where}: the creation time needs a time zone (…Z)")
     if fingerprint(secret) != kek_id:
         raise KekFileError(f"{where}: the key does not match its id {kek_id}; is the file damaged?")
-    return Kek(kek_id, created_at, secret)
+    return Kek(kek_id, created_at, secret, staged)
 
 
 def _write(path: Path, keks: list[Kek], *, exclusive: bool = False) -> None:
@@ -645,7 +707,7 @@ def destroyable(keks: KekFile, in_use: set[str], now: datetime, retention: timed
     """The KEKs superseded longer than `retention` ago that wrap no live key."""
     return [
         kek
-        for kek in keks.keks[:-1]
+        for kek in keks.in_force[:-1]
         if kek.id not in in_use
         and (due := keks.destroyed_from(kek, retention)) is not None
         and due <= now

@@ -1,7 +1,8 @@
 """The event store's own SQL tables, beside the event and snapshot tables that the
 `eventsourcing` library creates and owns (`complaints_events`, `complaints_snapshots`, ...):
 customer keys and their bindings (shared.store.keystore), Idempotency-Key answers
-(shared.store.idempotency) and the leases that elect one process for a job (shared.store.lease).
+(shared.store.idempotency), the leases that elect one process for a job (shared.store.lease) and
+which KEKs each running process holds (shared.store.kek_holders).
 
 Alembic migrates every table we declare, in one history (`shared/readmodel/migrations`, run
 by the setup step); the read models' tables are in shared.readmodel.tables, the audit chain's
@@ -79,4 +80,15 @@ projection_leases = Table(
     Column("holder", String(128), nullable=False),
     Column("expires_at", Float, nullable=False),
     Column("fencing", BigInteger, nullable=False),
+)
+
+#: The KEKs each running service process holds, as it last reported them (every
+#: `kek_holders.REPORT_SECONDS`): a staged KEK is put in force only once every live process
+#: holds it (shared.store.kek_holders).
+kek_holders = Table(
+    "kek_holders",
+    metadata,
+    Column("holder", String(128), primary_key=True),  # host:pid:object, as a lease's holder
+    Column("kek_ids", JSON, nullable=False),  # every KEK in its file, staged or not
+    Column("seen_at", Float, nullable=False),  # seconds since the epoch, by its clock
 )

@@ -84,6 +84,13 @@ async def undo_list_filters(conn: AsyncConnection) -> None:
         await conn.execute(text(f"ALTER TABLE complaint_summaries DROP COLUMN {name}"))
 
 
+async def undo_after_list_filters(conn: AsyncConnection) -> None:
+    """Take away the tables of the revisions after 0021 (0022's webhooks, 0023's KEK
+    holders), for tests that put a store back to an older revision."""
+    for name in ("webhook_attempts", "webhook_deliveries", "webhook_subscriptions", "kek_holders"):
+        await conn.execute(text(f"DROP TABLE {name}"))
+
+
 @pytest.fixture
 async def api(settings: Settings, clock: FixedClock, token: TokenFactory) -> AsyncIterator[Api]:
     async with serving(create_app(settings, clock=clock), token) as client:

@@ -22,7 +22,13 @@ from shared.domain.clock import FixedClock
 from shared.settings import Settings
 from shared.store.facade import ComplaintStore
 from tests.conftest import AUDIT_KEY, TokenFactory, intake_body, pinned_key
-from tests.integration.conftest import Api, catch_up, serving, undo_list_filters
+from tests.integration.conftest import (
+    Api,
+    catch_up,
+    serving,
+    undo_after_list_filters,
+    undo_list_filters,
+)
 from tests.integration.test_audit import _signed_head
 
 CUSTOMER = {"id": "c-77", "name": "欧阳娜娜", "phone": "13977776666", "email": "nana@example.cn"}
@@ -186,8 +192,7 @@ async def test_the_masked_export_streams_stored_lines_as_it_would_compute_them(
     async with store.engine.begin() as conn:
         await conn.execute(text("ALTER TABLE audit_chain DROP COLUMN masked_line"))
         await undo_list_filters(conn)  # (0021's)
-        for later in ("webhook_attempts", "webhook_deliveries", "webhook_subscriptions"):
-            await conn.execute(text(f"DROP TABLE {later}"))  # revision 0022's
+        await undo_after_list_filters(conn)
         await conn.run_sync(lambda sync: alembic.stamp(alembic_config(sync), "0018"))
     await store.engine.dispose()
     await setup(settings)

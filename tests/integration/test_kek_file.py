@@ -49,7 +49,7 @@ def test_setup_makes_a_kek_file_in_development_only(tmp_path: Path) -> None:
     ("content", "message"),
     [
         ("", "holds no key-encryption key"),
-        ("abc 2026-01-01T00:00:00Z\n", "expected `<id> <created at> <key, base64>`"),
+        ("abc 2026-01-01T00:00:00Z\n", "expected `<id> <created at> <key, base64>"),
         ("abc 2026-01-01T00:00:00Z not-base64!\n", "line 1"),
         ("abc 2026-01-01T00:00:00Z AAAA\n", "a KEK is 32 bytes"),
         (

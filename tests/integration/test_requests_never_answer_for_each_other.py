@@ -19,7 +19,7 @@ from shared.store import application
 from shared.store.facade import ComplaintStore
 from shared.store.tables import idempotency_keys
 from tests.conftest import intake_body
-from tests.integration.conftest import Api, undo_list_filters
+from tests.integration.conftest import Api, undo_after_list_filters, undo_list_filters
 from tests.integration.test_investigation import ASSIGN, EVIDENCE
 
 DAY = 24 * 3600
@@ -411,8 +411,7 @@ async def test_answers_stored_before_the_upgrade_lose_their_plaintext(
         await conn.execute(text("DROP INDEX ix_audit_checkpoints_announced"))  # (0017's)
         await conn.execute(text("ALTER TABLE audit_chain DROP COLUMN masked_line"))  # (0019's)
         await undo_list_filters(conn)  # (0021's)
-        for later in ("webhook_attempts", "webhook_deliveries", "webhook_subscriptions"):
-            await conn.execute(text(f"DROP TABLE {later}"))  # (0022's)
+        await undo_after_list_filters(conn)
         await conn.run_sync(lambda sync: alembic.stamp(alembic_config(sync), "0015"))
     async with store.engine.connect() as conn:
         (body,) = (await conn.execute(text("SELECT body FROM idempotency_keys"))).one()
