@@ -231,6 +231,7 @@ def create_service_app(
         metrics.on_scrape("projections", partial(gauges.projection_lag, the_store, runner, clock))
         metrics.on_scrape("checkpoint", partial(gauges.checkpoint_lag, the_store, clock))
         metrics.on_scrape("store", partial(gauges.store_in_use, the_store))
+        metrics.on_scrape("keks", partial(gauges.kek_ages, the_store, settings, clock))
         tasks: list[asyncio.Task[None]] = []
 
         def start_work() -> None:

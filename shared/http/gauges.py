@@ -1,9 +1,12 @@
 """States read when `/metrics` is scraped (`Metrics.on_scrape`): projection lag, checkpoint age,
-the store's connections and calls in use. Each a query bounded by a key or an index."""
+the KEKs' ages, the store's connections and calls in use. Each a query bounded by a key or an
+index."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable
+from datetime import timedelta
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 from sqlalchemy import func, select
@@ -12,6 +15,7 @@ from shared.audit.tables import audit_chain, audit_checkpoints
 from shared.domain.clock import Clock
 from shared.readmodel.projector import ProjectionRunner, lag_seconds
 from shared.readmodel.times import from_db
+from shared.settings import Settings
 from shared.store.facade import ComplaintStore
 
 #: How long a scrape waits for the store's head.
@@ -62,6 +66,28 @@ async def checkpoint_lag(store: ComplaintStore, clock: Clock) -> Iterable[Metric
         value=max(waited, 0.0),
     )
     return [family]
+
+
+async def kek_ages(store: ComplaintStore, settings: Settings, clock: Clock) -> Iterable[Metric]:
+    """How far past its rotation the KEK in force is, and how long a KEK has been staged: the
+    daily `kek maintain` keeps both near 0 (shared.cli.kek)."""
+    keks = store.app.keystore.keks
+    current, staged = await asyncio.to_thread(lambda: (keks.current, keks.staged))
+    now = clock()
+    due = current.created_at + timedelta(days=settings.kek_rotation_days)
+    return [
+        GaugeMetricFamily(
+            "complaints_kek_rotation_overdue_seconds",
+            "How long past COMPLAINTS_KEK_ROTATION_DAYS the KEK in force has been in force "
+            "(0 before)",
+            value=max((now - due).total_seconds(), 0.0),
+        ),
+        GaugeMetricFamily(
+            "complaints_kek_staged_seconds",
+            "How long a staged KEK has waited to be put in force (0 when none is staged)",
+            value=max((now - staged.created_at).total_seconds(), 0.0) if staged else 0.0,
+        ),
+    ]
 
 
 async def store_in_use(store: ComplaintStore) -> Iterable[Metric]:

@@ -32,6 +32,7 @@ from tests.conftest import TokenFactory, make_settings
 from tests.integration.conftest import Api, serving
 from tests.integration.test_erasure import SECRETS, _body
 from tests.integration.test_key_store import _description, _opened
+from tests.integration.test_metrics import scrape, value
 
 
 @pytest.fixture
@@ -194,4 +195,19 @@ async def test_the_kek_file_as_a_kubernetes_secret(settings: Settings, kek_path:
     manifest = json.loads(await kek_command(settings, "secret", secret_name="complaints-kek"))
     assert manifest["kind"] == "Secret" and manifest["metadata"] == {"name": "complaints-kek"}
     assert list(manifest["data"]) == [kek_path.name]
-    assert base64.b64decode(manifest["data"][kek_path.name]) == kek_path.read_bytes()
+    held = await asyncio.to_thread(kek_path.read_bytes)
+    assert base64.b64decode(manifest["data"][kek_path.name]) == held
+
+
+async def test_metrics_say_how_far_past_its_rotation_the_kek_is_and_how_long_one_is_staged(
+    api: Api, settings: Settings, kek_path: Path, clock: FixedClock
+) -> None:
+    current = KekFile(kek_path).current
+    clock.now = current.created_at + timedelta(days=settings.kek_rotation_days)
+    assert value(await scrape(api), "complaints_kek_rotation_overdue_seconds") == 0
+    clock.advance(timedelta(hours=5))
+    assert value(await scrape(api), "complaints_kek_rotation_overdue_seconds") == 5 * 3600
+    assert value(await scrape(api), "complaints_kek_staged_seconds") == 0
+    await kek_command(settings, "stage", _store(api))
+    clock.advance(timedelta(hours=2))
+    assert value(await scrape(api), "complaints_kek_staged_seconds") == 2 * 3600
