@@ -158,6 +158,12 @@ class Settings(BaseSettings):
     body_timeout_seconds: float = Field(default=30.0, gt=0, le=600)
     #: An idle kept-alive connection is closed after this many seconds.
     keep_alive_seconds: int = Field(default=5, ge=1, le=300)
+    #: Serve `/metrics` on this port of its own (`shared.cli.serve` listens on it beside the
+    #: API's, on the same host, in the same process), and only there: the API's port answers
+    #: it 404, and this port answers nothing else. A firewall or NetworkPolicy, which admits
+    #: by port and not by path, can then let the monitoring system reach the metrics alone.
+    #: Unset: `/metrics` is served on the API's port.
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
     #: The load balancers or reverse proxies in front of the services, as addresses or networks
     #: separated by commas (`10.0.0.0/8,192.168.1.5`). Only a request from one of them has its
     #: `X-Forwarded-For` (and `X-Forwarded-Proto`) believed, and so its client's address used for

@@ -35,7 +35,13 @@ from shared.http.cors import Cors
 from shared.http.deps import known_query_only
 from shared.http.docs import install_docs
 from shared.http.errors import UNKNOWN_QUERY_RESPONSES, install_error_handlers
-from shared.http.middleware import CommandGuard, Observe, RateLimit, RateLimitStore
+from shared.http.middleware import (
+    CommandGuard,
+    MetricsPort,
+    Observe,
+    RateLimit,
+    RateLimitStore,
+)
 from shared.http.openapi import install_openapi
 from shared.http.tracing import install_tracing
 from shared.readmodel.projector import ProjectionRunner
@@ -333,6 +339,8 @@ def create_service_app(
             metrics=metrics,
             service=service.value,
         )
+    if settings.metrics_port is not None:  # outside the limits, inside Observe: counted
+        app.add_middleware(MetricsPort, port=settings.metrics_port)
     app.add_middleware(Observe, metrics=metrics, service=service.value)
     # CORS outside the rest: a preflight meets no rate limit, guard or token check (nor the
     # access log), and every answer (a 401, a 429, Observe's 500) carries the CORS headers.

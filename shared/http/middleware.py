@@ -1,4 +1,5 @@
-"""Pure ASGI middleware: rate limits, body limits, media type, Idempotency-Key, and metrics."""
+"""Pure ASGI middleware: rate limits, body limits, media type, Idempotency-Key, metrics, and
+the metrics port."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import logging
 import math
 import re
 import time
+from http import HTTPStatus
 from typing import Any
 from uuid import UUID
 
@@ -46,6 +48,7 @@ from shared.http.errors import (
 )
 from shared.http.fields import IDEMPOTENCY_KEY_PATTERN
 from shared.http.fingerprint import STATE_KEY, legacy_request_hash, request_fingerprint
+from shared.http.ops import METRICS_PATH
 from shared.logs import correlation_id, new_correlation_id
 from shared.metrics import Metrics
 from shared.store.facade import ComplaintStore
@@ -129,7 +132,32 @@ async def _read_body(receive: Receive, limit: int) -> bytes:
 
 
 #: Paths ops probes call, without a token, and that must answer while clients are throttled.
-_UNLIMITED = frozenset({"/health", "/ready", "/metrics"})
+_UNLIMITED = frozenset({"/health", "/ready", METRICS_PATH})
+
+
+class MetricsPort:
+    """With a port of its own for the metrics (`Settings.metrics_port`): on that port only
+    `/metrics` is answered, and on any other `/metrics` is not; the rest is 404, as for a path
+    the API does not have. A NetworkPolicy admits by port, not by path: so the monitoring
+    system can be let reach the metrics and nothing else, and the API's clients cannot reach
+    them. The port is the one the connection came in on (the ASGI scope's `server`, the
+    socket's own address: no header can change it)."""
+
+    def __init__(self, app: ASGIApp, *, port: int) -> None:
+        self.app = app
+        self.port = port
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            server = scope.get("server")
+            on_metrics_port = server is not None and server[1] == self.port
+            if on_metrics_port != (scope["path"] == METRICS_PATH):
+                response = problem_response(
+                    404, HTTPStatus.NOT_FOUND.phrase, instance=scope["path"]
+                )
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 #: How long the shared store (Redis) has to connect or answer before a request passes unchecked.

@@ -39,6 +39,9 @@ class Readiness(BaseModel):
     projections: dict[str, ProjectionState]
 
 
+#: Where Prometheus scrapes: on the API's port, or on the metrics port when there is one.
+METRICS_PATH = "/metrics"
+
 #: How long /ready waits for the event store before answering 503.
 READY_SECONDS = 2.0
 
@@ -127,8 +130,9 @@ async def _lagging(
     return found
 
 
-@router.get("/metrics", response_class=Response)
+@router.get(METRICS_PATH, response_class=Response)
 async def metrics(request: Request) -> Response:
-    """Prometheus metrics of this process (the README lists them)."""
+    """Prometheus metrics of this process (the README lists them). With
+    `COMPLAINTS_METRICS_PORT` set, served on that port only (404 on the API's port)."""
     metrics: Metrics = request.app.state.metrics
     return Response(await metrics.exposition(), media_type=CONTENT_TYPE)

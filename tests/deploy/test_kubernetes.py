@@ -428,6 +428,11 @@ def test_alert_rules_use_only_metrics_that_exist(objects: tuple[dict[str, Any], 
     scraped = [s for s in of_kind(objects, "Service") if selects(selector, s["metadata"]["labels"])]
     assert len(scraped) == len(SERVICES + WORKERS)
     assert all(e["path"] == "/metrics" for e in monitor["spec"]["endpoints"])
+    # scraped on the port that serves /metrics (the API's answers it 404)
+    assert [e["port"] for e in monitor["spec"]["endpoints"]] == ["metrics"]
+    for service in scraped:
+        named = {p["name"]: p for p in service["spec"]["ports"]}
+        assert named["metrics"]["targetPort"] == "metrics", service["metadata"]["name"]
 
 
 def selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
@@ -482,3 +487,78 @@ def test_network_policies_deny_by_default(objects: tuple[dict[str, Any], ...]) -
     assert monitoring["namespaceSelector"]["matchLabels"] == {
         "kubernetes.io/metadata.name": "monitoring"
     }
+
+
+# -- the metrics port --------------------------------------------------------------------
+def test_every_complaints_container_serves_the_metrics_on_the_port_the_settings_name(
+    objects: tuple[dict[str, Any], ...],
+) -> None:
+    """COMPLAINTS_METRICS_PORT (the ConfigMap's, overridden nowhere) is each web and worker
+    container's port `metrics`, apart from its API's port `http`, which the probes use."""
+    (env,) = [
+        c
+        for c in of_kind(objects, "ConfigMap")
+        if c["metadata"]["name"].startswith("complaints-env")
+    ]
+    port = int(env["data"]["COMPLAINTS_METRICS_PORT"])
+    deployments = [d for d in of_kind(objects, "Deployment") if ours(d)]
+    assert len(deployments) == len(SERVICES + WORKERS)
+    for deployment in deployments:
+        name = deployment["metadata"]["name"]
+        (container,) = deployment["spec"]["template"]["spec"]["containers"]
+        ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+        assert ports["metrics"] == port, name
+        assert ports["http"] != port and int(container["command"][-1]) == ports["http"], name
+        sources = [e["configMapRef"]["name"] for e in container["envFrom"]]
+        assert sources == [env["metadata"]["name"]], name
+        assert "COMPLAINTS_METRICS_PORT" not in {e["name"] for e in container.get("env", [])}
+        for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+            assert container[probe]["httpGet"]["port"] == "http", (name, probe)
+
+
+def admitted(objects: tuple[dict[str, Any], ...], pod_labels: dict[str, str]) -> set[str]:
+    """Who the NetworkPolicies let open a connection to a pod with these labels, and on which
+    port: "<source> -> <port>", the source a namespace (`ns:monitoring`) or the pods of this
+    namespace a selector takes (`pods:component=web`), or both (`ns:…/pods:…`)."""
+
+    def source(peer: dict[str, Any]) -> str:
+        parts = []
+        if "namespaceSelector" in peer:
+            (namespace,) = peer["namespaceSelector"]["matchLabels"].values()
+            parts.append(f"ns:{namespace}")
+        if "podSelector" in peer:
+            labels = peer["podSelector"]["matchLabels"]
+            pods = ",".join(f"{k.rsplit('/', 1)[-1]}={v}" for k, v in sorted(labels.items()))
+            parts.append(f"pods:{pods}")
+        return "/".join(parts)
+
+    found = set()
+    for policy in of_kind(objects, "NetworkPolicy"):
+        if not selects(policy["spec"]["podSelector"], pod_labels):
+            continue
+        for rule in policy["spec"].get("ingress", []):
+            assert rule.get("from") and rule.get("ports"), policy["metadata"]["name"]
+            found |= {
+                f"{source(peer)} -> {p['port']}" for peer in rule["from"] for p in rule["ports"]
+            }
+    return found
+
+
+def test_the_monitoring_namespace_reaches_the_metrics_port_alone(
+    objects: tuple[dict[str, Any], ...],
+) -> None:
+    """A NetworkPolicy admits by port, not by path: the metrics have a port of their own, the
+    only one the monitoring namespace reaches; the API's port is reached by the ingress
+    controller and the services (the console's calls), and a worker's by nobody."""
+    expected = {
+        "web": {
+            "ns:ingress-nginx/pods:name=ingress-nginx -> http",
+            "pods:component=web -> http",
+            "ns:monitoring -> metrics",
+        },
+        "worker": {"ns:monitoring -> metrics"},
+    }
+    for deployment in filter(ours, of_kind(objects, "Deployment")):
+        labels = deployment["spec"]["template"]["metadata"]["labels"]
+        component = labels["app.kubernetes.io/component"]
+        assert admitted(objects, labels) == expected[component], deployment["metadata"]["name"]

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Any
 
+import httpx
 import pytest
 from fastapi import FastAPI
 from prometheus_client.parser import text_string_to_metric_families
@@ -226,3 +228,79 @@ async def test_every_metric_is_named_for_the_platform_and_explained(api: Api) ->
             continue
         assert name.startswith("complaints_"), name
         assert family.documentation.strip(), name
+
+
+# -- a port of its own for the metrics (COMPLAINTS_METRICS_PORT) ---------------------------
+#: The metrics port of these tests. The ASGI scope's `server` is the port a request came in
+#: on; httpx's ASGI transport puts the URL's there.
+METRICS_PORT = 9100
+
+
+@asynccontextmanager
+async def with_metrics_port(app: FastAPI, token: TokenFactory) -> AsyncIterator[tuple[Api, Api]]:
+    """A client on the API's port and one on the metrics port, of one app (one lifespan)."""
+    async with serving(app, token) as api:
+        # the same peer as `api`: what limits its address does not limit the metrics port
+        transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 50001))
+        base_url = f"http://testserver:{METRICS_PORT}"
+        async with httpx.AsyncClient(transport=transport, base_url=base_url) as client:
+            yield api, Api(client, token)
+
+
+async def test_with_a_metrics_port_the_metrics_are_served_there_and_only_there(
+    settings: Settings, clock: FixedClock, token: TokenFactory
+) -> None:
+    apart = settings.model_copy(update={"metrics_port": METRICS_PORT})
+    async with with_metrics_port(create_intake_app(apart, clock=clock), token) as (api, port):
+        assert (await api.accept(intake_body())).status_code == 201
+        families = await scrape(port)
+        assert value(families, "complaints_events_appended_total", type="Accepted") == 1
+        assert "complaints_http_requests" in families
+
+        # The API's port: no /metrics (answered as a path it does not have), the rest as ever.
+        hidden = await api.client.get("/metrics")
+        unknown = await api.client.get("/no-such-path")
+        assert hidden.status_code == unknown.status_code == 404
+        assert hidden.headers["content-type"] == "application/problem+json"
+        assert {k: v for k, v in hidden.json().items() if k != "instance"} == {
+            k: v for k, v in unknown.json().items() if k != "instance"
+        }
+        assert (await api.client.get("/health")).status_code == 200
+        assert (await api.client.get("/ready")).status_code == 200
+
+        # The metrics port: nothing but /metrics, whatever the token.
+        for path in ("/health", "/ready", "/complaints", "/docs", "/openapi.json", "/console/"):
+            answer = await port.client.get(path, headers=port.headers("admin"))
+            assert answer.status_code == 404, path
+            assert answer.json()["title"] == "Not found", path
+        refused = await port.client.post(
+            "/complaints", json=intake_body(), headers=port.headers("agent")
+        )
+        assert refused.status_code == 404
+
+        families = await scrape(port)
+    # Every answer is counted, the refused ones on the route they named.
+    requests = "complaints_http_requests_total"
+    assert value(families, requests, route="/metrics", status="200") == 1  # (the first scrape)
+    assert value(families, requests, route="/metrics", status="404") == 1
+    assert value(families, requests, route="/complaints", method="POST", status="404") == 1
+    assert value(families, requests, route="/complaints", method="POST", status="201") == 1
+    # the refused command appended nothing
+    assert value(families, "complaints_events_appended_total", type="Accepted") == 1
+
+
+async def test_the_metrics_port_meets_no_rate_limit(
+    settings: Settings, clock: FixedClock, token: TokenFactory
+) -> None:
+    tight = settings.model_copy(
+        update={"metrics_port": METRICS_PORT, "rate_limit_per_second": 0.1, "rate_limit_burst": 2}
+    )
+    async with with_metrics_port(create_intake_app(tight, clock=clock), token) as (api, port):
+        codes = [(await api.client.get("/no-such-path")).status_code for _ in range(3)]
+        assert codes == [404, 404, 429]  # the API's clients are limited (by address here)
+        for _ in range(4):
+            await scrape(port)  # (200 each time)
+        # what the metrics port refuses is refused before the limits: 404, never 429
+        assert [(await port.client.get("/no-such-path")).status_code for _ in range(3)] == [404] * 3
+        families = await scrape(port)
+    assert value(families, "complaints_rate_limited_requests_total") == 1

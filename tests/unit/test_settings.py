@@ -118,3 +118,24 @@ def test_a_missing_secrets_directory_is_no_error_and_no_warning(tmp_path: Path) 
         warnings.simplefilter("error")
         settings = Settings(_secrets_dir=tmp_path / "absent")  # type: ignore[call-arg]
     assert settings.log_level == "info"
+
+
+@pytest.mark.parametrize("port", ["0", "65536", "metrics"])
+def test_a_metrics_port_that_is_no_port_is_refused(
+    port: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COMPLAINTS_METRICS_PORT", port)
+    with pytest.raises(ValidationError, match="metrics_port"):
+        Settings()
+
+
+def test_the_server_refuses_to_serve_the_api_on_the_metrics_port(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from shared.cli.serve import main
+
+    monkeypatch.setenv("COMPLAINTS_METRICS_PORT", "9100")
+    with pytest.raises(SystemExit) as exited:
+        main(["intake", "--port", "9100"])
+    assert exited.value.code == 2
+    assert "COMPLAINTS_METRICS_PORT" in capsys.readouterr().err
