@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml $(LOCK) | sha1sum | cut -
 export COMPLAINTS_ENVIRONMENT ?= development
 
 .PHONY: install lock run test unit integration e2e lint format setup rebuild token clean bench bench-quick wrk \
-	mutation rotate-kek purge-keks screenshots
+	mutation rotate-kek purge-keks maintain-keks screenshots
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 $(STAMP): pyproject.toml $(LOCK)
@@ -114,6 +114,10 @@ rotate-kek: $(STAMP)
 ## Destroy the KEKs superseded more than COMPLAINTS_KEK_RETENTION_DAYS (30) ago; run it daily.
 purge-keks: $(STAMP)
 	$(PY) -m shared.cli.kek purge
+
+## The KEKs' daily step: stage one when due, put it in force once every process holds it, purge.
+maintain-keks: $(STAMP)
+	$(PY) -m shared.cli.kek maintain
 
 ## Print a JWT for local use: make token ROLE=investigator SUB=inv-001
 ROLE ?= agent

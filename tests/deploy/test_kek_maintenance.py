@@ -21,18 +21,18 @@ from shared.cli.kek import SECRET_NAME
 from shared.cli.setup_store import setup
 from shared.store.keystore import KekFile
 from tests.conftest import make_settings
-from tests.deploy.test_kubernetes import KUBERNETES_VERSION, objects, of_kind  # noqa: F401
+from tests.deploy.manifests import KUBERNETES_VERSION, of_kind
 
 NAME = "complaints-kek-maintenance"
 TOKEN_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 
 
-def _cron_job(objects: tuple[dict[str, Any], ...]) -> dict[str, Any]:  # noqa: F811
+def _cron_job(objects: tuple[dict[str, Any], ...]) -> dict[str, Any]:
     (job,) = [j for j in of_kind(objects, "CronJob") if j["metadata"]["name"] == NAME]
     return job
 
 
-def _env(objects: tuple[dict[str, Any], ...]) -> dict[str, str]:  # noqa: F811
+def _env(objects: tuple[dict[str, Any], ...]) -> dict[str, str]:
     (env,) = [
         c
         for c in of_kind(objects, "ConfigMap")
@@ -42,7 +42,7 @@ def _env(objects: tuple[dict[str, Any], ...]) -> dict[str, str]:  # noqa: F811
 
 
 def test_it_runs_daily_one_at_a_time_and_reaches_only_its_secret(
-    objects: tuple[dict[str, Any], ...],  # noqa: F811
+    objects: tuple[dict[str, Any], ...],
 ) -> None:
     job = _cron_job(objects)
     assert job["spec"]["concurrencyPolicy"] == "Forbid"
@@ -81,7 +81,7 @@ def test_it_runs_daily_one_at_a_time_and_reaches_only_its_secret(
     assert labels["app.kubernetes.io/component"] in expression["values"]
 
 
-def _image_of_the_services(objects: tuple[dict[str, Any], ...]) -> str:  # noqa: F811
+def _image_of_the_services(objects: tuple[dict[str, Any], ...]) -> str:
     (intake,) = [
         d for d in of_kind(objects, "Deployment") if d["metadata"]["name"] == "complaints-intake"
     ]
@@ -89,7 +89,7 @@ def _image_of_the_services(objects: tuple[dict[str, Any], ...]) -> str:  # noqa:
 
 
 def test_its_script_makes_the_secret_the_pods_mount(
-    objects: tuple[dict[str, Any], ...],  # noqa: F811
+    objects: tuple[dict[str, Any], ...],
     tmp_path: Path,
 ) -> None:
     job = _cron_job(objects)

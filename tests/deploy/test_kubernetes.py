@@ -7,42 +7,21 @@ each command of docs/api.md to the service that serves it."""
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
 import uuid
-from functools import cache
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import kubernetes_validate
 import pytest
-import yaml
 from pydantic import SecretStr
 
 from shared.metrics import Metrics
 from shared.settings import Settings
+from tests.deploy.manifests import KUBERNETES, KUBERNETES_VERSION, ROOT, of_kind
 
-ROOT = Path(__file__).resolve().parents[2]
-KUBERNETES = ROOT / "deploy" / "kubernetes"
-OVERLAYS = [KUBERNETES / "base", *sorted((KUBERNETES / "overlays").iterdir())]
-#: The schemas kubernetes-validate checks against: the oldest Kubernetes still supported.
-KUBERNETES_VERSION = "1.32.0"
 SERVICES = ("intake", "investigation", "escalation", "callback")
 WORKERS = ("projector", "dispatcher", "webhooks", "deadline-watch")
-
-
-@cache
-def render(overlay: Path) -> tuple[dict[str, Any], ...]:
-    done = subprocess.run(
-        ["kubectl", "kustomize", str(overlay)], capture_output=True, text=True, timeout=60
-    )
-    assert done.returncode == 0, done.stderr
-    return tuple(doc for doc in yaml.safe_load_all(done.stdout) if doc)
-
-
-def of_kind(objects: tuple[dict[str, Any], ...], kind: str) -> list[dict[str, Any]]:
-    return [o for o in objects if o["kind"] == kind]
 
 
 #: The shared Redis the services count their rate limits in (redis.yaml): not the image's.
@@ -61,16 +40,6 @@ def pod_specs(objects: tuple[dict[str, Any], ...]) -> list[tuple[str, dict[str, 
         for o in objects
         if ours(o)
     ]
-
-
-@pytest.fixture(params=OVERLAYS, ids=lambda p: p.name)
-def objects(request: pytest.FixtureRequest) -> tuple[dict[str, Any], ...]:
-    if shutil.which("kubectl") is None:
-        pytest.skip(
-            "kubectl is not installed: deploy/kubernetes/ is not rendered or checked "
-            "(CI machines have it)"
-        )
-    return render(request.param)
 
 
 # -- the schemas -------------------------------------------------------------------------
