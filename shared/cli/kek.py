@@ -7,12 +7,15 @@
   (they read the file again when it changes). If a rotation stopped half-way, running it again
   finishes that one instead of starting another. Holds the KEK file's lock (`<file>.lock`)
   throughout, so concurrent rotations and purges wait for each other. If a KEK is staged, that
-  one is put in force, and only once every running service process holds it.
+  one is put in force, and only once every running service process holds it (and one has said
+  so: `--none-running` when no service runs, on purpose).
 - `stage`: add a new KEK that wraps nothing yet, for hosts that each have their own copy of
   the file (Kubernetes pods): give every host the file, then `rotate` puts it in force.
-- `maintain`: what a daily schedule runs (the Kubernetes CronJob): put a staged KEK in force
-  once every process holds it, else stage one when the KEK in force is
-  `COMPLAINTS_KEK_ROTATION_DAYS` (90) old; then `purge`.
+- `maintain`: what a daily schedule runs: put a staged KEK in force once every process holds
+  it, else stage one when the KEK in force is `COMPLAINTS_KEK_ROTATION_DAYS` (90) old; then
+  `purge`. With `--kubernetes-secret NAME` (the CronJob of deploy/kubernetes) the KEK file is
+  that Secret's: copied to COMPLAINTS_KEK_PATH (which must not exist yet), maintained, written
+  back unless the Secret changed meanwhile, and the copy removed.
 - `purge`: destroy the KEKs superseded more than `COMPLAINTS_KEK_RETENTION_DAYS` (30) ago:
   run it daily. From then on no copy of the database older than that (a backup, a WAL
   segment) yields any customer's key, erased or not.
@@ -27,11 +30,13 @@ import argparse
 import asyncio
 import base64
 import json
+import os
 from datetime import timedelta
 
+from shared.cli.kubernetes_secret import KubernetesSecret, SecretError
 from shared.settings import Settings
 from shared.store.facade import ComplaintStore
-from shared.store.keystore import KekFile, KekFileError, KekMissing, KekNotHeld
+from shared.store.keystore import KekFile, KekFileError, KekMissing, KekNotHeld, lock_path
 from shared.webhooks.subscriptions import reseal_secrets
 
 #: The Secret that holds the KEK file on Kubernetes (deploy/kubernetes).
@@ -44,6 +49,7 @@ async def command(
     store: ComplaintStore | None = None,
     *,
     secret_name: str = SECRET_NAME,
+    none_running: bool = False,
 ) -> str:
     """Run one command; what it did, to print. `store`: an open store to use (tests)."""
     if name == "create":
@@ -57,7 +63,7 @@ async def command(
         await store.open()
     try:
         if name == "rotate":
-            return await _rotate(store)
+            return await _rotate(store, none_running=none_running)
         if name == "stage":
             return await _stage(store)
         if name == "purge":
@@ -87,8 +93,37 @@ def secret_manifest(settings: Settings, name: str) -> str:
     )
 
 
-async def _rotate(store: ComplaintStore) -> str:
-    kek, count, finished = await store.rotate_kek()
+async def maintain_secret(settings: Settings, secret: KubernetesSecret) -> str:
+    """`maintain` on the KEK file kept in a Kubernetes Secret: on a copy made at
+    COMPLAINTS_KEK_PATH (mode 600, removed after), written back if it changed, and only if the
+    Secret did not change meanwhile."""
+    path = settings.kek_path
+    if path.exists():
+        raise KekFileError(
+            f"{path} exists: with --kubernetes-secret, COMPLAINTS_KEK_PATH names where the copy "
+            "of the Secret's file is made (a path that does not exist yet, e.g. in an emptyDir)"
+        )
+    read = await asyncio.to_thread(secret.read)
+    before = secret.file(read, path.name)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.write(fd, before)
+        finally:
+            os.close(fd)
+        said = await command(settings, "maintain")
+        after = await asyncio.to_thread(path.read_bytes)
+    finally:
+        path.unlink(missing_ok=True)
+        lock_path(path).unlink(missing_ok=True)
+    if after == before:
+        return f"{said}\nthe Secret {secret.name} is unchanged"
+    await asyncio.to_thread(secret.write, read, path.name, after)
+    return f"{said}\nwrote the KEK file to the Secret {secret.name}"
+
+
+async def _rotate(store: ComplaintStore, *, none_running: bool = False) -> str:
+    kek, count, finished = await store.rotate_kek(none_running=none_running)
     secrets = await reseal_secrets(store)
     what = "finished the rotation to" if finished else "rotated to"
     resealed = f", {secrets} webhook secret(s) re-sealed" if secrets else ""
@@ -147,7 +182,8 @@ async def _status(store: ComplaintStore, settings: Settings) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
+def arguments() -> argparse.ArgumentParser:
+    """The command line `python -m shared.cli.kek` takes."""
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -155,12 +191,42 @@ def main() -> None:
         "command", choices=["create", "stage", "rotate", "purge", "maintain", "status", "secret"]
     )
     parser.add_argument("--secret-name", default=SECRET_NAME, help="for `secret`")
-    args = parser.parse_args()
+    parser.add_argument(
+        "--none-running",
+        action="store_true",
+        help="for `rotate`: no service runs (on purpose), so none reports holding the staged KEK",
+    )
+    parser.add_argument(
+        "--kubernetes-secret",
+        metavar="NAME",
+        help="for `maintain`, in a Kubernetes pod: the KEK file is this Secret's "
+        "(COMPLAINTS_KEK_PATH then names where its copy is made)",
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = arguments()
+    args = parser.parse_args(argv)
+    if args.kubernetes_secret and args.command != "maintain":
+        parser.error("--kubernetes-secret goes with `maintain` only")
     settings = Settings()
     settings.check()
     try:
-        print(asyncio.run(command(settings, args.command, secret_name=args.secret_name)))
-    except (KekFileError, KekMissing, KekNotHeld) as exc:
+        if args.kubernetes_secret:
+            secret = KubernetesSecret.in_cluster(args.kubernetes_secret)
+            said = asyncio.run(maintain_secret(settings, secret))
+        else:
+            said = asyncio.run(
+                command(
+                    settings,
+                    args.command,
+                    secret_name=args.secret_name,
+                    none_running=args.none_running,
+                )
+            )
+        print(said)
+    except (KekFileError, KekMissing, KekNotHeld, SecretError) as exc:
         raise SystemExit(str(exc)) from None
 
 

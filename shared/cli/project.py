@@ -8,6 +8,7 @@ COMPLAINTS_PROJECTOR_ENABLED=false.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 from shared.audit.checkpoints import Checkpoints, load_key
 from shared.domain.clock import system_clock
@@ -15,6 +16,7 @@ from shared.http.app import open_when_reachable, projection_runner
 from shared.logs import configure
 from shared.settings import Settings
 from shared.store.facade import ComplaintStore
+from shared.store.lease import holder_name
 
 
 async def project(settings: Settings) -> None:
@@ -24,7 +26,14 @@ async def project(settings: Settings) -> None:
         await open_when_reachable(store)
         key = load_key(settings.audit_key_path, create=False)
         checkpoints = Checkpoints(store.engine, key, settings.audit_key_path)
-        await projection_runner(settings, store, checkpoints, system_clock, "projector").run()
+        # which KEKs this process holds, as every service process reports (kek_holders)
+        reporting = asyncio.create_task(store.keep_reporting_keks(holder_name(store)))
+        try:
+            await projection_runner(settings, store, checkpoints, system_clock, "projector").run()
+        finally:
+            reporting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reporting
     finally:
         await store.close()
 

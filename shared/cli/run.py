@@ -67,6 +67,14 @@ def service_command(
     ]
 
 
+def metrics_ports_of(settings: Settings) -> dict[str, int]:
+    """With COMPLAINTS_METRICS_PORT set, the four services on this one host serve their
+    metrics on it and the three ports after it, in the order of SERVICES; else none."""
+    if settings.metrics_port is None:
+        return {}
+    return {name: settings.metrics_port + i for i, name in enumerate(SERVICES)}
+
+
 def main() -> None:
     settings = Settings()
     setup_main()
@@ -86,8 +94,14 @@ def main() -> None:
             "warning",
         ],
     )
+    metrics_ports = metrics_ports_of(settings)
     processes = {
-        name: subprocess.Popen(service_command(name, port, host=host, log_level=settings.log_level))
+        name: subprocess.Popen(
+            service_command(name, port, host=host, log_level=settings.log_level),
+            env=os.environ | {"COMPLAINTS_METRICS_PORT": str(metrics_ports[name])}
+            if metrics_ports
+            else None,
+        )
         for name, port in SERVICES.items()
     }
 
@@ -113,6 +127,8 @@ def main() -> None:
     print("\nAll four services are up:")
     for name, port in SERVICES.items():
         print(f"  {name:<14} http://{host}:{port}   docs: http://{host}:{port}/docs")
+    for name, metrics_port in metrics_ports.items():
+        print(f"  {name:<14} metrics: http://{host}:{metrics_port}/metrics")
     print(f"\nConsole (any service serves it):  http://{host}:{SERVICES['intake']}/console/")
     fingerprint = key_fingerprint(load_key(settings.audit_key_path, create=False))
     print(f"\nAudit signing key, SHA-256 fingerprint: {fingerprint}")

@@ -95,6 +95,27 @@ def consume(future: asyncio.Future[Any]) -> None:
         future.exception()
 
 
+def held_by(kek: Kek, holders: list[kek_holders.Holder], *, none_running: bool) -> None:
+    """Refuse (KekNotHeld) to put `kek` in force unless every running process holds it and,
+    unless `none_running`, at least one has said so."""
+    if not holders and not none_running:
+        raise KekNotHeld(
+            f"KEK {kek.id} is staged, but no running service process has reported the KEKs it "
+            f"holds in the last {kek_holders.ALIVE_SECONDS:.0f} s, so none can be said to hold "
+            "it; nothing was changed. Start the services (they report every "
+            f"{kek_holders.REPORT_SECONDS:.0f} s), or if none runs on purpose, `python -m "
+            "shared.cli.kek rotate --none-running`"
+        )
+    if lacking := [h for h in holders if kek.id not in h.kek_ids]:
+        raise KekNotHeld(
+            f"KEK {kek.id} is staged, but {len(lacking)} running process(es) do not hold it "
+            "yet: "
+            + ", ".join(f"{h.holder} (last heard {h.seen_at:%H:%M:%S}Z)" for h in lacking)
+            + ". Their KEK file has not been updated yet (a Kubernetes Secret reaches the pods "
+            "within a minute or two); nothing was changed: run the rotation again once it has"
+        )
+
+
 class ComplaintStore:
     def __init__(
         self,
@@ -255,75 +276,78 @@ class ComplaintStore:
         force. The staged KEK, and whether it is new (one staged before is kept)."""
         return await self._run(partial(self.app.keystore.keks.stage, self.clock()))
 
-    async def rotate_kek(self) -> tuple[Kek, int, bool]:
+    async def rotate_kek(self, *, none_running: bool = False) -> tuple[Kek, int, bool]:
         """Re-wrap every customer key under a new KEK; the old one is kept for the retention.
         A rotation that stopped half-way (keys still wrapped by an older KEK) is finished
         instead of starting another. A staged KEK (`stage_kek`) is the new one, and it is put
-        in force only once every running process holds it (KekNotHeld otherwise, and nothing
-        changes). The KEK, how many keys were re-wrapped, and whether it was a rotation
+        in force only once every running process holds it, and at least one has said so
+        (`none_running`: no service runs, on purpose): KekNotHeld otherwise, and nothing
+        changes. The KEK, how many keys were re-wrapped, and whether it was a rotation
         finished."""
-        store = self.app.keystore
-        unfinished = await self._run(lambda: bool(store.kek_ids() - {store.keks.current.id}))
-        staged = None if unfinished else await self._run(lambda: store.keks.staged)
-        lacking = (
-            await kek_holders.lacking(self._engine, staged.id, self.clock().timestamp())
-            if staged is not None
-            else []
-        )
-        if staged is not None and lacking:
-            raise KekNotHeld(
-                f"KEK {staged.id} is staged, but {len(lacking)} running process(es) do not "
-                "hold it yet: "
-                + ", ".join(f"{h.holder} (last heard {h.seen_at:%H:%M:%S}Z)" for h in lacking)
-                + ". Their KEK file has not been updated yet (a Kubernetes Secret reaches "
-                "the pods within a minute or two); nothing was changed: run the rotation "
-                "again once it has"
-            )
+        staged = await self._run(self._to_put_in_force)
+        if staged is not None:
+            held_by(staged, await kek_holders.alive(self._engine), none_running=none_running)
         return await self._run(partial(self._rotate_kek, staged))
+
+    def _to_put_in_force(self) -> Kek | None:
+        """The staged KEK, unless keys wrapped by an older one are to be re-wrapped first (a
+        rotation to the KEK in force that stopped half-way). Keys wrapped by the staged KEK
+        itself mean a rotation to it that stopped before the KEK file was kept (a Secret not
+        written back): putting it in force finishes that one."""
+        store = self.app.keystore
+        keks = store.keks
+        staged = keks.staged
+        behind = store.kek_ids() - {keks.current.id}
+        return staged if staged is not None and behind <= {staged.id} else None
 
     def _rotate_kek(self, staged: Kek | None) -> tuple[Kek, int, bool]:
         store = self.app.keystore
         keks = store.keks
         with keks.locked():  # the whole rotation: no other rotation or purge interleaves
-            unfinished = bool(store.kek_ids() - {keks.current.id})
-            if unfinished:
-                kek = keks.current
-            elif staged is not None:
+            behind = store.kek_ids() - {keks.current.id}
+            if staged is not None and self._to_put_in_force() == staged:
                 kek = keks.promote(self.clock(), staged.id)
+            elif behind:
+                kek = keks.current
             elif keks.staged is not None:
                 raise KekNotHeld("a KEK was staged while the rotation began: run it again")
             else:
                 kek = keks.add(self.clock())
-            return kek, store.rewrap(kek), unfinished
+            return kek, store.rewrap(kek), bool(behind)
 
     async def report_keks(self, holder: str) -> None:
         """Record which KEKs this process holds, its KEK file read again first."""
         keks = self.app.keystore.keks
-        held = await self._run(lambda: [k.id for k in keks.keks])
-        await kek_holders.report(self._engine, holder, held, self.clock().timestamp())
+        held, in_force = await self._run(lambda: ([k.id for k in keks.keks], keks.current.id))
+        await kek_holders.report(self._engine, holder, held, in_force)
 
     async def keep_reporting_keks(self, holder: str) -> None:
-        """Report the KEKs this process holds until cancelled, then take the report away
-        (shared.store.kek_holders)."""
+        """Report the KEKs this process holds until cancelled, then take the report away if
+        the database answers at once (else the row stops counting `ALIVE_SECONDS` later)."""
         try:
             await kek_holders.keep_reporting(partial(self.report_keks, holder))
         finally:
             with contextlib.suppress(Exception):
-                await kek_holders.forget(self._engine, holder)
+                await asyncio.wait_for(
+                    kek_holders.forget(self._engine, holder), kek_holders.FORGET_WAIT_SECONDS
+                )
 
     async def purge_keks(self) -> list[Kek]:
         """Destroy the KEKs superseded more than the retention ago; keys still wrapped by an
         older KEK (by a process that had not seen a rotation yet) are re-wrapped first, so
-        none is lost. Returns the KEKs destroyed."""
-        return await self._run(self._purge_keks)
+        none is lost, and a KEK that a running process still has in force (its copy of the
+        file not updated yet) is kept. Returns the KEKs destroyed."""
+        in_force = {h.in_force for h in await kek_holders.alive(self._engine)}
+        return await self._run(partial(self._purge_keks, in_force))
 
-    def _purge_keks(self) -> list[Kek]:
+    def _purge_keks(self, in_force_elsewhere: set[str]) -> list[Kek]:
         store = self.app.keystore
         keks = store.keks
         retention = timedelta(days=self.settings.kek_retention_days)
         with keks.locked():  # the whole purge: no rotation interleaves
             store.rewrap(keks.current)
-            gone = destroyable(keks, store.kek_ids(), self.clock(), retention)
+            kept = store.kek_ids() | in_force_elsewhere
+            gone = destroyable(keks, kept, self.clock(), retention)
             if gone:
                 keks.remove(k.id for k in gone)
         return gone

@@ -1,6 +1,8 @@
-"""Which KEKs each running process holds: every service process reports the KEKs of its KEK file
-every `REPORT_SECONDS`, and a rotation puts a staged KEK in force only once every process
-heard from in the last `ALIVE_SECONDS` holds it (`ComplaintStore.rotate_kek`).
+"""Which KEKs each running process holds: every service process (and `shared.cli.project`)
+reports the KEKs of its KEK file, and the one in force there, every `REPORT_SECONDS`. A
+rotation puts a staged KEK in force only once every process heard from in the last
+`ALIVE_SECONDS` holds it, and at least one has been heard from; a purge never destroys a KEK
+that such a process still has in force (`ComplaintStore.rotate_kek`, `purge_keks`).
 
 This is what makes a rotation safe where each host has its own copy of the KEK file (a
 Kubernetes Secret, synced to each pod within a minute or so): stage the new KEK in the file
@@ -21,6 +23,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from shared.store.lease import database_time
 from shared.store.tables import kek_holders
 
 log = logging.getLogger(__name__)
@@ -29,29 +32,34 @@ log = logging.getLogger(__name__)
 REPORT_SECONDS = 30.0
 #: A process not heard from for this long is taken to be gone (10 missed reports).
 ALIVE_SECONDS = 300.0
+#: How long a process stopping waits to take its row away (then it stops counting later).
+FORGET_WAIT_SECONDS = 2.0
 #: Rows of processes gone this long are deleted by the others' reports.
 FORGET_SECONDS = 86400.0
 
 
 @dataclass(frozen=True)
 class Holder:
-    """A process as it last reported: who, when, and the KEKs its file held."""
+    """A process as it last reported: who, when, the KEKs its file held and the one in force."""
 
     holder: str
     seen_at: datetime
     kek_ids: tuple[str, ...]
+    in_force: str
 
 
-async def report(engine: AsyncEngine, holder: str, kek_ids: list[str], now: float) -> None:
-    """Record that `holder` holds these KEKs at `now` (seconds since the epoch)."""
+async def report(engine: AsyncEngine, holder: str, kek_ids: list[str], in_force: str) -> None:
+    """Record that `holder` holds these KEKs, `in_force` wrapping its new keys, now (by the
+    database's clock, as leases are: skewed hosts still agree on who is alive)."""
     dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
-    values = {"holder": holder, "kek_ids": sorted(kek_ids), "seen_at": now}
-    upsert = dialect.insert(kek_holders).values(values)
-    upsert = upsert.on_conflict_do_update(
-        index_elements=[kek_holders.c.holder],
-        set_={"kek_ids": upsert.excluded.kek_ids, "seen_at": upsert.excluded.seen_at},
-    )
     async with engine.begin() as conn:
+        now = await database_time(conn)
+        values = {"holder": holder, "kek_ids": sorted(kek_ids), "in_force": in_force}
+        upsert = dialect.insert(kek_holders).values(**values, seen_at=now)
+        upsert = upsert.on_conflict_do_update(
+            index_elements=[kek_holders.c.holder],
+            set_={name: upsert.excluded[name] for name in ("kek_ids", "in_force", "seen_at")},
+        )
         await conn.execute(upsert)
         await conn.execute(delete(kek_holders).where(kek_holders.c.seen_at < now - FORGET_SECONDS))
 
@@ -62,9 +70,10 @@ async def forget(engine: AsyncEngine, holder: str) -> None:
         await conn.execute(delete(kek_holders).where(kek_holders.c.holder == holder))
 
 
-async def lacking(engine: AsyncEngine, kek_id: str, now: float) -> list[Holder]:
-    """The processes heard from in the last `ALIVE_SECONDS` whose KEK file lacks `kek_id`."""
+async def alive(engine: AsyncEngine) -> list[Holder]:
+    """The processes heard from in the last `ALIVE_SECONDS`, by the database's clock."""
     async with engine.connect() as conn:
+        now = await database_time(conn)
         rows = (
             await conn.execute(
                 select(kek_holders)
@@ -73,9 +82,13 @@ async def lacking(engine: AsyncEngine, kek_id: str, now: float) -> list[Holder]:
             )
         ).all()
     return [
-        Holder(row.holder, datetime.fromtimestamp(row.seen_at, UTC), tuple(row.kek_ids))
+        Holder(
+            row.holder,
+            datetime.fromtimestamp(row.seen_at, UTC),
+            tuple(row.kek_ids),
+            row.in_force,
+        )
         for row in rows
-        if kek_id not in row.kek_ids
     ]
 
 

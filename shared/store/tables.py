@@ -90,5 +90,6 @@ kek_holders = Table(
     metadata,
     Column("holder", String(128), primary_key=True),  # host:pid:object, as a lease's holder
     Column("kek_ids", JSON, nullable=False),  # every KEK in its file, staged or not
-    Column("seen_at", Float, nullable=False),  # seconds since the epoch, by its clock
+    Column("in_force", String(16), nullable=False),  # the KEK its new keys are wrapped by
+    Column("seen_at", Float, nullable=False),  # seconds since the epoch, the database's clock
 )

@@ -28,3 +28,13 @@ def render(overlay: Path) -> tuple[dict[str, Any], ...]:
 
 def of_kind(objects: tuple[dict[str, Any], ...], kind: str) -> list[dict[str, Any]]:
     return [o for o in objects if o["kind"] == kind]
+
+
+def settings_env(objects: tuple[dict[str, Any], ...]) -> dict[str, str]:
+    """The settings every workload gets: the ConfigMap `complaints-env`."""
+    (env,) = [
+        c
+        for c in of_kind(objects, "ConfigMap")
+        if c["metadata"]["name"].startswith("complaints-env")
+    ]
+    return dict(env["data"])

@@ -18,7 +18,7 @@ from pydantic import SecretStr
 
 from shared.metrics import Metrics
 from shared.settings import Settings
-from tests.deploy.manifests import KUBERNETES, KUBERNETES_VERSION, ROOT, of_kind
+from tests.deploy.manifests import KUBERNETES, KUBERNETES_VERSION, ROOT, of_kind, settings_env
 
 SERVICES = ("intake", "investigation", "escalation", "callback")
 WORKERS = ("projector", "dispatcher", "webhooks", "deadline-watch")
@@ -225,13 +225,7 @@ def test_every_setting_set_exists_and_none_is_a_secret(objects: tuple[dict[str, 
     ones (and the database URL, which holds a password) only from the Secret's files."""
     known, secret = settings_env_names(), secret_env_names()
     assert {"COMPLAINTS_JWT_SECRET", "COMPLAINTS_INDEX_KEY"} <= secret
-    env_map = [
-        c
-        for c in of_kind(objects, "ConfigMap")
-        if c["metadata"]["name"].startswith("complaints-env")
-    ]
-    assert len(env_map) == 1
-    names = set(env_map[0]["data"])
+    names = set(settings_env(objects))
     for _, spec in pod_specs(objects):
         for container in spec.get("initContainers", []) + spec["containers"]:
             for item in container.get("env", []):
@@ -249,16 +243,12 @@ def test_the_settings_of_the_config_map_are_accepted(
     objects: tuple[dict[str, Any], ...], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Every value parses as its setting (a JSON object, a list of networks, a URL)."""
-    (env,) = [
-        c
-        for c in of_kind(objects, "ConfigMap")
-        if c["metadata"]["name"].startswith("complaints-env")
-    ]
-    for name, value in env["data"].items():
+    env = settings_env(objects)
+    for name, value in env.items():
         monkeypatch.setenv(name, value)
     settings = Settings()
     assert settings.environment == "production"
-    assert str(settings.policy_path) == env["data"]["COMPLAINTS_POLICY_PATH"]
+    assert str(settings.policy_path) == env["COMPLAINTS_POLICY_PATH"]
     assert settings.console_service_urls["escalation"] == "http://complaints-escalation:8003"
 
 
@@ -267,18 +257,14 @@ def test_secrets_are_files_in_the_settings_secrets_directory(
 ) -> None:
     from shared.settings import SECRETS_DIR
 
-    env = next(
-        c
-        for c in of_kind(objects, "ConfigMap")
-        if c["metadata"]["name"].startswith("complaints-env")
-    )
+    env = settings_env(objects)
     for where, spec in pod_specs(objects):
         secrets = {v["name"]: v["secret"]["secretName"] for v in spec["volumes"] if "secret" in v}
         for container in spec.get("initContainers", []) + spec["containers"]:
             mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
             assert secrets[mounts[str(SECRETS_DIR)]] == "complaints-settings", where
-            audit = Path(env["data"]["COMPLAINTS_AUDIT_KEY_PATH"]).parent
-            kek = Path(env["data"]["COMPLAINTS_KEK_PATH"]).parent
+            audit = Path(env["COMPLAINTS_AUDIT_KEY_PATH"]).parent
+            kek = Path(env["COMPLAINTS_KEK_PATH"]).parent
             assert secrets[mounts[str(audit)]] == "complaints-audit-key", where
             assert secrets[mounts[str(kek)]] == "complaints-kek", where
             assert all(m.get("readOnly") for m in container["volumeMounts"] if m["name"] in secrets)
@@ -420,12 +406,8 @@ def test_the_rate_limits_redis_is_reached_by_the_services_alone(
 ) -> None:
     """The ConfigMap points the services at the Redis of redis.yaml; only they reach it; it
     runs unprivileged, bounded, probed, and keeps nothing on disk."""
-    (env,) = [
-        c
-        for c in of_kind(objects, "ConfigMap")
-        if c["metadata"]["name"].startswith("complaints-env")
-    ]
-    assert env["data"]["COMPLAINTS_RATE_LIMIT_STORAGE_URL"] == f"redis://{REDIS}:6379/0"
+    env = settings_env(objects)
+    assert env["COMPLAINTS_RATE_LIMIT_STORAGE_URL"] == f"redis://{REDIS}:6379/0"
     (service,) = [s for s in of_kind(objects, "Service") if s["metadata"]["name"] == REDIS]
     assert [p["port"] for p in service["spec"]["ports"]] == [6379]
     (redis,) = [d for d in of_kind(objects, "Deployment") if d["metadata"]["name"] == REDIS]
@@ -464,12 +446,8 @@ def test_every_complaints_container_serves_the_metrics_on_the_port_the_settings_
 ) -> None:
     """COMPLAINTS_METRICS_PORT (the ConfigMap's, overridden nowhere) is each web and worker
     container's port `metrics`, apart from its API's port `http`, which the probes use."""
-    (env,) = [
-        c
-        for c in of_kind(objects, "ConfigMap")
-        if c["metadata"]["name"].startswith("complaints-env")
-    ]
-    port = int(env["data"]["COMPLAINTS_METRICS_PORT"])
+    env = settings_env(objects)
+    port = int(env["COMPLAINTS_METRICS_PORT"])
     deployments = [d for d in of_kind(objects, "Deployment") if ours(d)]
     assert len(deployments) == len(SERVICES + WORKERS)
     for deployment in deployments:
@@ -479,7 +457,7 @@ def test_every_complaints_container_serves_the_metrics_on_the_port_the_settings_
         assert ports["metrics"] == port, name
         assert ports["http"] != port and int(container["command"][-1]) == ports["http"], name
         sources = [e["configMapRef"]["name"] for e in container["envFrom"]]
-        assert sources == [env["metadata"]["name"]], name
+        assert len(sources) == 1 and sources[0].startswith("complaints-env"), name
         assert "COMPLAINTS_METRICS_PORT" not in {e["name"] for e in container.get("env", [])}
         for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
             assert container[probe]["httpGet"]["port"] == "http", (name, probe)

@@ -9,22 +9,33 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import http.server
+import ipaddress
 import json
 import shutil
-from datetime import timedelta
+import ssl
+import threading
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from uuid import UUID
 
 import pytest
-from sqlalchemy import select
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from sqlalchemy import insert, select
 
 from services.intake.main import create_app
 from shared.cli.kek import command as kek_command
+from shared.cli.kek import maintain_secret
+from shared.cli.kubernetes_secret import LAST_APPLIED, KubernetesSecret, SecretError
 from shared.domain.clock import FixedClock
 from shared.settings import Settings
 from shared.store import kek_holders
 from shared.store.facade import ComplaintStore
-from shared.store.keystore import Kek, KekFile, KekFileError, KekNotHeld
+from shared.store.keystore import FILE_HEADER, Kek, KekFile, KekFileError, KekNotHeld, lock_path
 from shared.store.lease import holder_name
 from shared.store.tables import kek_holders as holders_table
 from shared.store.tables import wrapped_keys
@@ -82,9 +93,7 @@ async def test_a_staged_kek_is_put_in_force_only_once_every_process_holds_it(
         await store.report_keks(pod_a)
         await pod_b.report_keks("pod-b")
         # A process last heard from long ago (it died) does not hold the rotation back.
-        await kek_holders.report(
-            store.engine, "pod-gone", [old.id], (clock() - timedelta(hours=1)).timestamp()
-        )
+        await _gone(store, "pod-gone", old)
 
         # Pod B has not got the staged KEK yet: the rotation refuses, naming it, and changes
         # nothing.
@@ -116,6 +125,16 @@ async def test_a_staged_kek_is_put_in_force_only_once_every_process_holds_it(
         assert shown["description"] == SECRETS["description"]
 
 
+async def _gone(store: ComplaintStore, holder: str, kek: Kek) -> None:
+    """A process that reported holding `kek` (in force) long ago, and died."""
+    async with store.engine.begin() as conn:
+        await conn.execute(
+            insert(holders_table).values(
+                holder=holder, kek_ids=[kek.id], in_force=kek.id, seen_at=0.0
+            )
+        )
+
+
 async def test_maintain_stages_when_due_puts_in_force_then_destroys_after_the_retention(
     store: ComplaintStore, settings: Settings, kek_path: Path, clock: FixedClock
 ) -> None:
@@ -134,7 +153,8 @@ async def test_maintain_stages_when_due_puts_in_force_then_destroys_after_the_re
     assert staged is not None and said.startswith(f"staged KEK {staged.id}")
     assert KekFile(kek_path).current.id == first.id
 
-    clock.advance(timedelta(days=1))  # the next day: no process lacks it (none runs here)
+    clock.advance(timedelta(days=1))  # the next day, a service process holds it
+    await store.report_keks("service-a")
     said = await kek_command(settings, "maintain", store)
     assert said.splitlines() == [
         f"rotated to KEK {staged.id}: 0 customer key(s) re-wrapped",
@@ -147,6 +167,7 @@ async def test_maintain_stages_when_due_puts_in_force_then_destroys_after_the_re
     assert retired in status
 
     clock.advance(timedelta(days=settings.kek_retention_days))
+    await store.report_keks("service-a")  # its copy of the file: the new KEK in force
     said = await kek_command(settings, "maintain", store)
     assert said.splitlines()[-1] == f"destroyed 1 KEK(s) {first.id}"
     assert [k.id for k in KekFile(kek_path).keks] == [staged.id]
@@ -169,6 +190,11 @@ async def test_every_service_process_reports_the_keks_it_holds_while_it_runs(
                 break
             await asyncio.sleep(0.05)
         assert await rows() == [(holder_name(app), [KekFile(kek_path).current.id])]
+        # A KEK staged in its file is in its next report.
+        staged, _ = await store.stage_kek()
+        await store.report_keks(holder_name(app))
+        assert await rows() == [(holder_name(app), sorted(k.id for k in KekFile(kek_path).keks))]
+        assert staged.id in (await rows())[0][1]
         engine = store.engine
     # Stopped, it holds nothing any more.
     async with engine.connect() as conn:
@@ -211,3 +237,254 @@ async def test_metrics_say_how_far_past_its_rotation_the_kek_is_and_how_long_one
     await kek_command(settings, "stage", _store(api))
     clock.advance(timedelta(hours=2))
     assert value(await scrape(api), "complaints_kek_staged_seconds") == 2 * 3600
+
+
+async def test_no_staged_kek_is_put_in_force_while_no_process_reports(
+    store: ComplaintStore, settings: Settings, kek_path: Path
+) -> None:
+    """Reports that fail everywhere (or services that do not run) are not taken for "every
+    process holds it": only `--none-running` says that none runs."""
+    await kek_command(settings, "stage", store)
+    staged = KekFile(kek_path).staged
+    assert staged is not None
+    with pytest.raises(KekNotHeld, match="no running service process has reported"):
+        await kek_command(settings, "rotate", store)
+    assert KekFile(kek_path).staged == staged
+    said = await kek_command(settings, "rotate", store, none_running=True)
+    assert said.startswith(f"rotated to KEK {staged.id}")
+
+
+async def test_a_rotation_whose_file_was_not_kept_is_finished_not_undone(
+    api: Api, settings: Settings, kek_path: Path, tmp_path: Path
+) -> None:
+    """The daily job put the staged KEK in force and re-wrapped the keys, then could not write
+    the file back (the Secret changed, the API failed): the KEK is still staged in the file.
+    The next run finishes that rotation under the staged KEK, rather than re-wrapping every
+    key back under the old one."""
+    store = _store(api)
+    for customer in ("cust-crash-1", "cust-crash-2"):
+        assert (await api.accept(_body(customer))).status_code == 201
+    await kek_command(settings, "stage", store)
+    kept = tmp_path / "as-the-secret-still-has-it"
+    shutil.copy2(kek_path, kept)
+    staged = KekFile(kek_path).staged
+    assert staged is not None
+    await store.report_keks(holder_name(api.client._transport.app))  # type: ignore[attr-defined]
+    assert (await kek_command(settings, "rotate", store)).startswith(f"rotated to KEK {staged.id}")
+    assert await _wrapping_keks(store) == {staged.id}
+    shutil.copy2(kept, kek_path)  # the file as it was before: the KEK staged again
+
+    said = await kek_command(settings, "maintain", store)
+    assert said.splitlines()[0] == (
+        f"finished the rotation to KEK {staged.id}: 0 customer key(s) re-wrapped"
+    )
+    assert KekFile(kek_path).current.id == staged.id and KekFile(kek_path).staged is None
+    assert await _wrapping_keks(store) == {staged.id}
+
+
+async def test_a_kek_a_running_process_still_has_in_force_is_not_destroyed(
+    store: ComplaintStore, settings: Settings, kek_path: Path, tmp_path: Path, clock: FixedClock
+) -> None:
+    """A pod whose copy of the file was not synced still wraps new keys under the KEK it has
+    in force: however long superseded, that KEK is kept while the pod reports it."""
+    old = KekFile(kek_path).current
+    stale = tmp_path / "stale-pod" / kek_path.name
+    stale.parent.mkdir()
+    shutil.copy2(kek_path, stale)
+    await kek_command(settings, "rotate", store, none_running=True)
+    clock.advance(timedelta(days=settings.kek_retention_days + 1))
+    async with _opened(settings.model_copy(update={"kek_path": stale})) as pod:
+        await pod.report_keks("stale-pod")
+        assert await kek_command(settings, "purge", store) == "destroyed 0 KEK(s)"
+        assert old.id in {k.id for k in KekFile(kek_path).keks}
+        await kek_holders.forget(store.engine, "stale-pod")  # it is replaced
+    assert await kek_command(settings, "purge", store) == f"destroyed 1 KEK(s) {old.id}"
+
+
+# -- the KEK file as a Kubernetes Secret (the CronJob's `maintain --kubernetes-secret`) ----
+class _ApiServer:
+    """An API server holding one Secret, over TLS, as a pod reaches it: GET answers it with its
+    resourceVersion; PUT replaces it only with the resourceVersion it is at now (409
+    otherwise) and a bearer token. What a real one does for these two calls."""
+
+    def __init__(self, tmp_path: Path, secret: dict[str, Any]) -> None:
+        self.secret = secret
+        self.version = 1
+        #: Someone else writes the Secret right after the next GET is answered.
+        self.changed_after_the_next_read = False
+        self.puts: list[dict[str, Any]] = []
+        self.token = "token-of-the-pod"
+        self.account = tmp_path / "serviceaccount"
+        self.account.mkdir()
+        key = ec.generate_private_key(ec.SECP256R1())
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kubernetes")])
+        now = datetime.now(UTC)
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - timedelta(hours=1))
+            .not_valid_after(now + timedelta(hours=1))
+            .add_extension(
+                x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                critical=False,
+            )
+            .sign(key, hashes.SHA256())
+        )
+        (self.account / "ca.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        (self.account / "token").write_text(self.token)
+        (self.account / "namespace").write_text("complaints\n")
+        pem = tmp_path / "server.pem"
+        pem.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+            + cert.public_bytes(serialization.Encoding.PEM)
+        )
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(pem)
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def current(self) -> dict[str, Any]:
+        return {
+            **self.secret,
+            "metadata": {**self.secret["metadata"], "resourceVersion": str(self.version)},
+        }
+
+    def _handler(self) -> type[http.server.BaseHTTPRequestHandler]:
+        api = self
+        path = "/api/v1/namespaces/complaints/secrets/complaints-kek"
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *_: Any) -> None:
+                pass
+
+            def _answer(self, status: int, body: dict[str, Any]) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def _allowed(self) -> bool:
+                if self.path != path or self.headers["Authorization"] != f"Bearer {api.token}":
+                    self._answer(403, {"kind": "Status", "code": 403})
+                    return False
+                return True
+
+            def do_GET(self) -> None:
+                if self._allowed():
+                    self._answer(200, api.current())
+                    if api.changed_after_the_next_read:
+                        api.changed_after_the_next_read = False
+                        api.version += 1
+
+            def do_PUT(self) -> None:
+                if not self._allowed():
+                    return
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                if body["metadata"]["resourceVersion"] != str(api.version):
+                    self._answer(409, {"kind": "Status", "code": 409, "reason": "Conflict"})
+                    return
+                api.puts.append(body)
+                api.version += 1
+                api.secret = {**body, "metadata": {**body["metadata"]}}
+                self._answer(200, api.current())
+
+        return Handler
+
+    def __enter__(self) -> _ApiServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_: Any) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def secret_of_the_pod(self, monkeypatch: pytest.MonkeyPatch) -> KubernetesSecret:
+        monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "127.0.0.1")
+        monkeypatch.setenv("KUBERNETES_SERVICE_PORT", str(self.server.server_address[1]))
+        return KubernetesSecret.in_cluster("complaints-kek", self.account)
+
+
+def _secret_holding(content: bytes) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": "complaints-kek",
+            "namespace": "complaints",
+            "labels": {"team": "ops"},
+            "annotations": {LAST_APPLIED: '{"data": "every KEK, destroyed ones too"}'},
+        },
+        "type": "Opaque",
+        "data": {"key-encryption-keys": base64.b64encode(content).decode()},
+    }
+
+
+async def test_the_daily_job_maintains_the_kek_secret_and_never_overwrites_a_change(
+    settings: Settings,
+    kek_path: Path,
+    tmp_path: Path,
+    clock: FixedClock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The Secret holds a KEK in force long enough to be due.
+    due = Kek.new(datetime.now(UTC) - timedelta(days=settings.kek_rotation_days + 1))
+    original = due.line().encode()
+    copy = tmp_path / "work" / kek_path.name  # the job's COMPLAINTS_KEK_PATH (an emptyDir)
+    copy.parent.mkdir()
+    job = settings.model_copy(update={"kek_path": copy})
+    with _ApiServer(tmp_path, _secret_holding(original)) as api:
+        secret = api.secret_of_the_pod(monkeypatch)
+        said = await maintain_secret(job, secret)
+        assert said.splitlines()[0].startswith("staged KEK ")
+        assert said.splitlines()[-1] == "wrote the KEK file to the Secret complaints-kek"
+        (put,) = api.puts
+        written = base64.b64decode(put["data"]["key-encryption-keys"])
+        assert written.startswith(FILE_HEADER.encode()) and original in written
+        assert written.rstrip().endswith(b" staged")
+        # Written at the version it was read at; its labels kept; kubectl's last-applied copy
+        # (which would keep destroyed KEKs) dropped.
+        assert put["metadata"]["resourceVersion"] == "1"
+        assert put["metadata"]["labels"] == {"team": "ops"}
+        assert LAST_APPLIED not in put["metadata"]["annotations"]
+        assert not copy.exists() and not lock_path(copy).exists()
+
+        # The next day, no process reports holding the staged KEK (none runs here): unchanged.
+        said = await maintain_secret(job, secret)
+        assert said.splitlines()[0].startswith("not yet: ")
+        assert said.splitlines()[-1] == "the Secret complaints-kek is unchanged"
+        assert len(api.puts) == 1
+
+        # A pod now holds the staged KEK, so the next run puts it in force; but someone changes
+        # the Secret while that run works on its copy: nothing is written.
+        pods_copy = tmp_path / "pod-a" / kek_path.name
+        pods_copy.parent.mkdir()
+        pods_copy.write_bytes(written)
+        async with _opened(settings.model_copy(update={"kek_path": pods_copy})) as pod:
+            await pod.report_keks("pod-a")
+        before = api.current()
+        api.changed_after_the_next_read = True  # a rotation by hand, applied meanwhile
+        with pytest.raises(SecretError, match="changed while this ran"):
+            await maintain_secret(job, secret)
+        assert api.secret["data"] == before["data"] and len(api.puts) == 1
+        assert not copy.exists()
+
+
+async def test_the_daily_job_refuses_to_overwrite_an_existing_kek_file(
+    settings: Settings, kek_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with (
+        _ApiServer(tmp_path, _secret_holding(b"")) as api,
+        pytest.raises(KekFileError, match="does not exist yet"),
+    ):
+        await maintain_secret(settings, api.secret_of_the_pod(monkeypatch))
+    assert KekFile(kek_path).current is not None  # the file COMPLAINTS_KEK_PATH named: kept

@@ -27,6 +27,7 @@ from shared.settings import Settings
 from shared.store import keystore
 from shared.store.facade import ComplaintStore
 from shared.store.keystore import CustomerKey, Kek, KekFile, KekMissing
+from shared.store.lease import holder_name
 from shared.store.tables import idempotency_keys
 from tests.conftest import make_settings
 from tests.integration.conftest import Api
@@ -151,6 +152,8 @@ async def test_a_backup_yields_the_data_until_its_kek_is_destroyed(
         assert _description(await restored.get(UUID(cid))) == SECRETS["description"]
 
     clock.advance(timedelta(days=1))
+    # (the service process's next report: the new KEK in force, the old one no longer)
+    await store.report_keks(holder_name(api.client._transport.app))  # type: ignore[attr-defined]
     destroyed = await store.purge_keks()
     assert len(destroyed) == 1 and destroyed[0].id != kek.id
     assert [k.id for k in KekFile(settings.kek_path).keks] == [kek.id]

@@ -21,6 +21,7 @@ def upgrade() -> None:
         "kek_holders",
         sa.Column("holder", sa.String(length=128), nullable=False),
         sa.Column("kek_ids", sa.JSON(), nullable=False),
+        sa.Column("in_force", sa.String(length=16), nullable=False),
         sa.Column("seen_at", sa.Float(), nullable=False),
         sa.PrimaryKeyConstraint("holder"),
     )
