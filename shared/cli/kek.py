@@ -3,10 +3,12 @@
 - `create`: write the KEK file (`COMPLAINTS_KEK_PATH`) with a first KEK, before the first
   setup in production (the setup step does it by itself in development).
 - `rotate`: add a new KEK and re-wrap every customer key under it (and re-seal the webhook
-  subscriptions' signing secrets under it). Safe while the services run
-  (they read the file again when it changes). If a rotation stopped half-way, running it again
-  finishes that one instead of starting another. Holds the KEK file's lock (`<file>.lock`)
-  throughout, so concurrent rotations and purges wait for each other. If a KEK is staged, that
+  subscriptions' signing secrets under it). Safe while the services run on hosts that read
+  this one file (they read it again when it changes; `--shared-file` says so when they run on
+  several hosts); where each host has its own copy, stage first. If a rotation stopped
+  half-way, running it again finishes that one instead of starting another. Holds the KEK
+  file's lock (`<file>.lock`) throughout, so concurrent rotations and purges wait for each
+  other. If a KEK is staged, that
   one is put in force, and only once every running service process holds it (and one has said
   so: `--none-running` when no service runs, on purpose).
 - `stage`: add a new KEK that wraps nothing yet, for hosts that each have their own copy of
@@ -20,20 +22,22 @@
   run it daily. From then on no copy of the database older than that (a backup, a WAL
   segment) yields any customer's key, erased or not.
 - `status`: each KEK, when it was superseded, when `purge` destroys it, and the keys it wraps.
-- `secret`: the KEK file as a Kubernetes Secret manifest (JSON) named `--secret-name`, the key
-  named as the file, for `kubectl apply -f -`.
+- `secret`: the KEK file as a Kubernetes Secret (JSON) named `--secret-name`, the key named as
+  the file; with `--into FILE` (the Secret as `kubectl get -o json` read it), that Secret with
+  the file replaced and its resourceVersion kept, for `kubectl replace -f -` (refused if the
+  Secret changed meanwhile).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import json
 import os
 from datetime import timedelta
+from pathlib import Path
 
-from shared.cli.kubernetes_secret import KubernetesSecret, SecretError
+from shared.cli.kubernetes_secret import KubernetesSecret, SecretError, with_file
 from shared.settings import Settings
 from shared.store.facade import ComplaintStore
 from shared.store.keystore import KekFile, KekFileError, KekMissing, KekNotHeld, lock_path
@@ -49,48 +53,47 @@ async def command(
     store: ComplaintStore | None = None,
     *,
     secret_name: str = SECRET_NAME,
+    into: Path | None = None,
     none_running: bool = False,
+    shared_file: bool = False,
 ) -> str:
     """Run one command; what it did, to print. `store`: an open store to use (tests)."""
     if name == "create":
         KekFile.load(settings.kek_path, create=True)
         return f"KEK file ready: {settings.kek_path} (mode 600; keep it out of database backups)"
     if name == "secret":
-        return secret_manifest(settings, secret_name)
+        return secret_manifest(settings, secret_name, into)
     own = store is None
     store = store or ComplaintStore(settings)
     if own:
         await store.open()
     try:
         if name == "rotate":
-            return await _rotate(store, none_running=none_running)
+            return await _rotate(store, none_running=none_running, shared_file=shared_file)
         if name == "stage":
             return await _stage(store)
         if name == "purge":
             return await _purge(store)
         if name == "maintain":
-            return await _maintain(store, settings)
+            return await _maintain(store, settings, none_running=none_running)
         return await _status(store, settings)
     finally:
         if own:
             await store.close()
 
 
-def secret_manifest(settings: Settings, name: str) -> str:
+def secret_manifest(settings: Settings, name: str, into: Path | None = None) -> str:
     """The KEK file as a Kubernetes Secret, the key named as the file (as `kubectl create
-    secret generic NAME --from-file=FILE` names it)."""
+    secret generic NAME --from-file=FILE` names it). `into`: the Secret as read (`kubectl get
+    secret NAME -o json`), its file replaced, its resourceVersion kept: for `kubectl replace`,
+    which is refused if the Secret changed since."""
     KekFile(settings.kek_path)  # refuses a missing or malformed file, saying so
-    data = base64.b64encode(settings.kek_path.read_bytes()).decode("ascii")
-    return json.dumps(
-        {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": {"name": name},
-            "type": "Opaque",
-            "data": {settings.kek_path.name: data},
-        },
-        indent=2,
-    )
+    content = settings.kek_path.read_bytes()
+    if into is not None:
+        read = json.loads(into.read_text())
+        return json.dumps(with_file(read, settings.kek_path.name, content), indent=2)
+    manifest = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}, "type": "Opaque"}
+    return json.dumps(with_file(manifest, settings.kek_path.name, content), indent=2)
 
 
 async def maintain_secret(settings: Settings, secret: KubernetesSecret) -> str:
@@ -118,12 +121,22 @@ async def maintain_secret(settings: Settings, secret: KubernetesSecret) -> str:
         lock_path(path).unlink(missing_ok=True)
     if after == before:
         return f"{said}\nthe Secret {secret.name} is unchanged"
-    await asyncio.to_thread(secret.write, read, path.name, after)
+    try:
+        await asyncio.to_thread(secret.write, read, path.name, after)
+    except SecretError as exc:
+        # What was done in the database stands: the next run (the Job's retry, or the next
+        # day's) starts from the Secret as it is then and finishes it (a KEK put in force in
+        # the database but still staged in the Secret is put in force again).
+        raise SecretError(f"{said}\n{exc}; the next run starts from what it holds then") from None
     return f"{said}\nwrote the KEK file to the Secret {secret.name}"
 
 
-async def _rotate(store: ComplaintStore, *, none_running: bool = False) -> str:
-    kek, count, finished = await store.rotate_kek(none_running=none_running)
+async def _rotate(
+    store: ComplaintStore, *, none_running: bool = False, shared_file: bool = False
+) -> str:
+    kek, count, finished = await store.rotate_kek(
+        none_running=none_running, shared_file=shared_file
+    )
     secrets = await reseal_secrets(store)
     what = "finished the rotation to" if finished else "rotated to"
     resealed = f", {secrets} webhook secret(s) re-sealed" if secrets else ""
@@ -145,14 +158,16 @@ async def _purge(store: ComplaintStore) -> str:
     return f"destroyed {len(gone)} KEK(s)" + "".join(f" {k.id}" for k in gone)
 
 
-async def _maintain(store: ComplaintStore, settings: Settings) -> str:
+async def _maintain(
+    store: ComplaintStore, settings: Settings, *, none_running: bool = False
+) -> str:
     """One daily step of the KEKs' life: put a staged KEK in force once every process holds
     it, or stage one when the KEK in force is due; then purge."""
     keks = store.app.keystore.keks
     done = []
     if keks.staged is not None:
         try:
-            done.append(await _rotate(store))
+            done.append(await _rotate(store, none_running=none_running))
         except KekNotHeld as exc:
             done.append(f"not yet: {exc}")
     elif store.clock() - keks.current.created_at >= timedelta(days=settings.kek_rotation_days):
@@ -192,9 +207,22 @@ def arguments() -> argparse.ArgumentParser:
     )
     parser.add_argument("--secret-name", default=SECRET_NAME, help="for `secret`")
     parser.add_argument(
+        "--into",
+        type=Path,
+        metavar="FILE",
+        help="for `secret`: the Secret as read (kubectl get secret NAME -o json); prints it with "
+        "the file replaced and its resourceVersion kept, for `kubectl replace -f -`",
+    )
+    parser.add_argument(
         "--none-running",
         action="store_true",
-        help="for `rotate`: no service runs (on purpose), so none reports holding the staged KEK",
+        help="for `rotate` and `maintain`: no service runs (on purpose), so none reports "
+        "holding the staged KEK",
+    )
+    parser.add_argument(
+        "--shared-file",
+        action="store_true",
+        help="for `rotate` without a staged KEK: every host's services read this very file",
     )
     parser.add_argument(
         "--kubernetes-secret",
@@ -208,8 +236,15 @@ def arguments() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     parser = arguments()
     args = parser.parse_args(argv)
-    if args.kubernetes_secret and args.command != "maintain":
-        parser.error("--kubernetes-secret goes with `maintain` only")
+    for option, commands in {
+        "kubernetes_secret": ("maintain",),
+        "none_running": ("rotate", "maintain"),
+        "shared_file": ("rotate",),
+        "into": ("secret",),
+    }.items():
+        if getattr(args, option) and args.command not in commands:
+            flag = "--" + option.replace("_", "-")
+            parser.error(f"{flag} goes with {' or '.join(commands)} only")
     settings = Settings()
     settings.check()
     try:
@@ -222,7 +257,9 @@ def main(argv: list[str] | None = None) -> None:
                     settings,
                     args.command,
                     secret_name=args.secret_name,
+                    into=args.into,
                     none_running=args.none_running,
+                    shared_file=args.shared_file,
                 )
             )
         print(said)

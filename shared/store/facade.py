@@ -116,6 +116,20 @@ def held_by(kek: Kek, holders: list[kek_holders.Holder], *, none_running: bool) 
         )
 
 
+def one_file(holders: list[kek_holders.Holder]) -> None:
+    """Refuse (KekNotHeld) a new KEK put in force at once while the running processes are on
+    more than one host: each may read its own copy of the KEK file (a Kubernetes pod does)."""
+    hosts = sorted({h.holder.split(":", 1)[0] for h in holders})
+    if len(hosts) > 1:
+        raise KekNotHeld(
+            f"service processes run on {len(hosts)} hosts ({', '.join(hosts)}), each perhaps "
+            "with its own copy of the KEK file: a KEK put in force at once would wrap keys "
+            "that the others cannot open. Stage it first (`python -m shared.cli.kek stage`, "
+            "give every host the file, then `rotate`), or, if every host reads this very "
+            "file, `rotate --shared-file`; nothing was changed"
+        )
+
+
 class ComplaintStore:
     def __init__(
         self,
@@ -276,18 +290,29 @@ class ComplaintStore:
         force. The staged KEK, and whether it is new (one staged before is kept)."""
         return await self._run(partial(self.app.keystore.keks.stage, self.clock()))
 
-    async def rotate_kek(self, *, none_running: bool = False) -> tuple[Kek, int, bool]:
+    async def rotate_kek(
+        self, *, none_running: bool = False, shared_file: bool = False
+    ) -> tuple[Kek, int, bool]:
         """Re-wrap every customer key under a new KEK; the old one is kept for the retention.
         A rotation that stopped half-way (keys still wrapped by an older KEK) is finished
         instead of starting another. A staged KEK (`stage_kek`) is the new one, and it is put
         in force only once every running process holds it, and at least one has said so
         (`none_running`: no service runs, on purpose): KekNotHeld otherwise, and nothing
-        changes. The KEK, how many keys were re-wrapped, and whether it was a rotation
-        finished."""
+        changes. Without a staged KEK, a new one is put in force at once, which is refused
+        while processes run on more than one host (each may have its own copy of the file)
+        unless `shared_file` says they all read this one. The KEK, how many keys were
+        re-wrapped, and whether it was a rotation finished."""
         staged = await self._run(self._to_put_in_force)
         if staged is not None:
             held_by(staged, await kek_holders.alive(self._engine), none_running=none_running)
+        elif not shared_file and await self._run(self._would_add_a_kek):
+            one_file(await kek_holders.alive(self._engine))
         return await self._run(partial(self._rotate_kek, staged))
+
+    def _would_add_a_kek(self) -> bool:
+        store = self.app.keystore
+        keks = store.keks
+        return keks.staged is None and not store.kek_ids() - {keks.current.id}
 
     def _to_put_in_force(self) -> Kek | None:
         """The staged KEK, unless keys wrapped by an older one are to be re-wrapped first (a

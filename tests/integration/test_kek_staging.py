@@ -15,11 +15,13 @@ import json
 import shutil
 import ssl
 import threading
+import urllib.parse
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+import kubernetes_validate
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -40,6 +42,7 @@ from shared.store.lease import holder_name
 from shared.store.tables import kek_holders as holders_table
 from shared.store.tables import wrapped_keys
 from tests.conftest import TokenFactory, make_settings
+from tests.deploy.manifests import KUBERNETES_VERSION
 from tests.integration.conftest import Api, serving
 from tests.integration.test_erasure import SECRETS, _body
 from tests.integration.test_key_store import _description, _opened
@@ -313,6 +316,7 @@ class _ApiServer:
         #: Someone else writes the Secret right after the next GET is answered.
         self.changed_after_the_next_read = False
         self.puts: list[dict[str, Any]] = []
+        self.writers: list[dict[str, list[str]]] = []  # each PUT's query
         self.token = "token-of-the-pod"
         self.account = tmp_path / "serviceaccount"
         self.account.mkdir()
@@ -374,7 +378,8 @@ class _ApiServer:
                 self.wfile.write(data)
 
             def _allowed(self) -> bool:
-                if self.path != path or self.headers["Authorization"] != f"Bearer {api.token}":
+                where = urllib.parse.urlsplit(self.path).path
+                if where != path or self.headers["Authorization"] != f"Bearer {api.token}":
                     self._answer(403, {"kind": "Status", "code": 403})
                     return False
                 return True
@@ -394,6 +399,7 @@ class _ApiServer:
                     self._answer(409, {"kind": "Status", "code": 409, "reason": "Conflict"})
                     return
                 api.puts.append(body)
+                api.writers.append(urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query))
                 api.version += 1
                 api.secret = {**body, "metadata": {**body["metadata"]}}
                 self._answer(200, api.current())
@@ -446,6 +452,7 @@ async def test_the_daily_job_maintains_the_kek_secret_and_never_overwrites_a_cha
         secret = api.secret_of_the_pod(monkeypatch)
         said = await maintain_secret(job, secret)
         assert said.splitlines()[0].startswith("staged KEK ")
+        staged_id = said.split()[2].rstrip(";")
         assert said.splitlines()[-1] == "wrote the KEK file to the Secret complaints-kek"
         (put,) = api.puts
         written = base64.b64decode(put["data"]["key-encryption-keys"])
@@ -473,10 +480,23 @@ async def test_the_daily_job_maintains_the_kek_secret_and_never_overwrites_a_cha
             await pod.report_keks("pod-a")
         before = api.current()
         api.changed_after_the_next_read = True  # a rotation by hand, applied meanwhile
-        with pytest.raises(SecretError, match="changed while this ran"):
+        with pytest.raises(SecretError, match="changed while this ran") as refused:
             await maintain_secret(job, secret)
+        assert str(refused.value).startswith("rotated to KEK ")  # what it did, in its log
         assert api.secret["data"] == before["data"] and len(api.puts) == 1
         assert not copy.exists()
+
+        # The retry starts from the Secret as it is now (the KEK still staged there) and puts
+        # that same KEK in force: written back this time. (With keys wrapped under it by the
+        # refused run, it finishes that rotation: test_a_rotation_whose_file_was_not_kept...)
+        said = await maintain_secret(job, secret)
+        assert said.splitlines()[0].startswith(f"rotated to KEK {staged_id}")
+        assert said.splitlines()[-1] == "wrote the KEK file to the Secret complaints-kek"
+        final = base64.b64decode(api.secret["data"]["key-encryption-keys"])
+        assert b" staged" not in final and len(api.puts) == 2
+        for body in api.puts:
+            kubernetes_validate.validate(body, KUBERNETES_VERSION, strict=True)
+        assert api.writers == [{"fieldManager": ["complaints-kek-maintenance"]}] * 2
 
 
 async def test_the_daily_job_refuses_to_overwrite_an_existing_kek_file(
@@ -488,3 +508,37 @@ async def test_the_daily_job_refuses_to_overwrite_an_existing_kek_file(
     ):
         await maintain_secret(settings, api.secret_of_the_pod(monkeypatch))
     assert KekFile(kek_path).current is not None  # the file COMPLAINTS_KEK_PATH named: kept
+
+
+async def test_a_kek_put_in_force_at_once_is_refused_while_processes_run_on_several_hosts(
+    store: ComplaintStore, settings: Settings, kek_path: Path
+) -> None:
+    """Without a staged KEK, `rotate` puts a new one in force at once: safe only where every
+    process reads this one file, which is not so for processes on several hosts (pods)."""
+    await store.report_keks("pod-1:7:a")
+    await store.report_keks("pod-2:7:a")
+    before = KekFile(kek_path).keks
+    with pytest.raises(KekNotHeld, match=r"2 hosts \(pod-1, pod-2\).*Stage it first"):
+        await kek_command(settings, "rotate", store)
+    assert KekFile(kek_path).keks == before
+    said = await kek_command(settings, "rotate", store, shared_file=True)
+    assert said.startswith("rotated to KEK ") and len(KekFile(kek_path).keks) == 2
+
+
+async def test_the_kek_file_written_into_the_secret_as_read(
+    settings: Settings, kek_path: Path, tmp_path: Path
+) -> None:
+    """`secret --into`: the Secret `kubectl get -o json` read, its file replaced, its
+    resourceVersion kept (so `kubectl replace` is refused if it changed since), and kubectl's
+    last-applied copy of the old file gone."""
+    read = _secret_holding(b"an older file")
+    read["metadata"]["resourceVersion"] = "41"
+    saved = tmp_path / "secret.json"
+    await asyncio.to_thread(saved.write_text, json.dumps(read))
+    written = json.loads(await kek_command(settings, "secret", into=saved))
+    assert written["metadata"]["resourceVersion"] == "41"
+    assert written["metadata"]["labels"] == {"team": "ops"}
+    assert LAST_APPLIED not in written["metadata"]["annotations"]
+    held = await asyncio.to_thread(kek_path.read_bytes)
+    assert base64.b64decode(written["data"]["key-encryption-keys"]) == held
+    kubernetes_validate.validate(written, KUBERNETES_VERSION, strict=True)
