@@ -41,30 +41,18 @@ from shared.store.keystore import FILE_HEADER, Kek, KekFile, KekFileError, KekNo
 from shared.store.lease import holder_name
 from shared.store.tables import kek_holders as holders_table
 from shared.store.tables import wrapped_keys
-from tests.conftest import TokenFactory, make_settings
+from tests.conftest import TokenFactory
 from tests.deploy.manifests import KUBERNETES_VERSION
+from tests.integration import test_key_store as key_store
 from tests.integration.conftest import Api, serving
 from tests.integration.test_erasure import SECRETS, _body
-from tests.integration.test_key_store import _description, _opened
+from tests.integration.test_key_store import _description, _opened, _store
 from tests.integration.test_metrics import scrape, value
 
-
-@pytest.fixture
-def kek_path(tmp_path: Path) -> Path:
-    """The KEK file as the operator and the service under test have it (pod A's copy)."""
-    path = tmp_path / "keks" / "key-encryption-keys"
-    KekFile.load(path, create=True)
-    return path
-
-
-@pytest.fixture
-def settings(database_url: str, kek_path: Path) -> Settings:
-    return make_settings(database_url, kek_path=kek_path)
-
-
-def _store(api: Api) -> ComplaintStore:
-    store: ComplaintStore = api.client._transport.app.state.store  # type: ignore[attr-defined]
-    return store
+# The KEK file of this test's own (as the operator and the service under test have it: pod
+# A's copy), and the settings that name it: test_key_store's.
+kek_path = key_store.kek_path
+settings = key_store.settings
 
 
 async def _wrapping_keks(store: ComplaintStore) -> set[str]:
