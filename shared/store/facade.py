@@ -9,7 +9,6 @@ burning retries; races between processes are settled by the store's optimistic c
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 import weakref
 from collections.abc import Awaitable, Callable
@@ -347,15 +346,11 @@ class ComplaintStore:
         await kek_holders.report(self._engine, holder, held, in_force)
 
     async def keep_reporting_keks(self, holder: str) -> None:
-        """Report the KEKs this process holds until cancelled, then take the report away if
-        the database answers at once (else the row stops counting `ALIVE_SECONDS` later)."""
-        try:
-            await kek_holders.keep_reporting(partial(self.report_keks, holder))
-        finally:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(
-                    kek_holders.forget(self._engine, holder), kek_holders.FORGET_WAIT_SECONDS
-                )
+        """Report the KEKs this process holds until cancelled (shared.store.kek_holders). A
+        process that stops leaves its row, which stops counting `ALIVE_SECONDS` later: taking
+        it away on the way out would be one more write at shutdown, which on SQLite waits out
+        the busy timeout behind a projector stopped mid-batch."""
+        await kek_holders.keep_reporting(partial(self.report_keks, holder))
 
     async def purge_keks(self) -> list[Kek]:
         """Destroy the KEKs superseded more than the retention ago; keys still wrapped by an

@@ -7,8 +7,8 @@ that such a process still has in force (`ComplaintStore.rotate_kek`, `purge_keks
 This is what makes a rotation safe where each host has its own copy of the KEK file (a
 Kubernetes Secret, synced to each pod within a minute or so): stage the new KEK in the file
 everywhere first, and only then wrap keys under it, so no process ever meets a key wrapped
-by a KEK it does not hold. A process that stops cleanly takes its row away; one that died
-falls out of the count `ALIVE_SECONDS` after its last report.
+by a KEK it does not hold. A process that stops (or dies) falls out of the count
+`ALIVE_SECONDS` after its last report.
 """
 
 from __future__ import annotations
@@ -32,8 +32,6 @@ log = logging.getLogger(__name__)
 REPORT_SECONDS = 30.0
 #: A process not heard from for this long is taken to be gone (10 missed reports).
 ALIVE_SECONDS = 300.0
-#: How long a process stopping waits to take its row away (then it stops counting later).
-FORGET_WAIT_SECONDS = 2.0
 #: Rows of processes gone this long are deleted by the others' reports.
 FORGET_SECONDS = 86400.0
 
@@ -62,12 +60,6 @@ async def report(engine: AsyncEngine, holder: str, kek_ids: list[str], in_force:
         )
         await conn.execute(upsert)
         await conn.execute(delete(kek_holders).where(kek_holders.c.seen_at < now - FORGET_SECONDS))
-
-
-async def forget(engine: AsyncEngine, holder: str) -> None:
-    """`holder` stops: it holds nothing any more."""
-    async with engine.begin() as conn:
-        await conn.execute(delete(kek_holders).where(kek_holders.c.holder == holder))
 
 
 async def alive(engine: AsyncEngine) -> list[Holder]:

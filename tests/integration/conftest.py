@@ -91,17 +91,29 @@ async def undo_after_list_filters(conn: AsyncConnection) -> None:
         await conn.execute(text(f"DROP TABLE {name}"))
 
 
+#: The apps a test runs beside `api` leave the projections to it. Their projectors would only
+#: stand by (one process at a time leads), and two projectors stopping together on one SQLite
+#: file can each wait out SQLite's busy timeout (10 s) for the other's write, at every test's
+#: end.
+ONE_PROJECTOR = {"projector_enabled": False}
+
+
 @pytest.fixture
 async def api(settings: Settings, clock: FixedClock, token: TokenFactory) -> AsyncIterator[Api]:
-    async with serving(create_app(settings, clock=clock), token) as client:
+    """The intake app, with the projector; its webhook sender off (test_webhooks drives one of
+    its own): a second lease-holding job stopping beside the projector on one SQLite file can
+    wait out SQLite's busy timeout at the test's end."""
+    app = create_app(settings.model_copy(update={"webhooks_enabled": False}), clock=clock)
+    async with serving(app, token) as client:
         yield client
 
 
 @pytest.fixture
 async def inv(settings: Settings, clock: FixedClock, token: TokenFactory) -> AsyncIterator[Api]:
-    """The investigation app, its dispatcher off (tests drive one against a local gateway)."""
+    """The investigation app, its dispatcher off (tests drive one against a local gateway),
+    and its projector off: `api`'s runs the projections (see ONE_PROJECTOR)."""
     app = create_investigation_app(
-        settings.model_copy(update={"dispatcher_enabled": False}), clock=clock
+        settings.model_copy(update={"dispatcher_enabled": False, **ONE_PROJECTOR}), clock=clock
     )
     async with serving(app, token) as client:
         yield client
@@ -109,8 +121,10 @@ async def inv(settings: Settings, clock: FixedClock, token: TokenFactory) -> Asy
 
 @pytest.fixture
 async def cb(settings: Settings, clock: FixedClock, token: TokenFactory) -> AsyncIterator[Api]:
-    """The callback app: callback, archive and the improvement reports."""
-    async with serving(create_callback_app(settings, clock=clock), token) as client:
+    """The callback app: callback, archive and the improvement reports; its projector off:
+    `api`'s runs the projections (see ONE_PROJECTOR)."""
+    app = create_callback_app(settings.model_copy(update=ONE_PROJECTOR), clock=clock)
+    async with serving(app, token) as client:
         yield client
 
 
