@@ -301,35 +301,32 @@ class ComplaintStore:
         while processes run on more than one host (each may have its own copy of the file)
         unless `shared_file` says they all read this one. The KEK, how many keys were
         re-wrapped, and whether it was a rotation finished."""
-        staged = await self._run(self._to_put_in_force)
+        staged, behind = await self._run(self._rotation)
         if staged is not None:
             held_by(staged, await kek_holders.alive(self._engine), none_running=none_running)
-        elif not shared_file and await self._run(self._would_add_a_kek):
+        elif not behind and not shared_file:  # a new KEK, in force at once
             one_file(await kek_holders.alive(self._engine))
         return await self._run(partial(self._rotate_kek, staged))
 
-    def _would_add_a_kek(self) -> bool:
-        store = self.app.keystore
-        keks = store.keks
-        return keks.staged is None and not store.kek_ids() - {keks.current.id}
-
-    def _to_put_in_force(self) -> Kek | None:
-        """The staged KEK, unless keys wrapped by an older one are to be re-wrapped first (a
-        rotation to the KEK in force that stopped half-way). Keys wrapped by the staged KEK
-        itself mean a rotation to it that stopped before the KEK file was kept (a Secret not
-        written back): putting it in force finishes that one."""
+    def _rotation(self) -> tuple[Kek | None, set[str]]:
+        """What a rotation does now: the staged KEK to put in force, and the KEKs other than
+        the one in force that still wrap live keys. The staged KEK is put in force unless keys
+        wrapped by an older one are to be re-wrapped first (a rotation to the KEK in force
+        that stopped half-way). Keys wrapped by the staged KEK itself mean a rotation to it
+        that stopped before the KEK file was kept (a Secret not written back): putting it in
+        force finishes that one. Neither, and nothing behind: a new KEK is added."""
         store = self.app.keystore
         keks = store.keks
         staged = keks.staged
         behind = store.kek_ids() - {keks.current.id}
-        return staged if staged is not None and behind <= {staged.id} else None
+        return (staged if staged is not None and behind <= {staged.id} else None), behind
 
     def _rotate_kek(self, staged: Kek | None) -> tuple[Kek, int, bool]:
         store = self.app.keystore
         keks = store.keks
         with keks.locked():  # the whole rotation: no other rotation or purge interleaves
-            behind = store.kek_ids() - {keks.current.id}
-            if staged is not None and self._to_put_in_force() == staged:
+            still, behind = self._rotation()  # again, under the lock
+            if staged is not None and still == staged:
                 kek = keks.promote(self.clock(), staged.id)
             elif behind:
                 kek = keks.current
